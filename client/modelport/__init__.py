@@ -1,0 +1,1 @@
+"""modelport: a thin, typed client for models served by Triton Inference Server."""
