@@ -1,1 +1,20 @@
-"""modelport: a thin, typed client for models served by Triton Inference Server."""
+"""modelport: a thin, typed client for models served by Triton Inference Server, over HTTP or gRPC.
+
+    import modelport
+    client = modelport.Client("127.0.0.1:8000")
+    print(client.classify_images("seven.png").label, client.sentiment("a moving film").label)
+"""
+
+from .aio import AsyncClient
+from .client import Client
+from .errors import (AccessDenied, InferenceTimeout, InvalidInput, ModelNotFound, ModelportError, ServerError,
+                     ServerUnavailable)
+from .metadata import ModelInfo, ModelMetadata, TensorSpec
+from .predictions import Prediction
+from .retry import RetryPolicy
+
+__version__ = "0.1.0"
+__all__ = [
+    "AccessDenied", "AsyncClient", "Client", "InferenceTimeout", "InvalidInput", "ModelInfo", "ModelMetadata",
+    "ModelNotFound", "ModelportError", "Prediction", "RetryPolicy", "ServerError", "ServerUnavailable", "TensorSpec",
+]

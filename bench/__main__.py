@@ -1,0 +1,62 @@
+"""`make bench`: Triton vs Triton without batching vs Flask/gunicorn vs FastAPI/uvicorn vs in-process ONNX Runtime.
+
+    python -m bench            # full run (a few minutes): writes bench/results/latest.md and latest.json
+    python -m bench --quick    # seconds, for smoke tests: writes build/bench/results/quick.md and quick.json
+
+Starts every server itself on free ports (Triton through `python -m serve run`) and stops them at the end; needs
+`make export` first. Run it on an otherwise idle machine: every contender shares the same cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from bench import results as results_module
+from bench.run import BenchOptions, run
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s per cell: checks the harness, not speed")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 1)")
+    parser.add_argument("--duration", type=float, default=None, help="measured seconds per cell and round (default 5)")
+    parser.add_argument("--repository", type=Path, default=REPO_ROOT / "model_repository")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="baseline workers (default: cores)")
+    parser.add_argument("--output", type=Path, default=None, help="results file stem (default bench/results/latest)")
+    parser.add_argument("--no-client", action="store_true", help="skip the modelport client overhead measurement")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    quick = args.quick
+    options = BenchOptions(
+        repository=args.repository.resolve(),
+        work_dir=REPO_ROOT / "build" / "bench",
+        rounds=args.rounds or (1 if quick else 3),
+        duration_s=args.duration or (1.0 if quick else 5.0),
+        warmup_s=0.3 if quick else 1.0,
+        workers=args.workers,
+        mode="quick" if quick else "full",
+        client_blocks=0 if args.no_client else (2 if quick else 5),
+        in_process_s=1.0 if quick else 5.0,
+    )
+    stem = args.output or (REPO_ROOT / "build" / "bench" / "results" / "quick" if quick
+                           else REPO_ROOT / "bench" / "results" / "latest")
+    outcome = run(options)
+    markdown = results_module.format_markdown(outcome)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    stem.with_suffix(".json").write_text(results_module.to_json(outcome), encoding="utf-8")
+    print("\n" + markdown)
+    print(f"benchmark results: {stem.with_suffix('.md')} (data: {stem.with_suffix('.json')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""Benchmark results as data: per cell medians over interleaved rounds, the issue's targets as ratios, and the
+markdown/JSON the run saves. Pure functions over recorded numbers, so the tests check them on recorded data.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    server: str  # triton | triton-nobatch | flask | fastapi
+    encoding: str  # binary | json
+    connections: int
+
+
+@dataclass(frozen=True)
+class Round:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    generator_cpu: float
+    avg_batch: float | None = None  # Triton only: inferences / executions during this round
+    first_error: str = ""
+
+
+@dataclass(frozen=True)
+class CellResult:
+    cell: Cell
+    rounds: tuple[Round, ...]
+
+    @property
+    def rps(self) -> float:
+        return statistics.median(r.rps for r in self.rounds)
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(r.p50_ms for r in self.rounds)
+
+    @property
+    def p99_ms(self) -> float:
+        return statistics.median(r.p99_ms for r in self.rounds)
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.rounds)
+
+    @property
+    def generator_cpu(self) -> float:
+        return statistics.median(r.generator_cpu for r in self.rounds)
+
+    @property
+    def avg_batch(self) -> float | None:
+        batches = [r.avg_batch for r in self.rounds if r.avg_batch]
+        return statistics.median(batches) if batches else None
+
+
+@dataclass(frozen=True)
+class InProcess:
+    model: str
+    batch_size: int
+    samples_per_s: float
+    what: str  # e.g. "ONNX Runtime, 2 threads" or "tokenizer + ONNX Runtime"
+
+
+@dataclass(frozen=True)
+class ClientOverhead:
+    raw_us: float  # median per-call latency with tritonclient.http
+    modelport_us: float  # the same call through modelport.Client
+
+    @property
+    def overhead(self) -> float:
+        return self.modelport_us / self.raw_us - 1 if self.raw_us else 0.0
+
+
+@dataclass(frozen=True)
+class GeneratorCeiling:
+    connections: int
+    rps: float
+    generator_cpu: float
+
+
+@dataclass(frozen=True)
+class BenchResults:
+    conditions: dict
+    ceiling: GeneratorCeiling | None
+    cells: tuple[CellResult, ...]
+    in_process: tuple[InProcess, ...] = ()
+    client: ClientOverhead | None = None
+
+    def find(self, model: str, server: str, encoding: str, connections: int) -> CellResult | None:
+        for result in self.cells:
+            if result.cell == Cell(model, server, encoding, connections):
+                return result
+        return None
+
+    def in_process_for(self, model: str) -> InProcess | None:
+        return next((p for p in self.in_process if p.model == model), None)
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    name: str
+    target: str
+    observed: str
+    met: bool | None  # None: not measured
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _short(ratio: float, needed: float) -> str:
+    return f"{(1 - ratio / needed) * 100:.0f} % short of {needed:g}×"
+
+
+def _why(*results: CellResult | None) -> tuple[str, ...]:
+    """Automatic hints for a miss; the README discusses the rest."""
+    notes = []
+    for r in results:
+        if r is None:
+            continue
+        if r.generator_cpu > 0.9:
+            notes.append(f"{r.cell.server}: load generator at {r.generator_cpu:.0%} CPU, it may have set the pace")
+        if r.errors:
+            notes.append(f"{r.cell.server}: {r.errors} errors")
+        if r.cell.server == "triton" and r.avg_batch is not None and r.avg_batch < 1.5 and r.cell.connections > 1:
+            notes.append(f"triton formed batches of only {r.avg_batch:.2f} on average")
+    return tuple(notes)
+
+
+def _throughput_vs(results: BenchResults, name: str, mine: tuple, theirs: tuple, needed: float,
+                   p99_no_worse: bool) -> TargetCheck:
+    a, b = results.find(*mine), results.find(*theirs)
+    target = f">= {needed:g}×" + (" at a p99 no worse" if p99_no_worse else "")
+    if a is None or b is None or not b.rps:
+        return TargetCheck(name, target, "not measured", None)
+    ratio = a.rps / b.rps
+    observed = f"{ratio:.2f}× ({a.rps:.0f} vs {b.rps:.0f} req/s"
+    observed += f"; p99 {a.p99_ms:.2f} vs {b.p99_ms:.2f} ms)" if p99_no_worse else ")"
+    met = ratio >= needed and (not p99_no_worse or a.p99_ms <= b.p99_ms)
+    notes = () if met else _miss_notes(ratio, needed, a, b, p99_no_worse)
+    return TargetCheck(name, target, observed, met, notes)
+
+
+def _miss_notes(ratio, needed, a, b, p99_no_worse) -> tuple[str, ...]:
+    notes = []
+    if ratio < needed:
+        notes.append(_short(ratio, needed))
+    if p99_no_worse and a.p99_ms > b.p99_ms:
+        notes.append(f"p99 {a.p99_ms / b.p99_ms - 1:.0%} worse")
+    return tuple(notes) + _why(a, b)
+
+
+def targets(results: BenchResults) -> list[TargetCheck]:
+    checks = [
+        _throughput_vs(results, "digits, 64 connections: Triton vs Flask (binary)",
+                       ("digits", "triton", "binary", 64), ("digits", "flask", "binary", 64), 3.0, True),
+        _throughput_vs(results, "digits, 64 connections: Triton vs FastAPI (binary)",
+                       ("digits", "triton", "binary", 64), ("digits", "fastapi", "binary", 64), 2.0, True),
+        _throughput_vs(results, "digits, 64 connections: Triton vs Flask (JSON)",
+                       ("digits", "triton", "json", 64), ("digits", "flask", "json", 64), 3.0, True),
+        _throughput_vs(results, "digits, 64 connections: Triton vs FastAPI (JSON)",
+                       ("digits", "triton", "json", 64), ("digits", "fastapi", "json", 64), 2.0, True),
+        _throughput_vs(results, "sentiment, 64 connections: dynamic batching on vs off",
+                       ("sentiment", "triton", "binary", 64), ("sentiment", "triton-nobatch", "binary", 64), 2.0,
+                       False),
+        _served_vs_in_process(results, "sentiment"),
+        _throughput_vs(results, "digits, 1 connection: Triton vs FastAPI (binary)",
+                       ("digits", "triton", "binary", 1), ("digits", "fastapi", "binary", 1), 0.9, False),
+    ]
+    client = results.client
+    if client is None:
+        checks.append(TargetCheck("modelport client overhead over raw tritonclient", "<= 10 %", "not measured", None))
+    else:
+        met = client.overhead <= 0.10
+        checks.append(TargetCheck(
+            "modelport client overhead over raw tritonclient", "<= 10 %",
+            f"{client.overhead:+.1%} ({client.modelport_us:.0f} vs {client.raw_us:.0f} µs per call)", met,
+            () if met else (f"{(client.overhead - 0.10) * 100:.1f} points over",),
+        ))
+    return checks
+
+
+def _served_vs_in_process(results: BenchResults, model: str) -> TargetCheck:
+    served = results.find(model, "triton", "binary", 64)
+    local = results.in_process_for(model)
+    name = f"{model}: served samples/s vs in-process at the batch Triton formed"
+    if served is None or local is None or not local.samples_per_s:
+        return TargetCheck(name, ">= 0.7×", "not measured", None)
+    ratio = served.rps / local.samples_per_s
+    met = ratio >= 0.7
+    observed = (f"{ratio:.2f}× ({served.rps:.0f} vs {local.samples_per_s:.0f} samples/s at batch "
+                f"{local.batch_size}, {local.what})")
+    return TargetCheck(name, ">= 0.7×", observed, met, () if met else (_short(ratio, 0.7),) + _why(served))
+
+
+def format_table(results: BenchResults) -> str:
+    lines = [
+        "| model | connections | server | encoding | req/s | p50 ms | p99 ms | errors | batch formed | generator CPU |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    order = {"triton": 0, "triton-nobatch": 1, "fastapi": 2, "flask": 3}
+    cells = sorted(results.cells, key=lambda r: (r.cell.model, r.cell.connections, r.cell.encoding,
+                                                  order.get(r.cell.server, 9)))
+    for r in cells:
+        batch = f"{r.avg_batch:.2f}" if r.avg_batch else "—"
+        lines.append(
+            f"| {r.cell.model} | {r.cell.connections} | {r.cell.server} | {r.cell.encoding} | {r.rps:.0f} "
+            f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {batch} | {r.generator_cpu:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def format_targets(checks: list[TargetCheck]) -> str:
+    lines = ["| target | wanted | observed | met |", "|---|---|---|---|"]
+    for c in checks:
+        mark = {True: "yes", False: "**no**", None: "—"}[c.met]
+        observed = c.observed + (f" — {'; '.join(c.notes)}" if c.notes else "")
+        lines.append(f"| {c.name} | {c.target} | {observed} | {mark} |")
+    return "\n".join(lines)
+
+
+def format_markdown(results: BenchResults) -> str:
+    c = results.conditions
+    parts = [
+        "# modelport benchmark",
+        "",
+        f"{c.get('date', '')} · mode `{c.get('mode', '')}` · {c.get('cpus', '?')} CPUs · {c.get('rounds', '?')} "
+        f"interleaved rounds of {c.get('duration_s', '?')} s (+{c.get('warmup_s', '?')} s warm-up) per cell · "
+        f"medians over rounds · baselines: {c.get('workers', '?')} workers, 1 ONNX Runtime thread each",
+        "",
+    ]
+    if c.get("note"):
+        parts += [c["note"], ""]
+    if results.ceiling:
+        g = results.ceiling
+        parts += [
+            f"Load generator: one process, asyncio + uvloop, raw HTTP/1.1 keep-alive, requests serialized up front. "
+            f"Its ceiling against a trivial endpoint on this machine: {g.rps:.0f} req/s at {g.connections} "
+            f"connections ({g.generator_cpu:.0%} of one core, sharing the cores with that endpoint). "
+            f"Its CPU share during each cell is in the table.",
+            "",
+        ]
+    parts += ["## Throughput and latency", "", format_table(results), ""]
+    if results.in_process:
+        parts += ["## In-process ONNX Runtime at the batch size Triton formed", "",
+                  "| model | batch | samples/s | what |", "|---|---:|---:|---|"]
+        parts += [f"| {p.model} | {p.batch_size} | {p.samples_per_s:.0f} | {p.what} |" for p in results.in_process]
+        parts.append("")
+    if results.client:
+        parts += ["## Client overhead", "",
+                  f"Sequential digits calls, one connection, median per call: raw tritonclient.http "
+                  f"{results.client.raw_us:.0f} µs, modelport.Client {results.client.modelport_us:.0f} µs "
+                  f"({results.client.overhead:+.1%}).", ""]
+    parts += ["## Targets (issue 5)", "", format_targets(targets(results)), ""]
+    return "\n".join(parts)
+
+
+def to_json(results: BenchResults) -> str:
+    payload = asdict(results)
+    payload["medians"] = [
+        {**asdict(r.cell), "rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors,
+         "avg_batch": r.avg_batch, "generator_cpu": r.generator_cpu}
+        for r in results.cells
+    ]
+    payload["targets"] = [asdict(t) for t in targets(results)]
+    return json.dumps(payload, indent=2, ensure_ascii=False)
+
+
+def from_json(text: str) -> BenchResults:
+    data = json.loads(text)
+    cells = tuple(
+        CellResult(Cell(**c["cell"]), tuple(Round(**r) for r in c["rounds"])) for c in data["cells"]
+    )
+    return BenchResults(
+        conditions=data["conditions"],
+        ceiling=GeneratorCeiling(**data["ceiling"]) if data.get("ceiling") else None,
+        cells=cells,
+        in_process=tuple(InProcess(**p) for p in data.get("in_process", ())),
+        client=ClientOverhead(**data["client"]) if data.get("client") else None,
+    )

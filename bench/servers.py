@@ -1,0 +1,180 @@
+"""Start and stop the contenders on free ports: Triton as exported, Triton with batching off, Flask/gunicorn,
+FastAPI/uvicorn. Each is a child process group of the benchmark; leaving the `with` block stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 240.0
+
+
+@dataclass(frozen=True)
+class Running:
+    name: str
+    host: str
+    port: int
+    metrics_url: str | None  # Triton only
+    log_path: Path
+
+
+class ServerFailed(RuntimeError):
+    """A contender did not come up; the message carries its log tail."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _get(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+def _post(url: str, body: bytes, content_type: str, timeout: float = 2.0) -> int:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+@contextlib.contextmanager
+def _process(name: str, command: list[str], env: dict[str, str], log_path: Path, ready) -> Running:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not ready():
+            if process.poll() is not None:
+                raise ServerFailed(f"{name} exited with {process.returncode} while starting; {log_path}:\n{tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise ServerFailed(f"{name} not ready after {START_TIMEOUT_S:.0f} s; {log_path}:\n{tail(log_path)}")
+            time.sleep(0.2)
+        yield process
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def without_dynamic_batching(source: Path, target: Path) -> Path:
+    """A copy of the repository whose models keep max_batch_size (same request shapes) but have no dynamic batcher:
+    every request executes alone."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, symlinks=False)
+    for config_path in target.glob("*/config.pbtxt"):
+        config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
+        if config.HasField("dynamic_batching"):
+            config.ClearField("dynamic_batching")
+            config_path.write_text(text_format.MessageToString(config))
+    return target
+
+
+@contextlib.contextmanager
+def triton(name: str, repository: Path, work_dir: Path) -> Running:
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    state_dir = work_dir / name
+    env = {**os.environ, "MODELPORT_ADMIN_KEY": secrets.token_hex(16)}
+    command = [
+        sys.executable, "-m", "serve", "run", "--repository", str(repository),
+        "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
+        "--state-dir", str(state_dir), "--log-file", str(state_dir / "tritonserver.log"),
+    ]
+    ready_url = f"http://127.0.0.1:{http}/v2/health/ready"
+    log_path = state_dir / "launcher.log"
+    with _process(name, command, env, log_path, lambda: _get(ready_url) == 200):
+        yield Running(name, "127.0.0.1", http, f"127.0.0.1:{metrics}", log_path)
+
+
+def _baseline_env(onnx_path: Path) -> dict[str, str]:
+    return {**os.environ, "BENCH_ONNX_MODEL": str(onnx_path), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+
+
+def _baseline_ready(port: int, probe: bytes):
+    return lambda: _post(f"http://127.0.0.1:{port}/predict/binary", probe, "application/octet-stream") == 200
+
+
+@contextlib.contextmanager
+def flask_gunicorn(onnx_path: Path, workers: int, work_dir: Path, probe: bytes) -> Running:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+        "--log-level", "warning", "bench.baselines.flask_app:app",
+    ]
+    log_path = work_dir / "flask" / "gunicorn.log"
+    with _process("flask", command, _baseline_env(onnx_path), log_path, _baseline_ready(port, probe)):
+        yield Running("flask", "127.0.0.1", port, None, log_path)
+
+
+@contextlib.contextmanager
+def fastapi_uvicorn(onnx_path: Path, workers: int, work_dir: Path, probe: bytes) -> Running:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log",
+        "bench.baselines.fastapi_app:app",
+    ]
+    log_path = work_dir / "fastapi" / "uvicorn.log"
+    with _process("fastapi", command, _baseline_env(onnx_path), log_path, _baseline_ready(port, probe)):
+        yield Running("fastapi", "127.0.0.1", port, None, log_path)
+
+
+@contextlib.contextmanager
+def trivial(work_dir: Path) -> Running:
+    port = free_port()
+    log_path = work_dir / "trivial.log"
+
+    def ready() -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    with _process("trivial", [sys.executable, "-m", "bench.trivial", str(port)], dict(os.environ), log_path, ready):
+        yield Running("trivial", "127.0.0.1", port, None, log_path)

@@ -1,0 +1,67 @@
+"""`python -m export`: the models in models.toml -> verified ONNX variants -> a Triton model repository."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from export.errors import ExportError
+from export.progress import stdout_log
+
+ROOT = Path(__file__).resolve().parents[1]
+
+EPILOG = """\
+steps, per model: train or load the source -> convert (tf2onnx, opset 17) -> optimize (int8, fp16)
+-> parity gate on held-out data -> config.pbtxt, labels, model card -> swap the staged repository in.
+
+A model is rebuilt only when its spec entry, its source or data files, or the export code changed.
+A failing gate leaves the previous repository untouched.
+
+examples:
+  python -m export                      export everything that changed
+  python -m export --only digits        one model (a base name or a variant name such as digits_int8)
+  python -m export --force              rebuild even what is up to date
+  python -m export --clean              remove generated .onnx/.plan/tokenizer files, keep committed ones
+
+exit status: 0 done, 1 export failed (gate, conversion, missing source), 2 wrong spec or flags.
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m export", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spec", type=Path, default=ROOT / "models.toml", metavar="PATH",
+                   help="the model spec (default: models.toml at the project root)")
+    p.add_argument("--repository", type=Path, default=ROOT / "model_repository", metavar="PATH",
+                   help="the Triton model repository to write (default: model_repository/)")
+    p.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help="export only this model; repeat for several")
+    p.add_argument("--force", action="store_true", help="rebuild models even when their fingerprint is unchanged")
+    p.add_argument("--clean", action="store_true", help="remove generated artifacts from the repository and exit")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # TensorFlow's C++ start-up lines would drown the progress lines; warnings and errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Heavy imports after argument parsing, so --help answers at once.
+    from export import pipeline
+    from export.spec import load_spec
+
+    try:
+        spec = load_spec(args.spec)
+        if args.clean:
+            pipeline.clean(spec, args.repository, stdout_log)
+            return 0
+        pipeline.run(spec, pipeline.Options(args.repository, tuple(args.only), args.force), stdout_log)
+    except ExportError as e:
+        print(f"export failed: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""SavedModel / ONNX file -> a clean ONNX graph: opset 17, spec tensor names, a dynamic `batch` dim, TensorRT ops."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import onnxslim
+
+from export.errors import IncompatibleModelError, SourceError
+from export.spec import ModelSpec, Tensor
+
+OPSET = 17
+BATCH_DIM = "batch"
+
+ONNX_DTYPES = {"TYPE_FP32": onnx.TensorProto.FLOAT, "TYPE_FP16": onnx.TensorProto.FLOAT16,
+               "TYPE_FP64": onnx.TensorProto.DOUBLE, "TYPE_INT64": onnx.TensorProto.INT64,
+               "TYPE_INT32": onnx.TensorProto.INT32, "TYPE_INT8": onnx.TensorProto.INT8,
+               "TYPE_UINT8": onnx.TensorProto.UINT8, "TYPE_BOOL": onnx.TensorProto.BOOL}
+
+# Operators the TensorRT ONNX parser (onnx-tensorrt, TensorRT 10) imports, restricted to those a Keras/TF model
+# plausibly produces. A model outside this list still serves on CPU: `tensorrt = false` in its spec skips the check.
+# https://github.com/onnx/onnx-tensorrt/blob/main/docs/operators.md
+TENSORRT_OPS = frozenset("""
+Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast Ceil Clip Concat
+Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal
+Erf Exp Expand Flatten Floor Gather GatherElements GatherND Gemm GlobalAveragePool GlobalMaxPool Greater
+GreaterOrEqual GRU HardSigmoid HardSwish Identity If InstanceNormalization LayerNormalization LeakyRelu Less
+LessOrEqual Log LogSoftmax LRN LSTM MatMul Max MaxPool Mean Min Mod Mul Neg Not OneHot Or Pad Pow PRelu
+QuantizeLinear Range Reciprocal ReduceL1 ReduceL2 ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
+ReduceSumSquare Relu Reshape Resize RNN ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice Softmax
+Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh Tile TopK Transpose Trilu Unsqueeze Where Xor
+""".split())
+
+
+def tf2onnx_convert(saved_model: Path, out: Path) -> onnx.ModelProto:
+    """Run tf2onnx's saved-model conversion in a child process: it keeps TensorFlow's graph state out of ours."""
+    cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model), "--output", str(out),
+           "--opset", str(OPSET), "--signature_def", "serving_default"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+    if proc.returncode != 0 or not out.exists():
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
+        raise IncompatibleModelError(f"tf2onnx could not convert {saved_model} (exit {proc.returncode}):\n{tail}")
+    return onnx.load(str(out))
+
+
+def _child_env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # onnx raises DecodeError, OSError, ... for a bad file
+        raise SourceError(f"cannot read ONNX file {path}: {e}") from None
+
+
+def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
+    if old == new:
+        return
+    for node in graph.node:
+        node.input[:] = [new if n == old else n for n in node.input]
+        node.output[:] = [new if n == old else n for n in node.output]
+    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if vi.name == old:
+            vi.name = new
+
+
+def _graph_io(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    initializers = {i.name for i in graph.initializer}
+    return [i for i in graph.input if i.name not in initializers]
+
+
+def _conform(model: ModelSpec, proto: onnx.ModelProto) -> None:
+    """Rename tensors to the spec (by name, else by position), name the batch dim, check dtypes and static dims."""
+    graph = proto.graph
+    batch_params: set[str] = set()
+    sides = (("input", _graph_io(graph), model.inputs), ("output", list(graph.output), model.outputs))
+    for kind, actual, wanted in sides:
+        if len(actual) != len(wanted):
+            raise IncompatibleModelError(
+                f"{model.name}: the converted model has {len(actual)} {kind}(s) ({', '.join(a.name for a in actual)}), "
+                f"the spec declares {len(wanted)} ({', '.join(t.name for t in wanted)}): fix [[model.{kind}]]")
+        by_name = {a.name: a for a in actual}
+        pairs = ([(by_name[t.name], t) for t in wanted] if all(t.name in by_name for t in wanted)
+                 else list(zip(actual, wanted)))  # tf2onnx names outputs output_0, ...: keep the declared order
+        for vi, t in pairs:
+            _rename(graph, vi.name, t.name)
+            _check_tensor(model, kind, vi, t, batch_params)
+    for vi in graph.value_info:
+        for d in vi.type.tensor_type.shape.dim:
+            if d.dim_param in batch_params:
+                d.dim_param = BATCH_DIM
+
+
+def _check_tensor(model: ModelSpec, kind: str, vi: onnx.ValueInfoProto, t: Tensor, batch_params: set[str]) -> None:
+    tt = vi.type.tensor_type
+    if tt.elem_type != ONNX_DTYPES.get(t.dtype):
+        actual = onnx.TensorProto.DataType.Name(tt.elem_type)
+        raise IncompatibleModelError(f"{model.name}: {kind} {t.name!r} is {actual} in the model, the spec says "
+                                     f"{t.dtype}: change the spec's dtype or the model's {kind} dtype")
+    dims = list(tt.shape.dim)
+    if len(dims) != len(t.dims) + 1:
+        raise IncompatibleModelError(f"{model.name}: {kind} {t.name!r} has rank {len(dims)} in the model; the spec "
+                                     f"says [batch, {', '.join(map(str, t.dims))}]")
+    if dims[0].dim_param:
+        batch_params.add(dims[0].dim_param)
+    dims[0].Clear()
+    dims[0].dim_param = BATCH_DIM
+    for d, want in zip(dims[1:], t.dims):
+        if d.dim_param or d.dim_value != want:
+            actual = ", ".join(x.dim_param or str(x.dim_value) for x in dims[1:])
+            raise IncompatibleModelError(
+                f"{model.name}: {kind} {t.name!r} has shape [batch, {actual}] in the model, the spec says "
+                f"[batch, {', '.join(map(str, t.dims))}]: only the batch dim may be dynamic (TensorRT and Triton "
+                f"need static dims); fix the model's Input shape or the spec's dims")
+
+
+def unsupported_ops(proto: onnx.ModelProto) -> list[str]:
+    ops = {(n.domain or "ai.onnx", n.op_type) for n in proto.graph.node}
+    return sorted(op if d == "ai.onnx" else f"{d}.{op}" for d, op in ops if d != "ai.onnx" or op not in TENSORRT_OPS)
+
+
+def op_counts(proto: onnx.ModelProto) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for n in proto.graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def finalize(model: ModelSpec, proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Simplify (constant folding, dead code), conform names and shapes, and check the ops TensorRT needs."""
+    proto = onnxslim.slim(proto)
+    _conform(model, proto)
+    onnx.checker.check_model(proto, full_check=True)
+    if model.onnx.tensorrt:
+        bad = unsupported_ops(proto)
+        if bad:
+            raise IncompatibleModelError(
+                f"{model.name}: ops TensorRT cannot run: {', '.join(bad)}. Replace those layers, or set "
+                f"`tensorrt = false` for this model in models.toml to serve it on CPU / CUDA only")
+    return proto

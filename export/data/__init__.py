@@ -1,0 +1,1 @@
+"""Datasets the reference models are trained on, loaded into numpy arrays."""

@@ -1,0 +1,415 @@
+"""models.toml -> typed, validated model specs.
+
+Every value is checked when its dataclass is built, so a wrong spec fails before any training or conversion, with a
+message naming the model, the field, the bad value and what is allowed. Field names follow Triton's model_config.proto
+where one exists (max_batch_size, preferred_batch_size, max_queue_delay_microseconds, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from export.errors import SpecError
+
+KINDS = ("onnx", "python", "ensemble")
+VARIANTS = ("fp32", "int8", "fp16")
+DTYPES = tuple(n for n in mc.DataType.keys() if n != "TYPE_INVALID")
+FORMATS = ("FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW")
+INSTANCE_KINDS = ("KIND_AUTO", "KIND_CPU", "KIND_GPU")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+
+
+def variant_model_name(base: str, variant: str) -> str:
+    """The Triton model name of a variant: fp32 keeps the base name, others get a suffix (digits_int8)."""
+    return base if variant == "fp32" else f"{base}_{variant}"
+
+
+def _require(ok: bool, model: str, fld: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise SpecError(model, fld, value, allowed)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One input or output, as Triton sees it: dims exclude the batch dimension."""
+
+    model: str
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+    format: str = "FORMAT_NONE"
+    labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        where = f"{self.name}"
+        _require(isinstance(self.name, str) and NAME_RE.match(self.name) is not None, self.model, "name", self.name,
+                 "a tensor name of letters, digits, _ and -, starting with a letter")
+        _require(self.dtype in DTYPES, self.model, f"{where}.dtype", self.dtype, ", ".join(DTYPES))
+        _require(len(self.dims) > 0 and all(_is_int(d) and d > 0 for d in self.dims), self.model, f"{where}.dims",
+                 list(self.dims), "a non-empty list of positive integers (static: the batch dimension is implicit)")
+        _require(self.format in FORMATS, self.model, f"{where}.format", self.format, ", ".join(FORMATS))
+        _require(self.format == "FORMAT_NONE" or len(self.dims) == 3, self.model, f"{where}.format", self.format,
+                 "FORMAT_NHWC/FORMAT_NCHW only for 3 dims (H, W, C or C, H, W)")
+        if self.labels:
+            _require(all(isinstance(x, str) and x and "\n" not in x for x in self.labels), self.model,
+                     f"{where}.labels", list(self.labels), "non-empty single-line strings")
+            _require(len(self.dims) == 1 and self.dims[0] == len(self.labels), self.model, f"{where}.labels",
+                     f"{len(self.labels)} labels for dims {list(self.dims)}", "one label per class of a 1-D output")
+
+    @property
+    def numpy_dtype(self) -> str:
+        return {"TYPE_FP32": "float32", "TYPE_FP16": "float16", "TYPE_FP64": "float64", "TYPE_INT64": "int64",
+                "TYPE_INT32": "int32", "TYPE_INT8": "int8", "TYPE_UINT8": "uint8", "TYPE_BOOL": "bool",
+                "TYPE_STRING": "object"}.get(self.dtype, "object")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Parity tolerances. The defaults are the product's promise; change them only with a reason."""
+
+    model: str
+    fp32_max_abs_diff: float = 1e-4
+    fp32_min_argmax_agreement: float = 1.0
+    int8_max_accuracy_drop: float = 1.0  # percentage points of held-out accuracy
+    fp16_max_abs_diff: float = 1e-2
+
+    def __post_init__(self) -> None:
+        for name in ("fp32_max_abs_diff", "int8_max_accuracy_drop", "fp16_max_abs_diff"):
+            v = getattr(self, name)
+            _require(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, self.model,
+                     f"gate.{name}", v, "a number >= 0")
+        v = self.fp32_min_argmax_agreement
+        _require(isinstance(v, (int, float)) and 0 <= v <= 1, self.model, "gate.fp32_min_argmax_agreement", v,
+                 "a fraction between 0 and 1")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ensemble step: input_map/output_map go from the step model's tensor names to the ensemble's."""
+
+    model: str
+    input_map: tuple[tuple[str, str], ...]
+    output_map: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class OnnxSource:
+    """Where an ONNX-served model comes from and how it is verified."""
+
+    source: Path
+    heldout: Path
+    calibration: Path | None
+    trainer: str | None
+    variants: tuple[str, ...]
+    gate: Gate
+    tensorrt: bool
+
+    @property
+    def source_format(self) -> str:
+        if self.source.suffix in (".keras", ".h5"):
+            return "keras"
+        if self.source.suffix == ".onnx":
+            return "onnx"
+        return "savedmodel"
+
+
+@dataclass(frozen=True)
+class PythonCode:
+    code: Path
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: str
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    max_batch_size: int
+    preferred_batch_size: tuple[int, ...] = ()
+    max_queue_delay_microseconds: int = 0
+    queue_timeout_microseconds: int = 2_000_000
+    max_queue_size: int = 0
+    instance_count: int = 1
+    instance_kind: str = "KIND_AUTO"
+    warmup_batch_sizes: tuple[int, ...] = ()
+    intra_op_thread_count: int = 1
+    inter_op_thread_count: int = 1
+    execution_mode: int = 0
+    graph_optimization_level: int = 1
+    parameters: tuple[tuple[str, str], ...] = ()
+    description: str = ""
+    onnx: OnnxSource | None = None
+    python: PythonCode | None = None
+    steps: tuple[Step, ...] = ()
+    raw: str = field(default="", compare=False, repr=False)  # canonical JSON of the TOML table: for fingerprints
+
+    def __post_init__(self) -> None:
+        n = self.name
+        _require(_is_int(self.max_batch_size) and self.max_batch_size >= 1, n, "max_batch_size",
+                 self.max_batch_size, "an integer >= 1 (every model batches, so requests are [N, ...dims])")
+        _require(all(_is_int(b) and 1 <= b <= self.max_batch_size for b in self.preferred_batch_size), n,
+                 "preferred_batch_size", list(self.preferred_batch_size),
+                 f"integers between 1 and max_batch_size ({self.max_batch_size})")
+        for fld in ("max_queue_delay_microseconds", "queue_timeout_microseconds", "max_queue_size"):
+            v = getattr(self, fld)
+            _require(_is_int(v) and v >= 0, n, fld, v, "an integer >= 0 (0 = no delay / no timeout / unbounded)")
+        _require(_is_int(self.instance_count) and self.instance_count >= 1, n, "instance_count",
+                 self.instance_count, "an integer >= 1")
+        _require(self.instance_kind in INSTANCE_KINDS, n, "instance_kind", self.instance_kind,
+                 ", ".join(INSTANCE_KINDS))
+        _require(all(_is_int(b) and 1 <= b <= self.max_batch_size for b in self.warmup_batch_sizes), n,
+                 "warmup_batch_sizes", list(self.warmup_batch_sizes),
+                 f"integers between 1 and max_batch_size ({self.max_batch_size})")
+        if self.warmup_batch_sizes:
+            # Triton warms up with zero data; an empty string is an invalid request to our python steps.
+            strings = [t.name for t in self.inputs if t.dtype == "TYPE_STRING"]
+            _require(not strings, n, "warmup_batch_sizes", list(self.warmup_batch_sizes),
+                     f"[] for models with TYPE_STRING inputs ({', '.join(strings)}): "
+                     "zero-data warmup sends empty strings")
+        for fld in ("intra_op_thread_count", "inter_op_thread_count"):
+            v = getattr(self, fld)
+            _require(_is_int(v) and v >= 0, n, fld, v, "an integer >= 0 (0 = ONNX Runtime picks)")
+        _require(self.execution_mode in (0, 1), n, "execution_mode", self.execution_mode,
+                 "0 (sequential), 1 (parallel)")
+        _require(self.graph_optimization_level in (-1, 1, 2), n, "graph_optimization_level",
+                 self.graph_optimization_level,
+                 "-1 (basic), 1 (basic + extended), 2 (disabled), as Triton's ORT backend")
+        _require(len(self.inputs) > 0, n, "input", [], "at least one [[model.input]] table")
+        _require(len(self.outputs) > 0, n, "output", [], "at least one [[model.output]] table")
+        names = [t.name for t in self.inputs + self.outputs]
+        dup = sorted({x for x in names if names.count(x) > 1})
+        _require(not dup, n, "input/output name", dup, "names unique within a model")
+        if self.onnx is not None:
+            _require(self.preferred_batch_size == tuple(sorted(set(self.preferred_batch_size))), n,
+                     "preferred_batch_size", list(self.preferred_batch_size), "increasing, without repeats")
+
+    @property
+    def triton_names(self) -> tuple[str, ...]:
+        if self.onnx is None:
+            return (self.name,)
+        return tuple(variant_model_name(self.name, v) for v in self.onnx.variants)
+
+    def tensor(self, name: str) -> Tensor | None:
+        return next((t for t in self.inputs + self.outputs if t.name == name), None)
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    models: tuple[ModelSpec, ...]
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def model(self, triton_name: str) -> ModelSpec | None:
+        return next((m for m in self.models if triton_name in m.triton_names), None)
+
+
+# ---- parsing ---------------------------------------------------------------------------------------------------
+
+_COMMON_KEYS = {"name", "kind", "description", "input", "output", "max_batch_size", "preferred_batch_size",
+                "max_queue_delay_microseconds", "queue_timeout_microseconds", "max_queue_size", "instance_count",
+                "instance_kind", "warmup_batch_sizes", "parameters"}
+_KIND_KEYS = {
+    "onnx": {"source", "heldout", "calibration", "trainer", "variants", "gate", "tensorrt", "intra_op_thread_count",
+             "inter_op_thread_count", "execution_mode", "graph_optimization_level"},
+    "python": {"code", "files"},
+    "ensemble": {"step"},
+}
+_TENSOR_KEYS = {"name", "dtype", "dims", "format", "labels"}
+
+
+def _tensors(model: str, table: dict, key: str) -> tuple[Tensor, ...]:
+    items = table.get(key, [])
+    _require(isinstance(items, list) and all(isinstance(t, dict) for t in items), model, key, items,
+             f"an array of tables: [[model.{key}]]")
+    out = []
+    for t in items:
+        unknown = sorted(set(t) - _TENSOR_KEYS)
+        _require(not unknown, model, f"{key}.{unknown[0] if unknown else ''}", unknown, ", ".join(sorted(_TENSOR_KEYS)))
+        for req in ("name", "dtype", "dims"):
+            _require(req in t, model, f"{key}.{req}", None, f"required in every [[model.{key}]]")
+        dims = t["dims"]
+        _require(isinstance(dims, list), model, f"{t['name']}.dims", dims, "a list of positive integers")
+        labels = t.get("labels", [])
+        _require(isinstance(labels, list), model, f"{t['name']}.labels", labels, "a list of strings")
+        out.append(Tensor(model, t["name"], t["dtype"], tuple(dims), t.get("format", "FORMAT_NONE"), tuple(labels)))
+    return tuple(out)
+
+
+def _path(root: Path, model: str, fld: str, value: object) -> Path:
+    _require(isinstance(value, str) and value != "", model, fld, value, "a path relative to models.toml")
+    p = Path(value)
+    return p if p.is_absolute() else root / p
+
+
+def _int_list(model: str, table: dict, key: str) -> tuple:
+    v = table.get(key, [])
+    _require(isinstance(v, list), model, key, v, "a list of integers")
+    return tuple(v)
+
+
+def parse_model(table: dict, root: Path) -> ModelSpec:
+    """Build one ModelSpec from its [[model]] table; raises SpecError on the first wrong field."""
+    name = table.get("name", "?")
+    _require(isinstance(name, str) and NAME_RE.match(name) is not None, str(name), "name", name,
+             "letters, digits, _ and -, starting with a letter (it becomes a Triton model directory)")
+    kind = table.get("kind")
+    _require(kind in KINDS, name, "kind", kind, ", ".join(KINDS))
+    allowed = _COMMON_KEYS | _KIND_KEYS[kind]
+    unknown = sorted(set(table) - allowed)
+    _require(not unknown, name, unknown[0] if unknown else "", table.get(unknown[0]) if unknown else None,
+             f"keys for kind {kind!r}: {', '.join(sorted(allowed))}")
+    _require("max_batch_size" in table, name, "max_batch_size", None, "required: an integer >= 1")
+    _require(isinstance(table.get("description", ""), str), name, "description", table.get("description"),
+             "a string")
+    params = table.get("parameters", {})
+    _require(isinstance(params, dict) and all(isinstance(v, (str, int, float)) for v in params.values()), name,
+             "parameters", params, "a table of string or number values (Triton model parameters)")
+
+    onnx = python = None
+    steps: tuple[Step, ...] = ()
+    if kind == "onnx":
+        _require("source" in table, name, "source", None, "required: a .keras file, a SavedModel dir or a .onnx file")
+        _require("heldout" in table, name, "heldout", None,
+                 "required: an .npz with x (model-ready inputs) and y (int labels) for the parity gate")
+        variants = table.get("variants", ["fp32"])
+        _require(isinstance(variants, list) and variants and all(v in VARIANTS for v in variants)
+                 and len(set(variants)) == len(variants) and "fp32" in variants, name, "variants", variants,
+                 f"a list of distinct {', '.join(VARIANTS)} that includes fp32 (the reference variant)")
+        _require("int8" not in variants or "calibration" in table, name, "calibration", None,
+                 "required when variants include int8: an .npz with x (representative inputs)")
+        gate_table = table.get("gate", {})
+        _require(isinstance(gate_table, dict), name, "gate", gate_table, "a table: [model.gate]")
+        gate_keys = {"fp32_max_abs_diff", "fp32_min_argmax_agreement", "int8_max_accuracy_drop", "fp16_max_abs_diff"}
+        bad = sorted(set(gate_table) - gate_keys)
+        _require(not bad, name, f"gate.{bad[0] if bad else ''}", bad, ", ".join(sorted(gate_keys)))
+        trainer = table.get("trainer")
+        _require(trainer is None or isinstance(trainer, str), name, "trainer", trainer,
+                 "the name of a trainer in export.train.TRAINERS")
+        tensorrt = table.get("tensorrt", True)
+        _require(isinstance(tensorrt, bool), name, "tensorrt", tensorrt, "true or false")
+        onnx = OnnxSource(
+            source=_path(root, name, "source", table["source"]),
+            heldout=_path(root, name, "heldout", table["heldout"]),
+            calibration=_path(root, name, "calibration", table["calibration"]) if "calibration" in table else None,
+            trainer=trainer, variants=tuple(variants), gate=Gate(name, **gate_table), tensorrt=tensorrt)
+    elif kind == "python":
+        code = _path(root, name, "code", table.get("code", f"model_repository/{name}/1/model.py"))
+        _require(code.is_file(), name, "code", str(code), "an existing model.py (python backend model code)")
+        files = table.get("files", [])
+        _require(isinstance(files, list), name, "files", files, "a list of paths to deploy beside model.py")
+        python = PythonCode(code, tuple(_path(root, name, "files", f) for f in files))
+    else:
+        raw_steps = table.get("step", [])
+        _require(isinstance(raw_steps, list) and raw_steps, name, "step", raw_steps,
+                 "one or more [[model.step]] tables with model, input_map, output_map")
+        built = []
+        for s in raw_steps:
+            bad = sorted(set(s) - {"model", "input_map", "output_map"})
+            _require(not bad, name, f"step.{bad[0] if bad else ''}", bad, "model, input_map, output_map")
+            for k in ("input_map", "output_map"):
+                m = s.get(k)
+                _require(isinstance(m, dict) and m and all(isinstance(v, str) for v in m.values()), name,
+                         f"step.{k}", m, "a table from the step model's tensor names to ensemble tensor names")
+            built.append(Step(s.get("model", ""), tuple(s["input_map"].items()), tuple(s["output_map"].items())))
+        steps = tuple(built)
+
+    ort = {k: table[k] for k in ("intra_op_thread_count", "inter_op_thread_count", "execution_mode",
+                                 "graph_optimization_level") if k in table}
+    return ModelSpec(
+        name=name, kind=kind,
+        inputs=_tensors(name, table, "input"), outputs=_tensors(name, table, "output"),
+        max_batch_size=table["max_batch_size"],
+        preferred_batch_size=_int_list(name, table, "preferred_batch_size"),
+        max_queue_delay_microseconds=table.get("max_queue_delay_microseconds", 0),
+        queue_timeout_microseconds=table.get("queue_timeout_microseconds", 2_000_000),
+        max_queue_size=table.get("max_queue_size", 0),
+        instance_count=table.get("instance_count", 1),
+        instance_kind=table.get("instance_kind", "KIND_CPU" if kind == "python" else "KIND_AUTO"),
+        warmup_batch_sizes=_int_list(name, table, "warmup_batch_sizes"),
+        parameters=tuple(sorted((k, str(v)) for k, v in params.items())),
+        description=table.get("description", ""),
+        onnx=onnx, python=python, steps=steps,
+        raw=json.dumps(table, sort_keys=True, default=str),
+        **ort,
+    )
+
+
+def _check_ensemble(m: ModelSpec, spec_models: dict[str, tuple[ModelSpec, str]]) -> ModelSpec:
+    """Cross-model checks; returns the ensemble with output labels inherited from the step that produces them."""
+    available = {t.name: t for t in m.inputs}
+    for i, step in enumerate(m.steps):
+        where = f"step[{i}]"
+        _require(step.model in spec_models, m.name, f"{where}.model", step.model,
+                 f"a non-ensemble model of this spec: {', '.join(sorted(spec_models))}")
+        target, _ = spec_models[step.model]
+        _require(target.max_batch_size >= m.max_batch_size, m.name, "max_batch_size", m.max_batch_size,
+                 f"<= max_batch_size of step model {step.model!r} ({target.max_batch_size})")
+        for inner, outer in step.input_map:
+            t = target.tensor(inner)
+            _require(t is not None and t in target.inputs, m.name, f"{where}.input_map", inner,
+                     f"inputs of {step.model!r}: {', '.join(x.name for x in target.inputs)}")
+            _require(outer in available, m.name, f"{where}.input_map.{inner}", outer,
+                     f"an ensemble input or an earlier step's output: {', '.join(sorted(available))}")
+            src = available[outer]
+            _require((src.dtype, src.dims) == (t.dtype, t.dims), m.name, f"{where}.input_map.{inner}",
+                     f"{outer} is {src.dtype} {list(src.dims)}", f"{t.dtype} {list(t.dims)} as {step.model!r} expects")
+        mapped = {inner for inner, _ in step.input_map}
+        missing = [t.name for t in target.inputs if t.name not in mapped]
+        _require(not missing, m.name, f"{where}.input_map", dict(step.input_map),
+                 f"a mapping for every input of {step.model!r}; missing {', '.join(missing)}")
+        for inner, outer in step.output_map:
+            t = target.tensor(inner)
+            _require(t is not None and t in target.outputs, m.name, f"{where}.output_map", inner,
+                     f"outputs of {step.model!r}: {', '.join(x.name for x in target.outputs)}")
+            available[outer] = t
+    outputs = []
+    for out in m.outputs:
+        src = available.get(out.name)
+        produced = sorted(set(available) - {t.name for t in m.inputs})
+        _require(src is not None and out.name in produced, m.name, f"output.{out.name}", out.name,
+                 f"a tensor some step produces: {', '.join(produced)}")
+        _require((src.dtype, src.dims) == (out.dtype, out.dims), m.name, f"output.{out.name}",
+                 f"{out.dtype} {list(out.dims)}", f"{src.dtype} {list(src.dims)}, as the producing step declares")
+        if not out.labels and src.labels:
+            out = Tensor(m.name, out.name, out.dtype, out.dims, out.format, src.labels)
+        outputs.append(out)
+    return ModelSpec(**{**m.__dict__, "outputs": tuple(outputs)})
+
+
+def load_spec(path: Path) -> Spec:
+    """Parse and validate a whole spec file. Nothing else in the export reads TOML."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise SpecError("-", "--spec", str(path), "an existing models.toml")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError("-", "syntax", str(e), "valid TOML") from None
+    unknown = sorted(set(doc) - {"model"})
+    _require(not unknown, "-", unknown[0] if unknown else "", None, "only [[model]] tables at the top level")
+    tables = doc.get("model", [])
+    _require(isinstance(tables, list) and tables, "-", "model", tables, "one or more [[model]] tables")
+    models = [parse_model(t, path.parent) for t in tables]
+
+    triton: dict[str, tuple[ModelSpec, str]] = {}
+    for m in models:
+        for v, tn in zip(m.onnx.variants if m.onnx else ("",), m.triton_names):
+            _require(tn not in triton, m.name, "name", tn, "unique Triton model names (variants add _int8 / _fp16)")
+            triton[tn] = (m, v)
+    non_ensembles = {k: v for k, v in triton.items() if v[0].kind != "ensemble"}
+    models = [_check_ensemble(m, non_ensembles) if m.kind == "ensemble" else m for m in models]
+    return Spec(path, tuple(models))

@@ -1,0 +1,93 @@
+"""`make loadtest`: a bounded headless Locust run (about a minute) against the running server, with an SLO gate.
+
+    python -m loadtest                                  # mixed scenario, HTTP + gRPC users, 60 s, default SLOs
+    python -m loadtest --duration 20 --users 8 -- --tags digits --encoding json
+
+Everything after `--` goes to Locust unchanged. The report (Locust CSV + HTML, summary.md with microsecond percentiles
+and Triton's side, timeline.png) lands in reports/loadtest-<time>/, printed at the end. Exit code: Locust's (3 when an
+SLO is missed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCUSTFILE = REPO_ROOT / "loadtest" / "locustfile.py"
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    extra: list[str] = []
+    if "--" in argv:
+        extra = argv[argv.index("--") + 1:]
+        argv = argv[: argv.index("--")]
+    parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.split("\n")[0])
+    parser.add_argument("--http-url", default="127.0.0.1:8000", help="Triton HTTP address")
+    parser.add_argument("--grpc-url", default="127.0.0.1:8001", help="Triton gRPC address")
+    parser.add_argument("--metrics-url", default="127.0.0.1:8002", help="Triton metrics address")
+    parser.add_argument("--users", type=int, default=16, help="concurrent users (each keeps one request in flight)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument(
+        "--user-class", action="append", choices=("TritonHttpUser", "TritonGrpcUser"), default=None,
+        help="repeatable; default both (users split evenly)",
+    )
+    parser.add_argument("--report-dir", type=Path, default=None, help="default reports/loadtest-<UTC time>")
+    # defaults loose enough for a shared 2-core machine, tight enough to catch a broken server
+    parser.add_argument("--slo-p99-ms", type=float, default=250.0)
+    parser.add_argument("--slo-error-rate", type=float, default=0.0)
+    parser.add_argument("--slo-min-rps", type=float, default=50.0)
+    return parser.parse_args(argv), extra
+
+
+def check_server(http_url: str) -> None:
+    url = f"http://{http_url}/v2/health/ready"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except urllib.error.HTTPError as error:
+        problem = f"HTTP {error.code}"
+    except OSError as error:
+        problem = repr(error)
+    raise SystemExit(
+        f"Triton is not ready at {url} ({problem}). Start it with `make start` (or point --http-url/--grpc-url/"
+        f"--metrics-url at your server)."
+    )
+
+
+def locust_command(args: argparse.Namespace, extra: list[str], report_dir: Path) -> list[str]:
+    # user classes first: a trailing `--tags a b` in extra would swallow them as more tags
+    return [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *(args.user_class or ()), "--headless",
+        "-u", str(args.users), "-r", str(args.users), "-t", f"{int(args.duration)}s",
+        "--host", f"http://{args.http_url}", "--grpc-host", args.grpc_url, "--metrics-url", args.metrics_url,
+        "--csv", str(report_dir / "locust"), "--csv-full-history", "--html", str(report_dir / "locust.html"),
+        "--report-dir", str(report_dir), "--only-summary",
+        "--slo-p99-ms", str(args.slo_p99_ms), "--slo-error-rate", str(args.slo_error_rate),
+        "--slo-min-rps", str(args.slo_min_rps),
+        *extra,
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse_args(sys.argv[1:] if argv is None else argv)
+    check_server(args.http_url)
+    report_dir = args.report_dir or REPO_ROOT / "reports" / time.strftime("loadtest-%Y%m%d-%H%M%S", time.gmtime())
+    report_dir.mkdir(parents=True, exist_ok=True)
+    command = locust_command(args, extra, report_dir)
+    print("running:", " ".join(command), flush=True)
+    code = subprocess.call(command, cwd=REPO_ROOT)
+    print(f"\nload test report: {report_dir}/ (locust.html, locust_stats.csv, summary.md, timeline.png)")
+    print(f"locust exit code {code}" + (" (SLO missed)" if code == 3 else ""))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

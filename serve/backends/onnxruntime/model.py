@@ -1,0 +1,180 @@
+"""A Python-based Triton backend named `onnxruntime`: serves `backend: "onnxruntime"` configs on a CPU host.
+
+It behaves like the real C++ onnxruntime_backend where it matters:
+- all requests of one execute() call become one batch per input, ONNX Runtime runs once, the outputs are split back
+  per request in order;
+- it honours the real backend's model-config knobs: `default_model_filename`, parameters `intra_op_thread_count`,
+  `inter_op_thread_count`, `execution_mode`, `enable_mem_arena`, `enable_mem_pattern`, and
+  `optimization { graph { level } }` (https://github.com/triton-inference-server/onnxruntime_backend#model-config-options);
+- a bad request gets its own error response while the rest of the batch succeeds, and nothing raised here may take
+  the instance down.
+
+execute() is the hot path: its cost is paid once per batch on top of ONNX Runtime's own work, so everything that
+can be decided once is decided in initialize().
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+# optimization.graph.level as the real backend maps it: unset/0 = all, -1 = basic, 1 = basic + extended, 2 = none.
+GRAPH_LEVELS = {
+    0: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    -1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    1: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    2: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+EXECUTION_MODES = {0: ort.ExecutionMode.ORT_SEQUENTIAL, 1: ort.ExecutionMode.ORT_PARALLEL}
+# Error codes by name: pb_utils.TritonError only exists once the stub has set the module up, not at import.
+INVALID_ARG = "INVALID_ARG"
+INTERNAL = "INTERNAL"
+
+
+def triton_error(message: str, code: str) -> "pb_utils.TritonError":
+    return pb_utils.TritonError(message, getattr(pb_utils.TritonError, code))
+
+
+def parameter(config: dict, key: str, default: int) -> int:
+    raw = config.get("parameters", {}).get(key, {}).get("string_value", "")
+    if raw == "":
+        return default
+    if raw.lower() in ("true", "false"):
+        return int(raw.lower() == "true")
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"model config parameter {key!r} must be an integer, got {raw!r}") from None
+
+
+def session_options(config: dict) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = parameter(config, "intra_op_thread_count", 0)
+    options.inter_op_num_threads = parameter(config, "inter_op_thread_count", 0)
+    mode = parameter(config, "execution_mode", 0)
+    if mode not in EXECUTION_MODES:
+        raise ValueError(f"model config parameter 'execution_mode' must be 0 (sequential) or 1 (parallel), got {mode}")
+    options.execution_mode = EXECUTION_MODES[mode]
+    level = int(config.get("optimization", {}).get("graph", {}).get("level", 0))
+    if level not in GRAPH_LEVELS:
+        raise ValueError(f"optimization.graph.level must be one of -1, 0, 1, 2, got {level}")
+    options.graph_optimization_level = GRAPH_LEVELS[level]
+    options.enable_cpu_mem_arena = bool(parameter(config, "enable_mem_arena", 1))
+    options.enable_mem_pattern = bool(parameter(config, "enable_mem_pattern", 1))
+    return options
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.model_name = args["model_name"]
+        # For a Python-based backend, model_repository is the model's own directory.
+        path = os.path.join(
+            args["model_repository"], args["model_version"], config.get("default_model_filename") or "model.onnx"
+        )
+        if not os.path.exists(path):
+            raise pb_utils.TritonModelException(f"{self.model_name}: model file {path} is missing: run `make export`")
+        accelerators = config.get("optimization", {}).get("execution_accelerators", {})
+        ignored = [a.get("name", "?") for kind in accelerators.values() for a in kind]
+        if ignored:
+            # The GPU container's C++ backend uses these (TensorRT); this CPU build of ONNX Runtime cannot.
+            pb_utils.Logger.log_warn(
+                f"{self.model_name}: execution accelerators {ignored} are ignored by the CPU onnxruntime backend"
+            )
+        self.session = ort.InferenceSession(path, session_options(config), providers=["CPUExecutionProvider"])
+        self.batching = config.get("max_batch_size", 0) > 0
+        self.inputs = [
+            (i["name"], np.dtype(pb_utils.triton_string_to_numpy(i["data_type"])), tuple(int(d) for d in i["dims"]))
+            for i in config["input"]
+        ]
+        self.output_names = [o["name"] for o in config["output"]]
+        session_inputs = {i.name for i in self.session.get_inputs()}
+        missing = [name for name, _, _ in self.inputs if name not in session_inputs]
+        if missing:
+            raise pb_utils.TritonModelException(
+                f"{self.model_name}: config inputs {missing} are not inputs of {path} (it has {sorted(session_inputs)})"
+            )
+        pb_utils.Logger.log_info(
+            f"{self.model_name}: ONNX Runtime {ort.__version__} session on {path} "
+            f"(intra_op={self.session.get_session_options().intra_op_num_threads}, batching={self.batching})"
+        )
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        try:
+            groups = {}
+            for index, request in enumerate(requests):
+                arrays = self.read_inputs(request)
+                if isinstance(arrays, str):
+                    responses[index] = pb_utils.InferenceResponse(error=triton_error(arrays, INVALID_ARG))
+                    continue
+                # Requests can only share one ORT run when their non-batch shapes agree (variable dims).
+                key = tuple(a.shape[1:] for a in arrays) if len(requests) > 1 else None
+                groups.setdefault(key, []).append((index, arrays))
+            for members in groups.values():
+                self.run_group(members, responses)
+        except Exception as error:  # never let anything take the instance down
+            self.fail_rest(responses, f"{self.model_name}: {type(error).__name__}: {error}")
+        return responses
+
+    def read_inputs(self, request):
+        """The request's input arrays, or why they do not match the config."""
+        arrays = []
+        for name, dtype, dims in self.inputs:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                return f"input '{name}' is missing"
+            array = tensor.as_numpy()
+            if array.dtype != dtype:
+                return f"input '{name}' must be {dtype.name}, got {array.dtype.name}"
+            shape = array.shape[1:] if self.batching else array.shape
+            if len(shape) != len(dims) or any(d != -1 and d != s for d, s in zip(dims, shape)):
+                return f"input '{name}' must have shape {['N', *dims] if self.batching else list(dims)}, got {list(array.shape)}"
+            arrays.append(array)
+        return arrays
+
+    def run_group(self, members, responses):
+        if len(members) == 1:
+            index, arrays = members[0]
+            feed = {name: array for (name, _, _), array in zip(self.inputs, arrays)}
+        else:
+            feed = {
+                name: np.concatenate([arrays[position] for _, arrays in members])
+                for position, (name, _, _) in enumerate(self.inputs)
+            }
+        try:
+            outputs = self.session.run(self.output_names, feed)
+        except Exception as error:
+            if len(members) == 1:
+                responses[members[0][0]] = pb_utils.InferenceResponse(
+                    error=triton_error(f"{self.model_name}: ONNX Runtime rejected the request: {error}", INVALID_ARG)
+                )
+                return
+            # One bad request must not fail its neighbours: run each alone to find it.
+            for member in members:
+                self.run_group([member], responses)
+            return
+        names = self.output_names
+        if len(members) == 1:
+            responses[members[0][0]] = pb_utils.InferenceResponse(
+                [pb_utils.Tensor(name, output) for name, output in zip(names, outputs)]
+            )
+            return
+        start = 0
+        for index, arrays in members:
+            stop = start + arrays[0].shape[0]
+            responses[index] = pb_utils.InferenceResponse(
+                [pb_utils.Tensor(name, output[start:stop]) for name, output in zip(names, outputs)]
+            )
+            start = stop
+
+    def fail_rest(self, responses, message):
+        for index, response in enumerate(responses):
+            if response is None:
+                responses[index] = pb_utils.InferenceResponse(error=triton_error(message, INTERNAL))
+
+    def finalize(self):
+        self.session = None

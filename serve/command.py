@@ -1,0 +1,41 @@
+"""The tritonserver command line, derived from the options alone."""
+from __future__ import annotations
+
+from serve.options import ADMIN_HEADER, RESTRICTED_APIS, ServeOptions
+from serve.runtime import Runtime
+
+
+def shm_prefix(tag: str) -> str:
+    """Prefix of the python backend's /dev/shm regions, unique per launch so that cleanup removes only ours."""
+    return f"modelport_{tag}_"
+
+
+def tritonserver_argv(options: ServeOptions, runtime: Runtime, shm_tag: str) -> list[str]:
+    restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={options.admin_key}"
+    return [
+        str(runtime.tritonserver),
+        f"--model-repository={options.repository.resolve()}",
+        f"--backend-directory={runtime.backend_dir}",
+        # Explicit mode: nothing outside the repository's models can be loaded without the admin key,
+        # and every repository model is loaded at start.
+        "--model-control-mode=explicit",
+        "--load-model=*",
+        "--strict-readiness=true",
+        f"--exit-timeout-secs={options.exit_timeout_s}",
+        f"--http-address={options.address}",
+        f"--http-port={options.http_port}",
+        f"--grpc-address={options.address}",
+        f"--grpc-port={options.grpc_port}",
+        f"--metrics-address={options.address}",
+        f"--metrics-port={options.metrics_port}",
+        "--allow-gpu-metrics=false",
+        f"--http-restricted-api={restricted}",
+        f"--grpc-restricted-protocol={restricted}",
+        f"--backend-config=python,shm-region-prefix-name={shm_prefix(shm_tag)}",
+        f"--log-file={options.log_file.resolve()}",
+        f"--log-verbose={options.log_verbose}",
+    ]
+
+
+def redact(argv: list[str], secret: str) -> list[str]:
+    return [arg.replace(secret, "***") for arg in argv] if secret else list(argv)

@@ -1,0 +1,202 @@
+"""The four commands: run (foreground, supervised), start (background, waits for readiness), stop, status."""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from serve import command, http, process, repository, runtime
+from serve.errors import NotRunningError, ServeError, ServerStartError
+from serve.options import ADMIN_KEY_ENV, ServeOptions
+from serve.process import TritonProcess
+from serve.state import ServerState, is_our_server, pid_alive, read_state, remove_state, state_path, write_state
+from serve.supervisor import EventLog, Supervisor
+
+STOP_GRACE_S = 10.0
+
+
+def events_path(options: ServeOptions) -> Path:
+    return options.log_file.with_name(options.log_file.stem + ".events.log")
+
+
+def preflight(options: ServeOptions) -> tuple[runtime.Runtime, list[str]]:
+    """Everything that can fail with a clear message before Triton starts."""
+    found = runtime.locate(options.build_dir)
+    models = [model.name for model in repository.scan(options.repository)]
+    process.check_ports_free(options)
+    return found, models
+
+
+def summary(options: ServeOptions, models: list[str], seconds: float) -> str:
+    return (
+        f"Triton ready in {seconds:.1f} s with {len(models)} models: {', '.join(models)}\n"
+        f"  HTTP     http://{options.http_url}\n"
+        f"  gRPC     {options.grpc_url}\n"
+        f"  metrics  http://{options.metrics_url}/metrics\n"
+        f"  log      {options.log_file}\n"
+        f"  events   {events_path(options)}"
+    )
+
+
+def run(options: ServeOptions, admin_key_source: str, background: bool = False) -> int:
+    """Serve until Ctrl-C / SIGTERM. In background mode (child of `start`) also keep the state record."""
+    log = EventLog(events_path(options), echo=not background)
+    found, models = preflight(options)
+    tag = f"{os.getpid()}_{secrets.token_hex(3)}"
+    triton = TritonProcess(
+        command.tritonserver_argv(options, found, tag), found.environment(), options, command.shm_prefix(tag)
+    )
+    started = threading.Event()
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+        if not started.is_set():
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    def record(status: str, seconds: float | None = None) -> None:
+        if background:
+            write_state(options.state_dir, ServerState(
+                pid=os.getpid(), status=status, http_url=options.http_url, grpc_url=options.grpc_url,
+                metrics_url=options.metrics_url, log_file=str(options.log_file), events_log=str(events_path(options)),
+                repository=str(options.repository), triton_pid=triton.pid, shm_prefix=triton.shm_prefix,
+                models=tuple(models), startup_s=seconds,
+            ))
+
+    supervisor = Supervisor(options, triton, models, log, on_start=lambda t: record("ready"))
+    log(f"starting Triton on {options.address} (repository {options.repository}, admin key from {admin_key_source})")
+    log(f"command: {' '.join(command.redact(triton.argv, options.admin_key))}")
+    try:
+        seconds = supervisor.start()
+        record("ready", seconds)
+        started.set()
+        log(summary(options, models, seconds))
+        if not background:
+            log("press Ctrl-C to stop")
+        supervisor.serve(stop)
+    except KeyboardInterrupt:
+        triton.stop()
+    except BaseException:
+        triton.stop()
+        raise
+    finally:
+        if background:
+            remove_state(options.state_dir, os.getpid())
+    log("Triton stopped")
+    return 0
+
+
+def child_args(options: ServeOptions) -> list[str]:
+    return [
+        "--repository", str(options.repository), "--http-port", str(options.http_port),
+        "--grpc-port", str(options.grpc_port), "--metrics-port", str(options.metrics_port),
+        "--address", options.address, "--log-file", str(options.log_file), "--state-dir", str(options.state_dir),
+        "--build-dir", str(options.build_dir), "--exit-timeout", str(options.exit_timeout_s),
+        "--startup-timeout", str(options.startup_timeout_s), "--log-verbose", str(options.log_verbose),
+        "--heal" if options.heal else "--no-heal",
+    ]
+
+
+def start(options: ServeOptions, admin_key_source: str) -> int:
+    existing = read_state(options.state_dir)
+    if existing is not None and is_our_server(existing.pid):
+        raise ServeError(
+            f"a server started by `make start` is already running (pid {existing.pid}, http://{existing.http_url}): "
+            "run `make stop` first"
+        )
+    preflight(options)  # fail here, in the foreground, with the clear message
+    events = events_path(options)
+    events.parent.mkdir(parents=True, exist_ok=True)
+    offset = events.stat().st_size if events.exists() else 0
+    env = dict(os.environ, **{ADMIN_KEY_ENV: options.admin_key})
+    with open(events, "ab") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "serve", "run", "--background", *child_args(options)],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+        )
+    deadline = time.monotonic() + options.startup_timeout_s * process.START_ATTEMPTS + 10
+    while time.monotonic() < deadline:
+        state = read_state(options.state_dir)
+        if state is not None and state.pid == child.pid and state.status == "ready":
+            print(summary(options, list(state.models), state.startup_s or 0.0))
+            print(f"  admin key from {admin_key_source}\nStop it with `make stop` (python -m serve stop).")
+            return 0
+        if child.poll() is not None:
+            raise ServerStartError(f"the background server exited (code {child.returncode}):\n{new_text(events, offset)}")
+        time.sleep(0.1)
+    stop_process(child.pid, None, "")
+    raise ServerStartError(f"the background server did not become ready in time; see {events} and {options.log_file}")
+
+
+def new_text(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace").strip()[-4000:]
+    except OSError:
+        return ""
+
+
+def stop_process(pid: int, triton_pid: int | None, shm_prefix: str) -> None:
+    """SIGTERM the supervisor (it stops Triton fast); if anything is left, SIGKILL Triton's group and clean up."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + STOP_GRACE_S
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    if triton_pid is not None and pid_alive(triton_pid):
+        try:
+            os.killpg(triton_pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if shm_prefix:
+        process.clean_shm(shm_prefix)
+
+
+def stop(state_dir: Path) -> int:
+    state = read_state(state_dir)
+    if state is None:
+        raise NotRunningError(f"no server started by `make start` is recorded ({state_path(state_dir)} is missing)")
+    began = time.monotonic()
+    if is_our_server(state.pid):
+        stop_process(state.pid, state.triton_pid, state.shm_prefix)
+        print(f"stopped the server on http://{state.http_url} (pid {state.pid}) in {time.monotonic() - began:.1f} s")
+    else:
+        # The supervisor is gone; its Triton may not be (for example after a kill -9 of the supervisor).
+        stop_process(state.pid, state.triton_pid if state.triton_pid and is_tritonserver(state.triton_pid) else None,
+                     state.shm_prefix)
+        print(f"the server recorded in {state_path(state_dir)} was no longer running; cleaned up its leftovers")
+    state_path(state_dir).unlink(missing_ok=True)
+    return 0
+
+
+def is_tritonserver(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"tritonserver")
+    except OSError:
+        return False
+
+
+def status(state_dir: Path) -> int:
+    state = read_state(state_dir)
+    if state is None or not is_our_server(state.pid):
+        raise NotRunningError("no server started by `make start` is running: start one with `make start`")
+    ready = http.ready(state.http_url)
+    print(f"server pid {state.pid} ({'ready' if ready else 'NOT ready'}) http://{state.http_url}  grpc {state.grpc_url}  "
+          f"metrics http://{state.metrics_url}/metrics")
+    for model in state.models:
+        print(f"  {model:28s} {'READY' if http.ready(state.http_url, model) else 'NOT READY'}")
+    print(f"  log {state.log_file}\n  events {state.events_log}")
+    return 0 if ready else 1

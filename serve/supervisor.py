@@ -1,0 +1,187 @@
+"""Keep Triton serving: restart it when it crashes, reload a model whose backend stub died.
+
+A python backend stub killed with `kill -9` stays a zombie child of tritonserver; Triton keeps routing requests to
+that instance (HTTP 500 "Stub process ... is not healthy") while the model still reports READY. The supervisor
+watches tritonserver's children in /proc, remembers which model each stub serves (from its argv, which names the
+model file inside the repository), and when a stub turns into a zombie it reloads that model through the
+repository API. A plain `load` of an unchanged model is a no-op, so the reload passes the model's current config as
+an override, which forces new instances.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from serve import http
+from serve.errors import ServerStartError
+from serve.options import ADMIN_HEADER, ServeOptions
+from serve.process import TritonProcess
+
+STUB_NAME = "triton_python_b"  # /proc/<pid>/stat truncates the command name to 15 characters
+POLL_S = 0.2
+MAX_CRASHES = 5
+CRASH_WINDOW_S = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Stub:
+    pid: int
+    zombie: bool
+    model: str | None  # None when its argv is unreadable (a zombie's cmdline is empty)
+    shm_region: str | None = None  # argv[2]: the /dev/shm region the parent made for this stub
+
+
+def read_stat(pid: int) -> tuple[str, str, int] | None:
+    """(command name, state, parent pid) of a process, or None when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name = raw[raw.index("(") + 1 : raw.rindex(")")]
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return name, fields[0], int(fields[1])
+
+
+def model_of_stub(argv: list[str], repository: Path) -> str | None:
+    """The stub's argv[1] is <repository>/<model>/<version>/<file>; the model is its first component."""
+    if len(argv) < 2:
+        return None
+    try:
+        return Path(argv[1]).resolve().relative_to(repository.resolve()).parts[0]
+    except (ValueError, IndexError):
+        return None
+
+
+def list_stubs(parent: int, repository: Path, proc: Path = Path("/proc")) -> list[Stub]:
+    stubs = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        stat = read_stat(int(entry.name))
+        if stat is None or stat[2] != parent or stat[0] != STUB_NAME:
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            argv = []
+        args = [a.decode(errors="replace") for a in argv if a]
+        region = args[2] if len(args) > 2 else None
+        stubs.append(Stub(int(entry.name), stat[1] == "Z", model_of_stub(args, repository), region))
+    return stubs
+
+
+@dataclasses.dataclass
+class StubWatch:
+    """Remembers each live stub's model, so that a zombie (whose argv is gone) can still be mapped to its model."""
+
+    repository: Path
+    seen: dict[int, Stub] = dataclasses.field(default_factory=dict)
+    handled: set[int] = dataclasses.field(default_factory=set)
+
+    def dead_models(self, stubs: list[Stub]) -> dict[str, list[Stub]]:
+        """Models with a newly dead stub, each with the live-time record of those stubs."""
+        dead: dict[str, list[Stub]] = {}
+        for stub in stubs:
+            if stub.model is not None and not stub.zombie:
+                self.seen[stub.pid] = stub
+            elif stub.zombie and stub.pid not in self.handled:
+                self.handled.add(stub.pid)
+                record = self.seen.get(stub.pid)
+                if record is not None:
+                    dead.setdefault(record.model, []).append(record)
+        present = {stub.pid for stub in stubs}
+        self.seen = {pid: stub for pid, stub in self.seen.items() if pid in present}
+        self.handled &= present
+        return dead
+
+
+def reload_model(options: ServeOptions, model: str) -> tuple[bool, str]:
+    status, body = http.request(f"{options.http_url}/v2/models/{model}/config", timeout=5)
+    if status != 200:
+        return False, f"could not read its config (HTTP {status}: {body[:200]!r})"
+    override = {"parameters": {"config": body.decode()}}
+    status, body = http.request(
+        f"{options.http_url}/v2/repository/models/{model}/load", override, {ADMIN_HEADER: options.admin_key}, timeout=60
+    )
+    return status == 200, f"HTTP {status} {body[:300].decode(errors='replace')}".strip()
+
+
+class EventLog:
+    """The launcher's own log: what it started, healed and stopped. Printed and appended to a file."""
+
+    def __init__(self, path: Path, echo: bool = True):
+        self.path = path
+        self.echo = echo
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+
+    def __call__(self, message: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} serve: {message}"
+        with self.lock:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+            if self.echo:
+                print(line, flush=True)
+
+
+class Supervisor:
+    def __init__(self, options: ServeOptions, triton: TritonProcess, model_names: list[str], log: Callable[[str], None],
+                 on_start: Callable[[TritonProcess], None] = lambda triton: None):
+        self.options = options
+        self.triton = triton
+        self.model_names = model_names
+        self.log = log
+        self.on_start = on_start
+        self.watch = StubWatch(options.repository)
+        self.crashes: list[float] = []
+
+    def start(self) -> float:
+        self.watch = StubWatch(self.options.repository)
+        seconds = self.triton.start(self.model_names)
+        self.on_start(self.triton)
+        return seconds
+
+    def serve(self, stop: threading.Event) -> None:
+        """Supervise until `stop` is set; then stop Triton. Call start() first."""
+        try:
+            while not stop.wait(POLL_S):
+                if not self.triton.alive():
+                    self.restart_after_crash()
+                elif self.options.heal:
+                    self.heal_dead_stubs()
+        finally:
+            self.triton.stop()
+
+    def restart_after_crash(self) -> None:
+        now = time.monotonic()
+        self.crashes = [t for t in self.crashes if now - t < CRASH_WINDOW_S] + [now]
+        code = self.triton.popen.returncode if self.triton.popen else None
+        if len(self.crashes) > MAX_CRASHES:
+            raise ServerStartError(
+                f"tritonserver crashed {len(self.crashes)} times within {CRASH_WINDOW_S:.0f} s (last exit code {code}); "
+                f"giving up, see {self.options.log_file}"
+            )
+        self.log(f"tritonserver exited unexpectedly (code {code}); restarting it")
+        self.triton.stop()  # reap its stubs and shared memory
+        seconds = self.start()
+        self.log(f"tritonserver restarted, all models ready in {seconds:.1f} s")
+
+    def heal_dead_stubs(self) -> None:
+        stubs = list_stubs(self.triton.pid, self.options.repository)
+        for model, dead in self.watch.dead_models(stubs).items():
+            began = time.monotonic()
+            self.log(f"backend stub(s) {[s.pid for s in dead]} of model '{model}' died; reloading '{model}'")
+            ok, detail = reload_model(self.options, model)
+            seconds = time.monotonic() - began
+            if ok:
+                # A killed stub leaves its shared-memory region behind; the new instances have their own.
+                for stub in dead:
+                    if stub.shm_region and stub.shm_region.startswith(self.triton.shm_prefix):
+                        Path("/dev/shm", stub.shm_region).unlink(missing_ok=True)
+                self.log(f"model '{model}' reloaded in {seconds:.1f} s")
+            else:
+                self.log(f"reloading model '{model}' failed after {seconds:.1f} s: {detail}")
+

@@ -1,0 +1,140 @@
+"""Shared fixtures. `triton`: one real Triton per test session, started by our launcher on free loopback ports."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REPOSITORY = ROOT / "model_repository"
+STARTUP_TIMEOUT_S = 180.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TritonServer:
+    http_url: str  # "127.0.0.1:PORT", the form tritonclient expects
+    grpc_url: str
+    metrics_url: str
+    admin_key: str = dataclasses.field(repr=False)
+    log_path: Path
+    events_path: Path
+    repository: Path
+    pid: int  # the supervising `python -m serve run` process
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"modelport-admin-key": self.admin_key}
+
+    def log_tail(self, lines: int = 60) -> str:
+        parts = []
+        for path in (self.events_path, self.log_path):
+            with contextlib.suppress(OSError):
+                parts.append(f"--- {path} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(parts)
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports the kernel just handed out; all held open together so that none repeats."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{url}", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def launch_triton(repository: Path, workdir: Path, extra_args: tuple[str, ...] = (), attempts: int = 3) -> Iterator[TritonServer]:
+    """Run `python -m serve run` on free ports against `repository`; yield once the server and its models are ready."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(16)
+    env = dict(os.environ, MODELPORT_ADMIN_KEY=key)
+    for attempt in range(1, attempts + 1):
+        http_port, grpc_port, metrics_port = free_ports(3)
+        log_path = workdir / f"triton-{attempt}.log"
+        output_path = workdir / f"serve-{attempt}.out"
+        server = TritonServer(
+            http_url=f"127.0.0.1:{http_port}", grpc_url=f"127.0.0.1:{grpc_port}", metrics_url=f"127.0.0.1:{metrics_port}",
+            admin_key=key, log_path=log_path, events_path=log_path.with_name(log_path.stem + ".events.log"),
+            repository=repository, pid=0,
+        )
+        argv = [
+            sys.executable, "-m", "serve", "run", "--repository", str(repository),
+            "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
+            "--log-file", str(log_path), "--state-dir", str(workdir / "state"), *extra_args,
+        ]
+        with open(output_path, "wb") as output:
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        server = dataclasses.replace(server, pid=proc.pid)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline and proc.poll() is None and not http_ok(f"{server.http_url}/v2/health/ready"):
+            time.sleep(0.2)
+        if proc.poll() is None and http_ok(f"{server.http_url}/v2/health/ready"):
+            break
+        stop_launcher(proc)
+        output_text = output_path.read_text(errors="replace")
+        # Another process may grab a port between our probe and Triton's bind: take new ports and try again.
+        if "port" in output_text and "in use" in output_text and attempt < attempts:
+            continue
+        pytest.fail(
+            f"Triton did not become ready (launcher exit code {proc.returncode}).\n"
+            f"--- launcher output ---\n{output_text[-4000:]}\n{server.log_tail()}",
+            pytrace=False,
+        )
+    try:
+        yield server
+    finally:
+        stop_launcher(proc)
+
+
+def stop_launcher(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C does: the launcher stops Triton and its stubs
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def exported_repository() -> Path:
+    from serve.errors import RepositoryError
+    from serve.repository import scan
+
+    try:
+        scan(REPOSITORY)
+    except RepositoryError as error:
+        pytest.fail(f"{error} (make test runs `make export` first)", pytrace=False)
+    return REPOSITORY
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory, request) -> Iterator[TritonServer]:
+    repository = exported_repository()
+    workdir = tmp_path_factory.mktemp("triton")
+    with launch_triton(repository, workdir) as server:
+        failed_before = request.session.testsfailed
+        yield server
+        if request.session.testsfailed > failed_before:
+            # Show what the server said when tests that used it failed, past pytest's output capture.
+            capture = request.config.pluginmanager.getplugin("capturemanager")
+            with capture.global_and_fixture_disabled():
+                print(f"\n--- tail of the Triton logs ---\n{server.log_tail()}", file=sys.stderr)

@@ -1,0 +1,51 @@
+"""Conversion output: spec tensor names, a dynamic `batch` dim, static other dims, TensorRT-supported ops only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from export.convert import finalize, unsupported_ops
+from export.errors import IncompatibleModelError
+from export.spec import load_spec
+from tests.export.conftest import tiny_spec, write_spec
+
+
+def graph_with(op: str = "Softmax", output: str = "output_0", dims=("unk__7", 6, 6, 1), domain: str = ""):
+    nodes = [helper.make_node("Flatten", ["pixels"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+             helper.make_node(op, ["logits"], [output], domain=domain)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, list(dims))],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["unk__8", 3])],
+        [numpy_helper.from_array(np.ones((36, 3), np.float32), "w")])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    return helper.make_model(graph, opset_imports=opsets)
+
+
+@pytest.fixture()
+def model(tmp_path, tiny_model):
+    return load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+
+
+def test_outputs_are_renamed_to_the_spec_and_the_batch_dim_is_named_batch(model):
+    proto = finalize(model, graph_with())
+    assert [o.name for o in proto.graph.output] == ["scores"]
+    for vi in (proto.graph.input[0], proto.graph.output[0]):
+        assert vi.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[1:]] == [6, 6, 1]
+    assert any("scores" in n.output for n in proto.graph.node)
+
+
+def test_a_dynamic_non_batch_dim_is_refused_with_the_fix(model):
+    with pytest.raises(IncompatibleModelError, match=r"only the batch dim may be dynamic"):
+        finalize(model, graph_with(dims=("n", "h", 6, 1)))
+
+
+def test_an_op_tensorrt_cannot_run_fails_the_export_unless_the_spec_opts_out(model, tmp_path, tiny_model):
+    custom = graph_with(op="Gelu", domain="com.microsoft")
+    assert unsupported_ops(custom) == ["com.microsoft.Gelu"]
+    with pytest.raises(IncompatibleModelError, match=r"com\.microsoft\.Gelu.*tensorrt = false"):
+        finalize(model, custom)
+    relaxed = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, extra="tensorrt = false"))).models[0]
+    assert finalize(relaxed, custom).graph.output[0].name == "scores"

@@ -1,0 +1,144 @@
+"""models.toml parsing: a wrong spec fails before any work, naming the model, the field, the value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from export.errors import SpecError
+from export.spec import load_spec
+from tests.export.conftest import tiny_spec, write_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_project_spec_loads_and_declares_the_serving_contract():
+    spec = load_spec(ROOT / "models.toml")
+    digits = spec.model("digits")
+    assert digits.triton_names == ("digits", "digits_int8", "digits_fp16")
+    assert digits.max_batch_size >= 32
+    (image,) = digits.inputs
+    assert (image.name, image.dtype, image.dims, image.format) == ("image", "TYPE_FP32", (8, 8, 1), "FORMAT_NHWC")
+    (probs,) = digits.outputs
+    assert (probs.name, probs.dims, probs.labels) == ("probabilities", (10,), tuple(str(i) for i in range(10)))
+    sentiment = spec.model("sentiment")
+    assert [(t.name, t.dtype, t.dims) for t in sentiment.inputs] == [("text", "TYPE_STRING", (1,))]
+    assert sentiment.outputs[0].labels == ("negative", "positive")  # inherited from sentiment_classifier
+    assert spec.model("digits_image").outputs[0].labels == probs.labels
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "value", "allowed"),
+    [
+        (('dtype = "TYPE_FP32"\ndims = [6', 'dtype = "FLOAT"\ndims = [6'), "pixels.dtype", "FLOAT", "TYPE_FP32"),
+        (("dims = [6, 6, 1]", "dims = [6, -1, 1]"), "pixels.dims", "[6, -1, 1]", "positive integers"),
+        (("max_batch_size = 16", "max_batch_size = 0"), "max_batch_size", "0", "an integer >= 1"),
+        (("preferred_batch_size = [4, 16]", "preferred_batch_size = [4, 64]"), "preferred_batch_size", "[4, 64]",
+         "between 1 and max_batch_size (16)"),
+        (('variants = ["fp32", "int8", "fp16"]', 'variants = ["fp32", "int4"]'), "variants", "int4", "fp32, int8, fp16"),
+        (('variants = ["fp32", "int8", "fp16"]', 'variants = ["int8"]'), "variants", "int8", "includes fp32"),
+        (('kind = "onnx"', 'kind = "tflite"'), "kind", "tflite", "onnx, python, ensemble"),
+        (('labels = ["cat", "dog", "owl"]', 'labels = ["cat", "dog"]'), "scores.labels", "2 labels",
+         "one label per class"),
+        (("warmup_batch_sizes = [1]", "warmup_batch_sizes = [1, 99]"), "warmup_batch_sizes", "99", "max_batch_size"),
+        (('format = "FORMAT_NHWC"', 'format = "NHWC"'), "pixels.format", "NHWC", "FORMAT_NHWC"),
+        (("max_batch_size = 16", "max_batch_size = 16\nmax_qeue_delay_microseconds = 5"),
+         "max_qeue_delay_microseconds", "5", "max_queue_delay_microseconds"),
+        (("int8_max_accuracy_drop = 25.0", "int8_max_accuracy_drop = -1.0"), "gate.int8_max_accuracy_drop", "-1.0",
+         "a number >= 0"),
+    ],
+)
+def test_a_wrong_field_fails_naming_model_field_value_and_what_is_allowed(tmp_path, tiny_model, change, field, value,
+                                                                           allowed):
+    text = tiny_spec(tiny_model)
+    assert change[0] in text, "the test's edit must apply to the spec"
+    with pytest.raises(SpecError) as info:
+        load_spec(write_spec(tmp_path, text.replace(change[0], change[1], 1)))
+    message = str(info.value)
+    assert "'tiny'" in message and repr(field) in message and value in message and allowed in message, message
+
+
+def test_int8_without_calibration_data_is_a_spec_error(tmp_path, tiny_model):
+    text = "\n".join(line for line in tiny_spec(tiny_model).splitlines() if not line.strip().startswith("calibration"))
+    with pytest.raises(SpecError, match="'calibration'.*required when variants include int8"):
+        load_spec(write_spec(tmp_path, text))
+
+
+def test_an_ensemble_step_naming_an_unknown_model_lists_the_models_it_could_use(tmp_path, tiny_model):
+    ensemble = """
+[[model]]
+name = "pipeline"
+kind = "ensemble"
+max_batch_size = 8
+[[model.input]]
+name = "pixels"
+dtype = "TYPE_FP32"
+dims = [6, 6, 1]
+[[model.output]]
+name = "scores"
+dtype = "TYPE_FP32"
+dims = [3]
+[[model.step]]
+model = "tiyn"
+input_map = { pixels = "pixels" }
+output_map = { scores = "scores" }
+"""
+    with pytest.raises(SpecError, match=r"'pipeline'.*'step\[0\]\.model'.*'tiyn'.*tiny, tiny_fp16, tiny_int8"):
+        load_spec(write_spec(tmp_path, tiny_spec(tiny_model) + ensemble))
+
+
+def test_an_ensemble_wiring_tensors_of_different_shapes_is_rejected(tmp_path, tiny_model):
+    ensemble = """
+[[model]]
+name = "pipeline"
+kind = "ensemble"
+max_batch_size = 8
+[[model.input]]
+name = "flat"
+dtype = "TYPE_FP32"
+dims = [36]
+[[model.output]]
+name = "scores"
+dtype = "TYPE_FP32"
+dims = [3]
+[[model.step]]
+model = "tiny"
+input_map = { pixels = "flat" }
+output_map = { scores = "scores" }
+"""
+    with pytest.raises(SpecError, match=r"flat is TYPE_FP32 \[36\].*TYPE_FP32 \[6, 6, 1\]"):
+        load_spec(write_spec(tmp_path, tiny_spec(tiny_model) + ensemble))
+
+
+def test_zero_data_warmup_is_refused_for_string_inputs(tmp_path):
+    code = tmp_path / "model.py"
+    code.write_text("")
+    spec = f"""
+[[model]]
+name = "decoder"
+kind = "python"
+code = "{code}"
+max_batch_size = 4
+warmup_batch_sizes = [1]
+[[model.input]]
+name = "blob"
+dtype = "TYPE_STRING"
+dims = [1]
+[[model.output]]
+name = "out"
+dtype = "TYPE_FP32"
+dims = [2]
+"""
+    with pytest.raises(SpecError, match="warmup_batch_sizes.*empty strings"):
+        load_spec(write_spec(tmp_path, spec))
+
+
+def test_the_readme_example_of_adding_your_own_model_is_a_valid_spec(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Export"):readme.index("## Serving")]
+    example = section[section.index("```toml") + len("```toml"):section.index("```", section.index("```toml") + 7)]
+    spec = load_spec(write_spec(tmp_path, example))
+    (model,) = spec.models
+    assert model.triton_names == ("flowers", "flowers_int8")
+    assert model.outputs[0].labels == ("daisy", "rose", "tulip")
