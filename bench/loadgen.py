@@ -1,8 +1,8 @@
 """The benchmark's load generator: closed-loop HTTP/1.1 keep-alive over raw asyncio sockets.
 
 Every server is driven by this same code with requests serialized once up front, so per request the generator only
-writes bytes, finds the end of the response (Content-Length) and stores a timestamp: a few µs of CPU, far less than
-Locust's ~100 µs. Each connection keeps exactly one request in flight; connections = concurrency. It runs in its own
+writes bytes, finds the end of the response (Content-Length) and stores a timestamp: no HTTP library, no per-request
+objects. Each connection keeps exactly one request in flight; connections = concurrency. It runs in its own
 process so its CPU time can be measured (`Measurement.generator_cpu`): close to 1.0 means the generator, not the
 server, set the pace.
 """

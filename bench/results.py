@@ -26,6 +26,7 @@ class Round:
     generator_cpu: float
     avg_batch: float | None = None  # Triton only: inferences / executions during this round
     first_error: str = ""
+    queue_us: float | None = None  # Triton only: mean µs a request waited in the batching model's queue
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ class CellResult:
     def avg_batch(self) -> float | None:
         batches = [r.avg_batch for r in self.rounds if r.avg_batch]
         return statistics.median(batches) if batches else None
+
+    @property
+    def queue_us(self) -> float | None:
+        queued = [r.queue_us for r in self.rounds if r.queue_us is not None]
+        return statistics.median(queued) if queued else None
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,9 @@ def _why(*results: CellResult | None) -> tuple[str, ...]:
             notes.append(f"{r.cell.server}: {r.errors} errors")
         if r.cell.server == "triton" and r.avg_batch is not None and r.avg_batch < 1.5 and r.cell.connections > 1:
             notes.append(f"triton formed batches of only {r.avg_batch:.2f} on average")
+        if r.queue_us is not None and r.queue_us > 1000 * max(r.p50_ms, 0.1):
+            notes.append(f"{r.cell.server}: requests waited {r.queue_us / 1000:.1f} ms on average in Triton's queue, "
+                         f"more than the p50 of {r.p50_ms:.2f} ms: stalls in the scheduler, not slow compute")
     return tuple(notes)
 
 
@@ -198,17 +207,19 @@ def _served_vs_in_process(results: BenchResults, model: str) -> TargetCheck:
 
 def format_table(results: BenchResults) -> str:
     lines = [
-        "| model | connections | server | encoding | req/s | p50 ms | p99 ms | errors | batch formed | generator CPU |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | connections | server | encoding | req/s | p50 ms | p99 ms | errors | batch formed | queue µs "
+        "| generator CPU |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     order = {"triton": 0, "triton-nobatch": 1, "fastapi": 2, "flask": 3}
     cells = sorted(results.cells, key=lambda r: (r.cell.model, r.cell.connections, r.cell.encoding,
                                                   order.get(r.cell.server, 9)))
     for r in cells:
         batch = f"{r.avg_batch:.2f}" if r.avg_batch else "—"
+        queue = f"{r.queue_us:.0f}" if r.queue_us is not None else "—"
         lines.append(
             f"| {r.cell.model} | {r.cell.connections} | {r.cell.server} | {r.cell.encoding} | {r.rps:.0f} "
-            f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {batch} | {r.generator_cpu:.0%} |"
+            f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {batch} | {queue} | {r.generator_cpu:.0%} |"
         )
     return "\n".join(lines)
 
@@ -262,7 +273,7 @@ def to_json(results: BenchResults) -> str:
     payload = asdict(results)
     payload["medians"] = [
         {**asdict(r.cell), "rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors,
-         "avg_batch": r.avg_batch, "generator_cpu": r.generator_cpu}
+         "avg_batch": r.avg_batch, "queue_us": r.queue_us, "generator_cpu": r.generator_cpu}
         for r in results.cells
     ]
     payload["targets"] = [asdict(t) for t in targets(results)]

@@ -38,10 +38,17 @@ class ServerFailed(RuntimeError):
     """A contender did not come up; the message carries its log tail."""
 
 
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel just handed out, all held open together so that none repeats."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def tail(path: Path, lines: int = 25) -> str:
@@ -73,7 +80,8 @@ def _post(url: str, body: bytes, content_type: str, timeout: float = 2.0) -> int
 
 
 @contextlib.contextmanager
-def _process(name: str, command: list[str], env: dict[str, str], log_path: Path, ready) -> Running:
+def _process(name: str, command: list[str], env: dict[str, str], log_path: Path, ready,
+             stop_signal: int = signal.SIGTERM) -> Running:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -88,14 +96,16 @@ def _process(name: str, command: list[str], env: dict[str, str], log_path: Path,
             time.sleep(0.2)
         yield process
     finally:
-        _stop(process)
+        _stop(process, stop_signal)
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(process: subprocess.Popen, stop_signal: int) -> None:
+    """Ask the parent to stop (it stops its own children: Triton and its stubs, or the workers); kill the whole group
+    only if it does not within 30 s."""
     if process.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+        process.send_signal(stop_signal)
     try:
         process.wait(30)
     except subprocess.TimeoutExpired:
@@ -119,8 +129,23 @@ def without_dynamic_batching(source: Path, target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def triton(name: str, repository: Path, work_dir: Path) -> Running:
-    http, grpc, metrics = free_port(), free_port(), free_port()
+def triton(name: str, repository: Path, work_dir: Path, attempts: int = 3) -> Running:
+    # a start can fail for reasons a retry fixes: a port taken between our probe and Triton's bind, or
+    # boost::interprocess::lock_exception under heavy load
+    with contextlib.ExitStack() as stack:
+        for attempt in range(1, attempts + 1):
+            try:
+                running = stack.enter_context(_triton_once(name, repository, work_dir))
+                break
+            except ServerFailed:
+                if attempt == attempts:
+                    raise
+        yield running
+
+
+@contextlib.contextmanager
+def _triton_once(name: str, repository: Path, work_dir: Path) -> Running:
+    http, grpc, metrics = free_ports(3)
     state_dir = work_dir / name
     env = {**os.environ, "MODELPORT_ADMIN_KEY": secrets.token_hex(16)}
     command = [
@@ -130,7 +155,8 @@ def triton(name: str, repository: Path, work_dir: Path) -> Running:
     ]
     ready_url = f"http://127.0.0.1:{http}/v2/health/ready"
     log_path = state_dir / "launcher.log"
-    with _process(name, command, env, log_path, lambda: _get(ready_url) == 200):
+    # SIGINT is the launcher's Ctrl-C: it stops Triton, then the stubs, and cleans their shared memory
+    with _process(name, command, env, log_path, lambda: _get(ready_url) == 200, signal.SIGINT):
         yield Running(name, "127.0.0.1", http, f"127.0.0.1:{metrics}", log_path)
 
 

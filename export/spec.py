@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
@@ -138,7 +138,7 @@ class ModelSpec:
     max_batch_size: int
     preferred_batch_size: tuple[int, ...] = ()
     max_queue_delay_microseconds: int = 0
-    queue_timeout_microseconds: int = 2_000_000
+    queue_timeout_microseconds: int = 0
     max_queue_size: int = 0
     instance_count: int = 1
     instance_kind: str = "KIND_AUTO"
@@ -335,7 +335,7 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
         max_batch_size=table["max_batch_size"],
         preferred_batch_size=_int_list(name, table, "preferred_batch_size"),
         max_queue_delay_microseconds=table.get("max_queue_delay_microseconds", 0),
-        queue_timeout_microseconds=table.get("queue_timeout_microseconds", 2_000_000),
+        queue_timeout_microseconds=table.get("queue_timeout_microseconds", 0),
         max_queue_size=table.get("max_queue_size", 0),
         instance_count=table.get("instance_count", 1),
         instance_kind=table.get("instance_kind", "KIND_CPU" if kind == "python" else "KIND_AUTO"),
@@ -385,9 +385,9 @@ def _check_ensemble(m: ModelSpec, spec_models: dict[str, tuple[ModelSpec, str]])
         _require((src.dtype, src.dims) == (out.dtype, out.dims), m.name, f"output.{out.name}",
                  f"{out.dtype} {list(out.dims)}", f"{src.dtype} {list(src.dims)}, as the producing step declares")
         if not out.labels and src.labels:
-            out = Tensor(m.name, out.name, out.dtype, out.dims, out.format, src.labels)
+            out = replace(out, labels=src.labels)
         outputs.append(out)
-    return ModelSpec(**{**m.__dict__, "outputs": tuple(outputs)})
+    return replace(m, outputs=tuple(outputs))
 
 
 def load_spec(path: Path) -> Spec:

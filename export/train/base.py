@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -159,7 +160,6 @@ def epoch_logger(name: str, epochs: int, progress: Progress):
 
 def save_model(model, out_dir: Path, name: str) -> None:
     """Save the .keras file and the SavedModel that tf2onnx converts (Keras 3 `from_keras` is broken)."""
-    import shutil
     paths = artifact_paths(out_dir, name)
     model.save(paths["keras_path"])
     shutil.rmtree(paths["saved_model_dir"], ignore_errors=True)

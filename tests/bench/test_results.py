@@ -70,10 +70,20 @@ def test_a_saturated_generator_is_named_as_a_possible_cause_of_a_miss():
     assert any("load generator at 97% CPU" in note for note in targets(bound)[0].notes)
 
 
+def test_requests_waiting_in_tritons_queue_longer_than_the_median_latency_are_named_as_scheduler_stalls():
+    stalled = CellResult(Cell("digits", "triton", "binary", 64), (
+        Round(rps=900, p50_ms=2.0, p99_ms=500.0, errors=0, generator_cpu=0.1, avg_batch=20.0, queue_us=30000.0),))
+    results = BenchResults({}, None, (stalled, _cell("digits", "flask", "binary", 64, (1000, 60))))
+
+    notes = targets(results)[0].notes
+
+    assert any("waited 30.0 ms on average in Triton's queue" in note for note in notes)
+
+
 def test_markdown_holds_the_table_the_generator_ceiling_and_the_targets():
     text = format_markdown(RECORDED)
 
-    assert "| digits | 64 | triton | binary | 6200 | 6.67 | 20.00 | 0 | 12.00 | 40% |" in text
+    assert "| digits | 64 | triton | binary | 6200 | 6.67 | 20.00 | 0 | 12.00 | — | 40% |" in text
     assert "80000 req/s at 64 connections" in text
     assert "| sentiment | 16 | 5000 | tokenizer + ONNX Runtime |" in text
     assert "+6.0%" in text

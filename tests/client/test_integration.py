@@ -110,6 +110,12 @@ def test_classify_digits_recognises_real_digits_in_every_accepted_shape(client, 
     assert single.label == str(labels[0]) and single.score == max(single.scores.values())
 
 
+@pytest.mark.parametrize("model", ["digits_int8", "digits_fp16"])
+def test_classify_digits_works_with_the_quantized_variants(client, digits, model):
+    images, labels = digits
+    assert accuracy(client.classify_digits(images, model=model), labels) >= 0.85
+
+
 def test_classify_images_reads_png_and_jpeg_files_and_bytes_in_either_polarity(client, digits, tmp_path):
     images, labels = digits
     sample, expected = images[:12], labels[:12]

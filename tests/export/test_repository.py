@@ -68,7 +68,8 @@ def test_every_committed_config_belongs_to_a_model_in_the_spec(project_spec):
 
 
 def test_onnx_configs_carry_batching_queue_policy_threads_warmup_and_the_tensorrt_accelerator(tmp_path, tiny_model):
-    spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, extra="max_queue_delay_microseconds = 100")))
+    extra = "max_queue_delay_microseconds = 100\nqueue_timeout_microseconds = 2_000_000"
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, extra=extra)))
     config = repository.parse(repository.render(repository.onnx_config(spec.models[0], "int8")))
     assert (config.name, config.backend, config.default_model_filename) == ("tiny_int8", "onnxruntime", "model.onnx")
     assert list(config.dynamic_batching.preferred_batch_size) == [4, 16]
@@ -84,6 +85,13 @@ def test_onnx_configs_carry_batching_queue_policy_threads_warmup_and_the_tensorr
     assert warmup.batch_size == 1 and list(warmup.inputs["pixels"].dims) == [6, 6, 1]
     assert config.output[0].label_filename == "labels.txt"
     assert repository.label_files(spec.models[0]) == {"labels.txt": "cat\ndog\nowl\n"}
+
+
+def test_onnx_configs_carry_no_queue_policy_unless_the_spec_asks_for_one(tmp_path, tiny_model):
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model)))
+    config = repository.onnx_config(spec.models[0], "fp32")
+    assert config.HasField("dynamic_batching")
+    assert not config.dynamic_batching.HasField("default_queue_policy")
 
 
 def test_the_digits_config_meets_the_serving_contract(project_spec):

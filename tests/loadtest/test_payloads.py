@@ -76,3 +76,10 @@ def test_a_response_with_the_wrong_row_count_or_an_error_status_is_a_failure_say
     assert "expected 1 finite rows" in v2.response_error(200, body, headers, request)
     assert "HTTP 400" in v2.response_error(400, b'{"error":"bad input"}', {}, request)
     assert "bad input" in v2.response_error(400, b'{"error":"bad input"}', {}, request)
+
+
+def test_requests_ask_for_uncompressed_responses_like_the_python_client():
+    # FastHttpUser would otherwise send Accept-Encoding: gzip and Triton would spend CPU compressing every answer
+    request = v2.http_request(payloads.samples("digits", 1)[0], "json")
+
+    assert request.headers["Accept-Encoding"] == "identity"

@@ -68,7 +68,8 @@ def fake_pb_utils():
     module = types.ModuleType("triton_python_backend_utils")
     module.Tensor, module.TritonError, module.TritonModelException = Tensor, TritonError, TritonModelException
     module.InferenceResponse = InferenceResponse
-    module.get_input_tensor_by_name, module.get_output_config_by_name = get_input_tensor_by_name, get_output_config_by_name
+    module.get_input_tensor_by_name = get_input_tensor_by_name
+    module.get_output_config_by_name = get_output_config_by_name
     module.triton_string_to_numpy = NUMPY_TYPES.__getitem__
     return module
 

@@ -6,7 +6,7 @@ import asyncio
 import ssl as ssl_module
 from typing import Optional, Sequence
 
-from ..errors import ModelportError, from_exception
+from ..errors import from_exception
 from . import InferRequest, TransportOptions, build_tensors, read_result
 
 
@@ -78,24 +78,13 @@ class HttpTransport:
         client = self._pool(timeout_s)
         if len(requests) == 1:
             return [self._infer_one(client, requests[0], timeout_s)]
-        started = []
-        for request in requests:
-            try:
-                inputs, outputs = build_tensors(self._triton, request, binary_data=True)
-                started.append(client.async_infer(
-                    request.model, inputs, model_version=request.version, outputs=outputs, headers=self._headers))
-            except Exception as exc:
-                started.append(from_exception(exc, model=request.model, url=self.options.url, timeout_s=timeout_s))
-        outcomes = []
-        for request, pending in zip(requests, started):
-            if isinstance(pending, ModelportError):
-                outcomes.append(pending)
-                continue
-            try:
-                outcomes.append(read_result(pending.get_result(block=True), request))
-            except Exception as exc:
-                outcomes.append(from_exception(exc, model=request.model, url=self.options.url, timeout_s=timeout_s))
-        return outcomes
+        import gevent
+
+        # The same greenlets tritonclient's async_infer would start, but each returns its outcome instead of
+        # raising, so a failed chunk is not also printed by gevent's hub.
+        greenlets = [gevent.spawn(self._infer_one, client, request, timeout_s) for request in requests]
+        gevent.joinall(greenlets)
+        return [g.value for g in greenlets]
 
     def _infer_one(self, client, request: InferRequest, timeout_s: float):
         try:

@@ -6,7 +6,7 @@ pixels in each 4x4 block (0..16). We follow that recipe on arbitrary images:
 
   1. reject hostile input before decoding: empty, more than max_image_bytes, not PNG/JPEG,
      more than max_pixels declared in the header (decompression bombs), truncated or corrupt;
-  2. any mode -> grayscale 0..255 (transparency composited on white paper, 16-bit scaled down,
+  2. upright per EXIF orientation; any mode -> grayscale 0..255 (transparency composited on white paper, 16-bit scaled down,
      CMYK / palette converted);
   3. auto-invert: when the border is brighter than the image on average, the ink is dark on
      light paper, so flip it; then subtract the paper level so the background is 0;
@@ -24,7 +24,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_IMAGE_BYTES = 1 << 20  # 1 MiB: far above any honest digit photo or scan crop
 DEFAULT_MAX_PIXELS = 1 << 22  # 4,194,304 (2048x2048): decoded grayscale stays under 4 MiB
@@ -33,6 +33,7 @@ BITMAP_SIZE = 32  # optdigits' normalized bitmap
 OUTPUT_SIZE = 8
 MIN_CONTRAST = 16  # gray levels between paper and ink below which there is no digit to read
 PIXEL_MAX = 255.0
+DRAFT_SIZE = 256  # smallest JPEG decode size we ask for (Image.draft keeps both sides at least this)
 BOX_THRESHOLD = 0.1  # fraction of the ink peak that counts as ink when cropping
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
@@ -81,7 +82,10 @@ def open_image(raw: bytes, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         try:
             header.verify()  # checksums / structure; the object is unusable afterwards, so reopen
             image = Image.open(io.BytesIO(raw), formats=ALLOWED_FORMATS)
+            # JPEG can decode at 1/2..1/8 scale for free; keep at least DRAFT_SIZE so small digits survive.
+            image.draft("L", (DRAFT_SIZE, DRAFT_SIZE))
             image.load()
+            image = ImageOps.exif_transpose(image)  # phone photos store "rotate me" in EXIF
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise ImageRejected(f"image rejected as a decompression bomb (max_pixels={max_pixels}): {error}") from None
         except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ...

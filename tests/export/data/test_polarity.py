@@ -65,3 +65,8 @@ def test_the_real_corpus_has_2000_positive_and_2000_negative_sentences():
     assert len(texts) == 4000
     assert np.bincount(labels).tolist() == [2000, 2000]
     assert all(text and text == text.strip() for text in texts)
+
+
+def test_a_corpus_that_is_not_utf8_is_reported_with_the_byte_offset():
+    with pytest.raises(polarity.DatasetUnavailableError, match="is not UTF-8 at byte 6"):
+        polarity.parse_polarity_csv(b'"1","a\xe9"\n')

@@ -77,6 +77,21 @@ def test_every_image_mode_decodes_to_the_same_digit_as_grayscale(mode):
     np.testing.assert_allclose(decoding.decode_digit(encode(converted, fmt)), expected, atol=24.0)
 
 
+def test_a_photo_stored_sideways_with_an_exif_orientation_is_read_upright():
+    upright = render(IMAGES[HELDOUT[4]], 64, dark_on_light=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the viewer must rotate 90 degrees clockwise
+    sideways = encode(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif)
+    expected = decoding.decode_digit(encode(upright, "JPEG"))
+    np.testing.assert_allclose(decoding.decode_digit(sideways), expected, atol=24.0)
+
+
+def test_a_large_jpeg_decodes_like_a_small_one():
+    small = decoding.decode_digit(encode(render(IMAGES[HELDOUT[5]], 64, dark_on_light=True), "JPEG"))
+    large = decoding.decode_digit(encode(render(IMAGES[HELDOUT[5]], 1600, dark_on_light=True), "JPEG"))
+    assert np.abs(large - small).mean() < 10.0
+
+
 def test_transparent_background_counts_as_white_paper():
     ink = np.asarray(render(IMAGES[HELDOUT[2]], 32)) > 0
     rgba = np.zeros((32, 32, 4), np.uint8)

@@ -1,0 +1,42 @@
+"""The README's client example runs as written (only the server address differs) and prints what it promises."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+pytestmark = pytest.mark.integration
+
+
+def client_example() -> str:
+    section = README.read_text().split("<!-- client -->", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert blocks, "the README's client section has no python example"
+    return blocks[0]
+
+
+def test_the_readme_example_is_three_lines():
+    assert len(client_example().strip().splitlines()) == 3
+
+
+def test_the_readme_example_classifies_an_image_file_and_a_sentence(triton, tmp_path):
+    from PIL import Image
+
+    from export.data.digits import load_digits_images
+
+    images, labels = load_digits_images()
+    seven = images[list(labels).index(7)].reshape(8, 8)
+    # As a user would have it: dark ink on light paper, larger than 8x8.
+    Image.fromarray((255 - seven).astype(np.uint8), mode="L").resize((64, 64), Image.BILINEAR).save(
+        tmp_path / "seven.png")
+    code = client_example()
+    assert '"127.0.0.1:8000"' in code
+    code = code.replace('"127.0.0.1:8000"', repr(triton.http_url))
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["7", "positive"], done.stdout + done.stderr[-3000:]
