@@ -34,7 +34,13 @@ class TritonServer:
 
     @property
     def admin_headers(self) -> dict[str, str]:
+        """HTTP headers that unlock the restricted APIs."""
         return {"modelport-admin-key": self.admin_key}
+
+    @property
+    def grpc_admin_headers(self) -> dict[str, str]:
+        """gRPC metadata that unlocks the restricted protocols: Triton prefixes the key with `triton-grpc-protocol-`."""
+        return {"triton-grpc-protocol-modelport-admin-key": self.admin_key}
 
     def log_tail(self, lines: int = 60) -> str:
         parts = []

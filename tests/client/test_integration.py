@@ -208,7 +208,11 @@ def test_inference_is_retried_across_a_killed_backend_process(connect, triton, d
         except modelport.ServerError as error:
             failures.append(error)
             healthy_streak = 0
-        patient.infer("digits", images)  # must never raise
+        try:
+            patient.infer("digits", images)  # must never raise
+        except modelport.ServerError as error:
+            pytest.fail(f"retries ran out before the server served digits again ({error}); the server is expected "
+                        f"to reload a model whose backend process died.\n{triton.log_tail(10)}")
         calls += 1
     assert failures, "the killed instance never failed a request: was the right process killed?"
     assert all("is not healthy" in error.server_message for error in failures)

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
 
 
 def client_example() -> str:
@@ -24,6 +23,11 @@ def test_the_readme_example_is_three_lines():
     assert len(client_example().strip().splitlines()) == 3
 
 
+def test_the_package_readme_shows_the_same_example():
+    assert f"```python\n{client_example()}```" in (ROOT / "client" / "README.md").read_text()
+
+
+@pytest.mark.integration
 def test_the_readme_example_classifies_an_image_file_and_a_sentence(triton, tmp_path):
     from PIL import Image
 
