@@ -68,7 +68,7 @@ docker-build: ## build the GPU image from triton.Dockerfile (needs Docker)
 	docker build -f triton.Dockerfile -t $(IMAGE) .
 
 docker-run: ## run the GPU image with all GPUs (needs Docker and the NVIDIA container toolkit)
-	docker run --rm --gpus all -p $(HTTP_PORT):8000 -p $(GRPC_PORT):8001 -p $(METRICS_PORT):8002 \
+	docker run --rm --gpus all -p 127.0.0.1:$(HTTP_PORT):8000 -p 127.0.0.1:$(GRPC_PORT):8001 -p 127.0.0.1:$(METRICS_PORT):8002 \
 		-e MODELPORT_ADMIN_KEY $(IMAGE)
 
 clean: ## remove generated artifacts (keeps .venv and the trained-model cache)

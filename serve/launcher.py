@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from serve import command, http, process, repository, runtime
+from serve import command, endpoints, process, repository, runtime
 from serve.errors import NotRunningError, ServeError, ServerStartError
 from serve.options import ADMIN_KEY_ENV, ServeOptions
 from serve.process import TritonProcess
@@ -193,10 +193,10 @@ def status(state_dir: Path) -> int:
     state = read_state(state_dir)
     if state is None or not is_our_server(state.pid):
         raise NotRunningError("no server started by `make start` is running: start one with `make start`")
-    ready = http.ready(state.http_url)
+    ready = endpoints.ready(state.http_url)
     print(f"server pid {state.pid} ({'ready' if ready else 'NOT ready'}) http://{state.http_url}  grpc {state.grpc_url}  "
           f"metrics http://{state.metrics_url}/metrics")
     for model in state.models:
-        print(f"  {model:28s} {'READY' if http.ready(state.http_url, model) else 'NOT READY'}")
+        print(f"  {model:28s} {'READY' if endpoints.ready(state.http_url, model) else 'NOT READY'}")
     print(f"  log {state.log_file}\n  events {state.events_log}")
     return 0 if ready else 1

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from serve import http
+from serve import endpoints
 from serve.errors import PortInUseError, RuntimeMissingError, ServerStartError
 from serve.options import ServeOptions
 
@@ -21,6 +21,8 @@ START_ATTEMPTS = 3
 def check_ports_free(options: ServeOptions) -> None:
     for flag, port in (("--http-port", options.http_port), ("--grpc-port", options.grpc_port), ("--metrics-port", options.metrics_port)):
         with socket.socket(socket.AF_INET6 if ":" in options.address else socket.AF_INET) as probe:
+            # Like a server would: a port in TIME_WAIT after our own stop is free, a listening one is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((options.address, port))
             except OSError as error:
@@ -89,8 +91,8 @@ class TritonProcess:
         while time.monotonic() < deadline:
             if not self.alive():
                 return f"tritonserver exited with code {self.popen.returncode}"
-            if http.ready(self.options.http_url, timeout=1.0):
-                pending = [m for m in pending if not http.ready(self.options.http_url, m, timeout=1.0)]
+            if endpoints.ready(self.options.http_url, timeout=1.0):
+                pending = [m for m in pending if not endpoints.ready(self.options.http_url, m, timeout=1.0)]
                 if not pending:
                     return None
             time.sleep(0.1)

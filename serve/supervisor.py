@@ -4,18 +4,20 @@ A python backend stub killed with `kill -9` stays a zombie child of tritonserver
 that instance (HTTP 500 "Stub process ... is not healthy") while the model still reports READY. The supervisor
 watches tritonserver's children in /proc, remembers which model each stub serves (from its argv, which names the
 model file inside the repository), and when a stub turns into a zombie it reloads that model through the
-repository API. A plain `load` of an unchanged model is a no-op, so the reload passes the model's current config as
-an override, which forces new instances.
+repository API. A plain `load` of an unchanged model is a no-op, and so is a load repeating the last override, so
+the reload passes the model's current config with a fresh marker parameter, which forces new instances.
+A stub that exits normally (unload, reload) is reaped by Triton and simply disappears: that is not a death.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from serve import http
+from serve import endpoints
 from serve.errors import ServerStartError
 from serve.options import ADMIN_HEADER, ServeOptions
 from serve.process import TritonProcess
@@ -98,12 +100,19 @@ class StubWatch:
         return dead
 
 
+RELOAD_MARKER = "modelport_reloaded_at"
+
+
 def reload_model(options: ServeOptions, model: str) -> tuple[bool, str]:
-    status, body = http.request(f"{options.http_url}/v2/models/{model}/config", timeout=5)
+    status, body = endpoints.request(f"{options.http_url}/v2/models/{model}/config", timeout=5)
     if status != 200:
         return False, f"could not read its config (HTTP {status}: {body[:200]!r})"
-    override = {"parameters": {"config": body.decode()}}
-    status, body = http.request(
+    config = json.loads(body)
+    # Triton skips a load whose config equals the loaded one, even after an earlier override: a fresh marker
+    # parameter makes every heal a real reload. Backends ignore parameters they do not know.
+    config.setdefault("parameters", {})[RELOAD_MARKER] = {"string_value": f"{time.time():.6f}"}
+    override = {"parameters": {"config": json.dumps(config)}}
+    status, body = endpoints.request(
         f"{options.http_url}/v2/repository/models/{model}/load", override, {ADMIN_HEADER: options.admin_key}, timeout=60
     )
     return status == 200, f"HTTP {status} {body[:300].decode(errors='replace')}".strip()
@@ -141,8 +150,12 @@ class Supervisor:
     def start(self) -> float:
         self.watch = StubWatch(self.options.repository)
         seconds = self.triton.start(self.model_names)
+        self.scan()  # learn every stub's model now: one killed before the first poll would be a zombie without argv
         self.on_start(self.triton)
         return seconds
+
+    def scan(self) -> dict[str, list[Stub]]:
+        return self.watch.dead_models(list_stubs(self.triton.pid, self.options.repository))
 
     def serve(self, stop: threading.Event) -> None:
         """Supervise until `stop` is set; then stop Triton. Call start() first."""
@@ -170,8 +183,9 @@ class Supervisor:
         self.log(f"tritonserver restarted, all models ready in {seconds:.1f} s")
 
     def heal_dead_stubs(self) -> None:
-        stubs = list_stubs(self.triton.pid, self.options.repository)
-        for model, dead in self.watch.dead_models(stubs).items():
+        pending = self.scan()
+        while pending:
+            model, dead = pending.popitem()
             began = time.monotonic()
             self.log(f"backend stub(s) {[s.pid for s in dead]} of model '{model}' died; reloading '{model}'")
             ok, detail = reload_model(self.options, model)
@@ -184,4 +198,6 @@ class Supervisor:
                 self.log(f"model '{model}' reloaded in {seconds:.1f} s")
             else:
                 self.log(f"reloading model '{model}' failed after {seconds:.1f} s: {detail}")
-
+            # Learn the new stubs at once (and any death during the reload) before anything kills them unseen.
+            for other, stubs in self.scan().items():
+                pending.setdefault(other, []).extend(stubs)

@@ -1,0 +1,44 @@
+from pathlib import Path
+
+from serve.command import redact, shm_prefix, tritonserver_argv
+from serve.options import ServeOptions
+from serve.runtime import Runtime
+
+RUNTIME = Runtime(Path("/rt/bin/tritonserver"), Path("/rt/libs"), Path("/build/backends"), Path("/venv/bin"))
+
+
+def argv(**overrides):
+    options = ServeOptions(**{"repository": Path("/repo"), "admin_key": "KEY", "log_file": Path("/logs/t.log"), **overrides})
+    return tritonserver_argv(options, RUNTIME, "tag")
+
+
+def test_argv_loads_every_repository_model_in_explicit_mode():
+    built = argv()
+    assert built[0] == "/rt/bin/tritonserver"
+    assert "--model-control-mode=explicit" in built and "--load-model=*" in built
+    assert "--model-repository=/repo" in built and "--backend-directory=/build/backends" in built
+
+
+def test_argv_binds_every_endpoint_to_the_chosen_address():
+    built = argv(address="0.0.0.0", http_port=9000, grpc_port=9001, metrics_port=9002)
+    for flag in ("--http-address=0.0.0.0", "--grpc-address=0.0.0.0", "--metrics-address=0.0.0.0",
+                 "--http-port=9000", "--grpc-port=9001", "--metrics-port=9002"):
+        assert flag in built
+    assert "--http-address=127.0.0.1" in argv()
+
+
+def test_argv_restricts_admin_apis_behind_the_key_and_leaves_model_config_open():
+    built = argv()
+    expected = "model-repository,shared-memory,trace,logging:modelport-admin-key=KEY"
+    assert f"--http-restricted-api={expected}" in built
+    assert f"--grpc-restricted-protocol={expected}" in built
+    assert not any("model-config" in arg for arg in built)
+
+
+def test_argv_gives_the_stubs_shared_memory_a_prefix_of_our_own():
+    assert f"--backend-config=python,shm-region-prefix-name={shm_prefix('tag')}" in argv()
+    assert shm_prefix("tag") == "modelport_tag_"
+
+
+def test_redact_hides_the_key_when_the_command_is_logged():
+    assert not any("KEY" in arg for arg in redact(argv(), "KEY"))

@@ -1,0 +1,191 @@
+"""Our Python-based `onnxruntime` backend, run in-process against a stand-in for triton_python_backend_utils."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+MODEL_PY = Path(__file__).resolve().parents[2] / "serve" / "backends" / "onnxruntime" / "model.py"
+WEIGHTS = (np.arange(12, dtype=np.float32).reshape(4, 3) / 10)
+
+
+class Tensor:
+    def __init__(self, name, array):
+        self._name, self._array = name, array
+
+    def name(self):
+        return self._name
+
+    def as_numpy(self):
+        return self._array
+
+
+class TritonError:
+    INTERNAL, INVALID_ARG = 1, 3
+
+    def __init__(self, message, code=0):
+        self.message, self.code = message, code
+
+
+class InferenceResponse:
+    def __init__(self, output_tensors=(), error=None):
+        self.tensors = {t.name(): t.as_numpy() for t in output_tensors}
+        self.error = error
+
+
+class Request:
+    def __init__(self, **inputs):
+        self.inputs = [Tensor(name, array) for name, array in inputs.items()]
+
+
+def fake_pb_utils() -> types.ModuleType:
+    module = types.ModuleType("triton_python_backend_utils")
+    module.Tensor, module.TritonError, module.InferenceResponse = Tensor, TritonError, InferenceResponse
+    module.TritonModelException = type("TritonModelException", (Exception,), {})
+    module.get_input_tensor_by_name = lambda request, name: next((t for t in request.inputs if t.name() == name), None)
+    module.triton_string_to_numpy = {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64}.__getitem__
+    module.Logger = types.SimpleNamespace(log_info=lambda message: None, log_warn=lambda message: None)
+    return module
+
+
+def write_model(directory: Path) -> None:
+    """probabilities = softmax(reshape(x, [N, 4]) @ W) for x of shape [N, 2, 2, 1]."""
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "W"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probs"], axis=1)],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 2, 1])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 4]), numpy_helper.from_array(WEIGHTS, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (directory / "1").mkdir(parents=True)
+    onnx.save(model, directory / "1" / "net.onnx")
+
+
+def config(**extra) -> dict:
+    return {
+        "name": "tiny", "max_batch_size": 8, "default_model_filename": "net.onnx",
+        "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": ["2", "2", "1"]}],
+        "output": [{"name": "probs", "data_type": "TYPE_FP32", "dims": ["3"]}],
+        **extra,
+    }
+
+
+@pytest.fixture
+def backend(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils())
+    spec = importlib.util.spec_from_file_location("onnxruntime_backend_model", MODEL_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    write_model(tmp_path / "tiny")
+
+    def make(**extra):
+        model = module.TritonPythonModel()
+        model.initialize({"model_config": json.dumps(config(**extra)), "model_name": "tiny",
+                          "model_repository": str(tmp_path / "tiny"), "model_version": "1"})
+        return model
+
+    return make
+
+
+def expected(x: np.ndarray) -> np.ndarray:
+    logits = x.reshape(-1, 4) @ WEIGHTS
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def images(n, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 2, 2, 1)).astype(np.float32)
+
+
+def test_requests_of_one_call_run_as_one_batch_and_split_back_in_order(backend):
+    model = backend()
+    calls = []
+    run = model.session.run
+    model.session = types.SimpleNamespace(run=lambda names, feed: calls.append(feed["x"].shape) or run(names, feed))
+    batches = [images(1, 1), images(3, 2), images(2, 3)]
+    responses = model.execute([Request(x=b) for b in batches])
+    assert calls == [(6, 2, 2, 1)]
+    for batch, response in zip(batches, responses):
+        assert response.error is None
+        np.testing.assert_allclose(response.tensors["probs"], expected(batch), rtol=1e-5)
+
+
+def test_bad_request_gets_its_own_invalid_arg_error_and_the_rest_succeed(backend):
+    model = backend()
+    good, wrong_dtype, wrong_shape = images(2), np.zeros((1, 2, 2, 1), np.int64), np.zeros((1, 4), np.float32)
+    responses = model.execute([Request(x=good), Request(x=wrong_dtype), Request(x=wrong_shape), Request(y=good)])
+    np.testing.assert_allclose(responses[0].tensors["probs"], expected(good), rtol=1e-5)
+    assert responses[1].error.code == TritonError.INVALID_ARG and "must be float32, got int64" in responses[1].error.message
+    assert responses[2].error.code == TritonError.INVALID_ARG and "shape ['N', 2, 2, 1], got [1, 4]" in responses[2].error.message
+    assert "input 'x' is missing" in responses[3].error.message
+
+
+def test_onnx_runtime_failure_is_isolated_to_the_failing_request(backend):
+    model = backend()
+    real = model.session.run
+
+    def run(names, feed):
+        if np.isnan(feed["x"]).any():
+            raise RuntimeError("bad value")
+        return real(names, feed)
+
+    model.session = types.SimpleNamespace(run=run)
+    poisoned = np.full((1, 2, 2, 1), np.nan, np.float32)
+    responses = model.execute([Request(x=images(1)), Request(x=poisoned), Request(x=images(2, 5))])
+    assert responses[0].error is None and responses[2].error is None
+    assert "ONNX Runtime rejected the request: bad value" in responses[1].error.message
+
+
+def test_unexpected_exception_becomes_an_error_response_for_every_request(backend):
+    model = backend()
+    model.inputs = None  # any bug inside execute
+    responses = model.execute([Request(x=images(1)), Request(x=images(1))])
+    assert all(r.error is not None and r.error.code == TritonError.INTERNAL for r in responses)
+
+
+def test_real_backend_parameters_are_honoured(backend):
+    model = backend(
+        parameters={"intra_op_thread_count": {"string_value": "1"}, "inter_op_thread_count": {"string_value": "2"},
+                    "execution_mode": {"string_value": "1"}},
+        optimization={"graph": {"level": 2}},
+    )
+    options = model.session.get_session_options()
+    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 2
+    assert options.execution_mode == ort.ExecutionMode.ORT_PARALLEL
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+
+
+@pytest.mark.parametrize("level, expected_level", [
+    (0, ort.GraphOptimizationLevel.ORT_ENABLE_ALL), (-1, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC),
+    (1, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED), (2, ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
+])
+def test_graph_level_maps_like_the_real_onnxruntime_backend(backend, level, expected_level):
+    model = backend(optimization={"graph": {"level": level}})
+    assert model.session.get_session_options().graph_optimization_level == expected_level
+
+
+def test_invalid_parameter_fails_initialize_naming_it(backend):
+    with pytest.raises(ValueError, match="'execution_mode' must be 0 \\(sequential\\) or 1 \\(parallel\\), got 7"):
+        backend(parameters={"execution_mode": {"string_value": "7"}})
+
+
+def test_gpu_accelerators_are_ignored_on_cpu(backend):
+    model = backend(optimization={"execution_accelerators": {"gpu_execution_accelerator": [{"name": "tensorrt"}]}})
+    assert model.execute([Request(x=images(1))])[0].error is None
+
+
+def test_missing_model_file_fails_initialize_with_the_export_hint(backend, tmp_path):
+    (tmp_path / "tiny" / "1" / "net.onnx").unlink()
+    with pytest.raises(Exception, match=r"model file .*net.onnx is missing: run `make export`"):
+        backend()

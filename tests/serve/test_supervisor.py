@@ -1,0 +1,78 @@
+import socket
+from pathlib import Path
+
+import pytest
+
+from serve.errors import PortInUseError, RuntimeMissingError, ServerStartError
+from serve.options import ServeOptions
+from serve.process import check_ports_free, clean_shm, explain_start_failure
+from serve.security import resolve_admin_key
+from serve.supervisor import Stub, StubWatch, model_of_stub
+
+REPO = Path("/srv/repo")
+OPTIONS = ServeOptions(repository=REPO, admin_key="k" * 16)
+
+
+def test_stub_argv_names_the_model_it_serves():
+    argv = ["/b/python/triton_python_backend_stub", "/srv/repo/digits/1/model.onnx", "modelport_x_uuid", "1048576"]
+    assert model_of_stub(argv, REPO) == "digits"
+    assert model_of_stub(["/b/stub", "/elsewhere/digits/1/model.py"], REPO) is None
+    assert model_of_stub([], REPO) is None
+
+
+def test_a_stub_turning_zombie_reports_its_model_once():
+    watch = StubWatch(REPO)
+    assert watch.dead_models([Stub(10, False, "digits", "r10"), Stub(11, False, "sentiment_tokenizer", "r11")]) == {}
+    dead = watch.dead_models([Stub(10, True, None), Stub(11, False, "sentiment_tokenizer", "r11")])
+    assert {model: [s.pid for s in stubs] for model, stubs in dead.items()} == {"digits": [10]}
+    assert dead["digits"][0].shm_region == "r10"
+    assert watch.dead_models([Stub(10, True, None), Stub(11, False, "sentiment_tokenizer", "r11")]) == {}
+
+
+def test_a_stub_that_exits_cleanly_is_not_a_death():
+    """Unloading or reloading a model reaps its stubs: they vanish instead of turning zombie."""
+    watch = StubWatch(REPO)
+    watch.dead_models([Stub(10, False, "digits")])
+    assert watch.dead_models([]) == {}
+
+
+def test_port_in_use_names_the_port_and_the_flag():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUseError) as error:
+            check_ports_free(ServeOptions(repository=REPO, admin_key="k" * 16, http_port=port, grpc_port=1, metrics_port=2))
+    assert f"port {port} on 127.0.0.1 is already in use" in str(error.value) and "--http-port" in str(error.value)
+
+
+def test_start_failure_from_a_missing_library_is_one_clear_line():
+    output = "tritonserver: error while loading shared libraries: libnuma.so.1: cannot open shared object file"
+    error = explain_start_failure("tritonserver exited with code 127", output, OPTIONS)
+    assert isinstance(error, RuntimeMissingError) and "libnuma.so.1" in str(error)
+
+
+def test_start_failure_from_a_model_lists_the_error_lines_and_the_log():
+    output = 'I0 loading\nE1123 model_lifecycle.cc:642] "failed to load \'digits\' version 1: Invalid argument"\n'
+    error = explain_start_failure("tritonserver exited with code 1", output, OPTIONS)
+    assert isinstance(error, ServerStartError)
+    assert "failed to load 'digits'" in str(error) and str(OPTIONS.log_file) in str(error)
+
+
+def test_clean_shm_removes_only_our_prefix(tmp_path):
+    (tmp_path / "modelport_1_a_region").write_text("")
+    (tmp_path / "triton_python_backend_shm_region_other").write_text("")
+    assert [p.name for p in clean_shm("modelport_1_a_", tmp_path)] == ["modelport_1_a_region"]
+    assert [p.name for p in tmp_path.iterdir()] == ["triton_python_backend_shm_region_other"]
+
+
+def test_generated_admin_key_is_private_and_stable(tmp_path):
+    first = resolve_admin_key(tmp_path, environ={})
+    assert (tmp_path / "admin.key").stat().st_mode & 0o777 == 0o600
+    assert resolve_admin_key(tmp_path, environ={}).value == first.value and len(first.value) >= 32
+
+
+def test_admin_key_from_the_environment_wins(tmp_path):
+    key = resolve_admin_key(tmp_path, environ={"MODELPORT_ADMIN_KEY": "from-env"})
+    assert (key.value, key.source) == ("from-env", "env MODELPORT_ADMIN_KEY")
+    assert not (tmp_path / "admin.key").exists()
