@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from serve import endpoints
-from serve.errors import ServerStartError
+from serve.errors import PortInUseError, ServerStartError
 from serve.options import ADMIN_HEADER, ServeOptions
 from serve.process import TritonProcess
 
@@ -169,18 +169,25 @@ class Supervisor:
             self.triton.stop()
 
     def restart_after_crash(self) -> None:
-        now = time.monotonic()
-        self.crashes = [t for t in self.crashes if now - t < CRASH_WINDOW_S] + [now]
-        code = self.triton.popen.returncode if self.triton.popen else None
-        if len(self.crashes) > MAX_CRASHES:
-            raise ServerStartError(
-                f"tritonserver crashed {len(self.crashes)} times within {CRASH_WINDOW_S:.0f} s (last exit code {code}); "
-                f"giving up, see {self.options.log_file}"
-            )
-        self.log(f"tritonserver exited unexpectedly (code {code}); restarting it")
-        self.triton.stop()  # reap its stubs and shared memory
-        seconds = self.start()
-        self.log(f"tritonserver restarted, all models ready in {seconds:.1f} s")
+        while True:
+            now = time.monotonic()
+            self.crashes = [t for t in self.crashes if now - t < CRASH_WINDOW_S] + [now]
+            code = self.triton.popen.returncode if self.triton.popen else None
+            if len(self.crashes) > MAX_CRASHES:
+                raise ServerStartError(
+                    f"tritonserver crashed {len(self.crashes)} times within {CRASH_WINDOW_S:.0f} s "
+                    f"(last exit code {code}); giving up, see {self.options.log_file}"
+                )
+            self.log(f"tritonserver exited unexpectedly (code {code}); restarting it")
+            self.triton.stop()  # reap its stubs and shared memory
+            try:
+                seconds = self.start()
+            except (ServerStartError, PortInUseError) as error:
+                # Seen here: a restart that segfaults while clients keep calling; it counts as one more crash.
+                self.log(f"restarting tritonserver failed: {str(error).splitlines()[0]}")
+                continue
+            self.log(f"tritonserver restarted, all models ready in {seconds:.1f} s")
+            return
 
     def heal_dead_stubs(self) -> None:
         pending = self.scan()
