@@ -21,6 +21,9 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from serve import endpoints
+from serve.process import free_ports, tail
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 240.0
 
@@ -38,34 +41,8 @@ class ServerFailed(RuntimeError):
     """A contender did not come up; the message carries its log tail."""
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out, all held open together so that none repeats."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
 def free_port() -> int:
     return free_ports(1)[0]
-
-
-def tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _get(url: str, timeout: float = 2.0) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return 0
 
 
 def _post(url: str, body: bytes, content_type: str, timeout: float = 2.0) -> int:
@@ -90,9 +67,9 @@ def _process(name: str, command: list[str], env: dict[str, str], log_path: Path,
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready():
             if process.poll() is not None:
-                raise ServerFailed(f"{name} exited with {process.returncode} while starting; {log_path}:\n{tail(log_path)}")
+                raise ServerFailed(f"{name} exited with {process.returncode} while starting; {log_path}:\n{tail(log_path, 25) or '(no log)'}")
             if time.monotonic() > deadline:
-                raise ServerFailed(f"{name} not ready after {START_TIMEOUT_S:.0f} s; {log_path}:\n{tail(log_path)}")
+                raise ServerFailed(f"{name} not ready after {START_TIMEOUT_S:.0f} s; {log_path}:\n{tail(log_path, 25) or '(no log)'}")
             time.sleep(0.2)
         yield process
     finally:
@@ -153,10 +130,9 @@ def _triton_once(name: str, repository: Path, work_dir: Path) -> Running:
         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
         "--state-dir", str(state_dir), "--log-file", str(state_dir / "tritonserver.log"),
     ]
-    ready_url = f"http://127.0.0.1:{http}/v2/health/ready"
     log_path = state_dir / "launcher.log"
     # SIGINT is the launcher's Ctrl-C: it stops Triton, then the stubs, and cleans their shared memory
-    with _process(name, command, env, log_path, lambda: _get(ready_url) == 200, signal.SIGINT):
+    with _process(name, command, env, log_path, lambda: endpoints.ready(f"127.0.0.1:{http}"), signal.SIGINT):
         yield Running(name, "127.0.0.1", http, f"127.0.0.1:{metrics}", log_path)
 
 

@@ -18,6 +18,18 @@ LOCK_EXCEPTION = "boost::interprocess::lock_exception"
 START_ATTEMPTS = 3
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct ports the kernel just handed out; all held open together so that none repeats."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def check_ports_free(options: ServeOptions) -> None:
     for flag, port in (("--http-port", options.http_port), ("--grpc-port", options.grpc_port), ("--metrics-port", options.metrics_port)):
         with socket.socket(socket.AF_INET6 if ":" in options.address else socket.AF_INET) as probe:

@@ -6,7 +6,6 @@ import dataclasses
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from serve.process import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
@@ -48,15 +49,6 @@ class TritonServer:
             with contextlib.suppress(OSError):
                 parts.append(f"--- {path} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
         return "\n".join(parts)
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct ports the kernel just handed out; all held open together so that none repeats."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
 
 
 def http_ok(url: str) -> bool:
