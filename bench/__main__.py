@@ -1,7 +1,8 @@
 """`make bench`: Triton vs Triton without batching vs Flask/gunicorn vs FastAPI/uvicorn vs in-process ONNX Runtime.
 
-    python -m bench            # full run (a few minutes): writes bench/results/latest.md and latest.json
-    python -m bench --quick    # seconds, for smoke tests: writes build/bench/results/quick.md and quick.json
+    python -m bench                  # full run (a few minutes): writes bench/results/latest.md and latest.json
+    python -m bench --quick          # seconds, for smoke tests: writes build/bench/results/quick.md and quick.json
+    python -m bench --model NAME     # any onnx-kind model: bench/results/model-NAME.md (--quick: quick-NAME.md)
 
 Starts every server itself on free ports (Triton through `python -m serve run`) and stops them at the end; needs
 `make export` first. Run it on an otherwise idle machine: every contender shares the same cores.
@@ -15,7 +16,9 @@ import sys
 from pathlib import Path
 
 from bench import results as results_module
-from bench.run import BenchOptions, run
+from bench.run import BenchOptions, PlanError, run
+from export.errors import SpecError
+from export.spec import load_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,9 +28,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s per cell: checks the harness, not speed")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 1)")
     parser.add_argument("--duration", type=float, default=None, help="measured seconds per cell and round (default 5)")
+    parser.add_argument("--model", default=None,
+                        help="an onnx-kind model (its Triton name: variants too) instead of the reference plan")
+    parser.add_argument("--spec", type=Path, default=REPO_ROOT / "models.toml", help="the models.toml to read")
     parser.add_argument("--repository", type=Path, default=REPO_ROOT / "model_repository")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="baseline workers (default: cores)")
-    parser.add_argument("--output", type=Path, default=None, help="results file stem (default bench/results/latest)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="results file stem (default bench/results/latest, or model-NAME with --model)")
     parser.add_argument("--no-client", action="store_true", help="skip the modelport client overhead measurement")
     return parser.parse_args(argv)
 
@@ -45,10 +52,19 @@ def main(argv: list[str] | None = None) -> int:
         mode="quick" if quick else "full",
         client_blocks=0 if args.no_client else (2 if quick else 5),
         in_process_s=1.0 if quick else 5.0,
+        model=args.model,
     )
-    stem = args.output or (REPO_ROOT / "build" / "bench" / "results" / "quick" if quick
-                           else REPO_ROOT / "bench" / "results" / "latest")
-    outcome = run(options)
+    if args.output:
+        stem = args.output
+    elif quick:
+        stem = REPO_ROOT / "build" / "bench" / "results" / (f"quick-{args.model}" if args.model else "quick")
+    else:
+        stem = REPO_ROOT / "bench" / "results" / (f"model-{args.model}" if args.model else "latest")
+    try:
+        outcome = run(load_spec(args.spec), options)
+    except (SpecError, PlanError) as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 2
     markdown = results_module.format_markdown(outcome)
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".md").write_text(markdown, encoding="utf-8")

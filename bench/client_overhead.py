@@ -1,6 +1,8 @@
-"""modelport.Client against raw tritonclient.http: the same digits call, one connection, sequential, interleaved blocks.
+"""modelport.Client against raw tritonclient.http: the same call (one sample of the benchmarked model, every output),
+one connection, sequential, interleaved blocks.
 
-Median per-call latency of each; the difference is what the client adds (validation, chunking, retries bookkeeping, result assembly).
+Median per-call latency of each; the difference is what the client adds (validation, chunking, retries bookkeeping,
+result assembly).
 """
 
 from __future__ import annotations
@@ -8,9 +10,8 @@ from __future__ import annotations
 import statistics
 import time
 
-import numpy as np
-
 from bench.results import ClientOverhead
+from loadtest.payloads import Sample
 
 
 def _call_times_us(call, calls: int) -> list[float]:
@@ -22,23 +23,26 @@ def _call_times_us(call, calls: int) -> list[float]:
     return times
 
 
-def measure(http_url: str, image: np.ndarray, blocks: int = 5, calls: int = 200) -> ClientOverhead:
+def measure(http_url: str, sample: Sample, blocks: int = 5, calls: int = 200) -> ClientOverhead:
     import modelport
     import tritonclient.http as httpclient
 
     raw = httpclient.InferenceServerClient(http_url)
-    infer_input = httpclient.InferInput("image", list(image.shape), "FP32")
-    output = httpclient.InferRequestedOutput("probabilities", binary_data=True)
+    inputs = [httpclient.InferInput(t.name, list(t.array.shape), t.datatype) for t in sample.inputs]
+    outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in sample.outputs]
 
     def raw_call() -> None:
-        # the raw client also packs the tensor per call: both sides start from a numpy array
-        infer_input.set_data_from_numpy(image, binary_data=True)
-        raw.infer("digits", [infer_input], outputs=[output]).as_numpy("probabilities")
+        # the raw client also packs the tensors per call: both sides start from numpy arrays
+        for infer_input, tensor in zip(inputs, sample.inputs):
+            infer_input.set_data_from_numpy(tensor.array, binary_data=True)
+        result = raw.infer(sample.model, inputs, outputs=outputs)
+        [result.as_numpy(name) for name in sample.outputs]
 
     client = modelport.Client(http_url)
+    arrays = {t.name: t.array for t in sample.inputs}
 
     def modelport_call() -> None:
-        client.infer("digits", image, outputs=["probabilities"])["probabilities"]
+        client.infer(sample.model, arrays, outputs=list(sample.outputs))
 
     raw_call(), modelport_call()  # connect, fetch metadata once (the client caches it)
     # interleaved blocks so drift hits both alike; medians so one server-side stall does not decide the result

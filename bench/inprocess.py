@@ -1,9 +1,10 @@
 """The machine's limit: ONNX Runtime in-process, no serving, at the batch size Triton actually formed.
 
 One session with as many intra-op threads as cores, fed ready batches of the benchmark's own payloads in a tight loop.
-For `sentiment` the loop also does what the served pipeline does before the classifier (UTF-8 check and tokenizing
-with the repository's own text_encoding.py and tokenizer.json), so both sides do the same work. Runs in a fresh
-process so nothing else of the benchmark shares its interpreter.
+For an ensemble whose first step is the repository's tokenizer (a python step shipping text_encoding.py, as
+`sentiment` does) the loop also does what that step does (UTF-8 check and tokenizing with its text_encoding.py and
+tokenizer.json) before the ONNX step, so both sides do the same work. Runs in a fresh process so nothing else of the
+benchmark shares its interpreter.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import importlib.util
 import multiprocessing
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench.results import InProcess
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _session(path: Path):
@@ -38,61 +38,72 @@ def _timed(step, seconds: float, batch_size: int) -> float:
     return samples / (time.perf_counter() - start)
 
 
-def digits(repository: Path, batch_size: int, seconds: float) -> InProcess:
-    from loadtest.payloads import digits_samples
+@dataclass(frozen=True, eq=False)
+class OnnxJob:
+    """An ONNX model fed ready batches: feeds by input name, `batch_size` rows each."""
 
-    session = _session(repository / "digits" / "1" / "model.onnx")
-    images = np.concatenate([s.array for s in digits_samples(batch_size)])
-    feed = {session.get_inputs()[0].name: images}
-    rate = _timed(lambda: session.run(None, feed), seconds, batch_size)
-    return InProcess("digits", batch_size, rate, f"ONNX Runtime, {os.cpu_count()} threads")
+    model: str  # the results row
+    onnx: Path
+    batches: tuple[dict[str, np.ndarray], ...]
+    batch_size: int
 
-
-def sentiment(repository: Path, batch_size: int, seconds: float) -> InProcess:
-    from loadtest.payloads import sentence_samples
-
-    tokenizer_dir = repository / "sentiment_tokenizer" / "1"
-    spec = importlib.util.spec_from_file_location("text_encoding", tokenizer_dir / "text_encoding.py")
-    text_encoding = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(text_encoding)
-    tokenizer_json = next(tokenizer_dir.rglob("tokenizer.json"), None)
-    if tokenizer_json is None:
-        raise FileNotFoundError(f"no tokenizer.json under {tokenizer_dir}: run `make export`")
-    tokenizer = text_encoding.load_tokenizer(tokenizer_json)
-    session = _session(repository / "sentiment_classifier" / "1" / "model.onnx")
-    model_input = session.get_inputs()[0]
-    max_tokens = int(model_input.shape[1])
-    raw = [s.array.ravel()[0] for s in sentence_samples(256)]
-    batches = [raw[i:i + batch_size] for i in range(0, len(raw) - batch_size + 1, batch_size)] or [raw[:batch_size]]
-    cursor = iter(range(10**12))
-
-    def step() -> None:
-        texts = [text_encoding.decode_text(t) for t in batches[next(cursor) % len(batches)]]
-        session.run(None, {model_input.name: text_encoding.encode_texts(tokenizer, texts, max_tokens)})
-
-    rate = _timed(step, seconds, batch_size)
-    return InProcess("sentiment", batch_size, rate, f"UTF-8 check + tokenizer + ONNX Runtime, {os.cpu_count()} threads")
+    def run(self, seconds: float) -> InProcess:
+        session = _session(self.onnx)
+        cursor = iter(range(10**12))
+        rate = _timed(lambda: session.run(None, self.batches[next(cursor) % len(self.batches)]), seconds,
+                      self.batch_size)
+        return InProcess(self.model, self.batch_size, rate, f"ONNX Runtime, {os.cpu_count()} threads")
 
 
-_MEASURES = {"digits": digits, "sentiment": sentiment}
+@dataclass(frozen=True, eq=False)
+class TokenizedTextJob:
+    """Raw UTF-8 texts through the tokenizer step's own text_encoding.py and tokenizer.json, then the ONNX step."""
+
+    model: str
+    onnx: Path
+    tokenizer_dir: Path  # the python step's version folder in the repository: text_encoding.py, tokenizer.json
+    texts: tuple[bytes, ...]
+    batch_size: int
+
+    def run(self, seconds: float) -> InProcess:
+        spec = importlib.util.spec_from_file_location("text_encoding", self.tokenizer_dir / "text_encoding.py")
+        text_encoding = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(text_encoding)
+        tokenizer_json = next(self.tokenizer_dir.rglob("tokenizer.json"), None)
+        if tokenizer_json is None:
+            raise FileNotFoundError(f"no tokenizer.json under {self.tokenizer_dir}: run `make export`")
+        tokenizer = text_encoding.load_tokenizer(tokenizer_json)
+        session = _session(self.onnx)
+        model_input = session.get_inputs()[0]
+        max_tokens = int(model_input.shape[1])
+        size, raw = self.batch_size, list(self.texts)
+        batches = [raw[i:i + size] for i in range(0, len(raw) - size + 1, size)] or [raw[:size]]
+        cursor = iter(range(10**12))
+
+        def step() -> None:
+            texts = [text_encoding.decode_text(t) for t in batches[next(cursor) % len(batches)]]
+            session.run(None, {model_input.name: text_encoding.encode_texts(tokenizer, texts, max_tokens)})
+
+        rate = _timed(step, seconds, size)
+        return InProcess(self.model, size, rate, f"UTF-8 check + tokenizer + ONNX Runtime, {os.cpu_count()} threads")
 
 
-def _child(model: str, repository: Path, batch_size: int, seconds: float, pipe) -> None:
+def _child(job, seconds: float, pipe) -> None:
     try:
-        pipe.send(_MEASURES[model](repository, batch_size, seconds))
+        pipe.send(job.run(seconds))
     except BaseException as error:
         pipe.send(error)
 
 
-def measure(model: str, repository: Path, batch_size: int, seconds: float) -> InProcess:
+def measure(job: OnnxJob | TokenizedTextJob, seconds: float) -> InProcess:
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(model, repository, max(1, batch_size), seconds, child), daemon=True)
+    process = context.Process(target=_child, args=(job, seconds, child), daemon=True)
     process.start()
     child.close()
     if not parent.poll(seconds + 120):
         process.kill()
-        raise TimeoutError(f"in-process measurement of {model} did not finish")
+        raise TimeoutError(f"in-process measurement of {job.model} did not finish")
     result = parent.recv()
     process.join(5)
     if isinstance(result, BaseException):

@@ -8,6 +8,11 @@ import json
 import statistics
 from dataclasses import asdict, dataclass, field
 
+# The models issue 5's targets name: throughput against the baselines on a model of raw tensors, batching and the
+# in-process limit on a text pipeline. A `--model` run checks every target on its one model.
+REFERENCE_TENSORS = "digits"
+REFERENCE_PIPELINE = "sentiment"
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -162,22 +167,29 @@ def _miss_notes(ratio, needed, a, b, p99_no_worse) -> tuple[str, ...]:
     return tuple(notes) + _why(a, b)
 
 
+def target_models(results: BenchResults) -> tuple[str, str]:
+    """(tensors, pipeline): the models the targets are checked on."""
+    model = results.conditions.get("model")
+    return (model, model) if model else (REFERENCE_TENSORS, REFERENCE_PIPELINE)
+
+
 def targets(results: BenchResults) -> list[TargetCheck]:
+    tensors, pipeline = target_models(results)
     checks = [
-        _throughput_vs(results, "digits, 64 connections: Triton vs Flask (binary)",
-                       ("digits", "triton", "binary", 64), ("digits", "flask", "binary", 64), 3.0, True),
-        _throughput_vs(results, "digits, 64 connections: Triton vs FastAPI (binary)",
-                       ("digits", "triton", "binary", 64), ("digits", "fastapi", "binary", 64), 2.0, True),
-        _throughput_vs(results, "digits, 64 connections: Triton vs Flask (JSON)",
-                       ("digits", "triton", "json", 64), ("digits", "flask", "json", 64), 3.0, True),
-        _throughput_vs(results, "digits, 64 connections: Triton vs FastAPI (JSON)",
-                       ("digits", "triton", "json", 64), ("digits", "fastapi", "json", 64), 2.0, True),
-        _throughput_vs(results, "sentiment, 64 connections: dynamic batching on vs off",
-                       ("sentiment", "triton", "binary", 64), ("sentiment", "triton-nobatch", "binary", 64), 2.0,
+        _throughput_vs(results, f"{tensors}, 64 connections: Triton vs Flask (binary)",
+                       (tensors, "triton", "binary", 64), (tensors, "flask", "binary", 64), 3.0, True),
+        _throughput_vs(results, f"{tensors}, 64 connections: Triton vs FastAPI (binary)",
+                       (tensors, "triton", "binary", 64), (tensors, "fastapi", "binary", 64), 2.0, True),
+        _throughput_vs(results, f"{tensors}, 64 connections: Triton vs Flask (JSON)",
+                       (tensors, "triton", "json", 64), (tensors, "flask", "json", 64), 3.0, True),
+        _throughput_vs(results, f"{tensors}, 64 connections: Triton vs FastAPI (JSON)",
+                       (tensors, "triton", "json", 64), (tensors, "fastapi", "json", 64), 2.0, True),
+        _throughput_vs(results, f"{pipeline}, 64 connections: dynamic batching on vs off",
+                       (pipeline, "triton", "binary", 64), (pipeline, "triton-nobatch", "binary", 64), 2.0,
                        False),
-        _served_vs_in_process(results, "sentiment"),
-        _throughput_vs(results, "digits, 1 connection: Triton vs FastAPI (binary)",
-                       ("digits", "triton", "binary", 1), ("digits", "fastapi", "binary", 1), 0.9, False),
+        _served_vs_in_process(results, pipeline),
+        _throughput_vs(results, f"{tensors}, 1 connection: Triton vs FastAPI (binary)",
+                       (tensors, "triton", "binary", 1), (tensors, "fastapi", "binary", 1), 0.9, False),
     ]
     client = results.client
     if client is None:
@@ -235,11 +247,13 @@ def format_targets(checks: list[TargetCheck]) -> str:
 
 def format_markdown(results: BenchResults) -> str:
     c = results.conditions
+    model = f" · model `{c['model']}`" if c.get("model") else ""
     parts = [
         "# modelport benchmark",
         "",
-        f"{c.get('date', '')} · mode `{c.get('mode', '')}` · {c.get('cpus', '?')} CPUs · {c.get('rounds', '?')} "
-        f"interleaved rounds of {c.get('duration_s', '?')} s (+{c.get('warmup_s', '?')} s warm-up) per cell · "
+        f"{c.get('date', '')} · mode `{c.get('mode', '')}`{model} · {c.get('cpus', '?')} CPUs · "
+        f"{c.get('rounds', '?')} interleaved rounds of {c.get('duration_s', '?')} s "
+        f"(+{c.get('warmup_s', '?')} s warm-up) per cell · "
         f"medians over rounds · baselines: {c.get('workers', '?')} workers, 1 ONNX Runtime thread each",
         "",
     ]
@@ -262,8 +276,9 @@ def format_markdown(results: BenchResults) -> str:
         parts.append("")
     if results.client:
         parts += ["## Client overhead", "",
-                  f"Sequential digits calls, one connection, median per call: raw tritonclient.http "
-                  f"{results.client.raw_us:.0f} µs, modelport.Client {results.client.modelport_us:.0f} µs "
+                  f"Sequential {target_models(results)[0]} calls, one connection, median per call: raw "
+                  f"tritonclient.http {results.client.raw_us:.0f} µs, "
+                  f"modelport.Client {results.client.modelport_us:.0f} µs "
                   f"({results.client.overhead:+.1%}).", ""]
     parts += ["## Targets (issue 5)", "", format_targets(targets(results)), ""]
     return "\n".join(parts)

@@ -1,11 +1,15 @@
 """One benchmark run: start every contender, measure the generator's ceiling, drive each cell in interleaved rounds,
 then the in-process limit at the batch Triton formed and the client overhead; return BenchResults.
+
+What runs comes from the spec: the reference plan (issue 5's targets on the reference models), or `--model NAME`,
+any onnx-kind model (variants included) against the same baselines, with payloads from its held-out set.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -14,12 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from bench import client_overhead, inprocess, loadgen, servers
-from bench.results import BenchResults, Cell, CellResult, GeneratorCeiling, Round
+from bench.baselines.model import input_order, request_body
+from bench.results import (REFERENCE_PIPELINE, REFERENCE_TENSORS, BenchResults, Cell, CellResult, GeneratorCeiling,
+                           Round)
+from export.spec import ModelSpec, Spec
 from loadtest import payloads, triton_metrics, v2
 
-# the model whose executions show the batch formed: for the sentiment ensemble, its ONNX step
-BATCHING_MODEL = {"digits": "digits", "sentiment": "sentiment_classifier"}
-SAMPLES_PER_TARGET = 256
+BASELINES = ("fastapi", "flask")
 
 
 @dataclass(frozen=True)
@@ -33,41 +38,133 @@ class BenchOptions:
     mode: str
     client_blocks: int
     in_process_s: float
+    model: str | None = None  # --model: one onnx-kind model instead of the reference plan
 
 
-def plan(repository: Path) -> tuple[list[Cell], list[str]]:
-    """The cells the issue's targets need, for the models the repository has; and notes on what was skipped."""
+class PlanError(ValueError):
+    """`--model` names a model the benchmark cannot run; the message says which ones it can."""
+
+
+def tensor_cells(model: str) -> list[Cell]:
+    """A model taking tensors against every contender: one connection, 64 binary (batching on and off), 64 JSON."""
+    return ([Cell(model, s, "binary", 1) for s in ("triton", *BASELINES)]
+            + [Cell(model, s, "binary", 64) for s in ("triton", "triton-nobatch", *BASELINES)]
+            + [Cell(model, s, "json", 64) for s in ("triton", *BASELINES)])
+
+
+def pipeline_cells(model: str) -> list[Cell]:
+    """A served pipeline (an ensemble) has no baseline: Triton with batching on and off."""
+    return [Cell(model, s, "binary", c) for s in ("triton", "triton-nobatch") for c in (1, 64)]
+
+
+def plan(spec: Spec, repository: Path, model: str | None = None) -> tuple[list[Cell], list[str]]:
+    """The cells to run, and notes on what was skipped. No model: the reference plan (issue 5's targets), for the
+    reference models the repository has; a model: every cell for it, or PlanError."""
+    if model is not None:
+        check_model(spec, repository, model)
+        return tensor_cells(model), []
     cells, notes = [], []
-    if (repository / "digits" / "1" / "model.onnx").is_file():
-        cells += [Cell("digits", s, "binary", 1) for s in ("triton", "fastapi", "flask")]
-        cells += [Cell("digits", s, "binary", 64) for s in ("triton", "triton-nobatch", "fastapi", "flask")]
-        cells += [Cell("digits", s, "json", 64) for s in ("triton", "fastapi", "flask")]
-    else:
-        notes.append(f"digits skipped: {repository}/digits/1/model.onnx missing (run `make export`)")
-    if (repository / "sentiment_classifier" / "1" / "model.onnx").is_file():
-        cells += [Cell("sentiment", s, "binary", c) for s in ("triton", "triton-nobatch") for c in (1, 64)]
-    else:
-        notes.append(f"sentiment skipped: {repository}/sentiment_classifier/1/model.onnx missing")
+    for name, cells_for in ((REFERENCE_TENSORS, tensor_cells), (REFERENCE_PIPELINE, pipeline_cells)):
+        if spec.model(name) is None:
+            notes.append(f"{name} skipped: not in {spec.path}")
+            continue
+        onnx = onnx_file(repository, batching_model(spec, name))
+        if onnx.is_file():
+            cells += cells_for(name)
+        else:
+            notes.append(f"{name} skipped: {onnx} missing (run `make export`)")
     return cells, notes
 
 
-def triton_requests(model: str, encoding: str, host: str) -> tuple[bytes, ...]:
+def onnx_models(spec: Spec) -> list[str]:
+    return [name for m in spec.models if m.kind == "onnx" for name in m.triton_names]
+
+
+def onnx_steps(spec: Spec, model: ModelSpec) -> list[str]:
+    return [s.model for s in model.steps if spec.model(s.model) is not None and spec.model(s.model).kind == "onnx"]
+
+
+def check_model(spec: Spec, repository: Path, name: str) -> None:
+    model = spec.model(name)
+    available = ", ".join(onnx_models(spec)) or "(none)"
+    if model is None:
+        raise PlanError(f"--model {name}: no model of that name in {spec.path}; onnx models: {available}")
+    if model.kind != "onnx":
+        steps = onnx_steps(spec, model)
+        hint = f"its ONNX step: {', '.join(steps)}; " if steps else ""
+        raise PlanError(f"--model {name}: kind = {model.kind!r}; the benchmark serves one model.onnx on every "
+                        f"contender, so it needs an onnx-kind model ({hint}onnx models: {available})")
+    if not onnx_file(repository, name).is_file():
+        raise PlanError(f"--model {name}: {onnx_file(repository, name)} missing: run `make export`")
+
+
+def onnx_file(repository: Path, triton_name: str) -> Path:
+    return repository / triton_name / "1" / "model.onnx"
+
+
+def batching_model(spec: Spec, name: str) -> str:
+    """The model whose executions show the batch formed: for an ensemble, its (first) ONNX step."""
+    model = spec.model(name)
+    if model is not None and model.kind == "ensemble":
+        return next(iter(onnx_steps(spec, model)), name)
+    return name
+
+
+def payload_target(spec: Spec, name: str) -> payloads.Target:
+    return next(t for t in payloads.targets(spec) if t.name == name)
+
+
+def triton_requests(model: payloads.Target, encoding: str, host: str) -> tuple[bytes, ...]:
     built = []
-    for sample in payloads.samples(model, SAMPLES_PER_TARGET):
+    for sample in payloads.samples(model):
         request = v2.http_request(sample, encoding)
         built.append(loadgen.http_request(host, request.path, request.body, request.headers))
     return tuple(built)
 
 
-def baseline_requests(encoding: str, host: str) -> tuple[bytes, ...]:
+def baseline_bodies(model: payloads.Target, onnx: Path, encoding: str) -> tuple[tuple[str, bytes, str], ...]:
+    """(path, body, content type) of the same rows in the baselines' formats (bench/baselines/model.py)."""
+    order = input_order(onnx)
     built = []
-    for sample in payloads.samples("digits", SAMPLES_PER_TARGET):
+    for sample in payloads.samples(model):
+        arrays = {i.name: i.array for i in sample.inputs}
         if encoding == "binary":
-            body, path, kind = sample.array.astype("<f4").tobytes(), "/predict/binary", "application/octet-stream"
+            built.append(("/predict/binary", request_body([arrays[n] for n in order]), "application/octet-stream"))
         else:
-            body, path, kind = json.dumps({"inputs": sample.array.tolist()}).encode(), "/predict", "application/json"
-        built.append(loadgen.http_request(host, path, body, {"Content-Type": kind}))
+            document = {"inputs": {name: a.tolist() for name, a in arrays.items()}}
+            built.append(("/predict", json.dumps(document).encode(), "application/json"))
     return tuple(built)
+
+
+def baseline_requests(model: payloads.Target, onnx: Path, encoding: str, host: str) -> tuple[bytes, ...]:
+    return tuple(loadgen.http_request(host, path, body, {"Content-Type": kind})
+                 for path, body, kind in baseline_bodies(model, onnx, encoding))
+
+
+def batches(samples: tuple[payloads.Sample, ...], size: int) -> tuple[dict[str, np.ndarray], ...]:
+    """Feeds of `size` rows each from one-row samples, repeating the rows when there are fewer than `size`."""
+    columns = {t.name: np.concatenate([s.inputs[k].array for s in samples]) for k, t in enumerate(samples[0].inputs)}
+    rows = len(samples)
+    if rows < size:
+        columns = {name: np.concatenate([c] * math.ceil(size / rows)) for name, c in columns.items()}
+        rows = len(next(iter(columns.values())))
+    return tuple({name: c[i:i + size] for name, c in columns.items()} for i in range(0, rows - size + 1, size))
+
+
+def in_process_job(spec: Spec, repository: Path, name: str, batch_size: int):
+    """What the served model does, without serving: the ONNX model itself, or a tokenizer ensemble's two steps."""
+    model = spec.model(name)
+    samples = payloads.samples(payload_target(spec, name))
+    if model.kind == "onnx":
+        return inprocess.OnnxJob(name, onnx_file(repository, name), batches(samples, batch_size), batch_size)
+    steps = [s.model for s in model.steps]
+    tokenizer_dir = repository / steps[0] / "1" if steps else None
+    if (model.kind == "ensemble" and len(steps) == 2 and spec.model(steps[0]).kind == "python"
+            and (tokenizer_dir / "text_encoding.py").is_file() and spec.model(steps[1]).kind == "onnx"):
+        texts = tuple(s.inputs[0].array.ravel()[0] for s in samples)
+        return inprocess.TokenizedTextJob(name, onnx_file(repository, steps[1]), tokenizer_dir, texts, batch_size)
+    raise ValueError(f"{name}: no in-process equivalent (an onnx-kind model, or an ensemble of a python step "
+                     f"shipping text_encoding.py and an ONNX step)")
 
 
 def measure_ceiling(work_dir: Path, duration_s: float) -> GeneratorCeiling:
@@ -82,8 +179,8 @@ def _log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run(options: BenchOptions) -> BenchResults:
-    cells, notes = plan(options.repository)
+def run(spec: Spec, options: BenchOptions) -> BenchResults:
+    cells, notes = plan(spec, options.repository, options.model)
     if not cells:
         raise SystemExit("nothing to benchmark: " + "; ".join(notes))
     options.work_dir.mkdir(parents=True, exist_ok=True)
@@ -92,8 +189,8 @@ def run(options: BenchOptions) -> BenchResults:
     _log(f"generator ceiling vs trivial endpoint: {ceiling.rps:.0f} req/s at {ceiling.generator_cpu:.0%} CPU")
 
     wanted = {c.server for c in cells}
-    onnx = options.repository / "digits" / "1" / "model.onnx"
-    probe = np.zeros((1, 8, 8, 1), dtype="<f4").tobytes()
+    # the baselines serve one model file: the model of the cells that have baselines
+    baseline_model = next((c.model for c in cells if c.server in BASELINES), None)
     with contextlib.ExitStack() as stack:
         running: dict[str, servers.Running] = {}
         if "triton" in wanted:
@@ -101,11 +198,12 @@ def run(options: BenchOptions) -> BenchResults:
         if "triton-nobatch" in wanted:
             copy = servers.without_dynamic_batching(options.repository, options.work_dir / "repository-nobatch")
             running["triton-nobatch"] = stack.enter_context(servers.triton("triton-nobatch", copy, options.work_dir))
-        if "fastapi" in wanted:
-            running["fastapi"] = stack.enter_context(
-                servers.fastapi_uvicorn(onnx, options.workers, options.work_dir, probe))
-        if "flask" in wanted:
-            running["flask"] = stack.enter_context(servers.flask_gunicorn(onnx, options.workers, options.work_dir, probe))
+        if baseline_model is not None:
+            onnx = onnx_file(options.repository, baseline_model)
+            probe = baseline_bodies(payload_target(spec, baseline_model), onnx, "binary")[0][1]
+            for name, start in (("fastapi", servers.fastapi_uvicorn), ("flask", servers.flask_gunicorn)):
+                if name in wanted:
+                    running[name] = stack.enter_context(start(onnx, options.workers, options.work_dir, probe))
         _log("servers up: " + ", ".join(f"{r.name} :{r.port}" for r in running.values()))
 
         targets = {}
@@ -114,8 +212,10 @@ def run(options: BenchOptions) -> BenchResults:
             host = f"{server.host}:{server.port}"
             key = (cell.model, cell.server, cell.encoding)
             if key not in targets:
-                requests = (triton_requests(cell.model, cell.encoding, host) if cell.server.startswith("triton")
-                            else baseline_requests(cell.encoding, host))
+                model = payload_target(spec, cell.model)
+                requests = (triton_requests(model, cell.encoding, host) if cell.server.startswith("triton")
+                            else baseline_requests(model, onnx_file(options.repository, cell.model), cell.encoding,
+                                                   host))
                 targets[key] = loadgen.HttpTarget(server.host, server.port, requests)
 
         rounds: dict[Cell, list[Round]] = {cell: [] for cell in cells}
@@ -123,28 +223,31 @@ def run(options: BenchOptions) -> BenchResults:
             # rotate the order every round so slow drift (other tenants, thermal) spreads over all cells
             shift = index * max(1, len(cells) // options.rounds)
             for cell in cells[shift:] + cells[:shift]:
+                formed_by = batching_model(spec, cell.model)
                 rounds[cell].append(_measure(cell, running[cell.server], targets[(cell.model, cell.server,
-                                                                                   cell.encoding)], options))
+                                                                                   cell.encoding)], formed_by, options))
             _log(f"round {index + 1}/{options.rounds} done")
         results = tuple(CellResult(cell, tuple(rounds[cell])) for cell in cells)
 
         # the side measurements below must not cost the table: a failure becomes a note in the results
         client = None
+        client_model = baseline_model or cells[0].model
         if "triton" in running and options.client_blocks:
-            image = payloads.samples("digits", 1)[0].array
+            sample = payloads.samples(payload_target(spec, client_model))[0]
             try:
-                client = client_overhead.measure(f"127.0.0.1:{running['triton'].port}", image, options.client_blocks)
+                client = client_overhead.measure(f"127.0.0.1:{running['triton'].port}", sample, options.client_blocks)
                 _log(f"client overhead: {client.overhead:+.1%}")
             except Exception as error:
                 notes.append(f"client overhead not measured: {error!r}")
 
     in_process = []
-    for model in ("digits", "sentiment"):
+    for model in dict.fromkeys(c.model for c in cells):
         served = next((r for r in results if r.cell == Cell(model, "triton", "binary", 64)), None)
         if served is not None:
             batch = max(1, round(served.avg_batch or 1))
             try:
-                in_process.append(inprocess.measure(model, options.repository, batch, options.in_process_s))
+                job = in_process_job(spec, options.repository, model, batch)
+                in_process.append(inprocess.measure(job, options.in_process_s))
                 _log(f"in-process {model} at batch {batch}: {in_process[-1].samples_per_s:.0f} samples/s")
             except Exception as error:
                 notes.append(f"in-process {model} not measured: {error!r}")
@@ -160,16 +263,19 @@ def run(options: BenchOptions) -> BenchResults:
         "load_average_at_end": round(os.getloadavg()[0], 2),
         "note": "; ".join(notes),
     }
+    if options.model:
+        conditions["model"] = options.model
     return BenchResults(conditions, ceiling, results, tuple(in_process), client)
 
 
-def _measure(cell: Cell, server: servers.Running, target: loadgen.HttpTarget, options: BenchOptions) -> Round:
+def _measure(cell: Cell, server: servers.Running, target: loadgen.HttpTarget, formed_by: str,
+             options: BenchOptions) -> Round:
     before = triton_metrics.scrape(server.metrics_url) if server.metrics_url else None
     m = loadgen.run(target, loadgen.LoadSpec(cell.connections, options.duration_s, options.warmup_s))
     avg_batch = queue_us = None
     if before is not None:
         activity = triton_metrics.activity(before, triton_metrics.scrape(server.metrics_url))
-        formed = next((a for a in activity if a.model == BATCHING_MODEL[cell.model]), None)
+        formed = next((a for a in activity if a.model == formed_by), None)
         if formed:
             avg_batch, queue_us = formed.avg_batch, formed.queue_us_per_request
     return Round(m.rps, m.p50_ms, m.p99_ms, m.errors, m.generator_cpu, avg_batch, m.first_error, queue_us)

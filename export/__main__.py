@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from export.errors import ExportError
@@ -16,8 +17,10 @@ EPILOG = """\
 steps, per model: train or load the source -> convert (tf2onnx, opset 17) -> optimize (int8, fp16)
 -> parity gate on held-out data -> config.pbtxt, labels, model card -> swap the staged repository in.
 
-A model is rebuilt only when its spec entry, its source or data files, or the export code changed.
-A failing gate leaves the previous repository untouched.
+A model is rebuilt only when its spec entry, its source or data files, the export or trainer code, or the
+installed versions of tensorflow, keras, tf2onnx, onnx, onnxruntime, onnxconverter-common, onnxslim changed.
+When the default INT8 recipe fails the gate, other recipes are tried (see the card); an optional variant
+no recipe passes is left out with a warning. A failing gate leaves the previous repository untouched.
 
 examples:
   python -m export                      export everything that changed
@@ -40,6 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="export only this model; repeat for several")
     p.add_argument("--force", action="store_true", help="rebuild models even when their fingerprint is unchanged")
     p.add_argument("--clean", action="store_true", help="remove generated artifacts from the repository and exit")
+    p.add_argument("--int8-search-seconds", type=float, default=None, metavar="SECONDS",
+                   help="time budget per model for trying INT8 recipes when the default one fails the gate "
+                        "(default: 120)")
     return p.parse_args(argv)
 
 
@@ -56,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.clean:
             pipeline.clean(spec, args.repository, stdout_log)
             return 0
-        pipeline.run(spec, pipeline.Options(args.repository, tuple(args.only), args.force), stdout_log)
+        options = pipeline.Options(args.repository, tuple(args.only), args.force)
+        if args.int8_search_seconds is not None:
+            options = replace(options, int8_search_seconds=args.int8_search_seconds)
+        pipeline.run(spec, options, stdout_log)
     except ExportError as e:
         print(f"export failed: {e}", file=sys.stderr)
         return e.exit_code

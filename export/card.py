@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from export.spec import ModelSpec
@@ -19,6 +19,7 @@ class VariantCard:
     max_abs_diff: dict[int, float]
     argmax_agreement: float
     latency_us: dict[int, dict[str, float]]
+    recipe: str = ""  # int8: the quantization recipe that passed the gate (optimize.RECIPES)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class Card:
     variants: list[VariantCard]
     fingerprint: str
     exported_with: dict[str, str]
+    # The int8 recipe search, in order: {recipe, description, result ("passes", "fails", "could not be built: ...",
+    # "not tried: ..."), accuracy_drop_points (None when not judged), seconds}.
+    int8_recipes: list[dict] = field(default_factory=list)
+    # Optional variants that failed their gate (int8: every recipe), by variant: {triton_name, reason}. Not in
+    # the repository; the export reads this record back (read_left_out), so an unchanged model is not retried.
+    left_out: dict[str, dict] = field(default_factory=dict)
 
 
 def display_path(path: Path) -> str:
@@ -84,13 +91,25 @@ def markdown(card: Card) -> str:
         for v in card.variants:
             diffs = ", ".join(f"{b}: {d:.2e}" for b, d in v.max_abs_diff.items())
             lat = ", ".join(f"{b}: {x['p50']:.0f} / {x['p99']:.0f}" for b, x in v.latency_us.items())
-            lines.append(f"| `{v.triton_name}` | {v.variant} | {v.accuracy:.2%} | {v.argmax_agreement:.2%} | {diffs} "
+            variant = f"{v.variant} ({v.recipe})" if v.recipe else v.variant
+            lines.append(f"| `{v.triton_name}` | {variant} | {v.accuracy:.2%} | {v.argmax_agreement:.2%} | {diffs} "
                          f"| {v.size_bytes / 1024:.1f} KiB | {lat} |")
         lines += ["", "Latency is ONNX Runtime in process on the export machine (CPU, the spec's thread count), not "
                   "through Triton. Max |diff| is against the source model's outputs on the held-out set.", "",
                   "## Operators", ""]
         for v in card.variants:
             lines.append(f"- `{v.triton_name}`: " + ", ".join(f"{op} ×{n}" for op, n in v.ops.items()))
+    if card.int8_recipes:
+        lines += ["", "## INT8 recipe search", "",
+                  "Recipes tried in order until one passes the gate (`export/optimize.py`); the first that passes "
+                  "is served.", "", f"| recipe | what | accuracy drop, points (limit "
+                  f"{card.gate.get('int8_max_accuracy_drop', 0):g}) | result | seconds |",
+                  "|---|---|---|---|---|"]
+        for r in card.int8_recipes:
+            figure = "-" if r["accuracy_drop_points"] is None else f"{r['accuracy_drop_points']:.2f}"
+            lines.append(f"| {r['recipe']} | {r['description']} | {figure} | {r['result']} | {r['seconds']:.1f} |")
+    for variant, record in card.left_out.items():
+        lines += ["", f"**Left out: `{record['triton_name']}` ({variant}).** {record['reason']}"]
     tools = ", ".join(f"{k} {v}" for k, v in card.exported_with.items())
     tools = f"Exported with {tools}; " if tools else ""
     lines += ["", f"{tools}fingerprint `{card.fingerprint[:16]}`.", ""]
@@ -108,3 +127,11 @@ def read_fingerprint(directory: Path) -> str | None:
         return json.loads((directory / "card.json").read_text()).get("fingerprint")
     except (OSError, ValueError):
         return None
+
+
+def read_left_out(directory: Path) -> dict[str, dict]:
+    """The optional variants the card of this model directory records as left out ({} without a card)."""
+    try:
+        return dict(json.loads((directory / "card.json").read_text()).get("left_out", {}))
+    except (OSError, ValueError, TypeError):
+        return {}

@@ -1,16 +1,22 @@
-"""SavedModel / ONNX file -> a clean ONNX graph: opset 17, spec tensor names, a dynamic `batch` dim, TensorRT ops."""
+"""Keras / SavedModel / ONNX source -> a clean ONNX graph: opset 17, spec tensor names, dynamic batch, TensorRT ops."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 import onnxslim
 
 from export.errors import IncompatibleModelError, SourceError
 from export.spec import ModelSpec, Tensor
+
+if TYPE_CHECKING:
+    from export.train.base import TrainedModel
 
 OPSET = 17
 BATCH_DIM = "batch"
@@ -35,6 +41,30 @@ Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh Tile TopK Tra
 """.split())
 
 
+def to_onnx(model: ModelSpec, trained: TrainedModel | None, work: Path) -> onnx.ModelProto:
+    """The model's source as a finalized ONNX graph (see `finalize`); work is a scratch directory."""
+    if model.onnx.source_format == "onnx":
+        return finalize(model, load_onnx(model.onnx.source))
+    return finalize(model, tf2onnx_convert(saved_model(model, trained, work), work / "raw.onnx"))
+
+
+def saved_model(model: ModelSpec, trained: TrainedModel | None, work: Path) -> Path:
+    """The SavedModel tf2onnx converts: the source itself, the one its trainer wrote beside the Keras file, or else
+    the Keras file exported into work (tf2onnx's from_keras fails on Keras 3)."""
+    src = model.onnx.source
+    if model.onnx.source_format == "savedmodel":
+        return src
+    if (trained is not None and trained.keras_path.resolve() == src.resolve()
+            and (trained.saved_model_dir / "saved_model.pb").is_file()):
+        return trained.saved_model_dir
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    out = work / "saved_model"
+    keras.saving.load_model(src, compile=False).export(str(out), format="tf_saved_model", verbose=False)
+    return out
+
+
 def tf2onnx_convert(saved_model: Path, out: Path) -> onnx.ModelProto:
     """Run tf2onnx's saved-model conversion in a child process: it keeps TensorFlow's graph state out of ours."""
     cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model), "--output", str(out),
@@ -47,8 +77,6 @@ def tf2onnx_convert(saved_model: Path, out: Path) -> onnx.ModelProto:
 
 
 def _child_env() -> dict[str, str]:
-    import os
-
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
@@ -75,20 +103,41 @@ def _graph_io(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
     return [i for i in graph.input if i.name not in initializers]
 
 
+def pair(model: ModelSpec, kind: str, wanted: tuple[Tensor, ...], actual: list[str],
+         source: str) -> list[tuple[Tensor, str]]:
+    """The spec's tensors paired with the source's names: by name; one tensor, or an ONNX file's own order, by
+    position; Keras' positional output names (output_0, output_1, ... output_10) by their number. Anything else
+    would be a guess (a signature's names have no order), so it fails, listing both sides."""
+    if len(actual) != len(wanted):
+        raise IncompatibleModelError(
+            f"{model.name}: {source} has {len(actual)} {kind}(s) ({', '.join(actual)}), the spec declares "
+            f"{len(wanted)} ({', '.join(t.name for t in wanted)}): fix [[model.{kind}]]")
+    if all(t.name in actual for t in wanted):
+        return [(t, t.name) for t in wanted]
+    if len(wanted) == 1 or model.onnx.source_format == "onnx":
+        return list(zip(wanted, actual))
+    numbered = [re.fullmatch(r"output_(\d+)", a) for a in actual]
+    if all(numbered):
+        return list(zip(wanted, sorted(actual, key=lambda a: int(a.split("_")[1]))))
+    names = ", ".join(sorted(actual))
+    raise IncompatibleModelError(
+        f"{model.name}: the spec's {kind}s ({', '.join(t.name for t in wanted)}) do not match the names of "
+        f"{source} ({names}); with more than one {kind} they are matched by name: rename the "
+        f"[[model.{kind}]] tables to {names}")
+
+
 def _conform(model: ModelSpec, proto: onnx.ModelProto) -> None:
-    """Rename tensors to the spec (by name, else by position), name the batch dim, check dtypes and static dims."""
+    """Rename tensors to the spec (see `pair`), name the batch dim, check dtypes and static dims."""
     graph = proto.graph
     batch_params: set[str] = set()
     sides = (("input", _graph_io(graph), model.inputs), ("output", list(graph.output), model.outputs))
     for kind, actual, wanted in sides:
-        if len(actual) != len(wanted):
-            raise IncompatibleModelError(
-                f"{model.name}: the converted model has {len(actual)} {kind}(s) ({', '.join(a.name for a in actual)}), "
-                f"the spec declares {len(wanted)} ({', '.join(t.name for t in wanted)}): fix [[model.{kind}]]")
         by_name = {a.name: a for a in actual}
-        pairs = ([(by_name[t.name], t) for t in wanted] if all(t.name in by_name for t in wanted)
-                 else list(zip(actual, wanted)))  # tf2onnx names outputs output_0, ...: keep the declared order
-        for vi, t in pairs:
+        pairs = pair(model, kind, wanted, [a.name for a in actual], "the converted model")
+        renamed = [(by_name[name], t) for t, name in pairs]
+        for i, (vi, _) in enumerate(renamed):  # via unique names first, so swapped names cannot collide
+            _rename(graph, vi.name, f"modelport_{kind}_{i}")
+        for vi, t in renamed:
             _rename(graph, vi.name, t.name)
             _check_tensor(model, kind, vi, t, batch_params)
     for vi in graph.value_info:

@@ -32,10 +32,11 @@ class IncompatibleModelError(ExportError):
 class ParityError(ExportError):
     """One or more variants failed the numeric gate; every failure is listed, not only the first."""
 
-    def __init__(self, model: str, failures: list[GateFailure]):
+    def __init__(self, model: str, failures: list[GateFailure], notes: tuple[str, ...] = ()):
         self.model, self.failures = model, failures
         lines = [f"{model}: {len(failures)} parity check(s) failed; the repository was left untouched:"]
         lines += [f"  - {f}" for f in failures]
+        lines += [f"  {n}" for n in notes]
         lines.append("  Fix the model or the conversion; loosen a tolerance only in [model.gate] with a reason.")
         super().__init__("\n".join(lines))
 

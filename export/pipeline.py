@@ -2,13 +2,15 @@
 
 Everything is built in a staging copy of the repository next to it and swapped in only when every selected model
 passed its gate, so a failing export leaves the previous repository as it was. A model whose fingerprint (spec entry,
-source and data files, export code) matches the one in its card, and whose files are all in place, is not rebuilt.
+source and data files, export and trainer code, tool versions) matches the one in its card, and whose files are all
+in place, is not rebuilt.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -16,17 +18,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from export import card as cards
-from export import convert, load, optimize, repository, verify
-from export.errors import ExportError, IncompatibleModelError, SourceError, SpecError
+from export import convert, dataset, load, optimize, reference, repository, verify
+from export.errors import ExportError, GateFailure, IncompatibleModelError, ParityError, SourceError, SpecError
 from export.progress import Log, step
 from export.spec import ModelSpec, Spec, variant_model_name
 
-CODE_FILES = ("spec.py", "load.py", "convert.py", "optimize.py", "verify.py", "repository.py", "card.py", "pipeline.py")
+CODE_FILES = ("spec.py", "load.py", "dataset.py", "convert.py", "reference.py", "optimize.py", "verify.py",
+              "repository.py", "card.py", "pipeline.py")
 GENERATED_SUFFIXES = (".onnx", ".plan")
+# Packages whose installed version can change what the export of a model produces, by source format.
+ONNX_TOOLS = ("onnx", "onnxruntime", "onnxconverter-common", "onnxslim")
+TF_TOOLS = ("tensorflow", "keras", "tf2onnx")
+DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel")}
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class Options:
     repository: Path
     only: tuple[str, ...] = ()
     force: bool = False
+    int8_search_seconds: float = optimize.DEFAULT_SEARCH_SECONDS  # time budget of the INT8 recipe search, per model
 
 
 @dataclass(frozen=True)
@@ -74,63 +82,118 @@ def inputs_of(model: ModelSpec) -> list[Path]:
     return []
 
 
+def package_version(package: str) -> str:
+    """The installed version of a package (under any of the distribution names it ships as)."""
+    for name in DISTRIBUTIONS.get(package, (package,)):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "not installed"
+
+
+def tool_versions(model: ModelSpec) -> dict[str, str]:
+    """Versions of the packages that convert, quantize and verify this model (none for python models, ensembles)."""
+    if model.onnx is None:
+        return {}
+    packages = ONNX_TOOLS if model.onnx.source_format == "onnx" else TF_TOOLS + ONNX_TOOLS
+    return {p: package_version(p) for p in packages}
+
+
 def fingerprint(model: ModelSpec) -> str | None:
     """None when an input file is missing: the model then needs work (training, or a clear error)."""
     digest = hashlib.sha256(model.raw.encode())
     digest.update(code_version().encode())
-    for path in inputs_of(model):
+    digest.update(json.dumps(tool_versions(model), sort_keys=True).encode())
+    for path in (*load.trainer_sources(model), *inputs_of(model)):
         if not _hash_path(digest, path):
             return None
     return digest.hexdigest()
 
 
-def _artifacts(model: ModelSpec) -> list[str]:
+def _artifacts(model: ModelSpec, repo: Path) -> list[str]:
     if model.onnx is not None:
-        return [f"{n}/1/{repository.ONNX_FILENAME}" for n in model.triton_names]
+        return [f"{n}/1/{repository.ONNX_FILENAME}" for n in repository.served_names(model, repo)]
     if model.python is not None:
         return [f"{model.name}/1/model.py", *(f"{model.name}/1/{p.name}" for p in model.python.files)]
     return []
 
 
 def is_current(model: ModelSpec, repo: Path) -> bool:
+    """Built from exactly this spec entry, sources and code, with every file in place. An optional variant the card
+    records as left out (no recipe passed its gate) is not missing: it is retried when the fingerprint changes."""
     fp = fingerprint(model)
     if fp is None:
         return False
-    if any(cards.read_fingerprint(repo / n) != fp for n in model.triton_names):
+    served = repository.served_names(model, repo)
+    if any(cards.read_fingerprint(repo / n) != fp for n in served):
         return False
-    if any(not (repo / rel).is_file() for rel in _artifacts(model)):
+    if any((repo / n).exists() for n in model.triton_names if n not in served):
+        return False
+    if any(not (repo / rel).is_file() for rel in _artifacts(model, repo)):
         return False
     return all((repo / rel).is_file() and (repo / rel).read_text() == text
-               for rel, text in repository.committed_files(model).items())
+               for rel, text in repository.committed_files(model, repository.served_variants(model, repo)).items())
 
 
 # ---- building one model --------------------------------------------------------------------------------------------
 
-def _versions() -> dict[str, str]:
-    # Package metadata, not imports: importing tf2onnx would load TensorFlow even for an ONNX-file source.
-    return {**{p: version(p) for p in ("tf2onnx", "onnx", "onnxruntime", "onnxconverter-common")},
-            "opset": str(convert.OPSET)}
+def _int8_judge(model: ModelSpec, heldout: dataset.Dataset, expected: dict) -> optimize.Judge:
+    """The parity gate's int8 check as the recipe search's judge: its figure is the held-out accuracy drop."""
+    limit = model.onnx.gate.int8_max_accuracy_drop
+
+    def judge(blob: bytes) -> optimize.Verdict:
+        report, failures = verify.check_variant(model, "int8", blob, heldout, expected)
+        drop = (report.source_accuracy - report.accuracy) * 100
+        return optimize.Verdict(not failures, drop, f"held-out accuracy {report.accuracy:.2%}, "
+                                                    f"drop {drop:.2f} points (limit {limit:g})")
+    return judge
 
 
-def build_onnx(model: ModelSpec, staging: Path, log: Log) -> None:
+def _recipe_rows(search: optimize.Int8Search) -> list[dict]:
+    rows = [{"recipe": a.recipe.name, "description": a.recipe.describe(),
+             "result": (f"could not be built: {a.error}" if a.verdict is None
+                        else "passes" if a.verdict.passed else "fails"),
+             "accuracy_drop_points": None if a.verdict is None else round(a.verdict.figure, 4),
+             "seconds": round(a.seconds, 2)} for a in search.attempts]
+    return rows + [{"recipe": name, "description": "-", "accuracy_drop_points": None, "seconds": 0.0,
+                    "result": f"not tried: the time budget ({search.budget_seconds:g} s) was spent"}
+                   for name in search.skipped]
+
+
+def _no_recipe_passed(model: ModelSpec, search: optimize.Int8Search) -> str:
+    limit = model.onnx.gate.int8_max_accuracy_drop
+    tried = ", ".join(f"{a.recipe.name} {a.verdict.figure:.2f}" if a.verdict else f"{a.recipe.name} (not built)"
+                      for a in search.attempts)
+    best = search.best
+    text = (f"no INT8 recipe passes the gate (int8_max_accuracy_drop = {limit:g} points); the best, "
+            f"{best.recipe.name}, drops held-out accuracy by {best.verdict.figure:.2f} points, "
+            f"{best.verdict.figure - limit:.2f} more than allowed" if best else "no INT8 recipe could be built")
+    text += f". Accuracy drop per recipe: {tried}"
+    if search.skipped:
+        text += f"; not tried (time budget {search.budget_seconds:g} s spent): {', '.join(search.skipped)}"
+    return text
+
+
+def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> None:
     src = model.onnx
     with step(log, f"{model.name}: train or load the source model"):
         trained = load.train_or_check(model, log)
-    heldout = load.load_npz(model, src.heldout, with_labels=True)
+    heldout = dataset.load_npz(model, src.heldout, with_labels=True)
     with tempfile.TemporaryDirectory(prefix=f"modelport-{model.name}-") as tmp:
         with step(log, f"{model.name}: convert {src.source_format} -> ONNX (tf2onnx, opset {convert.OPSET})"):
-            if src.source_format == "onnx":
-                raw = convert.load_onnx(src.source)
-            else:
-                raw = convert.tf2onnx_convert(load.to_saved_model(model, Path(tmp)), Path(tmp, "raw.onnx"))
-            fp32 = convert.finalize(model, raw)
-        with step(log, f"{model.name}: reference outputs of the source model on {len(heldout)} held-out samples"):
-            reference = load.reference_outputs(model, heldout)
+            fp32 = convert.to_onnx(model, trained, Path(tmp))
+    with step(log, f"{model.name}: reference outputs of the source model on {len(heldout)} held-out samples"):
+        expected = reference.reference_outputs(model, heldout)
     protos = {"fp32": fp32}
+    search = None
     if "int8" in src.variants:
-        calibration = load.load_npz(model, src.calibration, with_labels=False)
+        calibration = dataset.load_npz(model, src.calibration, with_labels=False)
         with step(log, f"{model.name}: int8 static quantization, calibrating on {len(calibration)} samples"):
-            protos["int8"] = optimize.quantize_int8(fp32, calibration)
+            search = optimize.search_int8(fp32, calibration, _int8_judge(model, heldout, expected), log,
+                                          options.int8_search_seconds)
+        if search.proto is not None:
+            protos["int8"] = search.proto
     if "fp16" in src.variants:
         with step(log, f"{model.name}: fp16 conversion"):
             protos["fp16"] = optimize.convert_fp16(fp32)
@@ -140,9 +203,31 @@ def build_onnx(model: ModelSpec, staging: Path, log: Log) -> None:
             if bad:
                 raise IncompatibleModelError(f"{variant_model_name(model.name, variant)}: ops TensorRT cannot run: "
                                              f"{', '.join(bad)}; set `tensorrt = false` in models.toml to allow them")
-    blobs = {v: p.SerializeToString() for v, p in protos.items()}
+    blobs = {v: protos[v].SerializeToString() for v in src.variants if v in protos}
     with step(log, f"{model.name}: parity gate on {len(heldout)} held-out samples ({', '.join(blobs)})"):
-        reports = verify.gate(model, blobs, heldout, reference)
+        reports, failures = verify.check(model, blobs, heldout, expected)
+    reasons = {v: "fails the gate: " + "; ".join(map(str, fs)) for v in src.variants
+               if (fs := [f for f in failures if f.variant == v])}
+    notes: tuple[str, ...] = ()
+    if search is not None and search.proto is None:
+        reasons["int8"] = _no_recipe_passed(model, search)
+        if "int8" not in src.optional_variants:
+            if not any(a.verdict is not None for a in search.attempts):
+                raise IncompatibleModelError(f"{variant_model_name(model.name, 'int8')}: {reasons['int8']}")
+            failures += [GateFailure("int8", model.outputs[0].name, f"accuracy drop (points), recipe {a.recipe.name}",
+                                     a.verdict.figure, src.gate.int8_max_accuracy_drop)
+                         for a in search.attempts if a.verdict is not None]
+            notes = (f"int8: {reasons['int8']}.", 'To export the other variants without it, mark it optional: '
+                                                  'optional_variants = ["int8"].')
+    left_out = {v: {"triton_name": variant_model_name(model.name, v), "reason": reasons[v]}
+                for v in src.optional_variants if v in reasons}
+    for record in left_out.values():
+        log(f"  warning: {record['triton_name']} is left out (an optional variant): {record['reason']}; "
+            f"the other variants are exported")
+    failures = [f for f in failures if f.variant not in left_out]
+    if failures:
+        raise ParityError(model.name, failures, notes)
+    reports = [r for r in reports if r.variant not in left_out]
     for r in reports:
         diffs = ", ".join(f"b{b}={d:.2e}" for b, d in r.max_abs_diff.items())
         log(f"    {r.triton_name}: accuracy {r.accuracy:.2%} (source {r.source_accuracy:.2%}), "
@@ -150,32 +235,43 @@ def build_onnx(model: ModelSpec, staging: Path, log: Log) -> None:
     with step(log, f"{model.name}: in-process latency per variant and batch size"):
         latency = {v: verify.latency_us(model, b, heldout) for v, b in blobs.items()}
 
+    recipe = search.winner.recipe if search is not None and search.winner is not None else None
     variants = [cards.VariantCard(r.triton_name, r.variant, len(blobs[r.variant]), convert.op_counts(protos[r.variant]),
-                                  r.accuracy, r.max_abs_diff, r.argmax_agreement, latency[r.variant]) for r in reports]
+                                  r.accuracy, r.max_abs_diff, r.argmax_agreement, latency[r.variant],
+                                  recipe.name if r.variant == "int8" and recipe else "")
+                for r in reports]
     data = (trained.data_description if trained is not None else
             f"held-out set {src.heldout.name} ({len(heldout)} samples)")
     card = cards.Card(model.name, model.kind, model.description, cards.display_path(src.source), data,
                       reports[0].source_accuracy, len(heldout),
                       {k: v for k, v in src.gate.__dict__.items() if k != "model"},
                       cards.tensor_table(model.inputs), cards.tensor_table(model.outputs), variants,
-                      fingerprint(model), _versions())
+                      fingerprint(model), {**tool_versions(model), "opset": str(convert.OPSET)},
+                      _recipe_rows(search) if search is not None else [], left_out)
     for r in reports:
         directory = staging / r.triton_name
         (directory / "1").mkdir(parents=True, exist_ok=True)
         (directory / "1" / repository.ONNX_FILENAME).write_bytes(blobs[r.variant])
         cards.write_card(card, directory)
+    for record in left_out.values():
+        shutil.rmtree(staging / record["triton_name"], ignore_errors=True)  # a model an earlier export wrote
 
 
-def build_python(model: ModelSpec, spec: Spec, staging: Path, log: Log) -> None:
-    missing = [p for p in model.python.files if not p.exists()]
+def ensure_files(model: ModelSpec, spec: Spec, files: list[Path], what: str, log: Log) -> None:
+    """Files a trainer writes (the tokenizer, load-test samples) are recreated by running that trainer (cached)."""
+    missing = [p for p in files if not p.exists()]
     for trainer_model in (m for m in spec.models if m.onnx is not None and m.onnx.trainer is not None):
-        # A deployed file a trainer writes (the tokenizer) is recreated by running that trainer (cached).
         if any(trainer_model.onnx.source.parent in p.parents for p in missing):
             with step(log, f"{model.name}: recreate files with trainer {trainer_model.onnx.trainer!r}"):
                 load.train_or_check(trainer_model, log)
-    missing = [p for p in model.python.files if not p.exists()]
+    missing = [p for p in files if not p.exists()]
     if missing:
-        raise SourceError(f"{model.name}: files to deploy are missing: {', '.join(map(str, missing))}")
+        raise SourceError(f"{model.name}: {what} missing: {', '.join(map(str, missing))}; put them there or fix "
+                          f"the paths in {spec.path.name}")
+
+
+def build_python(model: ModelSpec, spec: Spec, staging: Path, log: Log) -> None:
+    ensure_files(model, spec, list(model.python.files), "files to deploy are", log)
     version = staging / model.name / "1"
     version.mkdir(parents=True, exist_ok=True)
     if model.python.code.resolve() != (version / "model.py").resolve():
@@ -267,19 +363,23 @@ def _run(spec: Spec, options: Options, repo: Path, log: Log) -> Outcome:
         for m in sorted(stale, key=lambda m: order[m.kind]):
             log(f"export: {m.name} ({m.kind})")
             if m.kind == "onnx":
-                build_onnx(m, staging, log)
+                build_onnx(m, staging, options, log)
             elif m.kind == "python":
                 build_python(m, spec, staging, log)
             else:
                 build_ensemble(m, staging)
+            if m.samples is not None:
+                ensure_files(m, spec, [m.samples], "load-test samples (field `samples`) are", log)
             repository.write_committed_files(spec, staging, [m])
+        wrote = ", ".join(n for m in stale for n in repository.served_names(m, staging)) or "no model"
+        left_out = [r["triton_name"] for m in stale for r in cards.read_left_out(staging / m.name).values()]
         _swap(staging, repo)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     seconds = time.perf_counter() - start
-    wrote = ", ".join(n for m in stale for n in m.triton_names) or "no model"
-    log(f"export: wrote {wrote} into {repo} in {seconds:.1f} s")
+    log(f"export: wrote {wrote} into {repo} in {seconds:.1f} s"
+        + (f"; left out (optional, failed their gate; see the card): {', '.join(left_out)}" if left_out else ""))
     return Outcome(tuple(m.name for m in stale), unchanged, seconds)
 
 

@@ -113,6 +113,7 @@ class OnnxSource:
     variants: tuple[str, ...]
     gate: Gate
     tensorrt: bool
+    optional_variants: tuple[str, ...] = ()  # left out with a warning when no recipe passes their gate
 
     @property
     def source_format(self) -> str:
@@ -149,6 +150,8 @@ class ModelSpec:
     graph_optimization_level: int = 1
     parameters: tuple[tuple[str, str], ...] = ()
     description: str = ""
+    samples: Path | None = None  # request inputs for load tests: a folder of files, or a text file of lines
+    loadtest_weight: int = 1  # share of the mixed load-test scenario; 0 leaves the model out of the mix
     onnx: OnnxSource | None = None
     python: PythonCode | None = None
     steps: tuple[Step, ...] = ()
@@ -164,6 +167,11 @@ class ModelSpec:
         for fld in ("max_queue_delay_microseconds", "queue_timeout_microseconds", "max_queue_size"):
             v = getattr(self, fld)
             _require(_is_int(v) and v >= 0, n, fld, v, "an integer >= 0 (0 = no delay / no timeout / unbounded)")
+        _require(self.samples is None or (len(self.inputs) == 1 and self.inputs[0].dtype == "TYPE_STRING"), n,
+                 "samples", str(self.samples),
+                 "only for models with one TYPE_STRING input (others load-test on their heldout.npz rows)")
+        _require(_is_int(self.loadtest_weight) and self.loadtest_weight >= 0, n, "loadtest_weight",
+                 self.loadtest_weight, "an integer >= 0 (0 = not part of the mixed load-test scenario)")
         _require(_is_int(self.instance_count) and self.instance_count >= 1, n, "instance_count",
                  self.instance_count, "an integer >= 1")
         _require(self.instance_kind in INSTANCE_KINDS, n, "instance_kind", self.instance_kind,
@@ -221,9 +229,10 @@ class Spec:
 
 _COMMON_KEYS = {"name", "kind", "description", "input", "output", "max_batch_size", "preferred_batch_size",
                 "max_queue_delay_microseconds", "queue_timeout_microseconds", "max_queue_size", "instance_count",
-                "instance_kind", "warmup_batch_sizes", "parameters"}
+                "instance_kind", "warmup_batch_sizes", "parameters", "samples", "loadtest_weight"}
 _KIND_KEYS = {
-    "onnx": {"source", "heldout", "calibration", "trainer", "variants", "gate", "tensorrt", "intra_op_thread_count",
+    "onnx": {"source", "heldout", "calibration", "trainer", "variants", "optional_variants", "gate", "tensorrt",
+             "intra_op_thread_count",
              "inter_op_thread_count", "execution_mode", "graph_optimization_level"},
     "python": {"code", "files"},
     "ensemble": {"step"},
@@ -289,6 +298,10 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
         _require(isinstance(variants, list) and variants and all(v in VARIANTS for v in variants)
                  and len(set(variants)) == len(variants) and "fp32" in variants, name, "variants", variants,
                  f"a list of distinct {', '.join(VARIANTS)} that includes fp32 (the reference variant)")
+        optional = table.get("optional_variants", [])
+        _require(isinstance(optional, list) and all(v in variants and v != "fp32" for v in optional), name,
+                 "optional_variants", optional,
+                 "a list of variants from `variants`, except fp32 (the reference variant is always required)")
         _require("int8" not in variants or "calibration" in table, name, "calibration", None,
                  "required when variants include int8: an .npz with x (representative inputs)")
         gate_table = table.get("gate", {})
@@ -305,7 +318,8 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
             source=_path(root, name, "source", table["source"]),
             heldout=_path(root, name, "heldout", table["heldout"]),
             calibration=_path(root, name, "calibration", table["calibration"]) if "calibration" in table else None,
-            trainer=trainer, variants=tuple(variants), gate=Gate(name, **gate_table), tensorrt=tensorrt)
+            trainer=trainer, variants=tuple(variants), gate=Gate(name, **gate_table), tensorrt=tensorrt,
+            optional_variants=tuple(optional))
     elif kind == "python":
         code = _path(root, name, "code", table.get("code", f"model_repository/{name}/1/model.py"))
         _require(code.is_file(), name, "code", str(code), "an existing model.py (python backend model code)")
@@ -342,6 +356,8 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
         warmup_batch_sizes=_int_list(name, table, "warmup_batch_sizes"),
         parameters=tuple(sorted((k, str(v)) for k, v in params.items())),
         description=table.get("description", ""),
+        samples=_path(root, name, "samples", table["samples"]) if "samples" in table else None,
+        loadtest_weight=table.get("loadtest_weight", 1),
         onnx=onnx, python=python, steps=steps,
         raw=json.dumps(table, sort_keys=True, default=str),
         **ort,

@@ -2,9 +2,9 @@
 
 Needs the `tensorrt` Python module and an NVIDIA GPU, as inside the NGC Triton container (triton.Dockerfile). Elsewhere
 it exits with status 3 and says what is missing. For each ONNX model with `tensorrt = true`, the fp32 variant becomes
-`<name>_trt` (FP16 kernels allowed) and the int8 variant `<name>_int8_trt` (explicit QDQ quantization). Each plan has
-one optimization profile over the batch dim: min 1, opt = the largest preferred_batch_size, max = max_batch_size.
-These models are generated for the GPU host and git-ignored.
+`<name>_trt` (FP32 kernels, the precision the gate verified) and the int8 variant `<name>_int8_trt` (explicit QDQ
+quantization). Each plan has one optimization profile over the batch dim: min 1, opt = the largest
+preferred_batch_size, max = max_batch_size. These models are generated for the GPU host and git-ignored.
 """
 
 from __future__ import annotations
@@ -67,8 +67,7 @@ def build_plan(trt, onnx_path: Path, model: ModelSpec, variant: str) -> bytes:
         raise IncompatibleModelError(f"TensorRT cannot parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-    if builder.platform_has_fast_fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
+    # No FP16 flag: the parity gate verified the fp32 variant in FP32, not FP16 kernels.
     if variant == "int8":
         config.set_flag(trt.BuilderFlag.INT8)  # honours the QDQ scales the export calibrated
     profile = builder.create_optimization_profile()
@@ -88,7 +87,7 @@ def build_all(trt, spec: Spec, repo: Path, only: tuple[str, ...], log: Log) -> l
     for model in spec.models:
         if model.onnx is None or not model.onnx.tensorrt or (only and model.name not in only):
             continue
-        for variant in (v for v in TRT_VARIANTS if v in model.onnx.variants):
+        for variant in (v for v in TRT_VARIANTS if v in repository.served_variants(model, repo)):
             config = repository.trt_config(model, variant)
             source_dir = repo / config.name.removesuffix("_trt")
             onnx_path = source_dir / "1" / repository.ONNX_FILENAME

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
+from export.dataset import Dataset
 from export.errors import GateFailure, ParityError
-from export.load import Dataset
 from export.spec import ModelSpec, variant_model_name
 
 LATENCY_BATCH_SIZES = (1, 8, 32)
@@ -87,14 +87,21 @@ def check_variant(model: ModelSpec, variant: str, model_bytes: bytes, heldout: D
     return report, failures
 
 
-def gate(model: ModelSpec, variants: dict[str, bytes], heldout: Dataset,
-         reference: dict[str, np.ndarray]) -> list[VariantReport]:
-    """Check every variant; raise one ParityError listing all failures, or return the reports."""
+def check(model: ModelSpec, variants: dict[str, bytes], heldout: Dataset,
+          reference: dict[str, np.ndarray]) -> tuple[list[VariantReport], list[GateFailure]]:
+    """Check every variant: the reports, and every failure of every variant."""
     reports, failures = [], []
     for variant, model_bytes in variants.items():
         report, failed = check_variant(model, variant, model_bytes, heldout, reference)
         reports.append(report)
         failures += failed
+    return reports, failures
+
+
+def gate(model: ModelSpec, variants: dict[str, bytes], heldout: Dataset,
+         reference: dict[str, np.ndarray]) -> list[VariantReport]:
+    """Check every variant; raise one ParityError listing all failures, or return the reports."""
+    reports, failures = check(model, variants, heldout, reference)
     if failures:
         raise ParityError(model.name, failures)
     return reports

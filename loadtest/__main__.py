@@ -2,6 +2,7 @@
 
     python -m loadtest                                  # mixed scenario, HTTP + gRPC users, 60 s, default SLOs
     python -m loadtest --duration 20 --users 8 -- --tags digits --encoding json
+    python -m loadtest --spec my/models.toml -- --tags my_model     # any served model of a spec, by Triton name
 
 Everything after `--` goes to Locust unchanged. The report (Locust CSV + HTML, summary.md with microsecond percentiles
 and Triton's side, timeline.png) lands in reports/loadtest-<time>/, printed at the end. Exit code: Locust's (3 when an
@@ -37,6 +38,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--user-class", action="append", choices=("TritonHttpUser", "TritonGrpcUser"), default=None,
         help="repeatable; default both (users split evenly)",
     )
+    parser.add_argument("--spec", type=Path, default=None,
+                        help="the models.toml whose models are load-tested (default: the repository's)")
     parser.add_argument("--report-dir", type=Path, default=None, help="default reports/loadtest-<UTC time>")
     # defaults loose enough for a shared 2-core machine, tight enough to catch a broken server
     parser.add_argument("--slo-p99-ms", type=float, default=250.0)
@@ -72,6 +75,7 @@ def locust_command(args: argparse.Namespace, extra: list[str], report_dir: Path)
         "--report-dir", str(report_dir), "--only-summary",
         "--slo-p99-ms", str(args.slo_p99_ms), "--slo-error-rate", str(args.slo_error_rate),
         "--slo-min-rps", str(args.slo_min_rps),
+        *(("--spec", str(args.spec.resolve())) if args.spec else ()),
         *extra,
     ]
 

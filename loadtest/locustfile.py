@@ -3,9 +3,11 @@
     locust -f loadtest/locustfile.py --host http://127.0.0.1:8000                      # web UI on :8089
     locust -f loadtest/locustfile.py --headless -u 16 -r 16 -t 1m --host http://127.0.0.1:8000 TritonHttpUser
     locust -f loadtest/locustfile.py ... --tags digits --encoding json --slo-p99-ms 50 --slo-error-rate 0.01
+    locust -f loadtest/locustfile.py ... --spec path/to/models.toml --tags my_model
 
 User classes (positional names pick them; none = both, users split evenly): TritonHttpUser, TritonGrpcUser.
-Scenarios: --tags digits | digits_image | sentiment; no tags = the weighted mixed scenario.
+Scenarios come from the spec (--spec, else $MODELPORT_SPEC, else the repository's models.toml): --tags <Triton model
+name> runs that model (variants included); no tags = the mixed scenario, weighted by each model's loadtest_weight.
 Shapes: --shape constant|step|spike|soak (see `locust -f loadtest/locustfile.py --help`).
 """
 
@@ -27,9 +29,34 @@ grpc_gevent.init_gevent()
 import logging  # noqa: E402
 
 from locust import LoadTestShape, events  # noqa: E402
+from locust.runners import WorkerRunner  # noqa: E402
 
+from export.errors import SpecError  # noqa: E402
+from export.spec import load_spec  # noqa: E402
 from loadtest import hdr, payloads, report, shapes, slo, users  # noqa: E402
-from loadtest.users import TritonGrpcUser, TritonHttpUser  # noqa: E402,F401
+
+_log = logging.getLogger("loadtest")
+
+# Locust builds its task lists when it imports this file, before it parses options: the spec is read now.
+SPEC_PATH = payloads.spec_path(sys.argv[1:])
+try:
+    CATALOGUE = payloads.targets(load_spec(SPEC_PATH))
+except SpecError as error:
+    sys.exit(f"loadtest: {error}")
+
+ModelScenarios = users.model_scenarios(CATALOGUE)
+
+
+class TritonHttpUser(users.HttpModelUser):
+    """The spec's scenarios over HTTP (loadtest/users.py)."""
+
+    tasks = [ModelScenarios]
+
+
+class TritonGrpcUser(users.GrpcModelUser):
+    """The spec's scenarios over gRPC (loadtest/users.py)."""
+
+    tasks = [ModelScenarios]
 
 
 class OptionShape(LoadTestShape):
@@ -55,18 +82,22 @@ def _on_init(environment, **_kwargs) -> None:
     recorder = hdr.LatencyRecorder().attach(environment.events)
     slo.attach(environment, recorder)  # first: quitting listeners run last-registered first, the gate goes last
     report.RunReport(environment, recorder).attach()
-    if environment.parsed_options is not None:
-        _build_payloads(environment.parsed_options)
+    # a worker learns the tags from the master only when the test starts; the master (or a local run) checks for it
+    if environment.parsed_options is not None and not isinstance(environment.runner, WorkerRunner):
+        _check_scenario(environment.parsed_options)
 
 
-def _build_payloads(options) -> None:
-    """Load the selected scenarios' datasets now, so a missing one stops the run with its reason instead of failing
-    every request."""
-    selected = [m for m in payloads.MODELS if (not options.tags or m in options.tags)
-                and m not in (options.exclude_tags or [])]
+def _check_scenario(options) -> None:
+    """Select the scenario and build its payloads now, so a bad tag or a missing file stops the run with its reason
+    instead of failing every request."""
     try:
-        for model in selected:
-            users.http_requests(model, options.encoding)
-    except payloads.PayloadUnavailable as error:
-        logging.getLogger("loadtest").error("cannot build payloads: %s", error)
+        selected, notes = payloads.select(CATALOGUE, options.tags, options.exclude_tags)
+        for note in notes:
+            _log.warning("%s", note)
+        for target in selected:
+            users.http_requests(target, options.encoding)
+    except (payloads.ScenarioError, payloads.PayloadUnavailable) as error:
+        _log.error("cannot run the load test (spec %s): %s", SPEC_PATH, error)
         sys.exit(2)
+    _log.info("scenario from %s: %s", SPEC_PATH,
+              ", ".join(f"{t.name} ({t.weight})" if not options.tags else t.name for t in selected))

@@ -1,8 +1,9 @@
 """Locust users speaking to Triton: KServe v2 over HTTP (FastHttpUser) and over gRPC (tritonclient.grpc).
 
-Both run the same scenarios (`ModelScenarios`): one task per model, tagged with the model's name so `--tags digits`
-runs one model, and weighted so that no tags gives the mixed scenario. Users wait 0 s between requests: each one
-keeps one request in flight, like a client connection; the number of users is the concurrency.
+Both run the same scenarios, built from the spec (`model_scenarios`): one task per served model, tagged with its
+Triton name so `--tags digits_int8` runs one model; no tags is the mixed scenario, weighted by `loadtest_weight`.
+Users wait 0 s between requests: each one keeps one request in flight, like a client connection; the number of users
+is the concurrency.
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ import random
 import time
 from functools import lru_cache
 
-import numpy as np
-from locust import FastHttpUser, TaskSet, User, constant, tag, task
-
+from locust import FastHttpUser, TaskSet, User, constant, tag
 from tritonclient.utils import InferenceServerException
 
 from loadtest import payloads, v2
 
-# the mixed scenario: mostly raw tensors, some uploaded pictures, a good share of text
-WEIGHTS = {"digits": 5, "digits_image": 2, "sentiment": 3}
-SAMPLES_PER_MODEL = 256
-
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("modelport users")
+    group.add_argument(
+        "--spec", default=str(payloads.spec_path([])),
+        help=f"the models.toml whose models get tasks (default ${payloads.SPEC_ENV} or the repository's; read when "
+             f"the locustfile is imported, so distributed workers need it too: pass it or set ${payloads.SPEC_ENV})",
+    )
     group.add_argument(
         "--encoding", choices=v2.ENCODINGS, default="binary",
         help="HTTP body: KServe v2 binary tensor extension (default) or plain JSON",
@@ -34,36 +34,48 @@ def add_arguments(parser) -> None:
 
 
 class ModelScenarios(TaskSet):
-    @tag("digits")
-    @task(WEIGHTS["digits"])
-    def digits(self) -> None:
-        self.user.infer("digits")
+    """Holds one task per target (subclasses made by `model_scenarios`). Locust's tag filter leaves the selected
+    ones; each instance then repeats them by weight: the spec's `loadtest_weight` in the mixed scenario (0 leaves a
+    model out, so variants only run when tagged), at least 1 for a model picked by tag."""
 
-    @tag("digits_image")
-    @task(WEIGHTS["digits_image"])
-    def digits_image(self) -> None:
-        self.user.infer("digits_image")
+    def on_start(self) -> None:
+        options = self.user.environment.parsed_options
+        tagged = bool(options is not None and options.tags)
+        # an instance attribute: the class's (filtered) list stays as Locust left it
+        self.tasks = [t for t in self.tasks for _ in range(payloads.share(t.target, tagged))]
 
-    @tag("sentiment")
-    @task(WEIGHTS["sentiment"])
-    def sentiment(self) -> None:
-        self.user.infer("sentiment")
+
+def model_scenarios(catalogue: tuple[payloads.Target, ...]) -> type[ModelScenarios]:
+    """A ModelScenarios with a tagged task for every target that has payloads."""
+    return type("ModelScenarios", (ModelScenarios,), {"tasks": [_task(t) for t in catalogue if t.source]})
+
+
+def _task(target: payloads.Target):
+    def call(taskset: TaskSet) -> None:
+        taskset.user.infer(target)
+
+    call.__name__ = call.__qualname__ = target.name
+    call.target = target
+    return tag(target.name)(call)
 
 
 @lru_cache(maxsize=None)
-def http_requests(model: str, encoding: str) -> tuple[v2.HttpInfer, ...]:
-    return tuple(v2.http_request(s, encoding) for s in payloads.samples(model, SAMPLES_PER_MODEL))
+def http_requests(target: payloads.Target, encoding: str) -> tuple[v2.HttpInfer, ...]:
+    return tuple(v2.http_request(s, encoding) for s in payloads.samples(target))
 
 
 @lru_cache(maxsize=None)
-def grpc_requests(model: str) -> tuple[tuple, ...]:
+def grpc_requests(target: payloads.Target) -> tuple[tuple, ...]:
     import tritonclient.grpc as grpcclient
 
     built = []
-    for sample in payloads.samples(model, SAMPLES_PER_MODEL):
-        infer_input = grpcclient.InferInput(sample.input_name, list(sample.array.shape), sample.datatype)
-        infer_input.set_data_from_numpy(sample.array)
-        built.append((sample, infer_input, grpcclient.InferRequestedOutput(sample.output_name)))
+    for sample in payloads.samples(target):
+        inputs = []
+        for tensor in sample.inputs:
+            infer_input = grpcclient.InferInput(tensor.name, list(tensor.array.shape), tensor.datatype)
+            infer_input.set_data_from_numpy(tensor.array)
+            inputs.append(infer_input)
+        built.append((sample, inputs, [grpcclient.InferRequestedOutput(name) for name in sample.outputs]))
     return tuple(built)
 
 
@@ -73,20 +85,20 @@ def _cycle(items):
     return itertools.cycle(items[start:] + items[:start])
 
 
-class TritonHttpUser(FastHttpUser):
+class HttpModelUser(FastHttpUser):
     """KServe v2 over HTTP/1.1 keep-alive; `--encoding json` for the JSON protocol. Use `--host http://HOST:8000`."""
 
-    tasks = [ModelScenarios]
+    abstract = True  # the locustfile's TritonHttpUser gives it the spec's tasks
     wait_time = constant(0)
 
     def on_start(self) -> None:
         self._encoding = self.environment.parsed_options.encoding if self.environment.parsed_options else "binary"
         self._requests = {}
 
-    def infer(self, model: str) -> None:
-        if model not in self._requests:  # built on first use: a tag-selected run loads only its own dataset
-            self._requests[model] = _cycle(http_requests(model, self._encoding))
-        request = next(self._requests[model])
+    def infer(self, target: payloads.Target) -> None:
+        if target not in self._requests:  # built on first use: a tag-selected run loads only its own payloads
+            self._requests[target] = _cycle(http_requests(target, self._encoding))
+        request = next(self._requests[target])
         with self.client.post(
             request.path, data=request.body, headers=request.headers, name=request.name, catch_response=True
         ) as response:
@@ -104,10 +116,10 @@ class GrpcInferError(RuntimeError):
     """A gRPC inference the server refused or failed; Locust groups failures by this message."""
 
 
-class TritonGrpcUser(User):
+class GrpcModelUser(User):
     """KServe v2 over gRPC via tritonclient.grpc, reported to Locust as request_type "grpc". Use `--grpc-host`."""
 
-    tasks = [ModelScenarios]
+    abstract = True  # the locustfile's TritonGrpcUser gives it the spec's tasks
     wait_time = constant(0)
 
     def on_start(self) -> None:
@@ -120,31 +132,27 @@ class TritonGrpcUser(User):
     def on_stop(self) -> None:
         self.client.close()
 
-    def infer(self, model: str) -> None:
-        if model not in self._requests:
-            self._requests[model] = _cycle(grpc_requests(model))
-        sample, infer_input, output = next(self._requests[model])
+    def infer(self, target: payloads.Target) -> None:
+        if target not in self._requests:
+            self._requests[target] = _cycle(grpc_requests(target))
+        sample, inputs, outputs = next(self._requests[target])
         start = time.perf_counter()
         exception = None
         length = 0
         try:
-            result = self.client.infer(model, [infer_input], outputs=[output])
-            probabilities = result.as_numpy(sample.output_name)
-            if probabilities is None or probabilities.shape[0] != sample.array.shape[0] or not np.all(
-                np.isfinite(probabilities)
-            ):
-                raise ValueError(
-                    f"{model}: output {sample.output_name!r} expected {sample.array.shape[0]} finite rows, "
-                    f"got {None if probabilities is None else probabilities.shape}"
-                )
+            result = self.client.infer(target.name, inputs, outputs=outputs)
+            problem = v2.outputs_error(target.name, {name: result.as_numpy(name) for name in sample.outputs},
+                                       sample.rows)
+            if problem:
+                raise ValueError(problem)
             length = result.get_response().ByteSize()
         except InferenceServerException as error:  # its repr is empty: keep the status and the server's message
-            exception = GrpcInferError(f"{model}: {error.status()} {error.message()}")
+            exception = GrpcInferError(f"{target.name}: {error.status()} {error.message()}")
         except Exception as error:  # every failure is a failed request in the statistics, never a crashed user
             exception = error
         self.environment.events.request.fire(
             request_type="grpc",
-            name=model,
+            name=target.name,
             response_time=(time.perf_counter() - start) * 1000,
             response_length=length,
             exception=exception,

@@ -20,24 +20,28 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 @dataclass(frozen=True)
 class HttpInfer:
-    name: str  # the statistics row, e.g. "digits"
+    name: str  # the statistics row: the Triton model name
     path: str
     body: bytes
     headers: dict[str, str]
-    output_name: str
+    output_names: tuple[str, ...]
     expected_rows: int
 
 
 def http_request(sample: Sample, encoding: str) -> HttpInfer:
-    """The request for one sample. BYTES inputs that are not UTF-8 (encoded images) cannot travel in JSON (KServe v2
-    JSON has no base64 for BYTES), so they always use the binary extension."""
+    """The request for one sample, asking for every output. BYTES inputs that are not UTF-8 (encoded images) cannot
+    travel in JSON (KServe v2 JSON has no base64 for BYTES), nor can BF16, so such requests always use the binary
+    extension."""
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     binary = encoding == "binary" or not _json_safe(sample)
-    infer_input = httpclient.InferInput(sample.input_name, list(sample.array.shape), sample.datatype)
-    infer_input.set_data_from_numpy(sample.array, binary_data=binary)
-    output = httpclient.InferRequestedOutput(sample.output_name, binary_data=binary)
-    body, json_size = httpclient.InferenceServerClient.generate_request_body([infer_input], outputs=[output])
+    inputs = []
+    for tensor in sample.inputs:
+        infer_input = httpclient.InferInput(tensor.name, list(tensor.array.shape), tensor.datatype)
+        infer_input.set_data_from_numpy(tensor.array, binary_data=binary)
+        inputs.append(infer_input)
+    outputs = [httpclient.InferRequestedOutput(name, binary_data=binary) for name in sample.outputs]
+    body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs, outputs=outputs)
     # Triton gzips responses for clients that accept it, and FastHttpUser accepts gzip unless told otherwise; the
     # Python client asks for nothing, so neither do we: compression would be load the real clients never cause.
     headers = {"Accept-Encoding": "identity"}
@@ -50,13 +54,13 @@ def http_request(sample: Sample, encoding: str) -> HttpInfer:
         path=f"/v2/models/{sample.model}/infer",
         body=body if isinstance(body, bytes) else body.encode("utf-8"),
         headers=headers,
-        output_name=sample.output_name,
-        expected_rows=int(sample.array.shape[0]),
+        output_names=sample.outputs,
+        expected_rows=sample.rows,
     )
 
 
 def response_error(status: int, body: bytes | None, headers, request: HttpInfer) -> str | None:
-    """None when the response carries the requested output for every row; otherwise what was wrong, with the
+    """None when the response carries every requested output for every row; otherwise what was wrong, with the
     server's own error text when it sent one."""
     if status != 200:
         text = (body or b"")[:300].decode("utf-8", "replace")
@@ -66,21 +70,31 @@ def response_error(status: int, body: bytes | None, headers, request: HttpInfer)
         result = httpclient.InferenceServerClient.parse_response_body(
             body, header_length=int(header_length) if header_length else None
         )
-        output = result.as_numpy(request.output_name)
+        outputs = {name: result.as_numpy(name) for name in request.output_names}
     except Exception as error:
         return f"unparsable v2 response from {request.path}: {error!r}"
-    if output is None or output.shape[0] != request.expected_rows or not np.all(np.isfinite(output)):
-        shape = None if output is None else output.shape
-        return f"{request.path}: output {request.output_name!r} expected {request.expected_rows} finite rows, got {shape}"
+    return outputs_error(request.path, outputs, request.expected_rows)
+
+
+def outputs_error(where: str, outputs: dict[str, np.ndarray | None], expected_rows: int) -> str | None:
+    """None when every output is there with one row per request row, numbers all finite; else the first problem.
+    Shared by the HTTP and the gRPC users."""
+    for name, output in outputs.items():
+        numeric = output is not None and output.dtype.kind in "fc"
+        if output is None or output.shape[:1] != (expected_rows,) or (numeric and not np.all(np.isfinite(output))):
+            shape = None if output is None else list(output.shape)
+            return f"{where}: output {name!r} expected {expected_rows} finite rows, got {shape}"
     return None
 
 
 def _json_safe(sample: Sample) -> bool:
-    if sample.datatype != "BYTES":
-        return True
-    try:
-        for item in sample.array.ravel():
-            item.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
+    for tensor in sample.inputs:
+        if tensor.datatype == "BF16":
+            return False
+        if tensor.datatype == "BYTES":
+            try:
+                for item in tensor.array.ravel():
+                    item.decode("utf-8")
+            except UnicodeDecodeError:
+                return False
     return True

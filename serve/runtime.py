@@ -12,11 +12,12 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from serve.errors import RuntimeMissingError
 
-REINSTALL = "reinstall the pinned environment with `make venv` (nvidia-pytriton in requirements.lock)"
+REINSTALL = "reinstall the pinned environment with `make venv` (nvidia-pytriton in requirements-py3XX.lock)"
 OUR_BACKENDS = Path(__file__).parent / "backends"
 
 
@@ -31,7 +32,10 @@ class Runtime:
         """The stub embeds Python and finds packages through the first `python3` on PATH (it ignores PYTHONPATH)."""
         env = dict(os.environ if base is None else base)
         env["PATH"] = os.pathsep.join([str(self.python_bin_dir), env.get("PATH", "/usr/bin:/bin")])
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [str(self.lib_dir), env.get("LD_LIBRARY_PATH", "")] if p)
+        # The stub links libpython3.X.so: a pyenv or uv interpreter keeps it in its own LIBDIR, not on the loader path.
+        libpython_dir = sysconfig.get_config_var("LIBDIR") or ""
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in [str(self.lib_dir), libpython_dir, env.get("LD_LIBRARY_PATH", "")] if p)
         return env
 
 

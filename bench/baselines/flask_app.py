@@ -2,13 +2,13 @@
 
     BENCH_ONNX_MODEL=model_repository/digits/1/model.onnx gunicorn -w 2 bench.baselines.flask_app:app
 
-POST /predict        JSON {"inputs": [sample, ...]} -> {"probabilities": [[...], ...]}
-POST /predict/binary raw float32 samples            -> raw float32 probabilities
+POST /predict        JSON {"inputs": {name: [sample, ...]}} -> {output name: [[...], ...]}
+POST /predict/binary raw samples, input after input        -> raw outputs, output after output
+(formats: bench/baselines/model.py)
 """
 
 from __future__ import annotations
 
-import numpy as np
 from flask import Flask, Response, jsonify, request
 
 from bench.baselines.model import Predictor
@@ -19,11 +19,10 @@ predictor = Predictor()
 
 @app.post("/predict")
 def predict_json():
-    batch = np.asarray(request.get_json()["inputs"], dtype=np.float32)
-    return jsonify(probabilities=predictor.predict(batch).tolist())
+    return jsonify(predictor.to_json(predictor.predict(predictor.from_json(request.get_json()))))
 
 
 @app.post("/predict/binary")
 def predict_binary():
-    output = predictor.predict(predictor.from_bytes(request.get_data()))
-    return Response(output.astype("<f4").tobytes(), mimetype="application/octet-stream")
+    outputs = predictor.predict(predictor.from_bytes(request.get_data()))
+    return Response(predictor.to_bytes(outputs), mimetype="application/octet-stream")

@@ -11,13 +11,14 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from . import chunking, predictions
-from .client import Retries, _version, plan_requests, retry_policy
+from . import chunking, inputs as friendly
+from .client import Labels, PredictResult, Retries, _version, first_item, plan_requests, retry_policy
 from .errors import AccessDenied, ModelportError, ServerUnavailable
 from .metadata import ModelInfo, ModelMetadata, parse_config, parse_metadata, parse_repository_index
+from .predictions import PROBABILITIES, check_top, label_candidates, parse_labels, predictions_of, to_outputs
 from .retry import send_with_retry_async
 from .transport import TransportOptions, make_async_transport
-from .validation import Inputs, Signature
+from .validation import Inputs, Signature, check_outputs, prepare_inputs
 
 
 class AsyncClient:
@@ -31,6 +32,7 @@ class AsyncClient:
         self._connection = transport  # None: opened on first use
         self._signatures: dict[tuple[str, str], Signature] = {}
         self._configs: dict[tuple[str, str], Any] = {}
+        self._labels: dict[tuple[str, str], Labels] = {}
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.options.url!r}, protocol={self.options.protocol!r})"
@@ -126,17 +128,47 @@ class AsyncClient:
                                             requests, self.retry)
         return chunking.join(parts)
 
+    async def predict(self, model: str, inputs: Any, top: Optional[int] = None,
+                      outputs: Optional[Sequence[str]] = None, version: Union[int, str, None] = None,
+                      timeout: Optional[float] = None) -> PredictResult:
+        version_text = _version(version)
+        signature = await self._signature(model, version_text)
+        check_top(model, top)
+        batch, single = friendly.to_batch(signature, inputs)
+        batch = prepare_inputs(signature, batch).arrays
+        chosen = check_outputs(signature.metadata, outputs, None)
+        labels = await self._labels_for(signature, version_text, chosen, batch, timeout)
+        raw = await self.infer(model, batch, outputs=chosen, version=version, timeout=timeout)
+        return to_outputs(model, raw, labels, single, signature.batched, top)
+
+    async def _config_or_none(self, model: str, version: str):
+        try:
+            return await self.config(model, version)
+        except AccessDenied:
+            return None
+
+    async def _labels_for(self, signature: Signature, version: str, chosen: Sequence[str], batch,
+                          timeout) -> Labels:
+        model = signature.metadata.name
+        known = self._labels.setdefault((model, version), {})
+        candidates = label_candidates(signature.metadata, await self._config_or_none(model, version),
+                                      signature.batched)
+        for name, count in candidates.items():
+            if name in chosen and name not in known:
+                probe = first_item(batch) if signature.batched else batch
+                answer = await self.infer(model, probe, outputs=[name], class_count=count, version=version,
+                                          timeout=timeout)
+                known[name] = parse_labels(answer[name][0] if signature.batched else answer[name], count)
+        return known
+
     async def classify_digits(self, images: Any, model: str = "digits"):
-        batch, single = predictions.digits_batch(images)
-        result = await self.infer(model, batch, outputs=[predictions.PROBABILITIES])
-        return predictions.to_predictions(result[predictions.PROBABILITIES], predictions.DIGIT_LABELS, single)
+        batch, single = friendly.digits_batch(images)
+        return predictions_of(await self.predict(model, batch, outputs=[PROBABILITIES]), PROBABILITIES, single)
 
     async def classify_images(self, images: Any, model: str = "digits_image"):
-        batch, single = predictions.image_batch(images)
-        result = await self.infer(model, batch, outputs=[predictions.PROBABILITIES])
-        return predictions.to_predictions(result[predictions.PROBABILITIES], predictions.DIGIT_LABELS, single)
+        batch, single = friendly.image_batch(images)
+        return predictions_of(await self.predict(model, batch, outputs=[PROBABILITIES]), PROBABILITIES, single)
 
     async def sentiment(self, texts: Any, model: str = "sentiment"):
-        batch, single = predictions.text_batch(texts)
-        result = await self.infer(model, batch, outputs=[predictions.PROBABILITIES])
-        return predictions.to_predictions(result[predictions.PROBABILITIES], predictions.SENTIMENT_LABELS, single)
+        batch, single = friendly.text_batch(texts)
+        return predictions_of(await self.predict(model, batch, outputs=[PROBABILITIES]), PROBABILITIES, single)

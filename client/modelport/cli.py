@@ -12,16 +12,16 @@ import sys
 from dataclasses import asdict
 from typing import Optional, Sequence
 
+import numpy as np
+
+from . import cli_inputs
+from .cli_inputs import UsageError
 from .client import Client
 from .errors import AccessDenied, InvalidInput, ModelportError, ServerUnavailable
+from .predictions import ModelOutput, Prediction
 
 EXIT_OK, EXIT_NOT_READY, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INFERENCE = 0, 1, 2, 3, 4
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
-DIGIT_MODELS = ("digits", "digits_int8", "digits_fp16")
-
-
-class UsageError(Exception):
-    pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,11 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     metadata = commands.add_parser("metadata", help="a model's inputs, outputs and max_batch_size")
     metadata.add_argument("model")
     predict = commands.add_parser(
-        "predict", help="classify inputs with a contract model",
-        description="digits_image: image files (PNG/JPEG); sentiment: texts; digits, digits_int8, digits_fp16: "
-                    ".npy files holding 8x8 images (0..255) or batches of them")
+        "predict", help="run a model on .npy/.npz/JSON files, image or other files, or texts",
+        description="Each .npy file is the array of a single-input model, .npz files hold arrays by input name, "
+                    "JSON files {\"input_name\": nested list} (or a bare nested list for a single-input model); "
+                    "each of these files is one request, one item or a batch. Other files (their bytes, e.g. "
+                    "PNG/JPEG images) and texts form one batch for a model whose one input is TYPE_STRING. "
+                    "Outputs with labels on the server print as label and score, others as arrays.")
     predict.add_argument("model")
-    predict.add_argument("inputs", nargs="+", help="image files, texts, or .npy files depending on the model")
+    predict.add_argument("inputs", nargs="+", help=".npy, .npz or .json files, other files, or texts")
+    predict.add_argument("--top", type=_positive, metavar="K", help="print the K best labels of each prediction")
+    predict.add_argument("--output", action="append", metavar="NAME",
+                         help="only this output (repeat for several; default: all)")
+    predict.add_argument("--text", action="store_true",
+                         help="send every argument that is not .npy/.npz/.json as text, even if a file has its name")
+    predict.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                         help="print JSON instead of text")
     return parser
 
 
@@ -57,31 +67,46 @@ def _client(args) -> Client:
                   headers={"modelport-admin-key": key} if key else None)
 
 
-def _predictions(client: Client, model: str, inputs: Sequence[str]):
-    """Return [(input name, Prediction)]."""
-    if model.startswith("sentiment"):
-        return list(zip(inputs, client.sentiment(list(inputs), model=model)))
-    if not (model.startswith("digits_image") or model in DIGIT_MODELS):
-        raise UsageError(f"predict knows digits_image, sentiment and {', '.join(DIGIT_MODELS)}, not {model!r}; "
-                         f"call other models from Python: modelport.Client(url).infer({model!r}, inputs)")
-    missing = [path for path in inputs if not os.path.isfile(path)]
-    if missing:
-        raise UsageError(f"no such file: {', '.join(missing)}")
-    if model.startswith("digits_image"):
-        return list(zip(inputs, client.classify_images(list(inputs), model=model)))
-    import numpy as np
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"takes a positive integer, got {text!r}")
+    return int(text)
 
-    names, results = [], []
-    for path in inputs:
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{path}: not a .npy file of 8x8 images ({exc})") from exc
-        found = client.classify_digits(array, model=model)
-        found = [found] if not isinstance(found, list) else found
-        names += [path if len(found) == 1 else f"{path}[{i}]" for i in range(len(found))]
-        results += found
-    return list(zip(names, results))
+
+def _predictions(client: Client, args) -> list[tuple[str, ModelOutput]]:
+    """Return [(what the input is called, its ModelOutput)], in the order of the arguments."""
+    arguments = cli_inputs.classify(args.inputs, as_text=args.text)
+    found = []
+    for request in cli_inputs.requests(arguments, client.metadata(args.model)):
+        answer = client.predict(args.model, request.inputs, top=args.top, outputs=args.output)
+        if isinstance(answer, ModelOutput):
+            found.append((request.name, answer))
+        else:
+            names = request.names or [f"{request.name}[{i}]" for i in range(len(answer))]
+            found += zip(names, answer)
+    return found
+
+
+def _jsonable(value):
+    if isinstance(value, Prediction):
+        return asdict(value)
+    if value.dtype == object:  # BYTES outputs
+        return np.frompyfunc(lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v, 1, 1)(
+            value).tolist()
+    return value.tolist()
+
+
+def _lines(name: str, output: ModelOutput, top) -> list[str]:
+    lines = []
+    for output_name, value in output.items():
+        prefix = name if len(output) == 1 else f"{name}\t{output_name}"
+        if isinstance(value, Prediction):
+            pairs = list(value.scores.items()) if top else [(value.label, value.score)]
+            lines.append(prefix + "".join(f"\t{label}\t{score:.4f}" for label, score in pairs))
+        else:
+            lines.append(f"{prefix}\t" + np.array2string(value, precision=4, separator=", ", threshold=20,
+                                                         max_line_width=1 << 30))
+    return lines
 
 
 def _print(args, payload, text: str) -> None:
@@ -116,9 +141,10 @@ def run(args) -> int:
             lines += [f"  output {t.name}: {t.datatype} {list(t.shape)}" for t in meta.outputs]
             _print(args, payload, "\n".join(lines))
             return EXIT_OK
-        found = _predictions(client, args.model, args.inputs)
-        _print(args, [{"input": name, **asdict(p)} for name, p in found],
-               "\n".join(f"{name}\t{p.label}\t{p.score:.4f}" for name, p in found))
+        found = _predictions(client, args)
+        _print(args, [{"input": name, "outputs": {k: _jsonable(v) for k, v in output.items()}}
+                      for name, output in found],
+               "\n".join(line for name, output in found for line in _lines(name, output, args.top)))
         return EXIT_OK
     finally:
         client.close()

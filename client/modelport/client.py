@@ -7,14 +7,18 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from . import chunking, predictions
+from . import chunking, inputs as friendly
 from .errors import AccessDenied, ModelportError, ServerUnavailable
 from .metadata import ModelInfo, ModelMetadata, parse_config, parse_metadata, parse_repository_index
+from .predictions import (PROBABILITIES, ModelOutput, check_top, label_candidates, parse_labels, predictions_of,
+                          to_outputs)
 from .retry import NO_RETRY, RetryPolicy, send_with_retry
 from .transport import InferRequest, TransportOptions, make_transport
 from .validation import Inputs, Signature, check_outputs, prepare_inputs
 
 Retries = Union[int, RetryPolicy]
+Labels = dict[str, Optional[tuple[str, ...]]]  # output name -> labels by class index (None: the output has none)
+PredictResult = Union[ModelOutput, list[ModelOutput]]
 
 
 def retry_policy(retries: Retries) -> RetryPolicy:
@@ -41,6 +45,11 @@ def _version(version: Union[int, str, None]) -> str:
     return "" if version is None else str(version)
 
 
+def first_item(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The request that asks the server for labels: one item is enough, the labels are the same for every item."""
+    return {name: array[:1] for name, array in batch.items()}
+
+
 class Client:
     """A client for one Triton server.
 
@@ -61,6 +70,7 @@ class Client:
         self._transport = transport if transport is not None else make_transport(self.options)
         self._signatures: dict[tuple[str, str], Signature] = {}
         self._configs: dict[tuple[str, str], Any] = {}
+        self._labels: dict[tuple[str, str], Labels] = {}
 
     def __repr__(self) -> str:
         return f"Client({self.options.url!r}, protocol={self.options.protocol!r})"
@@ -157,21 +167,58 @@ class Client:
                                 self.retry)
         return chunking.join(parts)
 
-    # Contract models
+    def predict(self, model: str, inputs: Any, top: Optional[int] = None, outputs: Optional[Sequence[str]] = None,
+                version: Union[int, str, None] = None, timeout: Optional[float] = None) -> PredictResult:
+        """Run `model` and name its answers: one item in -> one `ModelOutput`, a batch -> a list of them.
+
+        `inputs`: a dict by input name, or the value itself for a single-input model; numpy arrays, nested lists,
+        and for BYTES (TYPE_STRING) inputs str (sent as UTF-8), bytes, pathlib paths (the file's bytes) or PIL
+        images (PNG). An item whose shape is the model's dims (or a single string) is one item; with a leading
+        batch axis (or a list of strings) it is a batch. Each ModelOutput maps output name -> `Prediction` for the
+        outputs that have labels on the server (with `top`, its `scores` keep the `top` best), and -> np.ndarray
+        for the others; `.prediction` is the only labelled output's Prediction.
+        """
+        version_text = _version(version)
+        signature = self._signature(model, version_text)
+        check_top(model, top)
+        batch, single = friendly.to_batch(signature, inputs)
+        batch = prepare_inputs(signature, batch).arrays  # refuse bad inputs before asking for labels
+        chosen = check_outputs(signature.metadata, outputs, None)
+        labels = self._labels_for(signature, version_text, chosen, batch, timeout)
+        raw = self.infer(model, batch, outputs=chosen, version=version, timeout=timeout)
+        return to_outputs(model, raw, labels, single, signature.batched, top)
+
+    def _config_or_none(self, model: str, version: str):
+        try:
+            return self.config(model, version)
+        except AccessDenied:  # without the config the client cannot tell which outputs have labels
+            return None
+
+    def _labels_for(self, signature: Signature, version: str, chosen: Sequence[str], batch, timeout) -> Labels:
+        """Ask the server once per client, model and output for the labels of every class."""
+        model = signature.metadata.name
+        known = self._labels.setdefault((model, version), {})
+        candidates = label_candidates(signature.metadata, self._config_or_none(model, version), signature.batched)
+        for name, count in candidates.items():
+            if name in chosen and name not in known:
+                probe = first_item(batch) if signature.batched else batch
+                answer = self.infer(model, probe, outputs=[name], class_count=count, version=version,
+                                    timeout=timeout)
+                known[name] = parse_labels(answer[name][0] if signature.batched else answer[name], count)
+        return known
+
+    # Contract models: thin wrappers over predict, kept for their friendlier inputs
     def classify_digits(self, images: Any, model: str = "digits"):
         """8x8 images, 0..255, ink bright on dark: one image -> Prediction, a batch -> list of Predictions."""
-        batch, single = predictions.digits_batch(images)
-        result = self.infer(model, batch, outputs=[predictions.PROBABILITIES])
-        return predictions.to_predictions(result[predictions.PROBABILITIES], predictions.DIGIT_LABELS, single)
+        batch, single = friendly.digits_batch(images)
+        return predictions_of(self.predict(model, batch, outputs=[PROBABILITIES]), PROBABILITIES, single)
 
     def classify_images(self, images: Any, model: str = "digits_image"):
         """Encoded images (paths, bytes or PIL images) of a handwritten digit, decoded by the server."""
-        batch, single = predictions.image_batch(images)
-        result = self.infer(model, batch, outputs=[predictions.PROBABILITIES])
-        return predictions.to_predictions(result[predictions.PROBABILITIES], predictions.DIGIT_LABELS, single)
+        batch, single = friendly.image_batch(images)
+        return predictions_of(self.predict(model, batch, outputs=[PROBABILITIES]), PROBABILITIES, single)
 
     def sentiment(self, texts: Any, model: str = "sentiment"):
-        """A string -> Prediction ("negative"/"positive"); a list of strings -> list of Predictions."""
-        batch, single = predictions.text_batch(texts)
-        result = self.infer(model, batch, outputs=[predictions.PROBABILITIES])
-        return predictions.to_predictions(result[predictions.PROBABILITIES], predictions.SENTIMENT_LABELS, single)
+        """A string -> Prediction (the server's labels, e.g. "negative"/"positive"); a list -> list of Predictions."""
+        batch, single = friendly.text_batch(texts)
+        return predictions_of(self.predict(model, batch, outputs=[PROBABILITIES]), PROBABILITIES, single)

@@ -1,106 +1,134 @@
-"""Typed helpers for the contract models: turn friendly inputs into tensors, and probabilities into Predictions.
+"""What `predict` returns: `Prediction`s for outputs the server has labels for, arrays for the others.
 
-The labels are part of the serving contract (the models' label files); the integration tests check that the server's
-classification extension reports the same ones.
+The labels come from the server, never from this package: the model's config says which outputs have a
+`label_filename`, and Triton's classification extension (`class_count` = the number of classes) names every class
+once per client, model and output (`parse_labels`).
 """
 
 from __future__ import annotations
 
-import io
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence, Union
+from math import prod
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
-from .errors import InvalidInput
+from .errors import InvalidInput, ServerError
+from .metadata import ModelMetadata
 
-DIGIT_LABELS = tuple(str(d) for d in range(10))
-SENTIMENT_LABELS = ("negative", "positive")
-PROBABILITIES = "probabilities"
+PROBABILITIES = "probabilities"  # the contract models' output
 
 
 @dataclass(frozen=True)
 class Prediction:
     label: str
     score: float
-    scores: Mapping[str, float]  # every label's probability, in the model's label order
+    # every label's score in the model's label order; with predict(top=K) the K best, best first
+    scores: Mapping[str, float]
 
 
-def to_predictions(probabilities: np.ndarray, labels: Sequence[str], single: bool):
-    """One Prediction per row; a single item in gives a single Prediction out, a batch gives a list."""
-    if probabilities.ndim != 2 or probabilities.shape[1] != len(labels):
-        raise InvalidInput(f"expected probabilities of shape [N,{len(labels)}], got {list(probabilities.shape)}")
-    predictions = [
-        Prediction(label=labels[int(np.argmax(row))], score=float(np.max(row)),
-                   scores={label: float(p) for label, p in zip(labels, row)})
-        for row in probabilities
-    ]
-    return predictions[0] if single else predictions
+@dataclass(frozen=True, eq=False)
+class ModelOutput(Mapping):
+    """One item's outputs: output name -> `Prediction` (outputs with labels) or `np.ndarray` (the others, without
+    the batch axis). `.prediction` is the Prediction of the model's only labelled output."""
+
+    model: str
+    values: Mapping[str, Union[Prediction, np.ndarray]]
+
+    def __getitem__(self, name: str) -> Union[Prediction, np.ndarray]:
+        return self.values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def prediction(self) -> Prediction:
+        labelled = [name for name, value in self.values.items() if isinstance(value, Prediction)]
+        if len(labelled) != 1:
+            raise InvalidInput(
+                f"{self.model}: {'outputs ' + ', '.join(labelled) + ' have' if labelled else 'no output has'} "
+                f"labels, so there is no single prediction; read the one you mean by name, e.g. "
+                f"result[{(labelled or list(self.values) or ['name'])[0]!r}]", model=self.model)
+        return self.values[labelled[0]]
 
 
-def digits_batch(images: Any) -> tuple[np.ndarray, bool]:
-    """[8,8] or [8,8,1] is one image; [N,8,8] or [N,8,8,1] a batch. Intensities 0..255, ink bright on dark."""
-    array = np.asarray(images)
-    if array.dtype.kind not in "biuf":
-        raise InvalidInput(f"digits: images must be numeric 8x8 arrays, got numpy {array.dtype}")
-    shape = array.shape
-    if shape in ((8, 8), (8, 8, 1)):
-        batch, single = array.reshape(1, 8, 8, 1), True
-    elif len(shape) in (3, 4) and shape[1:3] == (8, 8) and (len(shape) == 3 or shape[3] == 1) and shape[0] > 0:
-        batch, single = array.reshape(shape[0], 8, 8, 1), False
-    else:
-        raise InvalidInput(f"digits: expected one 8x8 image ([8,8] or [8,8,1]) or a batch ([N,8,8] or [N,8,8,1]), "
-                           f"got shape {list(shape)}")
-    low, high = float(batch.min()), float(batch.max())
-    if low < 0 or high > 255:
-        raise InvalidInput(f"digits: pixel intensities must be within 0..255 (ink bright on dark), got "
-                           f"{low:g}..{high:g}; rescale, e.g. x * 255 / x.max()")
-    return batch.astype(np.float32), single
+def label_candidates(metadata: ModelMetadata, config: Any, batched: bool) -> dict[str, int]:
+    """Output name -> number of classes, for the outputs whose config names a label file.
+
+    The class count is one item's number of values (Triton classifies each batch item's values, flattened).
+    Outputs with a variable dimension are left out: their class count is not known before inference.
+    """
+    if config is None:
+        return {}
+    with_labels = {output.name for output in config.output if output.label_filename}
+    counts = {}
+    for spec in metadata.outputs:
+        dims = spec.shape[1:] if batched else spec.shape
+        if spec.name in with_labels and all(d > 0 for d in dims):
+            counts[spec.name] = prod(dims)
+    return counts
 
 
-def _encode_image(item: Any) -> bytes:
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        return bytes(item)
-    if isinstance(item, (str, os.PathLike)):
-        try:
-            with open(item, "rb") as handle:
-                return handle.read()
-        except OSError as exc:
-            raise InvalidInput(f"digits_image: cannot read image file {os.fspath(item)!r}: {exc.strerror}") from exc
-    if hasattr(item, "save") and hasattr(item, "mode"):  # a PIL image: Pillow is only needed on this path
-        try:
-            import PIL.Image  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - PIL objects imply Pillow is installed
-            raise InvalidInput("encoding PIL images needs Pillow: pip install 'modelport[images]'") from exc
-        buffer = io.BytesIO()
-        item.save(buffer, format="PNG")
-        return buffer.getvalue()
-    raise InvalidInput(f"digits_image: expected a file path, encoded image bytes or a PIL image, got "
-                       f"{type(item).__name__}")
+def parse_labels(entries: np.ndarray, count: int) -> Optional[tuple[str, ...]]:
+    """Labels by class index from one item's classification strings b"score:index:label"; None if the server
+    named no class (an output without a label file answers b"score:index")."""
+    labels: list[Optional[str]] = [None] * count
+    for entry in np.asarray(entries).reshape(-1):
+        parts = (entry.decode("utf-8") if isinstance(entry, bytes) else str(entry)).split(":", 2)
+        index = int(parts[1])
+        if len(parts) == 3 and 0 <= index < count:
+            labels[index] = parts[2]
+    if all(label is None for label in labels):
+        return None
+    # The label file may be shorter than the output; Triton then reports those classes by index only.
+    return tuple(str(i) if label is None else label for i, label in enumerate(labels))
 
 
-def image_batch(items: Any) -> tuple[np.ndarray, bool]:
-    """One path / bytes / PIL image, or a list of them -> BYTES tensor [N,1] of encoded images."""
-    single = isinstance(items, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(items, "save")
-    sequence = [items] if single else list(items)
-    if not sequence:
-        raise InvalidInput("digits_image: no images given; pass a path, bytes, or a list of them")
-    encoded = np.empty((len(sequence), 1), dtype=object)
-    for i, item in enumerate(sequence):
-        encoded[i, 0] = _encode_image(item)
-    return encoded, single
+def check_top(model: str, top: Optional[int]) -> None:
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise InvalidInput(f"{model}: top must be a positive integer (how many labels to keep), got {top!r}",
+                           model=model)
 
 
-def text_batch(texts: Union[str, Sequence[str]]) -> tuple[np.ndarray, bool]:
-    """One string or a list of strings -> BYTES tensor [N,1] of UTF-8 text."""
-    single = isinstance(texts, (str, bytes))
-    sequence = [texts] if single else list(texts)
-    if not sequence:
-        raise InvalidInput("sentiment: no texts given; pass a string or a list of strings")
-    encoded = np.empty((len(sequence), 1), dtype=object)
-    for i, text in enumerate(sequence):
-        if not isinstance(text, (str, bytes)):
-            raise InvalidInput(f"sentiment: texts must be strings, got {type(text).__name__} at position {i}")
-        encoded[i, 0] = text.encode("utf-8") if isinstance(text, str) else text
-    return encoded, single
+def to_prediction(values: np.ndarray, labels: tuple[str, ...], top: Optional[int]) -> Prediction:
+    scores = np.asarray(values, dtype=np.float64).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    keep = order[:top] if top is not None else range(len(scores))
+    return Prediction(label=labels[int(order[0])], score=float(scores[order[0]]),
+                      scores={labels[int(i)]: float(scores[i]) for i in keep})
+
+
+def to_outputs(model: str, raw: Mapping[str, np.ndarray], labels: Mapping[str, Optional[tuple[str, ...]]],
+               single: bool, batched: bool, top: Optional[int] = None):
+    """One ModelOutput per item: a single item in gives a single ModelOutput out, a batch gives a list."""
+    for name, array in raw.items():
+        names = labels.get(name)
+        per_item = array[0].size if batched and len(array) else array.size
+        if names is not None and per_item != len(names):
+            raise ServerError(f"{model}: output '{name}' has {per_item} values per item but the server names "
+                              f"{len(names)} classes", model=model)
+    count = len(next(iter(raw.values()))) if batched and raw else 1
+    items = []
+    for i in range(count):
+        values = {}
+        for name, array in raw.items():
+            row = array[i] if batched else array
+            names = labels.get(name)
+            values[name] = to_prediction(row, names, top) if names is not None else row
+        items.append(ModelOutput(model, values))
+    return items[0] if single else items
+
+
+def predictions_of(found: Union[ModelOutput, list], output: str, single: bool):
+    """The contract helpers' answer: output's Prediction per item (one, or a list for a batch)."""
+    items = [found] if isinstance(found, ModelOutput) else found
+    for item in items:
+        if not isinstance(item[output], Prediction):
+            raise InvalidInput(f"{item.model}: output '{output}' has no labels on the server (its config names no "
+                               f"label_filename); use predict() or infer() for its raw values", model=item.model)
+    answers = [item[output] for item in items]
+    return answers[0] if single else answers

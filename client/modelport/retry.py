@@ -1,10 +1,11 @@
 """Retry inference that failed for a passing reason, with exponential backoff and jitter.
 
-Retried: the server is unreachable or overloaded (ServerUnavailable: connection refused/reset, HTTP 503, gRPC
-UNAVAILABLE) and a crashed Python backend process ("Stub process ... is not healthy", HTTP 500 / gRPC INTERNAL),
-which another model instance or a reload can serve. Never retried: anything the caller must fix (4xx, bad input,
-unknown model, access), and timeouts, because a request that timed out may still be running and a retry would add
-load exactly when the server is slow. Only stateless inference goes through here, so a retry cannot apply twice.
+Retried: the server is unreachable or overloaded (ServerUnavailable: connection refused/reset, HTTP 429, 502 and
+503, gRPC UNAVAILABLE and RESOURCE_EXHAUSTED) and a crashed Python backend process ("Stub process ... is not
+healthy", HTTP 500 / gRPC INTERNAL), which another model instance or a reload can serve. Never retried: anything the
+caller must fix (the other 4xx: bad input, unknown model, access), and timeouts, because a request that timed out
+may still be running and a retry would add load exactly when the server is slow. Only stateless inference goes
+through here, so a retry cannot apply twice.
 """
 
 from __future__ import annotations

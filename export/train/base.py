@@ -146,6 +146,30 @@ def save_arrays(out_dir: Path, name: str, x_heldout: np.ndarray, y_heldout: np.n
     np.savez(paths["calibration_path"], x=x_train[pick])
 
 
+def save_image_samples(folder: Path, images: np.ndarray, sides: tuple[int, ...] = (8, 28, 64, 128)) -> None:
+    """Held-out 8x8x1 0..255 images as PNG files of several sizes, every other one dark ink on light paper (as a
+    scanned digit would be): load tests send them, so the decode step's resize and auto-invert both run."""
+    from PIL import Image
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for i, image in enumerate(images):
+        pixels = np.clip(image[..., 0], 0, 255).astype(np.uint8)
+        if i % 2:
+            pixels = 255 - pixels
+        side = sides[i % len(sides)]
+        Image.fromarray(pixels, mode="L").resize((side, side), Image.Resampling.BILINEAR).save(
+            folder / f"{i:04d}.png", format="PNG")
+
+
+def save_text_samples(path: Path, texts: list[str], limit: int = 256) -> None:
+    """Held-out texts, one per line, picked evenly across the length range with short and long ones alternating."""
+    by_length = sorted((" ".join(t.split()) for t in texts), key=len)
+    picked = by_length[::max(1, len(by_length) // limit)][:limit]
+    mixed = [t for pair in zip(picked[::2], reversed(picked[1::2])) for t in pair] or picked
+    path.write_text("".join(f"{t}\n" for t in mixed), encoding="utf-8")
+
+
 def epoch_logger(name: str, epochs: int, progress: Progress):
     """A Keras callback that reports one line per epoch through `progress`."""
     import keras

@@ -18,6 +18,7 @@ NAME = "digits"
 EPOCHS = 40
 BATCH_SIZE = 32
 HELDOUT_FRACTION = 0.2
+SAMPLES_DIR = "samples"  # held-out digits as PNG files: the digits_image load-test payloads
 
 
 def build_model():
@@ -48,9 +49,10 @@ def fit(out_dir: Path, seed: int, progress: base.Progress) -> tuple[float, str, 
     accuracy = float(np.mean(predicted == labels[heldout_idx]))
     base.save_model(model, out_dir, NAME)
     base.save_arrays(out_dir, NAME, images[heldout_idx], labels[heldout_idx], images[train_idx], seed)
+    base.save_image_samples(out_dir / SAMPLES_DIR, images[heldout_idx])
     description = (f"sklearn load_digits (UCI optdigits 8x8), {len(train_idx)} train / {len(heldout_idx)} held-out "
                    f"images (stratified {HELDOUT_FRACTION:.0%} split, seed {seed}); inputs 0..16 scaled by 255/16")
-    return accuracy, description, {}
+    return accuracy, description, {SAMPLES_DIR: SAMPLES_DIR}
 
 
 RUN = base.TrainingRun(

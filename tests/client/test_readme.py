@@ -12,11 +12,23 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 
 
-def client_example() -> str:
+def examples() -> list[str]:
     section = README.read_text().split("<!-- client -->", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert blocks, "the README's client section has no python example"
-    return blocks[0]
+    assert len(blocks) >= 2, "the README's client section lacks its two python examples (helpers, then predict)"
+    return blocks
+
+
+def client_example() -> str:
+    return examples()[0]
+
+
+def run_against(triton, code: str, cwd) -> str:
+    assert '"127.0.0.1:8000"' in code
+    code = code.replace('"127.0.0.1:8000"', repr(triton.http_url))
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 def test_the_readme_example_is_three_lines():
@@ -38,9 +50,17 @@ def test_the_readme_example_classifies_an_image_file_and_a_sentence(triton, tmp_
     # As a user would have it: dark ink on light paper, larger than 8x8.
     Image.fromarray((255 - seven).astype(np.uint8), mode="L").resize((64, 64), Image.BILINEAR).save(
         tmp_path / "seven.png")
-    code = client_example()
-    assert '"127.0.0.1:8000"' in code
-    code = code.replace('"127.0.0.1:8000"', repr(triton.http_url))
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ["7", "positive"], done.stdout + done.stderr[-3000:]
+    output = run_against(triton, client_example(), tmp_path)
+    assert output.split() == ["7", "positive"], output
+
+
+@pytest.mark.integration
+def test_the_readme_predict_example_prints_a_label_and_the_two_best_scores_per_text(triton, tmp_path):
+    import ast
+
+    lines = run_against(triton, examples()[1], tmp_path).splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == ["positive", "negative"], lines
+    for line in lines:
+        label, scores = line.split(" ", 1)
+        scores = ast.literal_eval(scores)
+        assert list(scores)[0] == label and set(scores) == {"positive", "negative"}, line

@@ -21,6 +21,26 @@ def test_unavailable_servers_and_crashed_backends_are_retried():
     assert is_retryable(UNAVAILABLE) and is_retryable(STUB_DOWN)
 
 
+@pytest.mark.parametrize("status, retried", [
+    ("429", True), ("502", True), ("503", True), ("StatusCode.UNAVAILABLE", True),
+    ("StatusCode.RESOURCE_EXHAUSTED", True),
+    ("400", False), ("403", False), ("404", False), ("408", False), ("StatusCode.INVALID_ARGUMENT", False),
+])
+def test_overload_statuses_are_retried_and_other_4xx_are_not_as_the_readme_says(status, retried):
+    from tritonclient.utils import InferenceServerException
+
+    from modelport.errors import from_exception
+
+    error = from_exception(InferenceServerException(msg="server says no", status=status))
+    send, calls = scripted([error], ["ok"])
+    if retried:
+        assert send_with_retry(send, ["a"], RetryPolicy(retries=1), sleep=lambda s: None) == ["ok"]
+    else:
+        with pytest.raises(type(error)):
+            send_with_retry(send, ["a"], RetryPolicy(retries=1), sleep=lambda s: None)
+    assert len(calls) == (2 if retried else 1)
+
+
 @pytest.mark.parametrize("error", [InvalidInput("bad shape"), ModelNotFound("nope"), InferenceTimeout("slow"),
                                    ServerError("division by zero in model.py")])
 def test_caller_errors_timeouts_and_other_server_errors_are_not_retried(error):

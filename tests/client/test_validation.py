@@ -45,9 +45,56 @@ def test_a_wrong_shape_without_an_obvious_fix_says_expected_and_got():
         "digits: input 'image' expects shape [N,8,8,1] (N = batch size), got [2, 7, 7, 1]")
 
 
-def test_float_input_for_an_integer_tensor_is_refused_with_the_cast_to_apply():
-    message = invalid(PAIR, {"ids": np.zeros((1, 3), np.float32), "text": ["a"]})
-    assert "pair: input 'ids' expects INT64 (numpy int64), got numpy float32; convert it: x.astype(np.int64)" in message
+def one_input(datatype: str) -> Signature:
+    return Signature(parse_metadata({"name": "m", "inputs": [{"name": "x", "datatype": datatype, "shape": [-1, 2]}],
+                                     "outputs": []}), max_batch_size=4)
+
+
+def test_int64_300_for_an_int8_tensor_is_refused_not_wrapped():
+    message = invalid(one_input("INT8"), np.array([[1, 300]]))
+    assert message == ("m: input 'x' expects INT8 (numpy int8); got 300 at [0, 1] (numpy int64): it is outside int8's "
+                       "range -128..127, so sending it would change the value; fix the data, or "
+                       "np.clip(x, -128, 127).astype(np.int8)")
+
+
+@pytest.mark.parametrize("datatype, value, why", [
+    ("INT8", np.array([[200, 0]], np.uint8), "got 200 at [0, 0] (numpy uint8): it is outside int8's range"),
+    ("UINT8", np.array([[0, -1]]), "got -1 at [0, 1] (numpy int64): it is outside uint8's range 0..255"),
+    ("INT64", np.array([[1, 0.5]]), "got 0.5 at [0, 1] (numpy float64): it is not a whole number"),
+    ("INT32", np.array([[np.nan, 1]], np.float32), "got nan at [0, 0] (numpy float32): int32 has no NaN or inf"),
+    ("INT64", np.array([[2.0 ** 63, 1]]), "got 9.223372036854776e+18 at [0, 0] (numpy float64): it is outside int64"),
+    ("INT64", np.array([[2 ** 63, 1]], np.uint64), "got 9223372036854775808 at [0, 0] (numpy uint64)"),
+    ("FP16", np.array([[70000, 1]]), "got 70000 at [0, 0] (numpy int64): it would overflow to inf"),
+    ("FP32", np.array([[0.1, 1e39]]), "got 1e+39 at [0, 1] (numpy float64): it would overflow to inf"),
+    ("BOOL", np.array([[1, 2]]), "got 2 at [0, 1] (numpy int64): only 0 and 1 convert to BOOL"),
+])
+def test_a_cast_that_would_change_a_value_is_refused_naming_the_value_and_where_it_is(datatype, value, why):
+    message = invalid(one_input(datatype), value)
+    assert message.startswith(f"m: input 'x' expects {datatype}") and why in message
+    assert "so sending it would change the value; " in message
+
+
+@pytest.mark.parametrize("datatype, value", [
+    ("INT8", np.array([[-128, 127]])),
+    ("INT64", np.array([[3.0, -2.0]], np.float32)),
+    ("UINT64", np.array([[2 ** 64 - 1, 0]], np.uint64)),
+    ("BOOL", np.array([[0, 1]])),
+    ("FP32", np.array([[np.inf, np.nan]])),  # inf and NaN stay what they are
+])
+def test_casts_that_keep_every_value_are_made(datatype, value):
+    array = prepare_inputs(one_input(datatype), value).arrays["x"]
+    assert array.dtype == np.dtype(np.bool_ if datatype == "BOOL" else datatype.replace("FP", "float").lower())
+    np.testing.assert_array_equal(array.astype(np.float64), value.astype(np.float64))
+
+
+def test_float64_to_fp32_rounds_to_the_nearest_float32_which_is_not_lossless():
+    array = prepare_inputs(one_input("FP32"), np.array([[0.1, 1 / 3]])).arrays["x"]
+    assert array.dtype == np.float32 and array[0, 0] != 0.1 and array[0, 0] == np.float32(0.1)
+
+
+def test_non_numeric_input_for_an_integer_tensor_is_refused_with_the_cast_to_apply():
+    message = invalid(PAIR, {"ids": np.array([["1", "2", "3"]]), "text": ["a"]})
+    assert "pair: input 'ids' expects INT64 (numpy int64), got numpy <U1; convert it: x.astype(np.int64)" in message
 
 
 def test_complex_input_for_a_float_tensor_is_refused():

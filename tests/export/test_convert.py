@@ -49,3 +49,27 @@ def test_an_op_tensorrt_cannot_run_fails_the_export_unless_the_spec_opts_out(mod
         finalize(model, custom)
     relaxed = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, extra="tensorrt = false"))).models[0]
     assert finalize(relaxed, custom).graph.output[0].name == "scores"
+
+
+def test_keras_positional_output_names_pair_by_number_so_output_10_comes_after_output_9(tmp_path, tiny_model):
+    from export.convert import pair
+    from export.spec import Tensor
+
+    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    wanted = tuple(Tensor("tiny", f"out{i}", "TYPE_FP32", (1,)) for i in range(11))
+    actual = sorted(f"output_{i}" for i in range(11))  # as a signature lists them: output_10 before output_2
+    pairs = pair(model, "output", wanted, actual, "the converted model")
+    assert [(t.name, name) for t, name in pairs][9:] == [("out9", "output_9"), ("out10", "output_10")]
+
+
+def test_a_trainers_saved_model_is_converted_as_it_is_not_exported_again(tmp_path, tiny_model):
+    from export.convert import saved_model
+    from export.train.base import TrainedModel
+
+    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    written = tmp_path / "saved_model"
+    written.mkdir()
+    (written / "saved_model.pb").write_bytes(b"")
+    trained = TrainedModel("tiny", tiny_model.keras_path, written, tiny_model.heldout, tiny_model.calibration, 1.0, "")
+    assert saved_model(model, trained, tmp_path / "work") == written
+    assert not (tmp_path / "work").exists()

@@ -161,3 +161,32 @@ def test_a_variant_dropped_from_the_spec_is_removed_from_the_repository(exported
     assert proc.returncode == 0, proc.tail
     assert "removing tiny_fp16 (no longer in models.toml)" in proc.stdout
     assert sorted(p.name for p in copy.iterdir()) == ["tiny", "tiny_int8"]
+
+
+def test_an_exported_model_is_out_of_date_once_onnxruntime_is_upgraded(exported, monkeypatch):
+    from export import pipeline
+
+    spec_path, repo, _ = exported
+    model = load_spec(spec_path).models[0]
+    assert pipeline.is_current(model, repo)
+    real = pipeline.package_version
+    monkeypatch.setattr(pipeline, "package_version", lambda name: "99.0" if name == "onnxruntime" else real(name))
+    assert not pipeline.is_current(model, repo)
+
+
+def test_an_optional_variant_that_fails_its_gate_is_left_out_and_the_others_are_exported(exported, tiny_model,
+                                                                                         tmp_path):
+    from export import pipeline
+
+    _, repo, _ = exported
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, source=repo / "tiny" / "1" / "model.onnx",
+                                                    extra='optional_variants = ["fp16"]',
+                                                    gate="fp16_max_abs_diff = 0.0")))
+    lines = []
+    target = tmp_path / "model_repository"
+    pipeline.run(spec, pipeline.Options(target), lines.append)
+    assert sorted(p.name for p in target.iterdir()) == ["tiny", "tiny_int8"]
+    reason = json.loads((target / "tiny" / "card.json").read_text())["left_out"]["fp16"]["reason"]
+    assert "fp16 'scores': max |diff|" in reason and "tolerance 0" in reason
+    assert any("warning: tiny_fp16 is left out" in line for line in lines), lines
+    assert pipeline.is_current(spec.models[0], target), "a second export has nothing to do"

@@ -36,7 +36,7 @@ def test_every_config_survives_a_round_trip_through_the_protobuf_text_parser(pro
 def test_committed_configs_and_labels_match_what_the_spec_generates(project_spec):
     drift = []
     for model in project_spec.models:
-        for rel, text in repository.committed_files(model).items():
+        for rel, text in repository.committed_files(model, repository.served_variants(model, COMMITTED)).items():
             path = COMMITTED / rel
             if not path.is_file() or path.read_text() != text:
                 drift.append(rel)
@@ -53,7 +53,7 @@ def test_the_configs_in_git_match_what_the_spec_generates(project_spec):
         pytest.skip("not a git checkout with a commit")
     drift = []
     for model in project_spec.models:
-        for rel, text in repository.committed_files(model).items():
+        for rel, text in repository.committed_files(model, repository.served_variants(model, COMMITTED)).items():
             shown = _git("show", f"HEAD:model_repository/{rel}")
             if shown.returncode == 0 and shown.stdout != text:  # files not yet committed are not judged
                 drift.append(rel)
@@ -61,7 +61,7 @@ def test_the_configs_in_git_match_what_the_spec_generates(project_spec):
 
 
 def test_every_committed_config_belongs_to_a_model_in_the_spec(project_spec):
-    names = {n for m in project_spec.models for n in m.triton_names}
+    names = {n for m in project_spec.models for n in repository.served_names(m, COMMITTED)}
     committed = {p.parent.name for p in COMMITTED.glob("*/config.pbtxt") if not p.parent.name.endswith("_trt")}
     assert committed <= names, f"configs without a spec entry: {sorted(committed - names)}"
     assert names <= committed, f"spec models without a committed config: {sorted(names - committed)}"
@@ -85,6 +85,22 @@ def test_onnx_configs_carry_batching_queue_policy_threads_warmup_and_the_tensorr
     assert warmup.batch_size == 1 and list(warmup.inputs["pixels"].dims) == [6, 6, 1]
     assert config.output[0].label_filename == "labels.txt"
     assert repository.label_files(spec.models[0]) == {"labels.txt": "cat\ndog\nowl\n"}
+
+
+@pytest.mark.parametrize("variant, precision", [("fp32", "FP32"), ("fp16", "FP16"), ("int8", "INT8")])
+def test_the_tensorrt_accelerator_runs_each_variant_in_the_precision_the_gate_verified(tmp_path, tiny_model, variant,
+                                                                                       precision):
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model)))
+    config = repository.onnx_config(spec.models[0], variant)
+    (trt,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert trt.parameters["precision_mode"] == precision
+
+
+def test_the_reference_models_fp32_configs_ask_tensorrt_for_fp32(project_spec):
+    for model in (m for m in project_spec.models if m.onnx is not None and m.onnx.tensorrt):
+        config = repository.parse((COMMITTED / model.name / "config.pbtxt").read_text())
+        (trt,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+        assert trt.parameters["precision_mode"] == "FP32", model.name
 
 
 def test_onnx_configs_carry_no_queue_policy_unless_the_spec_asks_for_one(tmp_path, tiny_model):

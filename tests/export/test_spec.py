@@ -47,6 +47,14 @@ def test_the_project_spec_loads_and_declares_the_serving_contract():
          "max_qeue_delay_microseconds", "5", "max_queue_delay_microseconds"),
         (("int8_max_accuracy_drop = 25.0", "int8_max_accuracy_drop = -1.0"), "gate.int8_max_accuracy_drop", "-1.0",
          "a number >= 0"),
+        (("max_batch_size = 16", "max_batch_size = 16\nloadtest_weight = -2"), "loadtest_weight", "-2",
+         "an integer >= 0"),
+        (("max_batch_size = 16", 'max_batch_size = 16\noptional_variants = ["fp32"]'), "optional_variants", "fp32",
+         "except fp32"),
+        (('variants = ["fp32", "int8", "fp16"]', 'variants = ["fp32", "int8"]\noptional_variants = ["fp16"]'),
+         "optional_variants", "fp16", "from `variants`"),
+        (("max_batch_size = 16", 'max_batch_size = 16\nsamples = "lines.txt"'), "samples", "lines.txt",
+         "one TYPE_STRING input"),
     ],
 )
 def test_a_wrong_field_fails_naming_model_field_value_and_what_is_allowed(tmp_path, tiny_model, change, field, value,
@@ -140,5 +148,8 @@ def test_the_readme_example_of_adding_your_own_model_is_a_valid_spec(tmp_path):
     example = section[section.index("```toml") + len("```toml"):section.index("```", section.index("```toml") + 7)]
     spec = load_spec(write_spec(tmp_path, example))
     (model,) = spec.models
-    assert model.triton_names == ("flowers", "flowers_int8")
-    assert model.outputs[0].labels == ("daisy", "rose", "tulip")
+    assert model.triton_names == ("wine", "wine_int8")
+    assert model.onnx.optional_variants == ("int8",)
+    assert [t.name for t in model.inputs] == ["chemistry", "color"]
+    assert [(t.name, t.labels) for t in model.outputs] == [("cultivar", ("barolo", "grignolino", "barbera")),
+                                                          ("alcohol", ())]

@@ -7,7 +7,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from export.errors import ParityError
-from export.load import Dataset
+from export.dataset import Dataset
 from export.spec import load_spec
 from export.verify import gate, latency_us, run_onnx
 from tests.export.conftest import tiny_spec, write_spec

@@ -90,11 +90,34 @@ def test_digits_on_triton_matches_onnx_runtime_in_process(triton, digits):
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_every_repository_model_is_ready_and_tested(triton):
-    """A model added to the repository must also be added to this file's tests."""
+# The serving contract outside tools rely on: model -> (input, datatype, dims), (output, dims), labels.
+CONTRACT = {
+    "digits": (("image", "FP32", [-1, 8, 8, 1]), ("probabilities", [-1, 10]), [str(d) for d in range(10)]),
+    "digits_int8": (("image", "FP32", [-1, 8, 8, 1]), ("probabilities", [-1, 10]), [str(d) for d in range(10)]),
+    "digits_fp16": (("image", "FP32", [-1, 8, 8, 1]), ("probabilities", [-1, 10]), [str(d) for d in range(10)]),
+    "digits_image": (("image_bytes", "BYTES", [-1, 1]), ("probabilities", [-1, 10]), [str(d) for d in range(10)]),
+    "sentiment": (("text", "BYTES", [-1, 1]), ("probabilities", [-1, 2]), ["negative", "positive"]),
+}
+
+
+@pytest.mark.parametrize("model", sorted(CONTRACT))
+def test_contract_models_keep_their_names_tensors_and_labels(triton, model):
+    """Every other served model is checked against models.toml by test_spec_models.py; these are fixed."""
+    (input_name, datatype, shape), (output_name, output_shape), labels = CONTRACT[model]
     client = httpclient.InferenceServerClient(triton.http_url)
-    served = sorted(p.parent.name for p in triton.repository.glob("*/config.pbtxt"))
-    assert all(client.is_model_ready(name) for name in served)
-    tested = set(DIGIT_MODELS) | {"digits_image", "sentiment"}
-    steps = {"digits_image_decode", "sentiment_tokenizer", "sentiment_classifier"}  # reached through the ensembles
-    assert set(served) - steps == tested
+    metadata = client.get_model_metadata(model)
+    assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["inputs"]] == [(input_name, datatype, shape)]
+    assert [(t["name"], t["shape"]) for t in metadata["outputs"]] == [(output_name, output_shape)]
+    if datatype == "FP32":
+        array = np.zeros((1, 8, 8, 1), np.float32)
+    elif model == "sentiment":
+        array = np.array([[b"a moving film"]], dtype=object)
+    else:
+        images, _ = load_digits_images()
+        array = np.array([[encoded(images[0], "PNG")]], dtype=object)
+    tensor = httpclient.InferInput(input_name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array)
+    result = client.infer(model, [tensor], outputs=[httpclient.InferRequestedOutput(output_name,
+                                                                                    class_count=len(labels))])
+    served = {entry.decode().split(":", 2)[2] for entry in result.as_numpy(output_name).reshape(-1)}
+    assert served == set(labels)

@@ -144,7 +144,27 @@ def test_onnx_runtime_failure_is_isolated_to_the_failing_request(backend):
     poisoned = np.full((1, 2, 2, 1), np.nan, np.float32)
     responses = model.execute([Request(x=images(1)), Request(x=poisoned), Request(x=images(2, 5))])
     assert responses[0].error is None and responses[2].error is None
-    assert "ONNX Runtime rejected the request: bad value" in responses[1].error.message
+    assert "ONNX Runtime failed: RuntimeError: bad value" in responses[1].error.message
+
+
+def test_inputs_onnx_runtime_refuses_are_the_requests_fault_invalid_arg(backend):
+    # dims -1 let a 3x3 image past the config check; the real ONNX Runtime session refuses it (InvalidArgument).
+    model = backend(input=[{"name": "x", "data_type": "TYPE_FP32", "dims": ["-1", "-1", "1"]}])
+    wrong = np.zeros((1, 3, 3, 1), np.float32)
+    good, bad = model.execute([Request(x=images(1)), Request(x=wrong)])
+    assert good.error is None
+    assert bad.error.code == TritonError.INVALID_ARG and "ONNX Runtime rejected the request" in bad.error.message
+
+
+def test_onnx_runtime_failures_that_are_not_the_requests_fault_are_internal(backend):
+    model = backend()
+
+    def out_of_memory(names, feed):
+        raise RuntimeError("Failed to allocate memory for requested buffer of size 4096")
+
+    model.session = types.SimpleNamespace(run=out_of_memory)
+    (response,) = model.execute([Request(x=images(2))])
+    assert response.error.code == TritonError.INTERNAL and "Failed to allocate memory" in response.error.message
 
 
 def test_unexpected_exception_becomes_an_error_response_for_every_request(backend):

@@ -1,3 +1,5 @@
+import subprocess
+
 import pytest
 
 from serve.errors import RuntimeMissingError
@@ -37,3 +39,16 @@ def test_locate_builds_a_backend_dir_with_the_stub_and_our_onnxruntime_backend(t
     env = runtime.environment({"PATH": "/usr/bin"})
     assert env["PATH"].split(":")[0] == str(runtime.python_bin_dir)
     assert env["LD_LIBRARY_PATH"].split(":")[0] == str(runtime.lib_dir)
+
+
+def test_the_stub_finds_the_interpreters_libpython_wherever_it_was_installed(tmp_path):
+    """pyenv and uv interpreters keep libpython3.X.so in their own LIBDIR, which no loader path names."""
+    import sysconfig
+
+    runtime = locate(tmp_path / "backends")
+    libdir = sysconfig.get_config_var("LIBDIR")
+    env = runtime.environment({"PATH": "/usr/bin"})
+    assert libdir in env["LD_LIBRARY_PATH"].split(":")
+    stub = runtime.backend_dir / "python" / "triton_python_backend_stub"
+    linked = subprocess.run(["ldd", str(stub)], env=env, capture_output=True, text=True).stdout
+    assert "libpython" in linked and "not found" not in linked, linked

@@ -20,6 +20,7 @@ import os
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 # optimization.graph.level as the real backend maps it: unset/0 = all, -1 = basic, 1 = basic + extended, 2 = none.
 GRAPH_LEVELS = {
@@ -149,9 +150,14 @@ class TritonPythonModel:
             outputs = self.session.run(self.output_names, feed)
         except Exception as error:
             if len(members) == 1:
-                responses[members[0][0]] = pb_utils.InferenceResponse(
-                    error=triton_error(f"{self.model_name}: ONNX Runtime rejected the request: {error}", INVALID_ARG)
-                )
+                # ONNX Runtime's InvalidArgument is about the inputs (an id out of an embedding's range, a shape the
+                # graph refuses): the request's fault. Anything else (out of memory, a kernel failing) is ours.
+                if isinstance(error, InvalidArgument):
+                    message, code = f"{self.model_name}: ONNX Runtime rejected the request: {error}", INVALID_ARG
+                else:
+                    message = f"{self.model_name}: ONNX Runtime failed: {type(error).__name__}: {error}"
+                    code = INTERNAL
+                responses[members[0][0]] = pb_utils.InferenceResponse(error=triton_error(message, code))
                 return
             # One bad request must not fail its neighbours: run each alone to find it.
             for member in members:
