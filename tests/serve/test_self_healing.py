@@ -87,7 +87,8 @@ def test_killed_backend_process_under_load_serves_again_within_5_seconds(own_tri
         f"{len(failures_after_heal)} failures after the heal, at "
         f"{[round(t - killed_at, 2) for t in failures_after_heal[:10]]} s after the kill\n" + own_triton.log_tail()
     )
-    assert any(not ok for t, ok in outcomes if t > killed_at), "the kill did not break anything: test is not testing"
+    # a request sent just before the kill may be the one the dead stub drops
+    assert any(not ok for t, ok in outcomes if t > killed_at - 0.5), "the kill did not break anything: test is not testing"
     events = own_triton.events_path.read_text()
     assert "of model 'digits' died" in events and "model 'digits' reloaded" in events
     assert not {p.pid for p in digits_stubs(own_triton)} & {v.pid for v in victims}
