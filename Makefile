@@ -25,12 +25,20 @@ METRICS_PORT ?= 8002
 SERVE_FLAGS ?=
 LOADTEST_FLAGS ?=
 BENCH_FLAGS ?=
+TUNE_FLAGS ?=
 TEST_FLAGS ?=
-SERVE_ARGS = --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) $(SERVE_FLAGS)
+# The supervisor's heal/restart counters for Prometheus (serve/metrics.py), beside Triton's own metrics port.
+SUPERVISOR_METRICS_PORT ?= 8003
+SERVE_ARGS = --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
+	--supervisor-metrics-port $(SUPERVISOR_METRICS_PORT) $(SERVE_FLAGS)
+# The gateway (`make gateway`, and `make start` beside Triton) on 127.0.0.1:$(GATEWAY_PORT), calling Triton's gRPC port.
+GATEWAY_PORT ?= 8080
+GATEWAY_FLAGS ?=
+GATEWAY_ARGS = --port $(GATEWAY_PORT) --triton 127.0.0.1:$(GRPC_PORT) $(GATEWAY_FLAGS)
 
 IMAGE ?= modelport-triton:latest
 
-.PHONY: help venv lock export trt serve start stop status test loadtest bench docker-build docker-run clean
+.PHONY: help venv lock export trt serve gateway start stop status test loadtest bench tune docker-build docker-run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -43,7 +51,18 @@ $(STAMP): $(wildcard $(LOCK)) client/pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e ./client
 	@touch $@
 
-venv: $(STAMP) ## create .venv with the pinned dependencies
+# Optional extras, `make venv EXTRAS=torch`: requirements-NAME-py3XX.lock only adds packages, installed with the base
+# lock as constraints so no base pin moves (README, "PyTorch and Hugging Face models").
+EXTRAS ?=
+EXTRA_LOCK = requirements-$(1)-py$(subst .,,$(PYTHON_VERSION)).lock
+EXTRAS_HERE = $(patsubst $(call EXTRA_LOCK,%),%,$(wildcard $(call EXTRA_LOCK,*)))
+$(VENV)/.installed-%: $(call EXTRA_LOCK,%) $(STAMP)
+	$(PY) -m pip install --quiet -r $< -c $(LOCK)
+	@touch $@
+$(VENV)/.installed-%:
+	@echo 'modelport: no extra $* for Python $(PYTHON_VERSION) (no $(call EXTRA_LOCK,$*)); extras: $(EXTRAS_HERE)'; exit 2
+
+venv: $(foreach e,$(EXTRAS),$(VENV)/.installed-$(e)) $(STAMP) ## create .venv with the pinned dependencies (EXTRAS=torch adds one)
 
 LOCK_FLAGS ?=
 lock: $(STAMP) ## re-resolve requirements.txt into a lock per supported Python (LOCK_FLAGS=--upgrade moves pins)
@@ -58,10 +77,15 @@ trt: $(STAMP) ## build TensorRT plans (needs a GPU and TensorRT: run inside the 
 serve: $(STAMP) ## run Triton in the foreground on 127.0.0.1 (Ctrl-C stops it)
 	$(PY) -m serve run $(SERVE_ARGS)
 
-start: $(STAMP) ## start Triton in the background and wait until every model is ready
-	$(PY) -m serve start $(SERVE_ARGS)
+gateway: $(STAMP) ## run the gateway (JSON API, web page) in the foreground on 127.0.0.1:8080, in front of Triton
+	$(PY) -m gateway run $(GATEWAY_ARGS)
 
-stop: $(STAMP) ## stop the server `make start` started
+start: $(STAMP) ## start Triton and the gateway in the background and wait until every model is ready
+	$(PY) -m serve start $(SERVE_ARGS)
+	$(PY) -m gateway start $(GATEWAY_ARGS)
+
+stop: $(STAMP) ## stop the gateway and the server `make start` started
+	$(PY) -m gateway stop
 	$(PY) -m serve stop
 
 status: $(STAMP) ## say whether the background server is up, and its models
@@ -76,12 +100,24 @@ loadtest: $(STAMP) ## bounded headless Locust run against the running server, wi
 bench: $(STAMP) ## Triton vs Flask vs FastAPI vs in-process ONNX Runtime, one run, ratios
 	$(PY) -m bench $(if $(MODEL),--model $(MODEL)) $(BENCH_FLAGS)
 
+tune: $(STAMP) ## measure serving configs here (5 min) and write the best into models.toml; then `make export`
+	$(PY) -m tune $(if $(MODEL),--model $(MODEL)) $(TUNE_FLAGS)
+
 docker-build: ## build the GPU image from triton.Dockerfile (needs Docker)
 	docker build -f triton.Dockerfile -t $(IMAGE) .
 
 docker-run: ## run the GPU image with all GPUs (needs Docker and the NVIDIA container toolkit)
 	docker run --rm --gpus all -p 127.0.0.1:$(HTTP_PORT):8000 -p 127.0.0.1:$(GRPC_PORT):8001 -p 127.0.0.1:$(METRICS_PORT):8002 \
 		-e MODELPORT_ADMIN_KEY $(IMAGE)
+
+.PHONY: deploy monitor
+PROMETHEUS_PORT ?= 9090
+deploy: $(STAMP) ## write deploy/ from models.toml: Prometheus config + alert rules, Grafana dashboard, Kubernetes + KServe
+	$(PY) -m operate generate
+
+monitor: $(STAMP) ## run Prometheus on 127.0.0.1:9090 scraping the running Triton, supervisor and gateway (apt-get install prometheus)
+	$(PY) -m operate monitor --listen 127.0.0.1:$(PROMETHEUS_PORT) --triton 127.0.0.1:$(METRICS_PORT) \
+		--supervisor 127.0.0.1:$(SUPERVISOR_METRICS_PORT) $(if $(GATEWAY_PORT),--gateway 127.0.0.1:$(GATEWAY_PORT))
 
 clean: ## remove generated artifacts (keeps .venv and the trained-model cache)
 	$(PY) -m export --clean

@@ -18,8 +18,8 @@ EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
     CMD python3 -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=2).status != 200)"
 
-# Same security and model-control flags as `python -m serve`: explicit mode with every model loaded, admin APIs
+# Same security, model-control and metrics flags as `python -m serve` (latency summaries feed the dashboard): explicit mode with every model loaded, admin APIs
 # behind the modelport-admin-key header. The container must bind 0.0.0.0 to be reachable through published ports;
 # publish them on loopback (-p 127.0.0.1:8000:8000) unless serving other hosts is intended.
 # The key comes from the environment at start; the server refuses to start without one.
-CMD ["/bin/sh", "-c", "exec tritonserver --model-repository=/models --model-control-mode=explicit --load-model=* --strict-readiness=true --exit-timeout-secs=3 --http-restricted-api=model-repository,shared-memory,trace,logging:modelport-admin-key=${MODELPORT_ADMIN_KEY:?set MODELPORT_ADMIN_KEY to the admin key} --grpc-restricted-protocol=model-repository,shared-memory,trace,logging:modelport-admin-key=${MODELPORT_ADMIN_KEY}"]
+CMD ["/bin/sh", "-c", "exec tritonserver --model-repository=/models --model-control-mode=explicit --load-model=* --strict-readiness=true --exit-timeout-secs=3 --metrics-config=summary_latencies=true --metrics-config=summary_quantiles=0.5:0.05,0.9:0.01,0.99:0.001 --http-restricted-api=model-repository,shared-memory,trace,logging:modelport-admin-key=${MODELPORT_ADMIN_KEY:?set MODELPORT_ADMIN_KEY to the admin key} --grpc-restricted-protocol=model-repository,shared-memory,trace,logging:modelport-admin-key=${MODELPORT_ADMIN_KEY}"]

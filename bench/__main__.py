@@ -3,6 +3,8 @@
     python -m bench                  # full run (a few minutes): writes bench/results/latest.md and latest.json
     python -m bench --quick          # seconds, for smoke tests: writes build/bench/results/quick.md and quick.json
     python -m bench --model NAME     # any onnx-kind model: bench/results/model-NAME.md (--quick: quick-NAME.md)
+    python -m bench --backend-cost   # only the python backend's own cost per execute and per request:
+                                     # bench/results/backend-cost.md (bench/backend_cost.py; a full run does it too)
 
 Starts every server itself on free ports (Triton through `python -m serve run`) and stops them at the end; needs
 `make export` first. Run it on an otherwise idle machine: every contender shares the same cores.
@@ -15,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from bench import backend_cost
 from bench import results as results_module
 from bench.run import BenchOptions, PlanError, run
 from export.errors import SpecError
@@ -36,11 +39,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=None,
                         help="results file stem (default bench/results/latest, or model-NAME with --model)")
     parser.add_argument("--no-client", action="store_true", help="skip the modelport client overhead measurement")
+    parser.add_argument("--backend-cost", action="store_true",
+                        help="only the python backend's own cost per execute and per request (bench/backend_cost.py)")
+    parser.add_argument("--perf-analyzer", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure the Triton cells with NVIDIA's perf_analyzer (default: on; fetched once "
+                             "into build/perf_analyzer/)")
     return parser.parse_args(argv)
+
+
+def backend_cost_run(args: argparse.Namespace) -> int:
+    quick, own = args.quick, args.backend_cost  # after a full run, its --rounds/--duration/--output are not ours
+    options = backend_cost.CostOptions(repository=args.repository.resolve(), work_dir=REPO_ROOT / "build" / "bench",
+                                       rounds=(own and args.rounds) or (1 if quick else 5),
+                                       duration_s=(own and args.duration) or (0.5 if quick else 1.0))
+    stem = (own and args.output) or (
+        REPO_ROOT / "build" / "bench" / "results" / "backend-cost-quick" if quick
+        else REPO_ROOT / "bench" / "results" / "backend-cost")
+    return backend_cost.main(load_spec(args.spec), options, stem)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.backend_cost:
+        return backend_cost_run(args)
     quick = args.quick
     options = BenchOptions(
         repository=args.repository.resolve(),
@@ -53,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         client_blocks=0 if args.no_client else (2 if quick else 5),
         in_process_s=1.0 if quick else 5.0,
         model=args.model,
+        perf_analyzer=args.perf_analyzer,
     )
     if args.output:
         stem = args.output
@@ -71,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     stem.with_suffix(".json").write_text(results_module.to_json(outcome), encoding="utf-8")
     print("\n" + markdown)
     print(f"benchmark results: {stem.with_suffix('.md')} (data: {stem.with_suffix('.json')})")
+    if not quick and not args.model:
+        return backend_cost_run(args)
     return 0
 
 

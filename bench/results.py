@@ -8,6 +8,8 @@ import json
 import statistics
 from dataclasses import asdict, dataclass, field
 
+from bench.perf_analyzer import PerfResult
+
 # The models issue 5's targets name: throughput against the baselines on a model of raw tensors, batching and the
 # in-process limit on a text pipeline. A `--model` run checks every target on its one model.
 REFERENCE_TENSORS = "digits"
@@ -17,7 +19,7 @@ REFERENCE_PIPELINE = "sentiment"
 @dataclass(frozen=True)
 class Cell:
     model: str
-    server: str  # triton | triton-nobatch | flask | fastapi
+    server: str  # triton | triton-nobatch | gateway | flask | fastapi
     encoding: str  # binary | json
     connections: int
 
@@ -96,12 +98,21 @@ class GeneratorCeiling:
 
 
 @dataclass(frozen=True)
+class PerfAnalyzerCell:
+    """NVIDIA perf_analyzer on one Triton cell: same model, concurrency and payloads as our generator's."""
+
+    cell: Cell
+    result: PerfResult
+
+
+@dataclass(frozen=True)
 class BenchResults:
     conditions: dict
     ceiling: GeneratorCeiling | None
     cells: tuple[CellResult, ...]
     in_process: tuple[InProcess, ...] = ()
     client: ClientOverhead | None = None
+    perf_analyzer: tuple[PerfAnalyzerCell, ...] = ()
 
     def find(self, model: str, server: str, encoding: str, connections: int) -> CellResult | None:
         for result in self.cells:
@@ -223,7 +234,7 @@ def format_table(results: BenchResults) -> str:
         "| generator CPU |",
         "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    order = {"triton": 0, "triton-nobatch": 1, "fastapi": 2, "flask": 3}
+    order = {"triton": 0, "triton-nobatch": 1, "gateway": 2, "fastapi": 3, "flask": 4}
     cells = sorted(results.cells, key=lambda r: (r.cell.model, r.cell.connections, r.cell.encoding,
                                                   order.get(r.cell.server, 9)))
     for r in cells:
@@ -233,6 +244,45 @@ def format_table(results: BenchResults) -> str:
             f"| {r.cell.model} | {r.cell.connections} | {r.cell.server} | {r.cell.encoding} | {r.rps:.0f} "
             f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {batch} | {queue} | {r.generator_cpu:.0%} |"
         )
+    return "\n".join(lines)
+
+
+def format_gateway(results: BenchResults) -> str:
+    """The gateway against Triton's own JSON endpoint, same model and connections: what a request costs on top
+    (p50 difference; at one connection that is the per-request overhead) and the req/s ratio."""
+    lines = ["| model | connections | Triton JSON req/s | gateway req/s | ratio | Triton p50 ms | gateway p50 ms "
+             "| overhead per request µs (p50) | gateway p99 ms | gateway errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for mine in sorted((r for r in results.cells if r.cell.server == "gateway"),
+                       key=lambda r: (r.cell.model, r.cell.connections)):
+        direct = results.find(mine.cell.model, "triton", "json", mine.cell.connections)
+        if direct is None or not direct.rps:
+            continue
+        lines.append(f"| {mine.cell.model} | {mine.cell.connections} | {direct.rps:.0f} | {mine.rps:.0f} "
+                     f"| {mine.rps / direct.rps:.2f}× | {direct.p50_ms:.2f} | {mine.p50_ms:.2f} "
+                     f"| {(mine.p50_ms - direct.p50_ms) * 1000:+.0f} | {mine.p99_ms:.2f} | {mine.errors} |")
+    return "\n".join(lines)
+
+
+def format_perf_analyzer(results: BenchResults) -> str:
+    """perf_analyzer's throughput and p99 next to our generator's for the same cell, and Triton's breakdown per
+    request (for an ensemble, then each composing model's)."""
+    lines = [
+        "| model | connections | ours req/s | perf_analyzer req/s | ratio | ours p99 ms | perf_analyzer p99 ms "
+        "| queue µs | compute input µs | compute infer µs | compute output µs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for pa in results.perf_analyzer:
+        r, ours = pa.result, results.find(pa.cell.model, pa.cell.server, pa.cell.encoding, pa.cell.connections)
+        ratio = f"{r.throughput / ours.rps:.2f}×" if ours and ours.rps else "—"
+        mine = (f"{ours.rps:.0f}", f"{ours.p99_ms:.2f}") if ours else ("—", "—")
+        for times in (r.server, *r.composing):
+            first = times is r.server
+            lines.append(
+                f"| {pa.cell.model if first else '↳ ' + times.model} | {pa.cell.connections if first else ''} "
+                f"| {mine[0] if first else ''} | {f'{r.throughput:.0f}' if first else ''} | {ratio if first else ''} "
+                f"| {mine[1] if first else ''} | {f'{r.p99_ms:.2f}' if first else ''} | {times.queue_us:.0f} "
+                f"| {times.compute_input_us:.0f} | {times.compute_infer_us:.0f} | {times.compute_output_us:.0f} |")
     return "\n".join(lines)
 
 
@@ -269,6 +319,19 @@ def format_markdown(results: BenchResults) -> str:
             "",
         ]
     parts += ["## Throughput and latency", "", format_table(results), ""]
+    if any(r.cell.server == "gateway" for r in results.cells):
+        parts += ["## Gateway vs direct Triton", "",
+                  "The gateway's JSON API (keys off, limits out of the way, access log on) in front of the same "
+                  "Triton over gRPC, against Triton's own HTTP JSON endpoint with the same rows.", "",
+                  format_gateway(results), ""]
+    if results.perf_analyzer:
+        windows = results.perf_analyzer[0].result
+        parts += ["## perf_analyzer next to our generator", "",
+                  f"NVIDIA perf_analyzer {windows.protocol.upper()} with binary tensors and the same payloads, on the "
+                  f"same Triton right after our generator's rounds, 3 windows of {c.get('duration_s', '?')} s each. "
+                  "Queue and compute: Triton's own per-request averages, which perf_analyzer reads from the "
+                  "statistics API (for an ensemble its composing models follow, ↳).", "",
+                  format_perf_analyzer(results), ""]
     if results.in_process:
         parts += ["## In-process ONNX Runtime at the batch size Triton formed", "",
                   "| model | batch | samples/s | what |", "|---|---:|---:|---|"]
@@ -306,4 +369,6 @@ def from_json(text: str) -> BenchResults:
         cells=cells,
         in_process=tuple(InProcess(**p) for p in data.get("in_process", ())),
         client=ClientOverhead(**data["client"]) if data.get("client") else None,
+        perf_analyzer=tuple(PerfAnalyzerCell(Cell(**p["cell"]), PerfResult.from_dict(p["result"]))
+                            for p in data.get("perf_analyzer", ())),
     )

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import client_overhead, inprocess, loadgen, servers
+from bench import client_overhead, inprocess, loadgen, perf_analyzer, servers
 from bench.baselines.model import input_order, request_body
 from bench.results import (REFERENCE_PIPELINE, REFERENCE_TENSORS, BenchResults, Cell, CellResult, GeneratorCeiling,
-                           Round)
+                           PerfAnalyzerCell, Round)
 from export.spec import ModelSpec, Spec
+from loadtest import gateway as gateway_payloads
 from loadtest import payloads, triton_metrics, v2
 
 BASELINES = ("fastapi", "flask")
@@ -39,6 +40,7 @@ class BenchOptions:
     client_blocks: int
     in_process_s: float
     model: str | None = None  # --model: one onnx-kind model instead of the reference plan
+    perf_analyzer: bool = True  # also measure the Triton cells with NVIDIA's perf_analyzer
 
 
 class PlanError(ValueError):
@@ -55,6 +57,21 @@ def tensor_cells(model: str) -> list[Cell]:
 def pipeline_cells(model: str) -> list[Cell]:
     """A served pipeline (an ensemble) has no baseline: Triton with batching on and off."""
     return [Cell(model, s, "binary", c) for s in ("triton", "triton-nobatch") for c in (1, 64)]
+
+
+def gateway_cells(cells: list[Cell]) -> list[Cell]:
+    """The gateway in front of the same Triton, on the model that has baselines: its JSON API at 1 and 64
+    connections, next to Triton's own JSON at both (the per-request overhead and the req/s ratio)."""
+    model = next((c.model for c in cells if c.server in BASELINES), None)
+    if model is None:
+        return []
+    direct = [c for c in (Cell(model, "triton", "json", 1), Cell(model, "triton", "json", 64)) if c not in cells]
+    return direct + [Cell(model, "gateway", "json", n) for n in (1, 64)]
+
+
+def gateway_requests(model: payloads.Target, host: str) -> tuple[bytes, ...]:
+    return tuple(loadgen.http_request(host, r.path, r.body, {"Content-Type": "application/json"})
+                 for r in gateway_payloads.gateway_requests(model))
 
 
 def plan(spec: Spec, repository: Path, model: str | None = None) -> tuple[list[Cell], list[str]]:
@@ -183,6 +200,7 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
     cells, notes = plan(spec, options.repository, options.model)
     if not cells:
         raise SystemExit("nothing to benchmark: " + "; ".join(notes))
+    cells += gateway_cells(cells)
     options.work_dir.mkdir(parents=True, exist_ok=True)
     _log(f"{len(cells)} cells x {options.rounds} rounds of {options.duration_s:g}s (+{options.warmup_s:g}s warm-up)")
     ceiling = measure_ceiling(options.work_dir, max(1.0, options.duration_s))
@@ -195,6 +213,8 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
         running: dict[str, servers.Running] = {}
         if "triton" in wanted:
             running["triton"] = stack.enter_context(servers.triton("triton", options.repository, options.work_dir))
+        if "gateway" in wanted:
+            running["gateway"] = stack.enter_context(servers.gateway(running["triton"], options.work_dir))
         if "triton-nobatch" in wanted:
             copy = servers.without_dynamic_batching(options.repository, options.work_dir / "repository-nobatch")
             running["triton-nobatch"] = stack.enter_context(servers.triton("triton-nobatch", copy, options.work_dir))
@@ -214,6 +234,7 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
             if key not in targets:
                 model = payload_target(spec, cell.model)
                 requests = (triton_requests(model, cell.encoding, host) if cell.server.startswith("triton")
+                            else gateway_requests(model, host) if cell.server == "gateway"
                             else baseline_requests(model, onnx_file(options.repository, cell.model), cell.encoding,
                                                    host))
                 targets[key] = loadgen.HttpTarget(server.host, server.port, requests)
@@ -239,6 +260,8 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
                 _log(f"client overhead: {client.overhead:+.1%}")
             except Exception as error:
                 notes.append(f"client overhead not measured: {error!r}")
+        perf = perf_analyzer_cells(spec, cells, running["triton"], options, notes) \
+            if "triton" in running and options.perf_analyzer else ()
 
     in_process = []
     for model in dict.fromkeys(c.model for c in cells):
@@ -265,7 +288,34 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
     }
     if options.model:
         conditions["model"] = options.model
-    return BenchResults(conditions, ceiling, results, tuple(in_process), client)
+    return BenchResults(conditions, ceiling, results, tuple(in_process), client, perf_analyzer=perf)
+
+
+def perf_analyzer_cells(spec: Spec, cells: list[Cell], server: servers.Running, options: BenchOptions,
+                        notes: list[str]) -> tuple[PerfAnalyzerCell, ...]:
+    """perf_analyzer on each Triton cell our generator drove with binary tensors: same model, concurrency and
+    payloads, over HTTP, 3 windows of one round's duration. What fails becomes a note, not a failed benchmark."""
+    try:
+        installation = perf_analyzer.provision()
+    except perf_analyzer.PerfAnalyzerUnavailable as error:
+        notes.append(f"perf_analyzer not run: {error}")
+        return ()
+    work_dir = options.work_dir / "perf_analyzer"
+    measured = []
+    for cell in (c for c in cells if c.server == "triton" and c.encoding == "binary"):
+        data = perf_analyzer.write_input_data(payloads.samples(payload_target(spec, cell.model)),
+                                              work_dir / f"{cell.model}-input.json")
+        run = perf_analyzer.Run(cell.model, f"{server.host}:{server.port}", "http", cell.connections,
+                                round(options.duration_s * 1000), data)
+        try:
+            result = perf_analyzer.measure(installation, run, work_dir)
+        except perf_analyzer.PerfAnalyzerFailed as error:
+            notes.append(f"perf_analyzer {cell.model} at {cell.connections} connections: {error}")
+            continue
+        _log(f"perf_analyzer {cell.model} at {cell.connections}: {result.throughput:.0f} req/s, "
+             f"p99 {result.p99_ms:.2f} ms")
+        measured.append(PerfAnalyzerCell(cell, result))
+    return tuple(measured)
 
 
 def _measure(cell: Cell, server: servers.Running, target: loadgen.HttpTarget, formed_by: str,

@@ -1,5 +1,6 @@
 """Start and stop the contenders on free ports: Triton as exported, Triton with batching off, Flask/gunicorn,
-FastAPI/uvicorn. Each is a child process group of the benchmark; leaving the `with` block stops it.
+FastAPI/uvicorn, and the gateway in front of Triton. Each is a child process group of the benchmark; leaving the
+`with` block stops it.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class Running:
     name: str
     host: str
     port: int
-    metrics_url: str | None  # Triton only
+    metrics_url: str | None  # Triton only (the gateway's is its Triton's)
     log_path: Path
+    grpc_port: int | None = None  # Triton only: where the gateway calls it
 
 
 class ServerFailed(RuntimeError):
@@ -133,7 +135,26 @@ def _triton_once(name: str, repository: Path, work_dir: Path) -> Running:
     log_path = state_dir / "launcher.log"
     # SIGINT is the launcher's Ctrl-C: it stops Triton, then the stubs, and cleans their shared memory
     with _process(name, command, env, log_path, lambda: endpoints.ready(f"127.0.0.1:{http}"), signal.SIGINT):
-        yield Running(name, "127.0.0.1", http, f"127.0.0.1:{metrics}", log_path)
+        yield Running(name, "127.0.0.1", http, f"127.0.0.1:{metrics}", log_path, grpc)
+
+
+@contextlib.contextmanager
+def gateway(triton: Running, work_dir: Path) -> Running:
+    """The gateway (gateway/) in front of `triton` over gRPC: no keys, and rate and load limits out of the way, so
+    that the cells measure what every request costs there (parsing, checks, the gRPC hop, rendering, the access
+    log), not its refusals."""
+    port = free_port()
+    state = work_dir / "gateway"
+    command = [
+        sys.executable, "-m", "gateway", "run", "--quiet", "--no-auth", "--port", str(port),
+        "--triton", f"127.0.0.1:{triton.grpc_port}", "--state-dir", str(state),
+        "--access-log", str(state / "access.log"),
+        "--rate", "1000000", "--burst", "1000000", "--max-in-flight", "4096",
+    ]
+    log_path = state / "gateway.log"
+    with _process("gateway", command, dict(os.environ), log_path,
+                  lambda: endpoints.request(f"127.0.0.1:{port}/readyz")[0] == 200):
+        yield Running("gateway", "127.0.0.1", port, triton.metrics_url, log_path)
 
 
 def _baseline_env(onnx_path: Path) -> dict[str, str]:

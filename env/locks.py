@@ -9,6 +9,10 @@ interpreter (https://github.com/pypa/pip/issues/11010), so a 3.12 resolution run
 (`--python-version`, `--platform`, `--only-binary`, `--no-deps`: no markers are involved), and the pins are exactly
 what requirements.txt and the client need there, every dependency's markers evaluated for that Python.
 
+An optional extra (EXTRAS, `make venv EXTRAS=torch`) has requirements-NAME.txt and, per supported Python, a lock
+requirements-NAME-py3XX.lock of only the packages it adds, resolved with the base lock's pins as constraints: installing
+it never moves a pin of the base environment. It is checked as above, over the base and the extra together.
+
     python -m env.locks lock [--upgrade]     # what `make lock` runs
     python -m env.locks check [3.12 ...]     # what tests/env/test_locks.py runs
 """
@@ -40,23 +44,40 @@ LEFT_OUT = ("3.10", "3.13")
 GLIBC = (2, 35)  # the bundled Triton 2.51 needs it (serve checks it), so no supported system has an older one
 UV = "uv==0.13.8"
 MAX_MISSING = 10  # stop asking pip after this many pins without a wheel: by then the lock is plainly stale
+# Optional extras: requirements-NAME.txt, locked per supported Python on top of the base lock.
+EXTRAS = ("torch",)
+# PyPI's Linux torch wheel declares its CUDA runtime (cuda-toolkit, nvidia-*, triton: several GB) as dependencies; the
+# CPU build of the same version (2.13.0+cpu, which pip takes from find-links or an extra index when there is one)
+# declares none. An extra's lock is the CPU build's closure: these are left out of its resolution and its check.
+CUDA_RUNTIME = re.compile(r"(cuda|nvidia)-.*|triton")
 # This machine's pip configuration adds local wheel folders and indexes; a fresh box has PyPI only.
 LOCAL_PIP_SETTINGS = ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX", "PIP_CONSTRAINT")
 
 
 @dataclass(frozen=True)
 class Target:
-    """CPython `python` ("3.12") on x86_64 Linux with glibc >= GLIBC."""
+    """CPython `python` ("3.12") on x86_64 Linux with glibc >= GLIBC; with `extra`, that extra's lock for it."""
 
     python: str
+    extra: str = ""
 
     def __post_init__(self):
         if not re.fullmatch(r"3\.\d{1,2}", self.python):
             raise ValueError(f"python must be a CPython minor version such as '3.12', got {self.python!r}")
+        if self.extra and self.extra not in EXTRAS:
+            raise ValueError(f"extra must be one of {', '.join(EXTRAS)}, got {self.extra!r}")
 
     @property
     def lock_name(self) -> str:
-        return f"requirements-py{self.python.replace('.', '')}.lock"
+        return f"requirements-{self.extra + '-' if self.extra else ''}py{self.python.replace('.', '')}.lock"
+
+    @property
+    def base(self) -> "Target":
+        return Target(self.python)
+
+    @property
+    def requirements(self) -> Path | None:
+        return ROOT / f"requirements-{self.extra}.txt" if self.extra else None
 
     @property
     def platform(self) -> str:
@@ -108,13 +129,15 @@ def read_pins(lock: Path) -> tuple[dict[str, str], list[str]]:
     return pins, problems
 
 
-def read_requirements() -> list[tuple[Requirement, str]]:
-    """What the environment must satisfy, each with where it comes from."""
+def read_requirements(extra: str = "") -> list[tuple[Requirement, str]]:
+    """What the environment (with `extra`, the base environment plus that extra) must satisfy, each with where it
+    comes from."""
     wanted = []
-    for line in REQUIREMENTS.read_text().splitlines():
-        line = line.split(" #", 1)[0].strip()
-        if line and not line.startswith("#"):
-            wanted.append((Requirement(line), REQUIREMENTS.name))
+    for path in (REQUIREMENTS, *([Target("3.11", extra).requirements] if extra else [])):
+        for line in path.read_text().splitlines():
+            line = line.split(" #", 1)[0].strip()
+            if line and not line.startswith("#"):
+                wanted.append((Requirement(line), path.name))
     client = tomllib.loads(CLIENT.read_text())["project"]["dependencies"]
     return wanted + [(Requirement(spec), "client/pyproject.toml") for spec in client]
 
@@ -175,6 +198,8 @@ def closure_problems(wanted: list[tuple[Requirement, str]], pins: dict[str, str]
     while queue:
         req, by = queue.pop(0)
         name = canonicalize_name(req.name)
+        if target.extra and name not in versions and CUDA_RUNTIME.fullmatch(name):
+            continue  # the CPU build's closure (CUDA_RUNTIME)
         if name not in versions:
             problems.append(f"{req.name} is not pinned, but {by} needs it ({req})")
             continue
@@ -201,14 +226,25 @@ def check(lock: Path, target: Target, wanted: list[tuple[Requirement, str]] | No
     if not lock.exists():
         raise LockError(lock, target, [f"{lock} does not exist"])
     pins, problems = read_pins(lock)
+    if target.extra:  # judged together with the base lock it is installed on top of
+        base, _ = read_pins(lock.parent / target.base.lock_name)
+        problems += [f"{pins[name]} is in {target.base.lock_name} too: an extra's lock pins only what it adds"
+                     for name in sorted(pins.keys() & base.keys())]
+        pins = {**base, **pins}
     metadata, missing = find_wheels(pins, target)
     problems += missing
-    problems += closure_problems(read_requirements() if wanted is None else wanted, pins, metadata, target)
+    problems += closure_problems(read_requirements(target.extra) if wanted is None else wanted, pins, metadata,
+                                 target)
     if problems:
         raise LockError(lock, target, problems)
 
 
 def header(target: Target) -> str:
+    if target.extra:
+        return (f"# Generated by `make lock` (env/locks.py) from {target.requirements.name} for CPython "
+                f"{target.python} on {target.platform}\n# (glibc >= {GLIBC[0]}.{GLIBC[1]}): what `make venv EXTRAS={target.extra}` "
+                f"adds to {target.base.lock_name}, whose pins it keeps;\n# the CPU build's closure (no CUDA runtime: "
+                f"env/locks.py CUDA_RUNTIME). Do not edit by hand.\n")
     return (f"# Generated by `make lock` (env/locks.py) from requirements.txt for CPython {target.python} on "
             f"{target.platform}\n# (glibc >= {GLIBC[0]}.{GLIBC[1]}): the exact set `make venv` installs there. "
             f"Do not edit by hand.\n")
@@ -216,20 +252,36 @@ def header(target: Target) -> str:
 
 def resolve(target: Target, uv: Path, seed: Path | None, upgrade: bool) -> tuple[str | None, str]:
     """(lock text, "") for `target`, or (None, the resolver's reason). The seed's pins are kept where they still
-    fit, as uv does for an existing output file, so re-locking moves nothing unless `upgrade`."""
+    fit, as uv does for an existing output file, so re-locking moves nothing unless `upgrade`. An extra is resolved
+    with its base lock as constraints and the CUDA runtime excluded (found by resolving once with it), and its lock
+    keeps only the pins the base lock lacks."""
+    base = ROOT / target.base.lock_name
+    kept, _ = read_pins(base) if target.extra else ({}, [])
+    excluded: set[str] = set()
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp, target.lock_name)
+        out, excludes = Path(tmp, target.lock_name), Path(tmp, "excludes.txt")
         if seed is not None and seed.exists():
             shutil.copyfile(seed, out)
-        done = subprocess.run(
-            [str(uv), "--no-config", "pip", "compile", str(REQUIREMENTS), str(CLIENT), "--output-file", str(out),
-             "--python", sys.executable, "--no-python-downloads", *target.uv_args(), "--only-binary", ":all:",
-             "--no-header", "--no-annotate", "--quiet", *(["--upgrade"] if upgrade else [])],
-            capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            reason = next((line.strip() for line in done.stderr.splitlines() if "cause:" in line or "Because" in line),
-                          done.stderr.strip()[-500:])
-            return None, reason.removeprefix("cause:").strip()
+        while True:
+            excludes.write_text("".join(f"{name}\n" for name in sorted(excluded)))
+            extra = (["--constraint", str(base), "--excludes", str(excludes), str(target.requirements)]
+                     if target.extra else [])
+            done = subprocess.run(
+                [str(uv), "--no-config", "pip", "compile", str(REQUIREMENTS), str(CLIENT), *extra, "--output-file",
+                 str(out), "--python", sys.executable, "--no-python-downloads", *target.uv_args(), "--only-binary",
+                 ":all:", "--no-header", "--no-annotate", "--quiet", *(["--upgrade"] if upgrade else [])],
+                capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                reason = next((line.strip() for line in done.stderr.splitlines() if "cause:" in line or "Because" in line),
+                              done.stderr.strip()[-500:])
+                return None, reason.removeprefix("cause:").strip()
+            pins, _ = read_pins(out)
+            cuda = {name for name in pins if target.extra and CUDA_RUNTIME.fullmatch(name) and name not in kept}
+            if cuda <= excluded:
+                break
+            excluded |= cuda
+        if target.extra:
+            return header(target) + "".join(f"{pin}\n" for name, pin in sorted(pins.items()) if name not in kept), ""
         return header(target) + out.read_text(), ""
 
 
@@ -243,14 +295,14 @@ def lock(upgrade: bool) -> int:
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         uv = install_uv(Path(tmp))
-        reference = ROOT / Target(SUPPORTED[0]).lock_name
-        for python in SUPPORTED:
-            target = Target(python)
-            path = ROOT / target.lock_name
+        for target in [Target(python, extra) for extra in ("", *EXTRAS) for python in SUPPORTED]:
+            python, path = target.python, ROOT / target.lock_name
             # A new version starts from the pins of the version that is run here.
+            reference = ROOT / Target(SUPPORTED[0], target.extra).lock_name
             text, reason = resolve(target, uv, path if path.exists() else reference, upgrade)
             if text is None:
-                print(f"lock: CPython {python}: no resolution: {reason}\n  fix: pin in requirements.txt the nearest "
+                print(f"lock: {path.name}: no resolution: {reason}\n  fix: pin in "
+                      f"{target.requirements.name if target.extra else 'requirements.txt'} the nearest "
                       f"release that has a wheel for {python}, behind a python_version marker, or leave {python} out "
                       f"(LEFT_OUT here, PYTHONS in the Makefile) and say why in the README")
                 failed = True
@@ -264,7 +316,7 @@ def lock(upgrade: bool) -> int:
                 os.replace(new.name, path)
                 print(f"lock: {path.name}: written ({len(read_pins(path)[0])} pins)")
         for python in LEFT_OUT:
-            text, reason = resolve(Target(python), uv, reference, upgrade)
+            text, reason = resolve(Target(python), uv, ROOT / Target(SUPPORTED[0]).lock_name, upgrade)
             print(f"lock: CPython {python}: left out; still no resolution: {reason}" if text is None else
                   f"lock: CPython {python}: left out, but it now resolves: add it to SUPPORTED in env/locks.py and "
                   f"to PYTHONS in the Makefile if the README's reason for leaving it out no longer holds")
@@ -273,12 +325,13 @@ def lock(upgrade: bool) -> int:
 
 def check_all(pythons) -> int:
     failed = False
-    for python in pythons:
-        target = Target(python)
+    for target in [Target(python, extra) for python in pythons for extra in ("", *EXTRAS)]:
+        python = target.python
         try:
             check(ROOT / target.lock_name, target)
             print(f"check: {target.lock_name}: every pin has a wheel for CPython {python} on {target.platform}, "
-                  f"and the pins are exactly what requirements.txt needs there")
+                  f"and the pins are exactly what {target.requirements.name if target.extra else 'requirements.txt'} "
+                  f"needs there")
         except LockError as error:
             print(f"check: {error}", file=sys.stderr)
             failed = True

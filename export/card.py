@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from export.spec import ModelSpec
 
 
@@ -43,6 +45,25 @@ class Card:
     # Optional variants that failed their gate (int8: every recipe), by variant: {triton_name, reason}. Not in
     # the repository; the export reads this record back (read_left_out), so an unchanged model is not retried.
     left_out: dict[str, dict] = field(default_factory=dict)
+    # The source model's predictions on the held-out set, by labelled output: {samples, shares: {label: fraction}}.
+    # The gateway's drift gauge compares the served predictions with it (gateway/quality.py).
+    reference_predictions: dict[str, dict] = field(default_factory=dict)
+    # A [model.text] model's end-to-end parity (export/text_parity.py): {texts, token_agreement, argmax_agreement,
+    # max_abs_diff, reference}.
+    end_to_end: dict = field(default_factory=dict)
+
+
+def reference_predictions(model: ModelSpec, outputs: dict) -> dict[str, dict]:
+    """How often each label is the top-1 prediction in `outputs` (output name -> [N, ...] array), per labelled
+    output: the distribution served predictions are compared with."""
+    found = {}
+    for t in model.outputs:
+        if t.labels and t.name in outputs:
+            top1 = np.asarray(outputs[t.name]).reshape(len(outputs[t.name]), -1).argmax(axis=1)
+            counts = np.bincount(top1, minlength=len(t.labels))
+            found[t.name] = {"samples": int(len(top1)),
+                             "shares": {label: round(float(c) / len(top1), 6) for label, c in zip(t.labels, counts)}}
+    return found
 
 
 def display_path(path: Path) -> str:
@@ -108,6 +129,18 @@ def markdown(card: Card) -> str:
         for r in card.int8_recipes:
             figure = "-" if r["accuracy_drop_points"] is None else f"{r['accuracy_drop_points']:.2f}"
             lines.append(f"| {r['recipe']} | {r['description']} | {figure} | {r['result']} | {r['seconds']:.1f} |")
+    for output, reference in card.reference_predictions.items():
+        lines += ["", f"## Reference predictions: `{output}`", "",
+                  f"Share of each top-1 label among the source model's predictions on the {reference['samples']} "
+                  "held-out samples; the gateway's drift gauge compares served predictions with it.", "",
+                  "| label | share |", "|---|---:|"]
+        lines += [f"| {label} | {share:.2%} |" for label, share in reference["shares"].items()]
+    if card.end_to_end:
+        e2e = card.end_to_end
+        lines += ["", "## End-to-end parity: raw text in", "",
+                  f"{e2e['texts']} held-out texts through the generated tokenizer step and the fp32 ONNX model, "
+                  f"against {e2e['reference']}: token ids identical for {e2e['token_agreement']:.2%} of texts, "
+                  f"argmax agreement {e2e['argmax_agreement']:.2%}, max |diff| {e2e['max_abs_diff']:.2e}."]
     for variant, record in card.left_out.items():
         lines += ["", f"**Left out: `{record['triton_name']}` ({variant}).** {record['reason']}"]
     tools = ", ".join(f"{k} {v}" for k, v in card.exported_with.items())
@@ -133,5 +166,13 @@ def read_left_out(directory: Path) -> dict[str, dict]:
     """The optional variants the card of this model directory records as left out ({} without a card)."""
     try:
         return dict(json.loads((directory / "card.json").read_text()).get("left_out", {}))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def read_reference_predictions(directory: Path) -> dict[str, dict]:
+    """The reference prediction distribution the card of this model directory records ({} without one)."""
+    try:
+        return dict(json.loads((directory / "card.json").read_text()).get("reference_predictions", {}))
     except (OSError, ValueError, TypeError):
         return {}

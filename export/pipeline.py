@@ -25,14 +25,16 @@ from export import card as cards
 from export import convert, dataset, load, optimize, reference, repository, verify
 from export.errors import ExportError, GateFailure, IncompatibleModelError, ParityError, SourceError, SpecError
 from export.progress import Log, step
-from export.spec import ModelSpec, Spec, variant_model_name
+from export.spec import TORCH_FORMATS, ModelSpec, Spec, install_hint, variant_model_name
 
-CODE_FILES = ("spec.py", "load.py", "dataset.py", "convert.py", "reference.py", "optimize.py", "verify.py",
+CODE_FILES = ("spec.py", "load.py", "dataset.py", "convert.py", "reference.py", "torch_source.py", "text_parity.py",
+              "hf_tokenizer/model.py", "hf_tokenizer/hf_tokenization.py", "optimize.py", "verify.py",
               "repository.py", "card.py", "pipeline.py")
 GENERATED_SUFFIXES = (".onnx", ".plan")
 # Packages whose installed version can change what the export of a model produces, by source format.
 ONNX_TOOLS = ("onnx", "onnxruntime", "onnxconverter-common", "onnxslim")
 TF_TOOLS = ("tensorflow", "keras", "tf2onnx")
+TORCH_TOOLS = ("torch", "transformers", "onnxscript")
 DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel")}
 
 
@@ -96,7 +98,8 @@ def tool_versions(model: ModelSpec) -> dict[str, str]:
     """Versions of the packages that convert, quantize and verify this model (none for python models, ensembles)."""
     if model.onnx is None:
         return {}
-    packages = ONNX_TOOLS if model.onnx.source_format == "onnx" else TF_TOOLS + ONNX_TOOLS
+    fmt = model.onnx.source_format
+    packages = ONNX_TOOLS if fmt == "onnx" else (TORCH_TOOLS if fmt in TORCH_FORMATS else TF_TOOLS) + ONNX_TOOLS
     return {p: package_version(p) for p in packages}
 
 
@@ -180,11 +183,16 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
     with step(log, f"{model.name}: train or load the source model"):
         trained = load.train_or_check(model, log)
     heldout = dataset.load_npz(model, src.heldout, with_labels=True)
+    from_torch = src.source_format in TORCH_FORMATS
+    if from_torch:
+        from export import torch_source  # the torch extra: only for PyTorch sources
+    tool = f"torch.onnx.export, opset {torch_source.OPSET}" if from_torch else f"tf2onnx, opset {convert.OPSET}"
     with tempfile.TemporaryDirectory(prefix=f"modelport-{model.name}-") as tmp:
-        with step(log, f"{model.name}: convert {src.source_format} -> ONNX (tf2onnx, opset {convert.OPSET})"):
-            fp32 = convert.to_onnx(model, trained, Path(tmp))
+        with step(log, f"{model.name}: convert {src.source_format} -> ONNX ({tool})"):
+            fp32 = (torch_source.to_onnx(model, heldout, Path(tmp)) if from_torch
+                    else convert.to_onnx(model, trained, Path(tmp)))
     with step(log, f"{model.name}: reference outputs of the source model on {len(heldout)} held-out samples"):
-        expected = reference.reference_outputs(model, heldout)
+        expected = (torch_source.reference_outputs if from_torch else reference.reference_outputs)(model, heldout)
     protos = {"fp32": fp32}
     search = None
     if "int8" in src.variants:
@@ -206,6 +214,17 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
     blobs = {v: protos[v].SerializeToString() for v in src.variants if v in protos}
     with step(log, f"{model.name}: parity gate on {len(heldout)} held-out samples ({', '.join(blobs)})"):
         reports, failures = verify.check(model, blobs, heldout, expected)
+    end_to_end = None
+    if src.text is not None:
+        from export import text_parity  # the torch extra
+
+        texts = text_parity.heldout_texts(model)
+        with step(log, f"{model.name}: end-to-end parity on {len(texts)} held-out texts: {src.text.tokenizer} -> "
+                       f"ONNX vs transformers' tokenizer -> PyTorch"):
+            end_to_end, e2e_failures = text_parity.check(model, blobs["fp32"], texts)
+        failures += e2e_failures
+        log(f"    {src.text.ensemble}: tokens identical for {end_to_end.token_agreement:.2%} of texts, argmax "
+            f"agreement {end_to_end.argmax_agreement:.2%}, max |diff| {end_to_end.max_abs_diff:.2e}")
     reasons = {v: "fails the gate: " + "; ".join(map(str, fs)) for v in src.variants
                if (fs := [f for f in failures if f.variant == v])}
     notes: tuple[str, ...] = ()
@@ -246,8 +265,11 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
                       reports[0].source_accuracy, len(heldout),
                       {k: v for k, v in src.gate.__dict__.items() if k != "model"},
                       cards.tensor_table(model.inputs), cards.tensor_table(model.outputs), variants,
-                      fingerprint(model), {**tool_versions(model), "opset": str(convert.OPSET)},
-                      _recipe_rows(search) if search is not None else [], left_out)
+                      fingerprint(model), {**tool_versions(model), "opset": str(
+                          next(o.version for o in fp32.opset_import if o.domain in ("", "ai.onnx")))},
+                      _recipe_rows(search) if search is not None else [], left_out,
+                      cards.reference_predictions(model, expected),
+                      end_to_end=end_to_end.as_dict() if end_to_end is not None else {})
     for r in reports:
         directory = staging / r.triton_name
         (directory / "1").mkdir(parents=True, exist_ok=True)
@@ -294,6 +316,9 @@ def select(spec: Spec, only: tuple[str, ...]) -> list[ModelSpec]:
     chosen = []
     for name in only:
         m = spec.model(name)
+        skipped = next((x for x in spec.skipped if name in x.triton_names), None)
+        if skipped is not None:
+            raise SourceError(f"--only {name}: {install_hint(skipped.extra)}")
         if m is None:
             names = sorted(n for x in spec.models for n in x.triton_names)
             raise SpecError(name, "--only", name, ", ".join(names))
@@ -338,6 +363,8 @@ def orphans(spec: Spec, repo: Path) -> list[str]:
 
 def _run(spec: Spec, options: Options, repo: Path, log: Log) -> Outcome:
     start = time.perf_counter()
+    for extra in sorted({m.extra for m in spec.skipped}):
+        log(f"export: skipped {', '.join(m.name for m in spec.skipped if m.extra == extra)}: {install_hint(extra)}")
     selected = select(spec, options.only)
     stale = [m for m in selected if options.force or not is_current(m, repo)]
     unchanged = tuple(m.name for m in selected if m not in stale)
@@ -357,8 +384,10 @@ def _run(spec: Spec, options: Options, repo: Path, log: Log) -> Outcome:
         staging.mkdir(parents=True)
     order = {"onnx": 0, "python": 1, "ensemble": 2}
     try:
+        unbuildable = {n for m in spec.skipped for n in m.triton_names}
         for name in removed:
-            log(f"export: removing {name} (no longer in {spec.path.name})")
+            log(f"export: removing {name} " + ("(skipped: it cannot be rebuilt here)" if name in unbuildable else
+                                                f"(no longer in {spec.path.name})"))
             shutil.rmtree(staging / name)
         for m in sorted(stale, key=lambda m: order[m.kind]):
             log(f"export: {m.name} ({m.kind})")

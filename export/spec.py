@@ -7,6 +7,7 @@ where one exists (max_batch_size, preferred_batch_size, max_queue_delay_microsec
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import tomllib
@@ -23,6 +24,28 @@ DTYPES = tuple(n for n in mc.DataType.keys() if n != "TYPE_INVALID")
 FORMATS = ("FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW")
 INSTANCE_KINDS = ("KIND_AUTO", "KIND_CPU", "KIND_GPU")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+# Source formats of onnx-kind models; a source's suffix (for a folder: its config.json, or a [model.text] table) picks
+# one unless the spec's `source_format` names it (a folder a trainer has not written yet has no config.json).
+SOURCE_FORMATS = ("keras", "savedmodel", "onnx", "huggingface", "torch_export", "torchscript")
+TORCH_FORMATS = ("huggingface", "torch_export", "torchscript")  # export/torch_source.py; they need the torch extra
+ACTIVATIONS = ("none", "softmax", "sigmoid")
+TOKENIZER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a generated tokenizer model can emit
+# Optional extras (`make venv EXTRAS=NAME`, env/locks.py) and the modules that tell they are installed.
+EXTRAS = {"torch": ("torch", "transformers", "onnxscript")}
+# The python backend model the export deploys for a [model.text] table (no model.py to write).
+HF_TOKENIZER_DIR = Path(__file__).resolve().parent / "hf_tokenizer"
+# Text validation shared with `sentiment_tokenizer`, so bad texts get the same answers (deployed beside the model).
+TEXT_ENCODING = Path(__file__).resolve().parents[1] / "model_repository/sentiment_tokenizer/1/text_encoding.py"
+
+
+def installed_extras() -> frozenset[str]:
+    """The extras whose modules can be imported here (found, not imported: that would cost seconds)."""
+    return frozenset(e for e, modules in EXTRAS.items() if all(importlib.util.find_spec(m) for m in modules))
+
+
+def install_hint(extra: str) -> str:
+    return (f"the optional {extra} extra ({', '.join(EXTRAS[extra])}) is not installed here; "
+            f"`make venv EXTRAS={extra}` installs it")
 
 
 def variant_model_name(base: str, variant: str) -> str:
@@ -103,6 +126,19 @@ class Step:
 
 
 @dataclass(frozen=True)
+class TextModel:
+    """A [model.text] table: the export generates `tokenizer` (a python model running the checkpoint's tokenizer.json)
+    and `ensemble` (text in -> tokenizer -> this model -> its outputs out)."""
+
+    ensemble: str
+    tokenizer: str
+    input: str
+    max_text_bytes: int
+    samples: Path | None = None  # the ensemble's load-test payloads
+    loadtest_weight: int = 1  # the ensemble's share of the mixed load-test scenario
+
+
+@dataclass(frozen=True)
 class OnnxSource:
     """Where an ONNX-served model comes from and how it is verified."""
 
@@ -114,14 +150,24 @@ class OnnxSource:
     gate: Gate
     tensorrt: bool
     optional_variants: tuple[str, ...] = ()  # left out with a warning when no recipe passes their gate
+    declared_format: str | None = None  # the spec's `source_format`, when it names one
+    activation: str = "none"  # torch sources: applied to the model's output (HF checkpoints: to its logits)
+    text: TextModel | None = None
 
     @property
     def source_format(self) -> str:
-        if self.source.suffix in (".keras", ".h5"):
+        if self.declared_format is not None:
+            return self.declared_format
+        suffix = self.source.suffix
+        if suffix in (".keras", ".h5"):
             return "keras"
-        if self.source.suffix == ".onnx":
+        if suffix == ".onnx":
             return "onnx"
-        return "savedmodel"
+        if suffix == ".pt2":
+            return "torch_export"
+        if suffix in (".pt", ".pth", ".ts", ".torchscript"):
+            return "torchscript"
+        return "huggingface" if (self.source / "config.json").is_file() else "savedmodel"
 
 
 @dataclass(frozen=True)
@@ -156,6 +202,7 @@ class ModelSpec:
     python: PythonCode | None = None
     steps: tuple[Step, ...] = ()
     raw: str = field(default="", compare=False, repr=False)  # canonical JSON of the TOML table: for fingerprints
+    extra: str = ""  # the optional extra (EXTRAS) the export of this model needs; "" for none
 
     def __post_init__(self) -> None:
         n = self.name
@@ -215,7 +262,8 @@ class ModelSpec:
 @dataclass(frozen=True)
 class Spec:
     path: Path
-    models: tuple[ModelSpec, ...]
+    models: tuple[ModelSpec, ...]  # what this machine exports and serves: `skipped` is left out everywhere
+    skipped: tuple[ModelSpec, ...] = ()  # models whose extra is not installed (ModelSpec.extra, install_hint)
 
     @property
     def root(self) -> Path:
@@ -232,7 +280,7 @@ _COMMON_KEYS = {"name", "kind", "description", "input", "output", "max_batch_siz
                 "instance_kind", "warmup_batch_sizes", "parameters", "samples", "loadtest_weight"}
 _KIND_KEYS = {
     "onnx": {"source", "heldout", "calibration", "trainer", "variants", "optional_variants", "gate", "tensorrt",
-             "intra_op_thread_count",
+             "source_format", "activation", "text", "intra_op_thread_count",
              "inter_op_thread_count", "execution_mode", "graph_optimization_level"},
     "python": {"code", "files"},
     "ensemble": {"step"},
@@ -268,6 +316,59 @@ def _int_list(model: str, table: dict, key: str) -> tuple:
     v = table.get(key, [])
     _require(isinstance(v, list), model, key, v, "a list of integers")
     return tuple(v)
+
+
+def _text_model(model: str, table: object, root: Path, fmt: str, inputs: tuple[Tensor, ...]) -> TextModel:
+    _require(isinstance(table, dict), model, "text", table, "a table: [model.text]")
+    keys = {"name", "input", "max_text_bytes", "samples", "loadtest_weight"}
+    bad = sorted(set(table) - keys)
+    _require(not bad, model, f"text.{bad[0] if bad else ''}", bad, ", ".join(sorted(keys)))
+    _require(fmt == "huggingface", model, "text", fmt,
+             "a Hugging Face checkpoint folder source (the generated tokenizer runs its tokenizer.json)")
+    ensemble = table.get("name")
+    _require(isinstance(ensemble, str) and NAME_RE.match(ensemble) is not None, model, "text.name", ensemble,
+             "the Triton name of the text-in ensemble the export generates (letters, digits, _ and -)")
+    text_input = table.get("input", "text")
+    _require(isinstance(text_input, str) and NAME_RE.match(text_input) is not None and text_input not in
+             TOKENIZER_INPUTS, model, "text.input", text_input, "a tensor name for the ensemble's TYPE_STRING input")
+    max_bytes = table.get("max_text_bytes", 65536)
+    _require(_is_int(max_bytes) and max_bytes > 0, model, "text.max_text_bytes", max_bytes, "an integer > 0")
+    weight = table.get("loadtest_weight", 1)
+    _require(_is_int(weight) and weight >= 0, model, "text.loadtest_weight", weight, "an integer >= 0")
+    names = [t.name for t in inputs]
+    _require("input_ids" in names and all(t.name in TOKENIZER_INPUTS and t.dtype == "TYPE_INT64" and len(t.dims) == 1
+                                          and t.dims == inputs[0].dims for t in inputs), model, "input",
+             [f"{t.name} {t.dtype} {list(t.dims)}" for t in inputs],
+             f"input_ids, and any of {', '.join(TOKENIZER_INPUTS[1:])} the graph takes, all TYPE_INT64 with the same "
+             "dims [max length]: what the generated tokenizer emits")
+    return TextModel(ensemble, f"{ensemble}_tokenizer", text_input, max_bytes,
+                     _path(root, model, "text.samples", table["samples"]) if "samples" in table else None, weight)
+
+
+def text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec]:
+    """The tokenizer model and the ensemble a [model.text] table stands for, as if the spec listed them."""
+    text = m.onnx.text
+    ids = ", ".join(t.name for t in m.inputs)
+    feeds = tuple((t.name, t.name) for t in m.inputs)
+    tokenizer = ModelSpec(
+        name=text.tokenizer, kind="python", inputs=(Tensor(text.tokenizer, text.input, "TYPE_STRING", (1,)),),
+        outputs=tuple(replace(t, model=text.tokenizer) for t in m.inputs), max_batch_size=m.max_batch_size,
+        instance_kind="KIND_CPU", parameters=(("max_text_bytes", str(text.max_text_bytes)),),
+        description=f"Generated from {m.name}'s [model.text]: UTF-8 text -> {ids} (int64 [{m.inputs[0].dims[0]}]) "
+                    f"with the checkpoint's own tokenizer.json.",
+        loadtest_weight=0, raw=m.raw, extra=m.extra,
+        python=PythonCode(HF_TOKENIZER_DIR / "model.py", (
+            m.onnx.source / "tokenizer.json", m.onnx.source / "tokenizer_config.json",
+            HF_TOKENIZER_DIR / "hf_tokenization.py", TEXT_ENCODING)))
+    ensemble = ModelSpec(
+        name=text.ensemble, kind="ensemble", inputs=(Tensor(text.ensemble, text.input, "TYPE_STRING", (1,)),),
+        outputs=tuple(replace(t, model=text.ensemble) for t in m.outputs), max_batch_size=m.max_batch_size,
+        description=f"Generated from {m.name}'s [model.text]: UTF-8 text in, {m.outputs[0].name} out: "
+                    f"{text.tokenizer} -> {m.name}.",
+        samples=text.samples, loadtest_weight=text.loadtest_weight, raw=m.raw, extra=m.extra,
+        steps=(Step(text.tokenizer, ((text.input, text.input),), feeds),
+               Step(m.name, feeds, tuple((t.name, t.name) for t in m.outputs))))
+    return tokenizer, ensemble
 
 
 def parse_model(table: dict, root: Path) -> ModelSpec:
@@ -314,12 +415,24 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
                  "the name of a trainer in export.train.TRAINERS")
         tensorrt = table.get("tensorrt", True)
         _require(isinstance(tensorrt, bool), name, "tensorrt", tensorrt, "true or false")
+        declared = table.get("source_format")
+        _require(declared is None or declared in SOURCE_FORMATS, name, "source_format", declared,
+                 ", ".join(SOURCE_FORMATS) + " (or leave it out: the source's suffix or config.json tells)")
+        if declared is None and "text" in table and not Path(str(table["source"])).suffix:
+            declared = "huggingface"  # a [model.text] folder is a checkpoint, even before its trainer wrote it
         onnx = OnnxSource(
             source=_path(root, name, "source", table["source"]),
             heldout=_path(root, name, "heldout", table["heldout"]),
             calibration=_path(root, name, "calibration", table["calibration"]) if "calibration" in table else None,
             trainer=trainer, variants=tuple(variants), gate=Gate(name, **gate_table), tensorrt=tensorrt,
-            optional_variants=tuple(optional))
+            optional_variants=tuple(optional), declared_format=declared)
+        fmt = onnx.source_format
+        activation = table.get("activation", "softmax" if fmt == "huggingface" else "none")
+        _require(activation in ACTIVATIONS and (fmt in TORCH_FORMATS or "activation" not in table), name,
+                 "activation", activation,
+                 f"{', '.join(ACTIVATIONS)}, for PyTorch sources ({', '.join(TORCH_FORMATS)}) only")
+        text = _text_model(name, table["text"], root, fmt, _tensors(name, table, "input")) if "text" in table else None
+        onnx = replace(onnx, activation=activation, text=text)
     elif kind == "python":
         code = _path(root, name, "code", table.get("code", f"model_repository/{name}/1/model.py"))
         _require(code.is_file(), name, "code", str(code), "an existing model.py (python backend model code)")
@@ -360,6 +473,7 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
         loadtest_weight=table.get("loadtest_weight", 1),
         onnx=onnx, python=python, steps=steps,
         raw=json.dumps(table, sort_keys=True, default=str),
+        extra="torch" if onnx is not None and onnx.source_format in TORCH_FORMATS else "",
         **ort,
     )
 
@@ -406,8 +520,11 @@ def _check_ensemble(m: ModelSpec, spec_models: dict[str, tuple[ModelSpec, str]])
     return replace(m, outputs=tuple(outputs))
 
 
-def load_spec(path: Path) -> Spec:
-    """Parse and validate a whole spec file. Nothing else in the export reads TOML."""
+def load_spec(path: Path, extras: frozenset[str] | None = None) -> Spec:
+    """Parse and validate a whole spec file. Nothing else in the export reads TOML.
+
+    Every model is validated; those that need an extra not in `extras` (default: installed_extras()), and ensembles
+    with such a step, go to Spec.skipped instead of Spec.models."""
     path = Path(path).resolve()
     if not path.is_file():
         raise SpecError("-", "--spec", str(path), "an existing models.toml")
@@ -420,6 +537,7 @@ def load_spec(path: Path) -> Spec:
     tables = doc.get("model", [])
     _require(isinstance(tables, list) and tables, "-", "model", tables, "one or more [[model]] tables")
     models = [parse_model(t, path.parent) for t in tables]
+    models = [x for m in models for x in (m, *(text_models(m) if m.onnx is not None and m.onnx.text else ()))]
 
     triton: dict[str, tuple[ModelSpec, str]] = {}
     for m in models:
@@ -428,4 +546,12 @@ def load_spec(path: Path) -> Spec:
             triton[tn] = (m, v)
     non_ensembles = {k: v for k, v in triton.items() if v[0].kind != "ensemble"}
     models = [_check_ensemble(m, non_ensembles) if m.kind == "ensemble" else m for m in models]
-    return Spec(path, tuple(models))
+    extras = installed_extras() if extras is None else extras
+    missing = {n: m.extra for m in models if m.extra and m.extra not in extras for n in m.triton_names}
+    for m in models:  # an ensemble needs what its steps (any variant) need
+        needs = next((missing[s.model] for s in m.steps if s.model in missing), "")
+        if needs:
+            missing.setdefault(m.name, needs)
+    models = [replace(m, extra=missing[m.name]) if m.name in missing else m for m in models]
+    return Spec(path, tuple(m for m in models if m.name not in missing),
+                tuple(m for m in models if m.name in missing))

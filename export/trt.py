@@ -3,8 +3,10 @@
 Needs the `tensorrt` Python module and an NVIDIA GPU, as inside the NGC Triton container (triton.Dockerfile). Elsewhere
 it exits with status 3 and says what is missing. For each ONNX model with `tensorrt = true`, the fp32 variant becomes
 `<name>_trt` (FP32 kernels, the precision the gate verified) and the int8 variant `<name>_int8_trt` (explicit QDQ
-quantization). Each plan has one optimization profile over the batch dim: min 1, opt = the largest
-preferred_batch_size, max = max_batch_size. These models are generated for the GPU host and git-ignored.
+quantization). Each plan has one optimization profile over every input (batch x its dims, e.g. batch x sequence for a
+text model's input_ids and attention_mask): min batch 1, opt = the largest preferred_batch_size, max = max_batch_size
+(repository.trt_profiles, which the ORT TensorRT accelerator parameters use too). These models are generated for the
+GPU host and git-ignored.
 """
 
 from __future__ import annotations
@@ -12,31 +14,16 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from export.errors import ExportError, IncompatibleModelError, SourceError, TensorRTUnavailable
 from export.progress import Log, stdout_log, step
+from export.repository import trt_profiles as profiles
 from export.spec import ModelSpec, Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TRT_VARIANTS = ("fp32", "int8")
 WORKSPACE_BYTES = 1 << 30
-
-
-@dataclass(frozen=True)
-class Profile:
-    """Shapes of one input for the plan's optimization profile, batch dim first."""
-
-    input: str
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-
-
-def profiles(model: ModelSpec) -> list[Profile]:
-    opt = max(model.preferred_batch_size, default=model.max_batch_size)
-    return [Profile(t.name, (1, *t.dims), (opt, *t.dims), (model.max_batch_size, *t.dims)) for t in model.inputs]
 
 
 def require_tensorrt():
@@ -93,8 +80,9 @@ def build_all(trt, spec: Spec, repo: Path, only: tuple[str, ...], log: Log) -> l
             onnx_path = source_dir / "1" / repository.ONNX_FILENAME
             if not onnx_path.is_file():
                 raise SourceError(f"{onnx_path} is missing: run `make export` first")
-            with step(log, f"{config.name}: TensorRT {trt.__version__} plan, batch profile "
-                           f"{profiles(model)[0].min[0]}/{profiles(model)[0].opt[0]}/{model.max_batch_size}"):
+            shapes = "; ".join(f"{p.input} {'x'.join(map(str, p.min))} / {'x'.join(map(str, p.opt))} / "
+                               f"{'x'.join(map(str, p.max))}" for p in profiles(model))
+            with step(log, f"{config.name}: TensorRT {trt.__version__} plan, profile min / opt / max: {shapes}"):
                 plan = build_plan(trt, onnx_path, model, variant)
             target = repo / config.name
             (target / "1").mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
     python -m loadtest                                  # mixed scenario, HTTP + gRPC users, 60 s, default SLOs
     python -m loadtest --duration 20 --users 8 -- --tags digits --encoding json
     python -m loadtest --spec my/models.toml -- --tags my_model     # any served model of a spec, by Triton name
+    python -m loadtest --gateway http://127.0.0.1:8080              # the same scenarios through the gateway
 
 Everything after `--` goes to Locust unchanged. The report (Locust CSV + HTML, summary.md with microsecond percentiles
 and Triton's side, timeline.png) lands in reports/loadtest-<time>/, printed at the end. Exit code: Locust's (3 when an
@@ -12,6 +13,7 @@ SLO is missed).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO_ROOT / "loadtest" / "locustfile.py"
+GATEWAY_LOCUSTFILE = REPO_ROOT / "loadtest" / "gateway_locustfile.py"
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -38,6 +41,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--user-class", action="append", choices=("TritonHttpUser", "TritonGrpcUser"), default=None,
         help="repeatable; default both (users split evenly)",
     )
+    parser.add_argument("--gateway", default=None, metavar="URL",
+                        help="load-test through the gateway at URL (e.g. http://127.0.0.1:8080; its key from "
+                             "--gateway-key or $MODELPORT_API_KEY) instead of Triton's own endpoints")
+    parser.add_argument("--gateway-key", default=None, help="API key for --gateway (default $MODELPORT_API_KEY)")
     parser.add_argument("--spec", type=Path, default=None,
                         help="the models.toml whose models are load-tested (default: the repository's)")
     parser.add_argument("--report-dir", type=Path, default=None, help="default reports/loadtest-<UTC time>")
@@ -67,10 +74,12 @@ def check_server(http_url: str) -> None:
 
 def locust_command(args: argparse.Namespace, extra: list[str], report_dir: Path) -> list[str]:
     # user classes first: a trailing `--tags a b` in extra would swallow them as more tags
+    through = ("-f", str(GATEWAY_LOCUSTFILE)) if args.gateway else ("-f", str(LOCUSTFILE), *(args.user_class or ()))
     return [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *(args.user_class or ()), "--headless",
+        sys.executable, "-m", "locust", *through, "--headless",
         "-u", str(args.users), "-r", str(args.users), "-t", f"{int(args.duration)}s",
-        "--host", f"http://{args.http_url}", "--grpc-host", args.grpc_url, "--metrics-url", args.metrics_url,
+        "--host", args.gateway or f"http://{args.http_url}", "--grpc-host", args.grpc_url,
+        "--metrics-url", args.metrics_url,
         "--csv", str(report_dir / "locust"), "--csv-full-history", "--html", str(report_dir / "locust.html"),
         "--report-dir", str(report_dir), "--only-summary",
         "--slo-p99-ms", str(args.slo_p99_ms), "--slo-error-rate", str(args.slo_error_rate),
@@ -87,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     report_dir.mkdir(parents=True, exist_ok=True)
     command = locust_command(args, extra, report_dir)
     print("running:", " ".join(command), flush=True)
-    code = subprocess.call(command, cwd=REPO_ROOT)
+    # the key goes in the environment, not on Locust's command line, where every local user could read it
+    env = {**os.environ, "MODELPORT_API_KEY": args.gateway_key} if args.gateway_key else None
+    code = subprocess.call(command, cwd=REPO_ROOT, env=env)
     print(f"\nload test report: {report_dir}/ (locust.html, locust_stats.csv, summary.md, timeline.png)")
     print(f"locust exit code {code}" + (" (SLO missed)" if code == 3 else ""))
     return code

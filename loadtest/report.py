@@ -7,12 +7,14 @@ Printed at the end of every run; written to `--report-dir` (summary.md, timeline
 from __future__ import annotations
 
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 import gevent
 
 from loadtest import hdr, triton_metrics
+from operate import promql
 
 
 
@@ -34,6 +36,29 @@ def add_arguments(parser) -> None:
     )
     group.add_argument("--timeline-interval", type=float, default=3.0,
         help="seconds per timeline point (3 s matches how often distributed workers report)")
+    group.add_argument("--prometheus-url", default="127.0.0.1:9090",
+        help="the Prometheus (`make monitor`) the report's queries for this run's window point at ('none' to omit)")
+
+
+def prometheus_section(url: str, started: float, ended: float) -> str:
+    """The Prometheus queries for one run's window (wall-clock seconds), each with a graph link and an API call."""
+    base = url if url.startswith(("http://", "https://")) else f"http://{url}"
+    seconds = ended - started
+
+    def stamp(t: float) -> str:  # the format of the Prometheus UI's end time, in UTC
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
+
+    lines = [f"Window {stamp(started)} .. {stamp(ended)} UTC ({seconds:.0f} s), Prometheus {base}. Each query is "
+             f"meant for the end of the run (`time={ended:.0f}`) and averages over the run "
+             f"({promql.run_window(seconds)}).", "", "| question | PromQL | |", "|---|---|---|"]
+    for question, expr in promql.run_queries(seconds):
+        graph = base + "/graph?" + urllib.parse.urlencode({
+            "g0.expr": expr, "g0.tab": "0", "g0.range_input": f"{max(60, int(seconds) + 60)}s",
+            "g0.end_input": stamp(ended + 30)})
+        api = base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr, "time": f"{ended:.0f}"})
+        cell = expr.replace("|", "\\|")  # a regex alternation would end the table cell
+        lines.append(f"| {question} | `{cell}` | [graph]({graph}) [api]({api}) |")
+    return "\n".join(lines)
 
 
 def plot_timeline(points: list[TimelinePoint], path: Path, title: str) -> None:
@@ -77,6 +102,7 @@ class RunReport:
         self.before: dict[str, triton_metrics.ModelCounters] | None = None
         self.after: dict[str, triton_metrics.ModelCounters] | None = None
         self.metrics_error: str | None = None
+        self.window: tuple[float, float | None] | None = None  # wall-clock start, end of the run
         self._sampler = None
 
     @property
@@ -109,6 +135,7 @@ class RunReport:
         if self._is_worker():
             return
         self.before = self._scrape()
+        self.window = (time.time(), None)
         self.recorder.take_interval()
         self.points.clear()
         self._sampler = gevent.spawn(self._sample)
@@ -126,6 +153,8 @@ class RunReport:
         if self._sampler is not None:
             self._sampler.kill(block=False)
             self._sampler = None
+        if self.window is not None:
+            self.window = (self.window[0], time.time())
         self.after = self._scrape()
 
     def summary(self) -> str:
@@ -136,6 +165,10 @@ class RunReport:
             parts.append(triton_metrics.format_activity(triton_metrics.activity(self.before, self.after)))
         else:
             parts.append(self.metrics_error or "skipped (--metrics-url none)")
+        url = getattr(self.options, "prometheus_url", "none") if self.options else "none"
+        if url != "none" and self.window is not None:
+            ended = self.window[1] if self.window[1] is not None else time.time()
+            parts += ["", "## Prometheus queries for this run", "", prometheus_section(url, self.window[0], ended)]
         return "\n".join(parts) + "\n"
 
     def on_quitting(self, environment, **_kwargs) -> None:

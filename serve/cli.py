@@ -40,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--heal", action=argparse.BooleanOptionalAction, default=True,
                          help="reload a model whose backend process died (default: on)")
         sub.add_argument("--log-verbose", type=int, default=0)
+        sub.add_argument("--supervisor-metrics-port", type=int, default=DEFAULTS.supervisor_metrics_port,
+                         help="serve the supervisor's heal/restart counters for Prometheus here (default 0: off)")
         if name == "run":
             sub.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
     for name, help_text in [("stop", "stop the server `start` started"), ("status", "show the background server")]:
@@ -54,7 +56,7 @@ def options_from(args: argparse.Namespace) -> tuple[ServeOptions, str]:
         repository=args.repository, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
         address=args.address, log_file=args.log_file, state_dir=args.state_dir, build_dir=args.build_dir,
         admin_key=key.value, exit_timeout_s=args.exit_timeout, startup_timeout_s=args.startup_timeout,
-        heal=args.heal, log_verbose=args.log_verbose,
+        heal=args.heal, log_verbose=args.log_verbose, supervisor_metrics_port=args.supervisor_metrics_port,
     )
     source = key.source if key.source.startswith("env") else f"{key.source} (0600; or set {ADMIN_KEY_ENV})"
     return options, source

@@ -5,6 +5,14 @@ from serve.options import ADMIN_HEADER, RESTRICTED_APIS, ServeOptions
 from serve.runtime import Runtime
 
 
+# Latency summaries (off by default in Triton) feed the dashboard's p50/p99 panels and the p99 alert; the Kubernetes
+# manifests (operate/k8s.py) pass the same flags. Quantile:error pairs as Triton's --metrics-config documents them.
+METRICS_FLAGS = (
+    "--metrics-config=summary_latencies=true",
+    "--metrics-config=summary_quantiles=0.5:0.05,0.9:0.01,0.99:0.001",
+)
+
+
 def shm_prefix(tag: str) -> str:
     """Prefix of the python backend's /dev/shm regions, unique per launch so that cleanup removes only ours."""
     return f"modelport_{tag}_"
@@ -28,6 +36,7 @@ def tritonserver_argv(options: ServeOptions, runtime: Runtime, shm_tag: str) -> 
         f"--grpc-port={options.grpc_port}",
         f"--metrics-address={options.address}",
         f"--metrics-port={options.metrics_port}",
+        *METRICS_FLAGS,
         "--allow-gpu-metrics=false",
         f"--http-restricted-api={restricted}",
         f"--grpc-restricted-protocol={restricted}",

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from serve import command, endpoints, process, repository, runtime
-from serve.errors import NotRunningError, ServeError, ServerStartError
+from serve.errors import NotRunningError, PortInUseError, ServeError, ServerStartError
+from serve.metrics import SupervisorMetrics
 from serve.options import ADMIN_KEY_ENV, ServeOptions
 from serve.process import TritonProcess
 from serve.state import ServerState, is_our_server, pid_alive, read_state, remove_state, state_path, write_state
@@ -71,7 +72,17 @@ def run(options: ServeOptions, admin_key_source: str, background: bool = False) 
                 models=tuple(models), startup_s=seconds,
             ))
 
-    supervisor = Supervisor(options, triton, models, log, on_start=lambda t: record("ready"))
+    metrics = SupervisorMetrics(models)
+    if options.supervisor_metrics_port:
+        try:
+            metrics.serve(options.address, options.supervisor_metrics_port)
+        except OSError as error:
+            raise PortInUseError(
+                f"the supervisor's metrics port {options.supervisor_metrics_port} on {options.address} is already in "
+                f"use ({error.strerror}): choose another with --supervisor-metrics-port N, or 0 for none"
+            ) from None
+        log(f"supervisor metrics on http://{options.url_host}:{options.supervisor_metrics_port}/metrics")
+    supervisor = Supervisor(options, triton, models, log, on_start=lambda t: record("ready"), metrics=metrics)
     log(f"starting Triton on {options.address} (repository {options.repository}, admin key from {admin_key_source})")
     log(f"command: {' '.join(command.redact(triton.argv, options.admin_key))}")
     try:
@@ -88,6 +99,7 @@ def run(options: ServeOptions, admin_key_source: str, background: bool = False) 
         triton.stop()
         raise
     finally:
+        metrics.close()
         if background:
             remove_state(options.state_dir, os.getpid())
     log("Triton stopped")
@@ -102,6 +114,7 @@ def child_args(options: ServeOptions) -> list[str]:
         "--build-dir", str(options.build_dir), "--exit-timeout", str(options.exit_timeout_s),
         "--startup-timeout", str(options.startup_timeout_s), "--log-verbose", str(options.log_verbose),
         "--heal" if options.heal else "--no-heal",
+        "--supervisor-metrics-port", str(options.supervisor_metrics_port),
     ]
 
 

@@ -31,6 +31,9 @@ class ServeOptions:
     startup_timeout_s: float = 120.0
     heal: bool = True
     log_verbose: int = 0
+    # The supervisor's heal/restart counters for Prometheus (serve/metrics.py); 0 serves none. Off unless asked, so
+    # that servers started on free ports (the tests) never compete for a fixed one; `make serve` asks for 8003.
+    supervisor_metrics_port: int = 0
 
     def __post_init__(self) -> None:
         for name in ("http_port", "grpc_port", "metrics_port"):
@@ -41,6 +44,12 @@ class ServeOptions:
         if len(set(ports)) != 3:
             raise ServeError(
                 f"http_port, grpc_port and metrics_port must differ, got {ports}: pick three distinct ports"
+            )
+        port = self.supervisor_metrics_port
+        if not isinstance(port, int) or not 0 <= port < 65536 or port in ports:
+            raise ServeError(
+                f"supervisor_metrics_port must be 0 (off) or a port in 1..65535 other than {ports}, got {port!r}: "
+                "pass --supervisor-metrics-port N"
             )
         try:
             ipaddress.ip_address(self.address)

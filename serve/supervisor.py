@@ -19,6 +19,7 @@ from typing import Callable
 
 from serve import endpoints
 from serve.errors import PortInUseError, ServerStartError
+from serve.metrics import SupervisorMetrics
 from serve.options import ADMIN_HEADER, ServeOptions
 from serve.process import TritonProcess
 
@@ -138,12 +139,15 @@ class EventLog:
 
 class Supervisor:
     def __init__(self, options: ServeOptions, triton: TritonProcess, model_names: list[str], log: Callable[[str], None],
-                 on_start: Callable[[TritonProcess], None] = lambda triton: None):
+                 on_start: Callable[[TritonProcess], None] = lambda triton: None,
+                 metrics: SupervisorMetrics | None = None):
         self.options = options
         self.triton = triton
         self.model_names = model_names
         self.log = log
         self.on_start = on_start
+        self.metrics = metrics or SupervisorMetrics(model_names)
+        self.metrics.triton_up.set_function(lambda: 1.0 if self.triton.alive() else 0.0)
         self.watch = StubWatch(options.repository)
         self.crashes: list[float] = []
 
@@ -185,8 +189,10 @@ class Supervisor:
             except (ServerStartError, PortInUseError) as error:
                 # Seen here: a restart that segfaults while clients keep calling; it counts as one more crash.
                 self.log(f"restarting tritonserver failed: {str(error).splitlines()[0]}")
+                self.metrics.restart(ok=False)
                 continue
             self.log(f"tritonserver restarted, all models ready in {seconds:.1f} s")
+            self.metrics.restart(ok=True)
             return
 
     def heal_dead_stubs(self) -> None:
@@ -197,6 +203,7 @@ class Supervisor:
             self.log(f"backend stub(s) {[s.pid for s in dead]} of model '{model}' died; reloading '{model}'")
             ok, detail = reload_model(self.options, model)
             seconds = time.monotonic() - began
+            self.metrics.heal(model, ok)
             if ok:
                 # A killed stub leaves its shared-memory region behind; the new instances have their own.
                 for stub in dead:

@@ -3,16 +3,18 @@
 `RUNS[name].sources` are the code files that decide a trainer's result: the export's fingerprints hash them.
 """
 
-from export.train import digits, sentiment
+from export.train import digits, sentiment, sentiment_bert
 from export.train.base import TrainedModel
 
 TRAINERS = {
     "digits": digits.train,
     "sentiment": sentiment.train,
+    "sentiment_bert": sentiment_bert.train,  # the torch extra (imported inside its functions)
 }
 RUNS = {
     "digits": digits.RUN,
     "sentiment": sentiment.RUN,
+    "sentiment_bert": sentiment_bert.RUN,
 }
 
 __all__ = ["RUNS", "TRAINERS", "TrainedModel"]

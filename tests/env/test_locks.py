@@ -14,15 +14,40 @@ from env.locks import LockError, Target
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("python", locks.SUPPORTED)
-def test_the_lock_of_each_supported_python_installs_from_wheels_on_it(python):
-    target = Target(python)
+@pytest.mark.parametrize("target", [Target(p, extra) for p in locks.SUPPORTED for extra in ("", *locks.EXTRAS)],
+                         ids=lambda target: target.lock_name)
+def test_the_lock_of_each_supported_python_installs_from_wheels_on_it(target):
     locks.check(ROOT / target.lock_name, target)
 
 
 def test_there_is_a_lock_for_each_supported_python_and_none_for_another():
     assert sorted(path.name for path in ROOT.glob("requirements-py*.lock")) == sorted(
         Target(python).lock_name for python in locks.SUPPORTED)
+    assert sorted(path.name for path in ROOT.glob("requirements-*-py*.lock")) == sorted(
+        Target(python, extra).lock_name for python in locks.SUPPORTED for extra in locks.EXTRAS)
+
+
+def test_an_extras_lock_pins_only_what_it_adds_to_the_base_lock():
+    for python in locks.SUPPORTED:
+        base, _ = locks.read_pins(ROOT / Target(python).lock_name)
+        for extra in locks.EXTRAS:
+            added, problems = locks.read_pins(ROOT / Target(python, extra).lock_name)
+            assert not problems and added and not added.keys() & base.keys(), Target(python, extra).lock_name
+
+
+TORCH_METADATA = {
+    "torch": {"requires_dist": ["filelock", 'nvidia-cudnn-cu13==9.20.0.48; platform_system == "Linux"',
+                                'triton==3.7.1; platform_system == "Linux"', 'cuda-toolkit[cublas]==13.0.3']},
+    "filelock": {},
+}
+
+
+def test_an_extras_lock_is_the_cpu_builds_closure_without_pytorchs_cuda_runtime():
+    wanted = [(Requirement("torch==2.13.0"), "requirements-torch.txt")]
+    pins = {"torch": "torch==2.13.0", "filelock": "filelock==4.2.12"}
+    assert locks.closure_problems(wanted, pins, TORCH_METADATA, Target("3.12", "torch")) == []
+    assert [p.split(" is not")[0] for p in locks.closure_problems(wanted, pins, TORCH_METADATA, Target("3.12"))] == [
+        "nvidia-cudnn-cu13", "triton", "cuda-toolkit"]  # in the base environment they would have to be pinned
 
 
 def test_the_makefile_tries_the_supported_pythons_in_the_same_order():
@@ -126,6 +151,28 @@ def test_make_says_in_one_line_which_python_it_found_and_why_it_does_not_fit(tmp
     assert done.stdout.splitlines() == [
         "modelport: python3 is Python 3.13: numpy 1.x, which the python backend stub of the bundled Triton 2.51 "
         "needs, has no wheel for it; it runs on Python 3.11-3.12: install one, or set PYTHON=/path/to/python3.11"]
+    assert not (tmp_path / "venv").exists()
+
+
+def test_make_venv_with_an_extra_installs_its_lock_on_top_of_the_base_lock_as_constraints(tmp_path):
+    fake_python(tmp_path, "python3.11", None)
+    fake_python(tmp_path, "python3.12", "3.12")
+    done = make(tmp_path, "EXTRAS=torch", dry_run=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    base = lines.index(next(line for line in lines if f"-r {Target('3.12').lock_name}" in line))
+    extra = lines.index(next(line for line in lines if "requirements-torch" in line))
+    assert base < extra and lines[extra].endswith(
+        f"pip install --quiet -r {Target('3.12', 'torch').lock_name} -c {Target('3.12').lock_name}")
+
+
+def test_make_says_in_one_line_which_extras_there_are_when_asked_for_another(tmp_path):
+    fake_python(tmp_path, "python3.11", None)
+    fake_python(tmp_path, "python3.12", "3.12")
+    done = make(tmp_path, "EXTRAS=tensorflow-gpu")
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [
+        "modelport: no extra tensorflow-gpu for Python 3.12 (no requirements-tensorflow-gpu-py312.lock); extras: torch"]
     assert not (tmp_path / "venv").exists()
 
 

@@ -50,11 +50,14 @@ class InferenceResponse:
 
 class Request:
     def __init__(self, **inputs):
-        self.inputs = [Tensor(name, array) for name, array in inputs.items()]
+        self._inputs = [Tensor(name, array) for name, array in inputs.items()]
+
+    def inputs(self):
+        return self._inputs
 
 
 def get_input_tensor_by_name(request, name):
-    return next((t for t in request.inputs if t.name() == name), None)
+    return next((t for t in request.inputs() if t.name() == name), None)
 
 
 def get_output_config_by_name(config, name):

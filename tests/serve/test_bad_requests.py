@@ -58,3 +58,39 @@ def test_unparsable_json_gets_an_error_and_the_server_keeps_answering(triton):
     # Triton 2.51's HTTP front end answers 500 (not 400) to a JSON syntax error; the message says what is wrong.
     assert response.status_code in (400, 500) and "JSON" in response.json()["error"], response.text
     assert request(triton, "http", "digits", "image", GOOD_IMAGE, "FP32").as_numpy("probabilities").shape == (1, 10)
+
+
+# Triton validates every request against the model config before any backend sees it (so the onnxruntime backend
+# and the python models do not check again, issue 9): these are Triton's own 400s, not our backends' wording.
+TRITON_CHECKS = {
+    "wrong dtype": ("digits", "image", np.zeros((1, 8, 8, 1), np.int32), "INT32",
+                    "inference input 'image' data-type is 'INT32', but model 'digits' expects 'FP32'"),
+    "wrong shape": ("sentiment_classifier", "input_ids", np.zeros((1, 63), np.int64), "INT64",
+                    "unexpected shape for input 'input_ids' for model 'sentiment_classifier'. Expected [-1,64], "
+                    "got [1,63]"),
+    "unknown input": ("digits", "pixels", GOOD_IMAGE, "FP32", "unexpected inference input 'pixels' for model 'digits'"),
+    "tokenizer, wrong dtype": ("sentiment_tokenizer", "text", np.zeros((1, 1), np.float32), "FP32",
+                               "inference input 'text' data-type is 'FP32', but model 'sentiment_tokenizer' "
+                               "expects 'BYTES'"),
+    "image decoder, wrong shape": ("digits_image_decode", "image_bytes", np.array([[b"a", b"b"]], dtype=object),
+                                   "BYTES", "unexpected shape for input 'image_bytes' for model "
+                                            "'digits_image_decode'. Expected [-1,1], got [1,2]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRITON_CHECKS))
+def test_triton_itself_refuses_a_request_that_does_not_match_the_config(triton, case):
+    model, name, array, datatype, message = TRITON_CHECKS[case]
+    with pytest.raises(InferenceServerException) as refused:
+        request(triton, "http", model, name, array, datatype)
+    assert refused.value.status() == "400" and message in refused.value.message(), refused.value.message()
+
+
+def test_a_request_with_an_extra_input_is_refused_by_triton(triton):
+    client = httpclient.InferenceServerClient(triton.http_url)
+    inputs = [httpclient.InferInput("image", [1, 8, 8, 1], "FP32"), httpclient.InferInput("extra", [1, 1], "FP32")]
+    inputs[0].set_data_from_numpy(GOOD_IMAGE)
+    inputs[1].set_data_from_numpy(np.zeros((1, 1), np.float32))
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer("digits", inputs)
+    assert refused.value.status() == "400" and "expected 1 inputs but got 2 inputs" in refused.value.message()

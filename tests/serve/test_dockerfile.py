@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from serve.command import METRICS_FLAGS
 from serve.options import ADMIN_HEADER, RESTRICTED_APIS
 from tests.conftest import ROOT
 
@@ -43,3 +44,4 @@ def test_server_uses_the_same_model_control_and_restricted_api_flags_as_the_loca
     restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}=${{MODELPORT_ADMIN_KEY"
     assert f"--http-restricted-api={restricted}" in cmd and f"--grpc-restricted-protocol={restricted}" in cmd
     assert "--model-repository=/models" in cmd
+    assert all(flag in cmd for flag in METRICS_FLAGS), "the dashboard's latency summaries need the same metrics flags"

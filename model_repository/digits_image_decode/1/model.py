@@ -46,6 +46,11 @@ def integer_parameter(config: dict, name: str, default: int) -> int:
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
+        inputs = [i["name"] for i in config.get("input", [])]
+        if inputs != [INPUT_NAME]:  # execute takes the request's one input without looking up its name
+            raise pb_utils.TritonModelException(
+                f"{config['name']}: config must declare exactly one input {INPUT_NAME!r}, got {inputs}; "
+                f"fix models.toml")
         self.max_image_bytes = integer_parameter(config, "max_image_bytes", image_decoding.DEFAULT_MAX_IMAGE_BYTES)
         self.max_pixels = integer_parameter(config, "max_pixels", image_decoding.DEFAULT_MAX_PIXELS)
         # Pillow's own bomb guard as a second line behind our header check; this stub process
@@ -57,15 +62,23 @@ class TritonPythonModel:
         self.output_dtype = pb_utils.triton_string_to_numpy(output["data_type"])
 
     def execute(self, requests):
-        return [self._respond(request) for request in requests]
-
-    def _respond(self, request):
-        encoded = pb_utils.get_input_tensor_by_name(request, INPUT_NAME).as_numpy()
-        try:
-            images = np.stack([image_decoding.decode_digit(bytes(item), self.max_image_bytes, self.max_pixels)
-                               for item in encoded.reshape(-1)])
-        except image_decoding.ImageRejected as error:
-            return pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
-        return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(OUTPUT_NAME, images.astype(self.output_dtype))])
+        # Per request only the decoding; one stack and one dtype cast for the whole batch (issue 9).
+        # Triton has checked the input's name, datatype and shape against the config before execute.
+        responses = [None] * len(requests)
+        images, owners = [], []  # owners: (request index, its first and last+1 row in images)
+        for index, request in enumerate(requests):
+            encoded = request.inputs()[0].as_numpy().reshape(-1)
+            try:
+                decoded = [image_decoding.decode_digit(bytes(item), self.max_image_bytes, self.max_pixels)
+                           for item in encoded]
+            except image_decoding.ImageRejected as error:
+                responses[index] = pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
+                continue
+            owners.append((index, len(images), len(images) + len(decoded)))
+            images += decoded
+        if images:
+            batch = np.stack(images).astype(self.output_dtype, copy=False)
+            for index, start, stop in owners:
+                responses[index] = pb_utils.InferenceResponse([pb_utils.Tensor(OUTPUT_NAME, batch[start:stop])])
+        return responses

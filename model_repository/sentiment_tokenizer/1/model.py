@@ -47,6 +47,11 @@ def integer_parameter(config: dict, name: str, default: int | None) -> int:
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
+        inputs = [i["name"] for i in config.get("input", [])]
+        if inputs != [INPUT_NAME]:  # execute takes the request's one input without looking up its name
+            raise pb_utils.TritonModelException(
+                f"{config['name']}: config must declare exactly one input {INPUT_NAME!r}, got {inputs}; "
+                f"fix models.toml")
         self.max_tokens = integer_parameter(config, "max_tokens", None)
         self.max_text_bytes = integer_parameter(config, "max_text_bytes", text_encoding.DEFAULT_MAX_TEXT_BYTES)
         output = pb_utils.get_output_config_by_name(config, OUTPUT_NAME)
@@ -61,14 +66,23 @@ class TritonPythonModel:
         self.tokenizer = text_encoding.load_tokenizer(path)
 
     def execute(self, requests):
-        return [self._respond(request) for request in requests]
-
-    def _respond(self, request):
-        raw_texts = pb_utils.get_input_tensor_by_name(request, INPUT_NAME).as_numpy().reshape(-1)
-        try:
-            texts = [text_encoding.decode_text(bytes(raw), self.max_text_bytes) for raw in raw_texts]
-        except text_encoding.TextRejected as error:
-            return pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
-        ids = text_encoding.encode_texts(self.tokenizer, texts, self.max_tokens)
-        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT_NAME, ids.astype(self.output_dtype))])
+        # Per request only the UTF-8 check; the tokenizer runs once over the whole batch's texts (issue 9).
+        # Triton has checked the input's name, datatype and shape against the config before execute.
+        responses = [None] * len(requests)
+        texts, owners = [], []  # owners: (request index, its first and last+1 row in texts)
+        for index, request in enumerate(requests):
+            raw_texts = request.inputs()[0].as_numpy().reshape(-1)
+            try:
+                decoded = [text_encoding.decode_text(bytes(raw), self.max_text_bytes) for raw in raw_texts]
+            except text_encoding.TextRejected as error:
+                responses[index] = pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
+                continue
+            owners.append((index, len(texts), len(texts) + len(decoded)))
+            texts += decoded
+        if texts:
+            ids = text_encoding.encode_texts(self.tokenizer, texts, self.max_tokens).astype(self.output_dtype,
+                                                                                          copy=False)
+            for index, start, stop in owners:
+                responses[index] = pb_utils.InferenceResponse([pb_utils.Tensor(OUTPUT_NAME, ids[start:stop])])
+        return responses

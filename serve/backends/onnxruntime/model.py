@@ -10,7 +10,11 @@ It behaves like the real C++ onnxruntime_backend where it matters:
   the instance down.
 
 execute() is the hot path: its cost is paid once per batch on top of ONNX Runtime's own work, so everything that
-can be decided once is decided in initialize().
+can be decided once is decided in initialize(), and per request it does only what cannot be done per batch: take the
+input arrays, and build one InferenceResponse holding one pb_utils.Tensor per output. It does not re-check
+datatypes and shapes: Triton validates every request against the model config (input names, datatypes, shapes,
+batch size) before the backend sees it and answers a bad one with its own 400 (tests/serve/test_bad_requests.py).
+`python -m bench --backend-cost` measures what is left per execute and per request (issue 9).
 """
 from __future__ import annotations
 
@@ -87,17 +91,18 @@ class TritonPythonModel:
             )
         self.session = ort.InferenceSession(path, session_options(config), providers=["CPUExecutionProvider"])
         self.batching = config.get("max_batch_size", 0) > 0
-        self.inputs = [
-            (i["name"], np.dtype(pb_utils.triton_string_to_numpy(i["data_type"])), tuple(int(d) for d in i["dims"]))
-            for i in config["input"]
-        ]
+        self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]
         session_inputs = {i.name for i in self.session.get_inputs()}
-        missing = [name for name, _, _ in self.inputs if name not in session_inputs]
+        missing = [name for name in self.input_names if name not in session_inputs]
         if missing:
             raise pb_utils.TritonModelException(
                 f"{self.model_name}: config inputs {missing} are not inputs of {path} (it has {sorted(session_inputs)})"
             )
+        # Requests can share one ORT run only when their non-batch shapes agree: with fixed dims they always do.
+        self.variable_dims = any(int(d) == -1 for i in config["input"] for d in i["dims"])
+        # An optional input may be absent; every other one Triton guarantees is there.
+        self.optional_inputs = any(i.get("optional", False) for i in config["input"])
         pb_utils.Logger.log_info(
             f"{self.model_name}: ONNX Runtime {ort.__version__} session on {path} "
             f"(intra_op={self.session.get_session_options().intra_op_num_threads}, batching={self.batching})"
@@ -106,46 +111,46 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = [None] * len(requests)
         try:
-            groups = {}
-            for index, request in enumerate(requests):
-                arrays = self.read_inputs(request)
-                if isinstance(arrays, str):
-                    responses[index] = pb_utils.InferenceResponse(error=triton_error(arrays, INVALID_ARG))
-                    continue
-                # Requests can only share one ORT run when their non-batch shapes agree (variable dims).
-                key = tuple(a.shape[1:] for a in arrays) if len(requests) > 1 else None
-                groups.setdefault(key, []).append((index, arrays))
-            for members in groups.values():
+            members = []  # (index, input arrays in config order)
+            if len(self.input_names) == 1 and not self.optional_inputs:
+                members = [(index, [request.inputs()[0].as_numpy()]) for index, request in enumerate(requests)]
+            else:
+                for index, request in enumerate(requests):
+                    arrays = self.read_inputs(request)
+                    if isinstance(arrays, str):
+                        responses[index] = pb_utils.InferenceResponse(error=triton_error(arrays, INVALID_ARG))
+                    else:
+                        members.append((index, arrays))
+            if self.variable_dims and len(members) > 1:
+                groups = {}
+                for member in members:
+                    groups.setdefault(tuple(a.shape[1:] for a in member[1]), []).append(member)
+                for group in groups.values():
+                    self.run_group(group, responses)
+            elif members:
                 self.run_group(members, responses)
         except Exception as error:  # never let anything take the instance down
             self.fail_rest(responses, f"{self.model_name}: {type(error).__name__}: {error}")
         return responses
 
     def read_inputs(self, request):
-        """The request's input arrays, or why they do not match the config."""
+        """The request's input arrays in config order, or the name of an (optional) input it lacks."""
+        tensors = {tensor.name(): tensor for tensor in request.inputs()}
         arrays = []
-        for name, dtype, dims in self.inputs:
-            tensor = pb_utils.get_input_tensor_by_name(request, name)
+        for name in self.input_names:
+            tensor = tensors.get(name)
             if tensor is None:
                 return f"input '{name}' is missing"
-            array = tensor.as_numpy()
-            if array.dtype != dtype:
-                return f"input '{name}' must be {dtype.name}, got {array.dtype.name}"
-            shape = array.shape[1:] if self.batching else array.shape
-            if len(shape) != len(dims) or any(d != -1 and d != s for d, s in zip(dims, shape)):
-                return f"input '{name}' must have shape {['N', *dims] if self.batching else list(dims)}, got {list(array.shape)}"
-            arrays.append(array)
+            arrays.append(tensor.as_numpy())
         return arrays
 
     def run_group(self, members, responses):
         if len(members) == 1:
-            index, arrays = members[0]
-            feed = {name: array for (name, _, _), array in zip(self.inputs, arrays)}
+            feed = dict(zip(self.input_names, members[0][1]))
         else:
-            feed = {
-                name: np.concatenate([arrays[position] for _, arrays in members])
-                for position, (name, _, _) in enumerate(self.inputs)
-            }
+            # np.concatenate of the requests' arrays beats filling a preallocated batch row by row (issue 9)
+            feed = {name: np.concatenate([arrays[position] for _, arrays in members])
+                    for position, name in enumerate(self.input_names)}
         try:
             outputs = self.session.run(self.output_names, feed)
         except Exception as error:
@@ -163,19 +168,23 @@ class TritonPythonModel:
             for member in members:
                 self.run_group([member], responses)
             return
-        names = self.output_names
+        Tensor, Response, names = pb_utils.Tensor, pb_utils.InferenceResponse, self.output_names
         if len(members) == 1:
-            responses[members[0][0]] = pb_utils.InferenceResponse(
-                [pb_utils.Tensor(name, output) for name, output in zip(names, outputs)]
-            )
+            responses[members[0][0]] = Response([Tensor(name, output) for name, output in zip(names, outputs)])
             return
-        start = 0
+        rows = len(members)
+        if len(names) == 1 and len(outputs[0]) == rows:
+            # every request one row (the common case under load): iterating a [rows, 1, ...] view yields each
+            # request's output without a Python slice per request
+            name = names[0]
+            per_row = outputs[0].reshape(rows, 1, *outputs[0].shape[1:])
+            for (index, _), output in zip(members, per_row):
+                responses[index] = Response([Tensor(name, output)])
+            return
+        stop = 0
         for index, arrays in members:
-            stop = start + arrays[0].shape[0]
-            responses[index] = pb_utils.InferenceResponse(
-                [pb_utils.Tensor(name, output[start:stop]) for name, output in zip(names, outputs)]
-            )
-            start = stop
+            start, stop = stop, stop + len(arrays[0])
+            responses[index] = Response([Tensor(name, output[start:stop]) for name, output in zip(names, outputs)])
 
     def fail_rest(self, responses, message):
         for index, response in enumerate(responses):

@@ -96,7 +96,7 @@ def test_calibration_holds_a_seeded_sample_of_300_training_inputs(tmp_path):
 
 
 def test_every_registered_trainer_has_a_fingerprinted_run_whose_sources_exist():
-    from export.train import digits, sentiment
-    assert set(TRAINERS) == {"digits", "sentiment"}
-    for run in (digits.RUN, sentiment.RUN):
+    from export.train import digits, sentiment, sentiment_bert
+    assert set(TRAINERS) == {"digits", "sentiment", "sentiment_bert"}
+    for run in (digits.RUN, sentiment.RUN, sentiment_bert.RUN):
         assert all(path.is_file() for path in run.sources), run.name

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from tests.model_repository.fake_triton import Request, TritonError, TritonModelException, load_model, strings
+from tests.model_repository.loading import load_helper
 
 CONFIG = {
     "name": "digits_image_decode",
@@ -55,4 +56,20 @@ def test_limits_come_from_the_config_parameters(model):
 def test_a_non_numeric_parameter_fails_loading_naming_the_parameter(monkeypatch):
     config = {**CONFIG, "parameters": {"max_pixels": {"string_value": "lots"}}}
     with pytest.raises(TritonModelException, match="parameter max_pixels must be a positive integer, got 'lots'"):
+        load_model(monkeypatch, "digits_image_decode", config)
+
+
+def test_each_request_gets_exactly_its_own_decoded_images_around_a_bad_one(model):
+    image_decoding = load_helper("digits_image_decode", "image_decoding")
+    requests = [[png(32), png(40)], [b"GIF89a"], [png(16)]]
+    responses = model.execute([Request(image_bytes=strings(*items)) for items in requests])
+    assert responses[1].error.code() == TritonError.INVALID_ARG
+    for items, response in ((requests[0], responses[0]), (requests[2], responses[2])):
+        alone = np.stack([image_decoding.decode_digit(item, 4096, 10000) for item in items])
+        np.testing.assert_array_equal(response.output("image"), alone)
+
+
+def test_a_config_without_the_image_bytes_input_fails_loading(monkeypatch):
+    config = {**CONFIG, "input": [{"name": "png", "data_type": "TYPE_STRING", "dims": [1]}]}
+    with pytest.raises(TritonModelException, match=r"exactly one input 'image_bytes', got \['png'\]"):
         load_model(monkeypatch, "digits_image_decode", config)

@@ -5,7 +5,7 @@ import pytest
 
 from export.train import sentiment
 from tests.model_repository.fake_triton import Request, TritonError, TritonModelException, load_model, strings
-from tests.model_repository.loading import REPOSITORY
+from tests.model_repository.loading import REPOSITORY, load_helper
 
 CONFIG = {
     "name": "sentiment_tokenizer",
@@ -63,3 +63,24 @@ def test_a_missing_tokenizer_file_fails_loading_with_the_fix(model_dir, monkeypa
     (model_dir / "tokenizer.json").unlink()
     with pytest.raises(TritonModelException, match="tokenizer.json is missing; run `make export`"):
         load_model(monkeypatch, "sentiment_tokenizer", CONFIG)
+
+
+def test_the_tokenizer_runs_once_per_batch_and_each_request_gets_exactly_its_own_ids(model_dir, monkeypatch):
+    model = load_model(monkeypatch, "sentiment_tokenizer", CONFIG)
+    text_encoding = load_helper("sentiment_tokenizer", "model").text_encoding
+    encode, calls = text_encoding.encode_texts, []
+    monkeypatch.setattr(text_encoding, "encode_texts",
+                        lambda tokenizer, texts, n: calls.append(list(texts)) or encode(tokenizer, texts, n))
+    requests = [[b"dull film", b"witty"], [b"bad \xff"], [b"a gorgeous , witty film ."]]
+    responses = model.execute([Request(text=strings(*texts)) for texts in requests])
+    assert calls == [["dull film", "witty", "a gorgeous , witty film ."]]
+    assert responses[1].error.code() == TritonError.INVALID_ARG
+    for texts, response in ((requests[0], responses[0]), (requests[2], responses[2])):
+        alone = encode(model.tokenizer, [t.decode() for t in texts], 8)
+        np.testing.assert_array_equal(response.output("input_ids"), alone)
+
+
+def test_a_config_without_the_text_input_fails_loading(model_dir, monkeypatch):
+    config = {**CONFIG, "input": [{"name": "sentence", "data_type": "TYPE_STRING", "dims": [1]}]}
+    with pytest.raises(TritonModelException, match=r"exactly one input 'text', got \['sentence'\]"):
+        load_model(monkeypatch, "sentiment_tokenizer", config)

@@ -1,0 +1,334 @@
+"""The gateway's ASGI app: a label-aware JSON API generated from models.toml in front of Triton, and the web page.
+
+A predict request goes through, in order: the API key (401/403), its token bucket (429), the body's size and
+deadline (413/408), UTF-8, nesting depth and JSON syntax (400), the model's inputs (422), the model's load bound
+(503), and only then Triton. Every failure is problem details (gateway/problems.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Optional
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+import modelport
+from export.spec import Spec
+from gateway import bodies, docs, inputs, problems
+from gateway.accesslog import RequestContext, access_logger
+from gateway.backend import TritonBackend
+from gateway.catalogue import Endpoint, endpoints
+from gateway.keys import ApiKey, KeyStore
+from gateway.metrics import GatewayMetrics
+from gateway.options import GatewayOptions, RateLimit
+from gateway.quality import reference_predictions
+from gateway.ratelimit import RateLimiter
+from gateway.shedding import ModelGate
+
+STATIC = Path(__file__).parent / "static"
+# The page loads nothing from anywhere else: no CDN, no inline script.
+PAGE_CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+_log = logging.getLogger("modelport.gateway")
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: str  # the key's id, or the client's address without auth
+    limit: RateLimit
+    key: Optional[ApiKey] = None  # None without auth: every model
+
+    def allows(self, model: str) -> bool:
+        return self.key is None or self.key.allows(model)
+
+
+@dataclass
+class Gateway:
+    options: GatewayOptions
+    endpoints: dict[str, Endpoint]
+    keys: Optional[KeyStore]
+    backend: TritonBackend
+    limiter: RateLimiter
+    gates: dict[str, ModelGate]
+    metrics: GatewayMetrics
+
+    def authorize(self, request: Request, model: Optional[str]) -> Principal:
+        if not self.options.auth:
+            client = request.client.host if request.client else "unknown"
+            return self.take_token(Principal(f"client:{client}", self.options.rate_limit))
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise problems.Unauthorized("no API key: this gateway needs `Authorization: Bearer <key>`")
+        key = self.keys.authenticate(token.strip())
+        if key is None:
+            raise problems.Unauthorized("the API key is not one this gateway knows")
+        request.state.key = key.id
+        if model is not None and model in self.endpoints and not key.allows(model):
+            raise problems.Forbidden(f"API key {key.id} may call {', '.join(key.models)}, not {model}",
+                                     fix=f"use a key scoped for {model} (`python -m gateway keys add --models "
+                                         f"{model}`)")
+        default = self.options.rate_limit
+        return self.take_token(Principal(key.id, RateLimit(key.rate_per_s or default.rate_per_s,
+                                                           key.burst or default.burst), key))
+
+    def take_token(self, principal: Principal) -> Principal:
+        wait = self.limiter.take(principal.id, principal.limit)
+        if wait:
+            raise problems.RateLimited(f"{principal.id}: more than {principal.limit.rate_per_s:g} requests/s "
+                                       f"(bursts of {principal.limit.burst})", wait,
+                                       fix="retry after Retry-After seconds, or ask for a key with a higher rate")
+        return principal
+
+    def visible(self, principal: Principal) -> list[Endpoint]:
+        return [e for e in self.endpoints.values() if principal.allows(e.name)]
+
+    def render(self, endpoint: Endpoint, outputs: list[modelport.ModelOutput]) -> dict:
+        predictions = []
+        for item in outputs:
+            values = {}
+            for name, value in item.items():
+                if isinstance(value, modelport.Prediction):
+                    self.metrics.observe_prediction(endpoint.name, name, value.label, value.score)
+                    values[name] = {"label": value.label, "score": value.score, "scores": dict(value.scores)}
+                else:
+                    values[name] = np.asarray(value).tolist()
+            only = next(iter(values.values()))
+            predictions.append(only if endpoint.flat and isinstance(only, dict) else {"outputs": values})
+        return {"model": endpoint.name, "predictions": predictions}
+
+
+# ---- reading a predict request ------------------------------------------------------------------------------------
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+async def parse(endpoint: Endpoint, request: Request, body: bytes, gateway: Gateway) -> inputs.Request:
+    content_type = request.headers.get("content-type", "")
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if media == "application/json":
+        charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";")
+                        if p.strip().lower().startswith("charset=")), "utf-8")
+        if charset != "utf-8":
+            raise problems.UnsupportedMediaType(f"charset={charset}: JSON bodies are UTF-8 here",
+                                                fix="encode the body as UTF-8 (and say charset=utf-8, or nothing)")
+        return inputs.from_json(endpoint, bodies.parse_json(body, gateway.options.limits))
+    if media == "multipart/form-data" and endpoint.takes_files:
+        return await _from_multipart(endpoint, request, body, gateway)
+    accepted = "application/json" + (" or multipart/form-data (one file per item)" if endpoint.takes_files else "")
+    raise problems.UnsupportedMediaType(f"{endpoint.name} takes {accepted}, not {content_type or 'no Content-Type'}",
+                                        fix=f"send Content-Type: {accepted.split(' ')[0]}")
+
+
+async def _from_multipart(endpoint: Endpoint, request: Request, body: bytes, gateway: Gateway) -> inputs.Request:
+    parser = MultiPartParser(request.headers, _once(body), max_files=endpoint.max_items,
+                             max_fields=endpoint.max_items + 1, max_part_size=gateway.options.limits.max_body_bytes)
+    try:
+        form = await parser.parse()
+    except MultiPartException as error:
+        raise problems.MalformedBody(f"the multipart body cannot be read: {error.message}",
+                                     fix=f"send at most {endpoint.max_items} files, as multipart/form-data") from None
+    items, top = [], None
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            items.append(await value.read())
+        elif name == "inputs":
+            items.append(value.encode("utf-8", "surrogateescape"))
+        elif name == "top":
+            if not value.strip().isdigit():
+                raise problems.InvalidInput(f"top must be a positive integer, got {value!r}", field="/top")
+            top = int(value)
+        else:
+            raise problems.InvalidInput(f"unknown form field {name!r}: send files (any field name), `inputs` "
+                                        f"texts and optionally `top`", field=f"/{name}")
+    return inputs.from_files(endpoint, items, top)
+
+
+# ---- the app ------------------------------------------------------------------------------------------------------
+
+def problem_response(request: Request, problem: problems.Problem) -> JSONResponse:
+    request.state.problem = problem.slug
+    body = problem.body(request.url.path, getattr(request.state, "request_id", ""))
+    return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=problems.PROBLEM_JSON)
+
+
+def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) -> FastAPI:
+    served = {e.name: e for e in endpoints(spec, options.repository)}
+    gates = {name: ModelGate(name, options.shedding) for name in served}
+    references = {name: reference_predictions(spec, options.repository, name) for name in served}
+    metrics = GatewayMetrics(served, gates, {k: v for k, v in references.items() if v}, options.drift_window,
+                             options.drift_min_samples)
+    gateway = Gateway(options, served, keys if options.auth else None,
+                      TritonBackend(options.triton_url, options.triton_timeout_s), RateLimiter(), gates, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        warm = asyncio.create_task(_warm(gateway))
+        yield
+        warm.cancel()
+        await gateway.backend.close()
+
+    app = FastAPI(title="modelport gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Label-aware JSON API for the models of models.toml, in front of Triton. "
+                              "Errors are problem details (RFC 9457).")
+    add_problem_schema(app)
+
+    @app.exception_handler(problems.Problem)
+    async def on_problem(request: Request, problem: problems.Problem):
+        return problem_response(request, problem)
+
+    @app.exception_handler(HTTPException)
+    async def on_http(request: Request, error: HTTPException):
+        if error.status_code == 405:
+            return problem_response(request, problems.MethodNotAllowed(f"{request.method} is not allowed on "
+                                                                       f"{request.url.path}"))
+        return problem_response(request, problems.NotFound(f"no route {request.url.path}",
+                                                           fix="GET /v1/models lists the models; /docs the API"))
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, error: Exception):
+        _log.exception("request %s failed", getattr(request.state, "request_id", "?"))
+        return problem_response(request, problems.Internal(f"the gateway failed: {type(error).__name__}"))
+
+    for endpoint in served.values():
+        _add_predict_route(app, gateway, endpoint)
+
+    @app.post("/v1/models/{model}:predict", include_in_schema=False)
+    async def unknown_model(model: str, request: Request):
+        request.state.predict = True
+        names = ", ".join(e.name for e in gateway.visible(gateway.authorize(request, None)))
+        raise problems.NotFound(f"no model {model!r}; this gateway serves {names}", fix="GET /v1/models lists them")
+
+    @app.get("/v1/models", tags=["models"], summary="The models this key may call")
+    async def list_models(request: Request):
+        return {"models": [e.describe() for e in gateway.visible(gateway.authorize(request, None))]}
+
+    @app.get("/v1/models/{model}", tags=["models"], summary="One model: its inputs, outputs and labels")
+    async def model_metadata(model: str, request: Request):
+        gateway.authorize(request, model)
+        if model not in served:
+            raise problems.NotFound(f"no model {model!r}", fix="GET /v1/models lists them")
+        return served[model].describe()
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz():
+        if not await gateway.backend.is_ready():
+            raise problems.UpstreamUnavailable(f"Triton at {options.triton_url} is not ready (or the gateway is "
+                                               f"still reading its models)")
+        return {"status": "ready", "models": list(served)}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/problems/{slug}", include_in_schema=False)
+    async def problem_type(slug: str):
+        known = problems.catalogue()
+        if slug not in known:
+            raise problems.NotFound(f"no problem type {slug!r}; known: {', '.join(sorted(known))}")
+        return problems.describe(known[slug])
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs():
+        return HTMLResponse(docs.page(list(served.values()), options), headers={"Content-Security-Policy": PAGE_CSP})
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_CSP,
+                                                            "Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if options.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                           expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
+
+    def on_done(state: dict, status: int, seconds: float) -> None:
+        if state.get("predict"):
+            metrics.observe_request(state.get("model"), status, seconds, state.get("problem"))
+
+    app.add_middleware(RequestContext, logger=access_logger(options.access_log), on_done=on_done)
+    return app
+
+
+def _add_predict_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint) -> None:
+    limits = gateway.options.limits
+    gate = gateway.gates[endpoint.name]
+
+    async def predict(request: Request):
+        request.state.predict = True
+        request.state.model = endpoint.name
+        gateway.authorize(request, endpoint.name)
+        body = await bodies.read(request, limits)
+        parsed = await parse(endpoint, request, body, gateway)
+        async with gate.admit():
+            outputs = await gateway.backend.predict(endpoint.name, parsed.arrays, parsed.top)
+        return JSONResponse(gateway.render(endpoint, outputs))
+
+    content = {"application/json": {"schema": endpoint.request_schema()}}
+    if endpoint.takes_files:
+        content["multipart/form-data"] = {"schema": endpoint.multipart_schema()}
+    problem = {"content": {problems.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    app.add_api_route(
+        endpoint.path, predict, methods=["POST"], name=f"predict {endpoint.name}", tags=["models"],
+        summary=f"Predict with {endpoint.name}", description=endpoint.spec.description,
+        openapi_extra={"requestBody": {"required": True, "content": content}},
+        responses={200: {"description": "One prediction per item, labels from the server",
+                         "content": {"application/json": {"schema": endpoint.response_schema()}}},
+                   **{code: {"description": text, **problem} for code, text in (
+                       (400, "Malformed body (not UTF-8, not JSON, nested too deep)"), (401, "No or unknown key"),
+                       (403, "Key not scoped for this model"), (408, "Body too slow"), (413, "Body too large"),
+                       (415, "Unsupported Content-Type"), (422, "Inputs the model does not take"),
+                       (429, "Rate limited (Retry-After)"), (503, "Overloaded or Triton unavailable (Retry-After)"))}})
+
+
+async def _warm(gateway: Gateway) -> None:
+    """Wait for Triton and read every model's metadata, retrying until it works; /readyz says when it has."""
+    names = tuple(gateway.endpoints)
+    while True:
+        try:
+            missing = await gateway.backend.wait_ready(names, timeout_s=5.0)
+            if missing:
+                _log.warning("Triton at %s does not serve %s: their endpoints answer 503", gateway.options.triton_url,
+                             ", ".join(missing))
+            _log.info("gateway ready in front of Triton at %s", gateway.options.triton_url)
+            return
+        except modelport.ModelportError as error:
+            _log.warning("waiting for Triton at %s: %s", gateway.options.triton_url, error.message)
+            await asyncio.sleep(1.0)
+
+
+def add_problem_schema(app: FastAPI) -> None:
+    """Problem details in the OpenAPI components, referenced by every predict route's error responses."""
+    original = app.openapi
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = {
+            "type": "object", "required": ["type", "title", "status", "detail"],
+            "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                           "detail": {"type": "string"}, "instance": {"type": "string"},
+                           "request_id": {"type": "string"}, "field": {"type": "string"},
+                           "fix": {"type": "string"}}}
+        return schema
+
+    app.openapi = openapi
+

@@ -1,0 +1,59 @@
+"""Triton behind the gateway, over gRPC with `modelport.AsyncClient`; its errors become the gateway's problems."""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import numpy as np
+
+import modelport
+from gateway.problems import InvalidInput, Problem, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+
+
+def problem_of(error: modelport.ModelportError, model: str) -> Problem:
+    """A failure Triton (or the client, before sending) reported, as the gateway's answer."""
+    text = error.server_message or error.message
+    if isinstance(error, modelport.InvalidInput):
+        # content the gateway cannot check (a corrupt image, invalid UTF-8 in bytes): the model refused it
+        return InvalidInput(f"{model}: {text}", field="/inputs", fix="send content the model can read")
+    if isinstance(error, modelport.ModelNotFound):
+        return UpstreamUnavailable(f"{model}: Triton does not serve it now ({text})", retry_after_s=5)
+    if isinstance(error, modelport.ServerUnavailable):
+        return UpstreamUnavailable(f"{model}: Triton is unavailable ({text})")
+    if isinstance(error, modelport.InferenceTimeout):
+        return UpstreamTimeout(f"{model}: {text}")
+    return UpstreamError(f"{model}: {text}")
+
+
+class TritonBackend:
+    def __init__(self, url: str, timeout_s: float):
+        self.url = url
+        # One retry: a crashed python stub is reloaded by `serve` within ~2 s; more retries would only add latency
+        # under overload, where the gateway sheds instead.
+        self.client = modelport.AsyncClient(url, protocol="grpc", timeout=timeout_s, retries=1)
+        self.ready = False
+
+    async def wait_ready(self, models: tuple[str, ...], timeout_s: float) -> tuple[str, ...]:
+        """Wait until Triton is ready, cache the metadata of every model it serves; the models it does not (failed
+        to load, not in its repository) are returned, and their endpoints answer 503 until it does."""
+        await self.client.wait_until_ready(timeout_s)
+        missing = []
+        for model in models:
+            try:
+                await self.client.metadata(model)
+            except modelport.ModelportError:
+                missing.append(model)
+        self.ready = True
+        return tuple(missing)
+
+    async def is_ready(self) -> bool:
+        return self.ready and await self.client.is_ready()
+
+    async def predict(self, model: str, arrays: Mapping[str, np.ndarray], top: Optional[int]):
+        try:
+            return await self.client.predict(model, dict(arrays), top=top)
+        except modelport.ModelportError as error:
+            raise problem_of(error, model) from None
+
+    async def close(self) -> None:
+        await self.client.close()

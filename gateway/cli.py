@@ -1,0 +1,127 @@
+"""`python -m gateway run|start|stop|status|keys`: parse the command line into GatewayOptions and dispatch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from export.errors import SpecError
+from gateway import keys as api_keys
+from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, Shedding
+
+D = GatewayOptions()
+
+
+def _serve_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--host", default=D.host, help="address to bind (default %(default)s; 0.0.0.0: every interface)")
+    sub.add_argument("--port", type=int, default=D.port)
+    sub.add_argument("--triton", default=D.triton_url, help="Triton's gRPC HOST:PORT (default %(default)s)")
+    sub.add_argument("--spec", type=Path, default=D.spec)
+    sub.add_argument("--repository", type=Path, default=D.repository)
+    sub.add_argument("--state-dir", type=Path, default=D.state_dir)
+    sub.add_argument("--keys-file", type=Path, default=None,
+                     help="the keys' digests (default: keys.json in --state-dir, i.e. %s)" % D.keys_file)
+    sub.add_argument("--no-auth", action="store_true", help="accept requests without an API key (deliberately open)")
+    sub.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                     help="an origin whose pages may call the API (repeatable; default: none)")
+    sub.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS (with --tls-key)")
+    sub.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    sub.add_argument("--access-log", type=Path, help="JSON-lines access log (default: stderr)")
+    limits = sub.add_argument_group("limits (checked before a body is parsed)")
+    limits.add_argument("--max-body-bytes", type=int, default=D.limits.max_body_bytes)
+    limits.add_argument("--max-json-depth", type=int, default=D.limits.max_json_depth)
+    limits.add_argument("--header-timeout", type=float, default=D.limits.header_timeout_s, metavar="S")
+    limits.add_argument("--body-timeout", type=float, default=D.limits.body_timeout_s, metavar="S")
+    shed = sub.add_argument_group("load shedding, per model")
+    shed.add_argument("--max-in-flight", type=int, default=D.shedding.max_in_flight)
+    shed.add_argument("--max-pending", type=int, default=D.shedding.max_pending)
+    shed.add_argument("--max-wait", type=float, default=D.shedding.max_wait_s, metavar="S")
+    shed.add_argument("--retry-after", type=int, default=D.shedding.retry_after_s, metavar="S")
+    rate = sub.add_argument_group("rate limits (keys without their own; per client without auth)")
+    rate.add_argument("--rate", type=float, default=D.rate_limit.rate_per_s, help="requests per second")
+    rate.add_argument("--burst", type=int, default=D.rate_limit.burst)
+    quality = sub.add_argument_group("model quality")
+    quality.add_argument("--drift-window", type=int, default=D.drift_window)
+    quality.add_argument("--drift-min-samples", type=int, default=D.drift_min_samples)
+    sub.add_argument("--triton-timeout", type=float, default=D.triton_timeout_s, metavar="S")
+    sub.add_argument("--startup-timeout", type=float, default=D.startup_timeout_s, metavar="S")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m gateway",
+                                   description="A label-aware JSON API and a web page in front of Triton.")
+    commands = root.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="serve in the foreground (Ctrl-C stops)")
+    _serve_arguments(run)
+    run.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    _serve_arguments(commands.add_parser("start", help="serve in the background; returns when ready"))
+    for name, text in (("stop", "stop the gateway `start` started"), ("status", "is it up?")):
+        commands.add_parser(name, help=text).add_argument("--state-dir", type=Path, default=D.state_dir)
+    keys = commands.add_parser("keys", help="manage API keys (only their SHA-256 digests are stored)")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    add = keys_commands.add_parser("add", help="create a key, print it once, store its digest")
+    add.add_argument("--keys-file", type=Path, default=D.keys_file)
+    add.add_argument("--models", default="*", help="comma-separated Triton models it may call (default: all)")
+    add.add_argument("--rate", type=float, default=None, help="its requests per second (default: the gateway's)")
+    add.add_argument("--burst", type=int, default=None)
+    add.add_argument("--note", default="")
+    keys_commands.add_parser("list", help="ids, scopes and limits").add_argument("--keys-file", type=Path,
+                                                                                 default=D.keys_file)
+    return root
+
+
+def options_from(args: argparse.Namespace) -> GatewayOptions:
+    return GatewayOptions(
+        host=args.host, port=args.port, triton_url=args.triton, spec=args.spec, repository=args.repository,
+        state_dir=args.state_dir, keys_file=args.keys_file or args.state_dir / D.keys_file.name,
+        auth=not args.no_auth,
+        cors_origins=tuple(args.cors_origin), tls_cert=args.tls_cert, tls_key=args.tls_key,
+        access_log=args.access_log,
+        limits=Limits(args.max_body_bytes, args.max_json_depth, args.header_timeout, args.body_timeout),
+        shedding=Shedding(args.max_in_flight, args.max_pending, args.max_wait, args.retry_after),
+        rate_limit=RateLimit(args.rate, args.burst), drift_window=args.drift_window,
+        drift_min_samples=args.drift_min_samples, triton_timeout_s=args.triton_timeout,
+        startup_timeout_s=args.startup_timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    # the server's imports (FastAPI, uvicorn, tritonclient) take seconds: not for keys or a wrong option
+    try:
+        if args.command == "keys":
+            return keys_command(args)
+        options = options_from(args) if args.command in ("run", "start") else None
+    except OptionsError as error:
+        print(f"gateway: error: {error}", file=sys.stderr)
+        return 2
+    from gateway import server
+
+    try:
+        if args.command == "stop":
+            return server.stop(args.state_dir)
+        if args.command == "status":
+            return server.status(args.state_dir)
+        if args.command == "start":
+            return server.start(options, argv[1:])
+        return server.run(options, quiet=args.quiet)
+    except (OptionsError, SpecError, server.GatewayError) as error:
+        print(f"gateway: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def keys_command(args: argparse.Namespace) -> int:
+    if args.keys_command == "list":
+        for k in api_keys.load(args.keys_file):
+            print(f"{k.id}  models={','.join(k.models)}  rate={k.rate_per_s or 'default'}/s  "
+                  f"burst={k.burst or 'default'}  {k.note}")
+        return 0
+    key = api_keys.new_key()
+    entry = api_keys.add(args.keys_file, key, models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+                         rate_per_s=args.rate, burst=args.burst, note=args.note)
+    print(key)
+    print(f"(shown once; id {entry.id}, its digest is in {args.keys_file})", file=sys.stderr)
+    return 0

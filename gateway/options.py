@@ -1,0 +1,119 @@
+"""Gateway options: one frozen value, validated when built, then handed to every part of the gateway."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from pathlib import Path
+
+API_KEY_ENV = "MODELPORT_API_KEY"
+
+
+class OptionsError(ValueError):
+    """A wrong option; the message names it, the value and what is allowed."""
+
+
+def _require(ok: bool, name: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise OptionsError(f"gateway option {name}: got {value!r}; allowed: {allowed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What a request may cost before the gateway looks at its content. Checked before a full parse."""
+
+    max_body_bytes: int = 2 * 1024 * 1024  # a 1 MiB image (Triton's decode limit) is 1.4 MB as base64
+    max_json_depth: int = 32  # the deepest tensor here is 5 levels; Triton 2.51 crashes at ~200,000
+    header_timeout_s: float = 10.0  # the request line and headers, from the first byte
+    body_timeout_s: float = 10.0  # the whole body, from the end of the headers
+
+    def __post_init__(self) -> None:
+        _require(self.max_body_bytes >= 1024, "--max-body-bytes", self.max_body_bytes, "an integer >= 1024")
+        _require(1 <= self.max_json_depth <= 1000, "--max-json-depth", self.max_json_depth, "1..1000")
+        for name in ("header_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            _require(value > 0, f"--{name[:-2].replace('_', '-')}", value, "seconds > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shedding:
+    """Per model: at most `max_in_flight` requests at Triton and `max_pending` waiting for a slot, each for at most
+    `max_wait_s`; anything beyond is answered 503 with Retry-After at once instead of queueing."""
+
+    max_in_flight: int = 64  # two full batches of the reference models (max_batch_size 32)
+    max_pending: int = 128
+    max_wait_s: float = 1.0
+    retry_after_s: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.max_in_flight >= 1, "--max-in-flight", self.max_in_flight, "an integer >= 1")
+        _require(self.max_pending >= 0, "--max-pending", self.max_pending, "an integer >= 0")
+        _require(self.max_wait_s > 0, "--max-wait", self.max_wait_s, "seconds > 0")
+        _require(self.retry_after_s >= 1, "--retry-after", self.retry_after_s, "whole seconds >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: `rate_per_s` requests per second on average, bursts of up to `burst`."""
+
+    rate_per_s: float = 1000.0  # a guard against runaway clients; give keys their own (`keys add --rate`)
+    burst: int = 2000
+
+    def __post_init__(self) -> None:
+        _require(self.rate_per_s > 0, "rate_per_s", self.rate_per_s, "a number > 0")
+        _require(isinstance(self.burst, int) and self.burst >= 1, "burst", self.burst, "an integer >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewayOptions:
+    host: str = "127.0.0.1"  # loopback by default: serving other hosts is a deliberate --host 0.0.0.0
+    port: int = 8080
+    triton_url: str = "127.0.0.1:8001"  # Triton's gRPC endpoint
+    spec: Path = Path("models.toml")
+    repository: Path = Path("model_repository")
+    state_dir: Path = Path(".cache/gateway")
+    keys_file: Path = Path(".cache/gateway/keys.json")
+    auth: bool = True  # off only with --no-auth
+    cors_origins: tuple[str, ...] = ()  # none by default: no cross-origin page may call the API
+    limits: Limits = Limits()
+    shedding: Shedding = Shedding()
+    rate_limit: RateLimit = RateLimit()  # for keys that name no rate of their own, and per client without auth
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    access_log: Path | None = None  # JSON lines; None: stderr
+    drift_window: int = 1000  # the recent predictions per model the drift gauge compares with the reference
+    drift_min_samples: int = 100  # below this the gauge is NaN: too few predictions to mean anything
+    triton_timeout_s: float = 30.0
+    startup_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            raise OptionsError(f"gateway option --host: got {self.host!r}; allowed: an IP address such as "
+                               f"127.0.0.1 (or 0.0.0.0 for every interface)") from None
+        _require(isinstance(self.port, int) and 0 < self.port < 65536, "--port", self.port, "1..65535")
+        _require(":" in self.triton_url, "--triton", self.triton_url, "HOST:PORT of Triton's gRPC endpoint")
+        _require((self.tls_cert is None) == (self.tls_key is None), "--tls-cert/--tls-key",
+                 (str(self.tls_cert), str(self.tls_key)), "both (a certificate and its key) or neither")
+        for name in ("tls_cert", "tls_key"):
+            path = getattr(self, name)
+            _require(path is None or Path(path).is_file(), f"--{name.replace('_', '-')}", str(path),
+                     "an existing PEM file")
+        for origin in self.cors_origins:
+            _require(origin.startswith(("http://", "https://")) and origin.count("/") == 2 and origin != "*",
+                     "--cors-origin", origin, "an exact origin such as https://app.example.com (scheme://host[:port],"
+                     " no path, no *)")
+        _require(self.drift_window >= 10, "--drift-window", self.drift_window, "an integer >= 10")
+        _require(1 <= self.drift_min_samples <= self.drift_window, "--drift-min-samples", self.drift_min_samples,
+                 f"1..drift_window ({self.drift_window})")
+        _require(self.triton_timeout_s > 0, "--triton-timeout", self.triton_timeout_s, "seconds > 0")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"{self.scheme}://{host}:{self.port}"

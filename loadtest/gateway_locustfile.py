@@ -1,0 +1,63 @@
+"""The load test through the gateway: the spec's scenarios, the label-aware JSON API, the same report and SLO gate.
+
+    locust -f loadtest/gateway_locustfile.py --headless -u 16 -t 1m --host http://127.0.0.1:8080 \
+           --gateway-key "$(cat .cache/gateway/api.key)" --metrics-url 127.0.0.1:8002
+    python -m loadtest --gateway http://127.0.0.1:8080            # the same, bounded, with the report
+
+Options, tags, shapes and SLOs are those of loadtest/locustfile.py (imported, so its listeners and its load shape
+apply here too); its Triton users are not in this file's namespace, so Locust runs only GatewayUser.
+"""
+
+import sys
+from pathlib import Path
+
+_REPO_ROOT = str(Path(__file__).resolve().parents[1])
+if _REPO_ROOT not in sys.path:
+    sys.path.append(_REPO_ROOT)
+
+import os  # noqa: E402
+
+from locust import FastHttpUser, constant, events  # noqa: E402
+
+import loadtest.locustfile as base  # noqa: E402  (registers the shared options, report and SLO gate)
+from loadtest import gateway, payloads  # noqa: E402
+from loadtest.locustfile import OptionShape  # noqa: E402,F401  (Locust finds the load shape by its name here)
+from loadtest.users import _cycle  # noqa: E402
+
+API_KEY_ENV = "MODELPORT_API_KEY"
+
+
+class GatewayUser(FastHttpUser):
+    """The spec's scenarios through the gateway over HTTP/1.1 keep-alive. Use `--host http://HOST:8080`; the key is
+    `--gateway-key`, else $MODELPORT_API_KEY."""
+
+    tasks = [base.ModelScenarios]
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        key = getattr(self.environment.parsed_options, "gateway_key", "") or os.environ.get(API_KEY_ENV, "")
+        self._headers = {"Content-Type": "application/json", "Accept-Encoding": "identity",
+                         **({"Authorization": f"Bearer {key}"} if key else {})}
+        self._requests = {}
+
+    def infer(self, target: payloads.Target) -> None:
+        if target not in self._requests:
+            self._requests[target] = _cycle(gateway.gateway_requests(target))
+        request = next(self._requests[target])
+        with self.client.post(request.path, data=request.body, headers=self._headers, name=request.name,
+                              catch_response=True) as response:
+            if response.status_code == 0:
+                response.failure(f"no response from {self.host}{request.path}: {response.error!r}")
+                return
+            error = gateway.response_error(response.status_code, response.content, request)
+            if error:
+                response.failure(error)
+            else:
+                response.success()
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser) -> None:
+    # on the parser itself, not a group: only Locust's own add_argument takes include_in_web_ui (a key stays off it)
+    parser.add_argument("--gateway-key", default="", include_in_web_ui=False,
+                        help=f"API key for GatewayUser (default ${API_KEY_ENV}; `make start` prints where it is)")

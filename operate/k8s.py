@@ -1,0 +1,371 @@
+"""Kubernetes manifests from models.toml: Triton as a Deployment (repository from S3 or from a PVC), its Service,
+PodDisruptionBudget and an autoscaling/v2 HorizontalPodAutoscaler on the weighted queue time served by
+prometheus-adapter; a ServiceMonitor and a PrometheusRule with the alert rules; KServe's ServingRuntime and
+InferenceService as the alternative; distributed Locust. Plain dicts, validated by tests/operate/test_k8s.py."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+
+from export.spec import Spec
+from operate import promql, rules
+from serve.command import METRICS_FLAGS
+from serve.options import ADMIN_HEADER, ADMIN_KEY_ENV, RESTRICTED_APIS
+
+# tritonserver 2.51's own pattern for an S3 repository on a custom endpoint (from the strings of libtritonserver.so).
+S3_URL = re.compile(r"^s3://(http://|https://|)([0-9a-zA-Z\-.]+):([0-9]+)/([0-9a-z.\-]+)(((/[0-9a-zA-Z.\-_]+)*)?)$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME = "modelport-triton"  # Deployment, Service and the ServiceMonitor's job label: promql.TRITON_JOB
+ADAPTER_METRIC = "modelport_queue_us_per_request"
+EXIT_TIMEOUT_S = 20  # in-flight requests get this long on SIGTERM; terminationGracePeriodSeconds leaves room for it
+UID = 1000  # triton.Dockerfile's `triton-server` user
+PORTS = (("http", 8000), ("grpc", 8001), ("metrics", 8002))
+MODELS_MOUNT = "/models"
+PROBE_PERIOD_S = 5
+# A GPU node does more at load than the CPU host that measured: the ONNX Runtime TensorRT accelerator builds engines
+# on first load. Budget STARTUP_FACTOR times the measurement, plus the repository download, and never less than the
+# image's HEALTHCHECK start period (triton.Dockerfile).
+STARTUP_FACTOR = 10
+DOWNLOAD_ALLOWANCE_S = 60
+MIN_STARTUP_S = 120
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """Triton's load + warmup time for the whole repository, measured here by `python -m operate measure`."""
+
+    startup_s: float
+    models: int
+    where: str
+
+    @classmethod
+    def read(cls, path: Path) -> Measured:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as error:
+            raise ValueError(f"{path} holds no startup measurement ({error}): run `python -m operate measure`") from None
+
+    def startup_budget_s(self) -> int:
+        return max(MIN_STARTUP_S, math.ceil(STARTUP_FACTOR * self.startup_s + DOWNLOAD_ALLOWANCE_S))
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    namespace: str = "modelport"
+    image: str = "modelport-triton:latest"  # `make docker-build` (triton.Dockerfile)
+    loadtest_image: str = "modelport-loadtest:latest"  # deploy/k8s/loadtest.Dockerfile
+    s3_repository: str = "s3://object-store.modelport.svc:9000/models/model_repository"
+    s3_region: str = "us-east-1"
+    pvc_size: str = "1Gi"
+    replicas: int = 2
+    max_replicas: int = 8
+    gpus: int = 1
+    locust_workers: int = 2
+
+    def __post_init__(self) -> None:
+        if not DNS_LABEL.match(self.namespace):
+            raise ValueError(f"Cluster.namespace must be a DNS label (lowercase letters, digits, '-'), got {self.namespace!r}")
+        if not S3_URL.match(self.s3_repository):
+            raise ValueError(f"Cluster.s3_repository must be s3://host:port/bucket/path as Triton parses it, got "
+                             f"{self.s3_repository!r}")
+        if not 1 <= self.replicas <= self.max_replicas or self.gpus < 0 or self.locust_workers < 1:
+            raise ValueError(f"need 1 <= replicas ({self.replicas}) <= max_replicas ({self.max_replicas}), gpus >= 0 "
+                             f"({self.gpus}) and locust_workers >= 1 ({self.locust_workers})")
+
+    @property
+    def s3_parts(self) -> tuple[str, str]:
+        """(endpoint host:port, bucket/path) of s3_repository."""
+        match = S3_URL.match(self.s3_repository)
+        return f"{match[2]}:{match[3]}", f"{match[4]}{match[5]}"
+
+
+def triton_args(repository: str) -> list[str]:
+    """tritonserver's command line in the manifests; `$(VAR)` is expanded by the kubelet from the container's env.
+    The same security and model-control flags as `python -m serve` and triton.Dockerfile; tests/operate/
+    test_s3_repository.py runs exactly these against a local S3 endpoint."""
+    restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}=$({ADMIN_KEY_ENV})"
+    return [
+        "tritonserver", f"--model-repository={repository}", "--model-control-mode=explicit", "--load-model=*",
+        "--strict-readiness=true", f"--exit-timeout-secs={EXIT_TIMEOUT_S}", *METRICS_FLAGS,
+        f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}",
+    ]
+
+
+def expand(args: list[str], env: dict[str, str]) -> list[str]:
+    """The kubelet's `$(VAR)` expansion (a reference to an undefined variable stays as written)."""
+    return [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), arg) for arg in args]
+
+
+def labels(component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": component, "app.kubernetes.io/part-of": "modelport"}
+
+
+def meta(name: str, cluster: Cluster, component: str | None = None, **extra) -> dict:
+    return {"name": name, "namespace": cluster.namespace, "labels": labels(component or name), **extra}
+
+
+def secret_env(name: str, secret: str, key: str) -> dict:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def probes(port: str, measured: Measured) -> dict:
+    def get(path: str) -> dict:
+        return {"httpGet": {"path": path, "port": port}}
+
+    return {
+        "startupProbe": {**get("/v2/health/ready"), "periodSeconds": PROBE_PERIOD_S,
+                         "failureThreshold": math.ceil(measured.startup_budget_s() / PROBE_PERIOD_S)},
+        "readinessProbe": {**get("/v2/health/ready"), "periodSeconds": 5, "failureThreshold": 2},
+        "livenessProbe": {**get("/v2/health/live"), "periodSeconds": 10, "failureThreshold": 3},
+    }
+
+
+def container_security() -> dict:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]}}
+
+
+def pod_security() -> dict:
+    return {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def resources(cluster: Cluster) -> dict:
+    limits = {"memory": "8Gi", **({"nvidia.com/gpu": str(cluster.gpus)} if cluster.gpus else {})}
+    return {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": limits}
+
+
+def scratch_volumes() -> tuple[list[dict], list[dict]]:
+    """A read-only root file system still needs /tmp (S3 downloads, engine caches) and /dev/shm (the python
+    backend's shared memory with its stubs)."""
+    volumes = [{"name": "tmp", "emptyDir": {}}, {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}]
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "shm", "mountPath": "/dev/shm"}]
+    return volumes, mounts
+
+
+def triton_container(cluster: Cluster, measured: Measured, repository: str, env: list[dict],
+                     mounts: list[dict], ports=PORTS, extra_args=()) -> dict:
+    return {
+        "name": "triton", "image": cluster.image, "imagePullPolicy": "IfNotPresent",
+        "command": triton_args(repository)[:1], "args": triton_args(repository)[1:] + list(extra_args),
+        "ports": [{"name": name, "containerPort": number, "protocol": "TCP"} for name, number in ports],
+        "env": [secret_env(ADMIN_KEY_ENV, "modelport-admin", "admin-key"), *env],
+        **probes(ports[0][0], measured),
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},  # let endpoints drop the pod first
+        "resources": resources(cluster), "securityContext": container_security(), "volumeMounts": mounts,
+    }
+
+
+def deployment(cluster: Cluster, measured: Measured, storage: str) -> dict:
+    """storage "s3": the repository from object storage, credentials from the `modelport-s3` Secret;
+    storage "pvc": from the `modelport-model-repository` claim, mounted read-only."""
+    volumes, mounts = scratch_volumes()
+    if storage == "s3":
+        repository = cluster.s3_repository
+        env = [secret_env("AWS_ACCESS_KEY_ID", "modelport-s3", "access-key-id"),
+               secret_env("AWS_SECRET_ACCESS_KEY", "modelport-s3", "secret-access-key"),
+               {"name": "AWS_DEFAULT_REGION", "value": cluster.s3_region}]
+    elif storage == "pvc":
+        repository = MODELS_MOUNT
+        env = []
+        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": "modelport-model-repository",
+                                                                  "readOnly": True}})
+        mounts.append({"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True})
+    else:
+        raise ValueError(f"storage must be 's3' or 'pvc', got {storage!r}")
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta(NAME, cluster, annotations={"modelport/model-repository": repository}),
+        "spec": {
+            "replicas": cluster.replicas,
+            "selector": {"matchLabels": labels(NAME)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels(NAME)},
+                "spec": {
+                    "securityContext": pod_security(),
+                    "terminationGracePeriodSeconds": EXIT_TIMEOUT_S + 15,
+                    "containers": [triton_container(cluster, measured, repository, env, mounts)],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def model_repository_claim(cluster: Cluster) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("modelport-model-repository", cluster, NAME),
+        # Every replica mounts it, on any node: the storage class must offer ReadOnlyMany (NFS, CephFS, ...).
+        "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": cluster.pvc_size}}},
+    }
+
+
+def service(cluster: Cluster) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": meta(NAME, cluster),
+        "spec": {"type": "ClusterIP", "selector": labels(NAME),
+                 "ports": [{"name": name, "port": number, "targetPort": name, "protocol": "TCP"} for name, number in PORTS]},
+    }
+
+
+def disruption_budget(cluster: Cluster) -> dict:
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(NAME, cluster),
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": labels(NAME)}}}
+
+
+def autoscaler(cluster: Cluster, budgets: rules.Budgets) -> dict:
+    return {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta(NAME, cluster),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": NAME},
+            "minReplicas": cluster.replicas, "maxReplicas": cluster.max_replicas,
+            "metrics": [{"type": "Pods", "pods": {
+                "metric": {"name": ADAPTER_METRIC},
+                "target": {"type": "AverageValue", "averageValue": str(budgets.queue_us_target)},
+            }}],
+            "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]},
+                "scaleDown": {"stabilizationWindowSeconds": 300,
+                              "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
+            },
+        },
+    }
+
+
+def adapter_rules() -> dict:
+    """prometheus-adapter's rule config (its --config file; the Helm chart's `rules.custom` takes the list): the
+    recorded weighted queue time per pod, as the custom metric the autoscaler reads."""
+    return {"rules": [{
+        "seriesQuery": f'{promql.QUEUE_RECORD}{{namespace!="",pod!=""}}',
+        "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
+        "name": {"matches": f"^{promql.QUEUE_RECORD}$", "as": ADAPTER_METRIC},
+        "metricsQuery": "max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+    }]}
+
+
+def adapter_config_map(cluster: Cluster, config_yaml: str) -> dict:
+    """`config_yaml`: adapter_rules() as YAML, mounted as the adapter's --config file."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": meta("modelport-prometheus-adapter", cluster, "prometheus-adapter"),
+            "data": {"config.yaml": config_yaml}}
+
+
+def service_monitor(cluster: Cluster) -> dict:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": meta(NAME, cluster),
+        "spec": {"selector": {"matchLabels": labels(NAME)}, "namespaceSelector": {"matchNames": [cluster.namespace]},
+                 "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}]},
+    }
+
+
+def prometheus_rule(cluster: Cluster, spec: Spec, budgets: rules.Budgets) -> dict:
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": meta(NAME, cluster),
+            "spec": rules.rule_file(rules.kubernetes_groups(spec, budgets))}
+
+
+def serving_runtime(cluster: Cluster, measured: Measured) -> dict:
+    """KServe runs the container with the model downloaded to /mnt/models by its storage initializer; its data plane
+    expects HTTP on 8080 and gRPC on 9000 (KServe's own kserve-tritonserver runtime uses the same)."""
+    volumes, mounts = scratch_volumes()
+    # KServe takes one container port, the data plane's; Triton's metrics stay on 8002 (the annotations below).
+    container = triton_container(cluster, measured, "/mnt/models", [], mounts, ports=(("http1", 8080),),
+                                 extra_args=("--http-port=8080", "--grpc-port=9000"))
+    container["name"] = "kserve-container"
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime", "metadata": meta(NAME, cluster),
+        "spec": {
+            "annotations": {"prometheus.kserve.io/port": "8002", "prometheus.kserve.io/path": "/metrics"},
+            "supportedModelFormats": [{"name": "triton", "version": "2", "autoSelect": True}],
+            "protocolVersions": ["v2", "grpc-v2"],
+            "multiModel": False,
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
+
+
+def inference_service(cluster: Cluster) -> dict:
+    _endpoint, path = cluster.s3_parts
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": meta("modelport", cluster, annotations={"serving.kserve.io/deploymentMode": "RawDeployment"}),
+        "spec": {"predictor": {
+            "minReplicas": cluster.replicas, "maxReplicas": cluster.max_replicas,
+            # KServe's storage initializer reads the S3 credentials and endpoint from the Secret of this account.
+            "serviceAccountName": "modelport-s3",
+            "model": {"modelFormat": {"name": "triton"}, "runtime": NAME, "protocolVersion": "v2",
+                      "storageUri": f"s3://{path}"},
+        }},
+    }
+
+
+def kserve_service_account(cluster: Cluster) -> dict:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta("modelport-s3", cluster, "modelport"),
+            "secrets": [{"name": "modelport-s3"}]}
+
+
+def locust(cluster: Cluster) -> list[dict]:
+    """A master (web UI on 8089) and workers running loadtest/locustfile.py from the load-test image; the run's
+    settings come from a ConfigMap as LOCUST_* variables (Locust reads its options from the environment)."""
+    settings = {
+        "LOCUST_LOCUSTFILE": "loadtest/locustfile.py", "LOCUST_HOST": f"http://{NAME}:8000",
+        "LOCUST_GRPC_HOST": f"{NAME}:8001", "LOCUST_METRICS_URL": f"{NAME}:8002",
+    }
+    env_from = [{"configMapRef": {"name": "modelport-locust"}}]
+
+    def pod(role: str, args: list[str], ports: list[dict]) -> dict:
+        return {"metadata": {"labels": labels(f"modelport-locust-{role}")}, "spec": {
+            "securityContext": pod_security(),
+            "containers": [{
+                "name": f"locust-{role}", "image": cluster.loadtest_image, "imagePullPolicy": "IfNotPresent",
+                "command": ["python", "-m", "locust"], "args": args, "envFrom": env_from, "ports": ports,
+                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+                "securityContext": {**container_security(), "readOnlyRootFilesystem": False},
+            }],
+        }}
+
+    def workload(role: str, replicas: int, args: list[str], ports: list[dict]) -> dict:
+        name = f"modelport-locust-{role}"
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(name, cluster),
+                "spec": {"replicas": replicas, "selector": {"matchLabels": labels(name)},
+                         "template": pod(role, args, ports)}}
+
+    master_ports = [{"name": "web", "containerPort": 8089}, {"name": "workers", "containerPort": 5557}]
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("modelport-locust", cluster), "data": settings},
+        workload("master", 1, ["--master", "--expect-workers", str(cluster.locust_workers)], master_ports),
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta("modelport-locust-master", cluster),
+         "spec": {"selector": labels("modelport-locust-master"),
+                  "ports": [{"name": "web", "port": 8089, "targetPort": "web"},
+                            {"name": "workers", "port": 5557, "targetPort": "workers"}]}},
+        workload("worker", cluster.locust_workers, ["--worker", "--master-host", "modelport-locust-master"], []),
+    ]
+
+
+def loadtest_dockerfile(spec: Spec) -> str:
+    """The load-test image: the locustfile imports the loadtest, export and operate packages and sends the payload
+    files the spec names (written by `make export`), so the image holds those, with the pinned environment."""
+    root = spec.root
+    payloads = sorted({str(p.relative_to(root)) for m in spec.models
+                       for p in ([m.samples] if m.samples else []) + ([m.onnx.heldout] if m.onnx else [])})
+    lines = [
+        "# Generated by `make deploy` from models.toml (operate/k8s.py): the image deploy/k8s/locust.yaml runs.",
+        "# Build from the repository root: docker build -f deploy/k8s/loadtest.Dockerfile -t modelport-loadtest .",
+        "FROM python:3.11-slim",
+        f"RUN useradd --create-home --uid {UID} locust",
+        "WORKDIR /home/locust/modelport",
+        "COPY requirements-py311.lock ./",
+        "RUN python -m pip install --no-cache-dir -r requirements-py311.lock",
+        "COPY models.toml ./",
+        "COPY loadtest loadtest",
+        "COPY export export",
+        "COPY operate operate",  # the report's Prometheus queries
+        *(f"COPY {path} {path}" for path in payloads),
+        f"USER {UID}",
+        'ENTRYPOINT ["python", "-m", "locust"]',
+    ]
+    return "\n".join(lines) + "\n"

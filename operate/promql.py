@@ -1,0 +1,156 @@
+"""The PromQL the alert rules, the dashboard, the autoscaler and the load-test report share: each question once.
+
+Triton exports per (model, version) counters of successful requests, inferences (samples: a batch of 8 counts 8),
+executions (one per batch the scheduler formed) and cumulative microseconds (request, queue, compute input / infer /
+output), a pending-request gauge, failures by `reason`, and, with `--metrics-config summary_latencies=true`, latency
+summaries with the quantiles `serve.command.METRICS_FLAGS` asks for.
+https://github.com/triton-inference-server/server/blob/r24.10/docs/user_guide/metrics.md
+
+Ratios are weighted: the counters are summed over every series first (versions, servers, pods), and divided after.
+Averaging per-series ratios instead weighs an idle model like a busy one (server issue #8979, `OFFICIAL_QUEUE_QUERY`).
+"""
+from __future__ import annotations
+
+TRITON_JOB = "modelport-triton"  # the local scrape job; in Kubernetes the ServiceMonitor's job is the Service's name
+SUPERVISOR_JOB = "modelport-supervisor"
+QUANTILES = ("0.5", "0.9", "0.99")  # what serve.command.METRICS_FLAGS asks Triton to summarise
+# What a pod-level series keeps: job/instance locally, namespace/pod under the Prometheus operator.
+SERVER_LABELS = "job, instance, namespace, pod"
+QUEUE_RECORD = "modelport:queue_us_per_request:rate1m"
+COMPUTE_METRICS = tuple(f"nv_inference_compute_{step}_duration_us" for step in ("input", "infer", "output"))
+
+# The on-prem chart's prometheus-adapter query for its HPA metric avg_time_queue_us (deploy/k8s-onprem/values.yaml),
+# kept verbatim to show in tests/operate/rules_test.yml what it reports: an unweighted mean of per-model ratios, each
+# divided by one request too many. https://github.com/triton-inference-server/server/issues/8979
+OFFICIAL_QUEUE_QUERY = (
+    "avg(delta(nv_inference_queue_duration_us{<<.LabelMatchers>>}[30s])"
+    "/(1+delta(nv_inference_request_success{<<.LabelMatchers>>}[30s]))) by (<<.GroupBy>>)"
+)
+
+
+def sel(metric: str, *matchers: str) -> str:
+    """`metric{a, b}` from label matchers such as 'model=~"$model"'; empty matchers are left out."""
+    inner = ", ".join(m for m in matchers if m)
+    return f"{metric}{{{inner}}}" if inner else metric
+
+
+def rate(metric: str, match: str, window: str) -> str:
+    return f"rate({sel(metric, match)}[{window}])"
+
+
+def per_model(expression: str) -> str:
+    return f"sum by (model) ({expression})"
+
+
+def requests_per_second(match: str, window: str) -> str:
+    return per_model(rate("nv_inference_request_success", match, window))
+
+
+def failures_per_second(match: str, window: str) -> str:
+    """By model and Triton's failure reason (REJECTED, CANCELED, BACKEND, OTHER)."""
+    return f"sum by (model, reason) ({rate('nv_inference_request_failure', match, window)})"
+
+
+def error_ratio(match: str, window: str) -> str:
+    failures = per_model(rate("nv_inference_request_failure", match, window))
+    return f"{failures} / ({requests_per_second(match, window)} + {failures})"
+
+
+def latency_quantile_ms(quantile: str, match: str) -> str:
+    """A summary quantile is computed inside each server and cannot be merged: the worst server's is shown."""
+    if quantile not in QUANTILES:
+        raise ValueError(f"quantile must be one Triton summarises ({', '.join(QUANTILES)}), got {quantile!r}; "
+                         "add it to summary_quantiles in serve.command.METRICS_FLAGS first")
+    summary = sel("nv_inference_request_summary_us", match, f'quantile="{quantile}"')
+    return f"max by (model) ({summary}) / 1000"
+
+
+def queue_us_per_request(match: str, window: str) -> str:
+    return f"{per_model(rate('nv_inference_queue_duration_us', match, window))} / {requests_per_second(match, window)}"
+
+
+def compute_us_per_request(match: str, window: str) -> str:
+    # Three rates summed per model: one rate() over a name regex would drop the names and collide.
+    compute = " + ".join(per_model(rate(metric, match, window)) for metric in COMPUTE_METRICS)
+    return f"({compute}) / {requests_per_second(match, window)}"
+
+
+def queue_share(match: str, window: str) -> str:
+    """Queue time as a fraction of the time requests spent in Triton."""
+    queue = per_model(rate("nv_inference_queue_duration_us", match, window))
+    return f"{queue} / {per_model(rate('nv_inference_request_duration_us', match, window))}"
+
+
+def batch_size_formed(match: str, window: str) -> str:
+    """Inferences per execution: the batch the dynamic batcher formed on average."""
+    inferences = per_model(rate("nv_inference_count", match, window))
+    return f"{inferences} / {per_model(rate('nv_inference_exec_count', match, window))}"
+
+
+def pending_requests(match: str) -> str:
+    return per_model(sel("nv_inference_pending_request_count", match))
+
+
+def servers_with_model(match: str) -> str:
+    """How many scraped servers have the model loaded (Triton drops a model's series when it unloads)."""
+    return f"count by (model) ({sel('nv_inference_request_success', match)})"
+
+
+def models_loaded(expected: tuple[str, ...]) -> str:
+    """Per expected model, how many servers have it loaded: 0 (not absent) for one that none has."""
+    if not expected:
+        raise ValueError("models_loaded needs at least one model name")
+    names = "|".join(expected)
+    zeros = " or ".join(f'label_replace(vector(0), "model", "{name}", "", "")' for name in expected)
+    loaded = servers_with_model(f'model=~"{names}"')
+    return f"{loaded} or on(model) ({zeros})"
+
+
+def server_queue_us_per_request(match: str, window: str, by: str = SERVER_LABELS) -> str:
+    """Queue µs per request of each server over all its models: the weighted figure #8979 asks for. At least one
+    request per window in the denominator keeps an idle server at 0 instead of NaN."""
+    queue = f"sum by ({by}) (increase({sel('nv_inference_queue_duration_us', match)}[{window}]))"
+    requests = f"sum by ({by}) (increase({sel('nv_inference_request_success', match)}[{window}]))"
+    return f"{queue} / clamp_min({requests}, 1)"
+
+
+def triton_up() -> str:
+    return f'up{{job="{TRITON_JOB}"}}'
+
+
+def cpu_utilization(match: str = "") -> str:
+    """Host CPU use as Triton reads it from /proc/stat (0..1)."""
+    return sel("nv_cpu_utilization", match)
+
+
+def memory_used_ratio(match: str = "") -> str:
+    return f"{sel('nv_cpu_memory_used_bytes', match)} / {sel('nv_cpu_memory_total_bytes', match)}"
+
+
+def heals(window: str) -> str:
+    """Models the supervisor reloaded because a backend process died, by outcome."""
+    return f"sum by (model, outcome) (increase(modelport_supervisor_heals_total[{window}]))"
+
+
+def restarts(window: str) -> str:
+    """tritonserver restarts after it exited unexpectedly, by outcome, per supervised server."""
+    return f"sum by (instance, outcome) (increase(modelport_supervisor_restarts_total[{window}]))"
+
+
+def run_window(seconds: float) -> str:
+    """A range covering a run of this many seconds (at least 15 s, so a short run still spans a few scrapes)."""
+    return f"{max(15, int(seconds + 0.999))}s"
+
+
+def run_queries(seconds: float) -> tuple[tuple[str, str], ...]:
+    """(question, PromQL) about a load test of this length, each meant to be evaluated at the run's end."""
+    w = run_window(seconds)
+    return (
+        ("requests/s per model", requests_per_second("", w)),
+        ("failures/s per model and reason", failures_per_second("", w)),
+        ("p99 latency ms per model (Triton's summary at the end)", latency_quantile_ms("0.99", "")),
+        ("queue µs per request per model", queue_us_per_request("", w)),
+        ("compute µs per request per model", compute_us_per_request("", w)),
+        ("batch size formed per model", batch_size_formed("", w)),
+        ("queue µs per request per server (the autoscaling metric)", server_queue_us_per_request("", w)),
+    )

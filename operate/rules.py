@@ -1,0 +1,225 @@
+"""Alert and recording rules, from models.toml and a few budgets, as typed values rendered to Prometheus rule groups.
+
+Each alert is a `Condition` (signal, comparison, threshold), optionally `and` a guard condition. The signal alone is
+what a healthy server also returns, so tests/operate/test_live_monitoring.py evaluates every signal against a live
+Prometheus scraping a live Triton and requires data; tests/operate/rules_test.yml (promtool) proves the thresholds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+from export.repository import served_names
+from export.spec import Spec
+from operate import promql
+
+DURATION = re.compile(r"^\d+[smhd]$")
+OPS = (">", "<", "==", ">=", "<=")
+SEVERITIES = ("critical", "warning", "info")
+
+
+@dataclasses.dataclass(frozen=True)
+class Budgets:
+    """What the rules call too slow, too many, too small. p99 defaults to `make loadtest`'s --slo-p99-ms."""
+
+    p99_ms: float = 250.0
+    p99_ms_per_model: tuple[tuple[str, float], ...] = ()  # (Triton model name, ms) overrides
+    max_error_ratio: float = 0.01
+    max_queue_share: float = 0.5
+    pending_batches: int = 4  # alert when more than this many full batches (max_batch_size each) wait
+    min_batch_size: float = 2.0
+    load_rps: float = 50.0  # "under load", for the batch-size alert
+    queue_us_target: int = 5000  # the autoscaler's target queue time per request, µs
+    window: str = "5m"
+    change_window: str = "15m"
+
+    def __post_init__(self) -> None:
+        for name in ("p99_ms", "max_error_ratio", "max_queue_share", "min_batch_size", "load_rps"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"Budgets.{name} must be a number > 0, got {value!r}")
+        for model, ms in self.p99_ms_per_model:
+            if not isinstance(ms, (int, float)) or not ms > 0:
+                raise ValueError(f"Budgets.p99_ms_per_model[{model!r}] must be milliseconds > 0, got {ms!r}")
+        if not 0 < self.max_error_ratio < 1 or not 0 < self.max_queue_share < 1:
+            raise ValueError("Budgets.max_error_ratio and max_queue_share are fractions strictly between 0 and 1, got "
+                             f"{self.max_error_ratio} and {self.max_queue_share}")
+        if not isinstance(self.pending_batches, int) or self.pending_batches < 1 or self.queue_us_target < 1:
+            raise ValueError("Budgets.pending_batches and queue_us_target must be integers >= 1, got "
+                             f"{self.pending_batches!r} and {self.queue_us_target!r}")
+        for name in ("window", "change_window"):
+            if not DURATION.match(getattr(self, name)):
+                raise ValueError(f"Budgets.{name} must be a Prometheus duration such as 5m, got {getattr(self, name)!r}")
+
+    def p99_budget(self, model: str) -> float:
+        return dict(self.p99_ms_per_model).get(model, self.p99_ms)
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    signal: str
+    op: str
+    threshold: float
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS or not math.isfinite(self.threshold):
+            raise ValueError(f"a condition compares with one of {OPS} to a finite number, got {self.op!r} {self.threshold!r}")
+
+    @property
+    def expr(self) -> str:
+        return f"({self.signal}) {self.op} {self.threshold:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Alert:
+    name: str
+    condition: Condition
+    for_: str
+    severity: str
+    summary: str
+    description: str
+    guard: Condition | None = None  # joined with `and on(model)`: "only under load"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Z][A-Za-z0-9]+", self.name) or self.severity not in SEVERITIES:
+            raise ValueError(f"alert {self.name!r}: a CamelCase name and a severity of {SEVERITIES}, got {self.severity!r}")
+        if not DURATION.match(self.for_) and self.for_ != "0s":
+            raise ValueError(f"alert {self.name}: `for` must be a Prometheus duration, got {self.for_!r}")
+
+    @property
+    def expr(self) -> str:
+        if self.guard is None:
+            return self.condition.expr
+        return f"({self.condition.expr}) and on(model) ({self.guard.expr})"
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        return (self.condition.signal,) + ((self.guard.signal,) if self.guard else ())
+
+    def rule(self) -> dict:
+        return {
+            "alert": self.name, "expr": self.expr, "for": self.for_, "labels": {"severity": self.severity},
+            "annotations": {"summary": self.summary, "description": self.description},
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    name: str
+    expr: str
+
+    def rule(self) -> dict:
+        return {"record": self.name, "expr": self.expr}
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    name: str
+    rules: tuple[Alert | Record, ...]
+
+    def render(self) -> dict:
+        # No interval of its own: the group runs at Prometheus's evaluation_interval (operate/prometheus.py).
+        return {"name": self.name, "rules": [r.rule() for r in self.rules]}
+
+
+def model_names(spec: Spec) -> tuple[str, ...]:
+    """Every Triton model the repository serves for this spec (variants included), in spec order."""
+    repository = spec.root / "model_repository"
+    return tuple(name for model in spec.models for name in served_names(model, repository))
+
+
+def _models_regex(names) -> str:
+    return f'model=~"{"|".join(names)}"'
+
+
+def _by_value(pairs: list[tuple[str, float]]) -> dict[float, list[str]]:
+    """Models grouped by threshold: one rule per distinct value keeps each rule a plain comparison."""
+    groups: dict[float, list[str]] = {}
+    for model, value in pairs:
+        groups.setdefault(value, []).append(model)
+    return groups
+
+
+def recording_rules() -> Group:
+    # The autoscaler's metric: prometheus-adapter serves this series per pod (operate/k8s.py).
+    return Group("modelport-recording", (Record(promql.QUEUE_RECORD, promql.server_queue_us_per_request("", "1m")),))
+
+
+def triton_alerts(spec: Spec, budgets: Budgets) -> Group:
+    names = model_names(spec)
+    w = budgets.window
+    alerts: list[Alert] = [
+        Alert("TritonDown", Condition(promql.triton_up(), "==", 0), "1m", "critical",
+              "Triton at {{ $labels.instance }} is down",
+              "Prometheus cannot scrape Triton's metrics endpoint: the server is not running or not reachable."),
+        Alert("ModelNotLoaded", Condition(promql.models_loaded(names), "<", 1), "2m", "critical",
+              "Model {{ $labels.model }} is loaded on no server",
+              "Triton exports a model's series only while it is loaded: this model of models.toml has none."),
+        Alert("ModelErrorRatioHigh", Condition(promql.error_ratio("", w), ">", budgets.max_error_ratio), "5m",
+              "warning", "Model {{ $labels.model }} fails {{ $value | humanizePercentage }} of its requests",
+              f"More than {budgets.max_error_ratio:.0%} of the model's requests failed over {w}, as Triton counts "
+              "failures: not requests it refuses before any model runs (README, Deploy)."),
+        Alert("ModelQueueTimeShareHigh", Condition(promql.queue_share("", w), ">", budgets.max_queue_share), "5m",
+              "warning", "Model {{ $labels.model }} spends {{ $value | humanizePercentage }} of request time queued",
+              "Requests wait in the scheduler longer than they compute: add instances or replicas."),
+    ]
+    for value, models in sorted(_by_value([(m, budgets.p99_budget(m)) for m in names]).items()):
+        alerts.append(Alert(
+            "ModelLatencyP99OverBudget", Condition(promql.latency_quantile_ms("0.99", _models_regex(models)), ">", value),
+            "5m", "warning", "Model {{ $labels.model }} p99 latency is {{ $value | humanize }} ms",
+            f"Triton's p99 request latency summary is over the {value:g} ms budget."))
+    pending = [(name, budgets.pending_batches * model.max_batch_size)
+               for model in spec.models for name in served_names(model, spec.root / "model_repository")]
+    for value, models in sorted(_by_value(pending).items()):
+        alerts.append(Alert(
+            "ModelPendingRequestsHigh", Condition(promql.pending_requests(_models_regex(models)), ">", value), "2m",
+            "warning", "Model {{ $labels.model }} has {{ $value }} requests waiting",
+            f"More than {budgets.pending_batches} full batches wait for an instance."))
+    batching = [name for model in spec.models if model.preferred_batch_size
+                for name in served_names(model, spec.root / "model_repository")]
+    if batching:
+        match = _models_regex(batching)
+        alerts.append(Alert(
+            "ModelBatchSizeLowUnderLoad", Condition(promql.batch_size_formed(match, w), "<", budgets.min_batch_size),
+            "10m", "info", "Model {{ $labels.model }} forms batches of {{ $value | humanize }} under load",
+            f"Over {budgets.load_rps:g} req/s yet the dynamic batcher forms batches below {budgets.min_batch_size:g}: "
+            "a small max_queue_delay_microseconds would trade a little latency for throughput.",
+            guard=Condition(promql.requests_per_second(match, w), ">", budgets.load_rps)))
+    return Group("modelport-triton", tuple(alerts))
+
+
+def supervisor_alerts(budgets: Budgets) -> Group:
+    """Only where `python -m serve` supervises Triton; in Kubernetes the kubelet restarts it (kubernetes_alerts)."""
+    w = budgets.change_window
+    return Group("modelport-supervisor", (
+        Alert("BackendHealed", Condition(promql.heals(w), ">", 0), "0s", "warning",
+              "Model {{ $labels.model }} was reloaded after its backend process died ({{ $labels.outcome }})",
+              f"The supervisor reloaded the model within the last {w}: look for the cause in the Triton log."),
+        Alert("TritonRestarted", Condition(promql.restarts(w), ">", 0), "0s", "warning",
+              "tritonserver at {{ $labels.instance }} was restarted after a crash ({{ $labels.outcome }})",
+              f"tritonserver exited unexpectedly within the last {w} and the supervisor restarted it."),
+    ))
+
+
+def kubernetes_alerts(budgets: Budgets) -> Group:
+    """kube-state-metrics' restart counter stands in for the supervisor's; evaluated by promtool only, not live."""
+    w = budgets.change_window
+    restarts = (f'sum by (namespace, pod) (increase(kube_pod_container_status_restarts_total{{container="triton"}}[{w}]))')
+    return Group("modelport-kubernetes", (
+        Alert("TritonPodRestarted", Condition(restarts, ">", 0), "0s", "warning",
+              "Triton container in {{ $labels.namespace }}/{{ $labels.pod }} restarted",
+              f"The kubelet restarted the triton container within the last {w}."),
+    ))
+
+
+def local_groups(spec: Spec, budgets: Budgets) -> tuple[Group, ...]:
+    return recording_rules(), triton_alerts(spec, budgets), supervisor_alerts(budgets)
+
+
+def kubernetes_groups(spec: Spec, budgets: Budgets) -> tuple[Group, ...]:
+    return recording_rules(), triton_alerts(spec, budgets), kubernetes_alerts(budgets)
+
+
+def rule_file(groups: tuple[Group, ...]) -> dict:
+    return {"groups": [group.render() for group in groups]}

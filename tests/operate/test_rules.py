@@ -1,0 +1,115 @@
+"""The alert and recording rules: promtool checks and unit-tests them on synthetic series (no server needed)."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from export.spec import load_spec
+from operate import k8s, promql, rules
+from operate.monitor import INSTALL_HINT
+from tests.conftest import ROOT
+
+HERE = Path(__file__).parent
+RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
+SPEC = load_spec(ROOT / "models.toml")
+
+
+def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    binary = shutil.which("promtool")
+    if binary is None:
+        pytest.fail(f"promtool is not installed: {INSTALL_HINT}", pytrace=False)
+    return subprocess.run([binary, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def shown(result: subprocess.CompletedProcess) -> str:
+    return f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+def test_promtool_unit_tests_of_the_rules_pass_including_the_8979_case():
+    result = promtool("test", "rules", str(HERE / "rules_test.yml"))
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, shown(result)
+
+
+def test_the_kubernetes_prometheus_rule_passes_promtool_check_and_its_unit_test(tmp_path):
+    documents = list(yaml.safe_load_all((ROOT / "deploy" / "k8s" / "monitoring.yaml").read_text()))
+    rule = next(d for d in documents if d["kind"] == "PrometheusRule")
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rule["spec"]))
+    shutil.copy(HERE / "rules_kubernetes_test.yml", tmp_path)
+
+    checked = promtool("check", "rules", "rules.yml", cwd=tmp_path)
+    tested = promtool("test", "rules", "rules_kubernetes_test.yml", cwd=tmp_path)
+
+    assert checked.returncode == 0, shown(checked)
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, shown(tested)
+
+
+def test_promtool_accepts_the_generated_prometheus_config_and_rule_file():
+    config = promtool("check", "config", str(ROOT / "deploy" / "prometheus" / "prometheus.yml"))
+    checked = promtool("check", "rules", str(RULES))
+    assert config.returncode == 0, shown(config)
+    assert checked.returncode == 0, shown(checked)
+
+
+def test_the_unit_test_shows_the_charts_own_query_verbatim_next_to_ours():
+    tests = yaml.safe_load((HERE / "rules_test.yml").read_text())["tests"]
+    exprs = [t["expr"] for case in tests for t in case.get("promql_expr_test", [])]
+    official = promql.OFFICIAL_QUEUE_QUERY.replace("<<.LabelMatchers>>", 'job="modelport-triton"').replace(
+        "<<.GroupBy>>", "instance")
+    assert official in exprs
+    assert promql.QUEUE_RECORD in exprs
+
+
+def test_the_autoscaler_reads_the_recorded_weighted_queue_time():
+    record = next(r for r in rules.recording_rules().rules if r.name == promql.QUEUE_RECORD)
+    adapter = k8s.adapter_rules()["rules"][0]
+
+    assert record.expr == promql.server_queue_us_per_request("", "1m")
+    # summed over every model before dividing: the #8979 fix
+    assert record.expr.startswith("sum by (job, instance, namespace, pod) (increase(nv_inference_queue_duration_us")
+    assert adapter["seriesQuery"].startswith(promql.QUEUE_RECORD + "{")
+    assert adapter["name"]["as"] == k8s.ADAPTER_METRIC
+
+
+def test_model_not_loaded_watches_every_served_model_of_the_spec():
+    names = rules.model_names(SPEC)
+    alert = next(a for a in rules.triton_alerts(SPEC, rules.Budgets()).rules if a.name == "ModelNotLoaded")
+
+    assert set(names) == {"digits", "digits_int8", "digits_fp16", "digits_image_decode", "digits_image",
+                          "sentiment_classifier", "sentiment_tokenizer", "sentiment"}
+    for name in names:
+        assert f'"model", "{name}"' in alert.expr
+
+
+def test_a_per_model_latency_budget_gets_a_rule_of_its_own():
+    budgets = rules.Budgets(p99_ms_per_model=(("sentiment", 40.0),))
+    latency = [a for a in rules.triton_alerts(SPEC, budgets).rules if a.name == "ModelLatencyP99OverBudget"]
+
+    assert [a.condition.threshold for a in latency] == [40.0, 250.0]
+    watched = [set(re.search(r'model=~"([^"]+)"', a.expr)[1].split("|")) for a in latency]
+    assert watched[0] == {"sentiment"}
+    assert watched[1] == set(rules.model_names(SPEC)) - {"sentiment"}
+
+
+def test_the_generated_rule_file_is_the_typed_rules_rendered():
+    assert yaml.safe_load(RULES.read_text()) == rules.rule_file(rules.local_groups(SPEC, rules.Budgets()))
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("max_error_ratio", 1.5, "strictly between 0 and 1"),
+    ("p99_ms", 0, "Budgets.p99_ms must be a number > 0"),
+    ("window", "five minutes", "Prometheus duration"),
+    ("pending_batches", 0, "integers >= 1"),
+])
+def test_budgets_reject_a_bad_value_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        rules.Budgets(**{field: value})
+
+
+def test_a_condition_refuses_an_operator_prometheus_does_not_have():
+    with pytest.raises(ValueError, match="compares with one of"):
+        rules.Condition("up", "=>", 1)

@@ -1,0 +1,128 @@
+"""Triton serves the exported repository from a local S3-compatible endpoint (moto's server on loopback), started
+with the very flags the Kubernetes manifests give it (operate.k8s.triton_args), the kubelet's $(VAR) expansion
+included. Only the flags a local run needs on top (ports, loopback, our backend directory) are added."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from operate import k8s
+from serve import command, runtime
+from serve.options import ADMIN_HEADER, ADMIN_KEY_ENV
+from serve.process import clean_shm, free_ports
+from tests.conftest import ROOT, exported_repository
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "modelport-models"
+PREFIX = "exports/model_repository"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "modelport-test", "AWS_SECRET_ACCESS_KEY": "modelport-test-secret",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+READY_TIMEOUT_S = 120
+
+
+def request(url: str, body: dict | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})},
+                                 method="GET" if data is None else "POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            text = response.read()
+            return response.status, json.loads(text) if text else {}
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+    except OSError:
+        return 0, {}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per object otherwise
+    (port,) = free_ports(1)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def upload(endpoint: str, repository: Path) -> int:
+    s3 = boto3.client("s3", endpoint_url=f"http://{endpoint}", region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
+                      aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    s3.create_bucket(Bucket=BUCKET)
+    files = [path for path in sorted(repository.rglob("*")) if path.is_file()]
+    for path in files:
+        s3.upload_file(str(path), BUCKET, f"{PREFIX}/{path.relative_to(repository)}")
+    return len(files)
+
+
+def test_triton_serves_the_repository_from_s3_with_the_manifests_flags(s3_endpoint, tmp_path):
+    assert upload(s3_endpoint, exported_repository()) > 20
+    url = f"s3://{s3_endpoint}/{BUCKET}/{PREFIX}"
+    assert k8s.S3_URL.match(url), "the test must use the URL form the manifests are checked for"
+    found = runtime.locate(ROOT / "build" / "backends")
+    http, grpc, metrics = free_ports(3)
+    key = secrets.token_hex(16)
+    env = {**CREDENTIALS, ADMIN_KEY_ENV: key}
+    manifest = k8s.triton_args(url)
+    tag = f"s3test_{secrets.token_hex(3)}"
+    local = [
+        f"--backend-directory={found.backend_dir}", f"--backend-config=python,shm-region-prefix-name={command.shm_prefix(tag)}",
+        "--http-address=127.0.0.1", f"--http-port={http}", "--grpc-address=127.0.0.1", f"--grpc-port={grpc}",
+        "--metrics-address=127.0.0.1", f"--metrics-port={metrics}", "--allow-gpu-metrics=false", "--exit-timeout-secs=3",
+        f"--log-file={tmp_path / 'triton.log'}",
+    ]
+    argv = [str(found.tritonserver), *k8s.expand(manifest[1:], env), *local]
+    assert not any("$(" in arg for arg in argv)
+    began = time.monotonic()
+    with open(tmp_path / "console.log", "wb") as console:
+        process = subprocess.Popen(argv, env=found.environment({**os.environ, **env}), stdout=console,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{http}"
+    try:
+        while time.monotonic() - began < READY_TIMEOUT_S and process.poll() is None:
+            if request(f"{base}/v2/health/ready")[0] == 200:
+                break
+            time.sleep(0.2)
+        seconds = time.monotonic() - began
+        log = (tmp_path / "console.log").read_text(errors="replace") + (tmp_path / "triton.log").read_text(errors="replace")
+        assert request(f"{base}/v2/health/ready")[0] == 200, f"not ready after {seconds:.0f} s:\n{log[-4000:]}"
+        print(f"Triton ready from {url} in {seconds:.1f} s")
+
+        status, index = request(f"{base}/v2/repository/index", {}, {ADMIN_HEADER: key})
+        assert status == 200
+        assert {m["name"]: m["state"] for m in index} == {
+            name: "READY" for name in ("digits", "digits_int8", "digits_fp16", "digits_image_decode", "digits_image",
+                                       "sentiment_classifier", "sentiment_tokenizer", "sentiment")}
+        # the restricted APIs stay behind the key the kubelet expanded into the flags
+        assert request(f"{base}/v2/repository/index", {})[0] == 403
+
+        status, digits = request(f"{base}/v2/models/digits/infer", {"inputs": [
+            {"name": "image", "datatype": "FP32", "shape": [1, 8, 8, 1], "data": [0.0] * 64}]})
+        assert status == 200 and len(digits["outputs"][0]["data"]) == 10
+        status, sentiment = request(f"{base}/v2/models/sentiment/infer", {"inputs": [
+            {"name": "text", "datatype": "BYTES", "shape": [1, 1], "data": ["a warm and funny film"]}]})
+        assert status == 200 and abs(sum(sentiment["outputs"][0]["data"]) - 1.0) < 1e-3
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        clean_shm(command.shm_prefix(tag))

@@ -1,0 +1,66 @@
+"""Writing tuned values into a copy of the project's models.toml: comments and layout kept, figures on top."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+
+import pytest
+
+from tests.conftest import ROOT
+from tune import models_toml
+from tune.models_toml import EntryUpdate
+
+SOURCE = (ROOT / "models.toml").read_text(encoding="utf-8")
+
+
+def changed_lines(before: str, after: str) -> list[str]:
+    return [line for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def test_only_the_tuned_values_change_and_the_figures_go_above_them(spec_copy):
+    entry = tomllib.loads(SOURCE)["model"][0]
+    new_instances = entry["instance_count"] + 1
+
+    text = models_toml.write(spec_copy, {entry["name"]: EntryUpdate({"instance_count": new_instances},
+                                                                  "720 req/s at 8 conns")})
+
+    comment = f"# {models_toml.MARK} 720 req/s at 8 conns"
+    assert sorted(changed_lines(SOURCE, text)) == sorted(
+        [f"+{comment}", f"-instance_count = {entry['instance_count']}", f"+instance_count = {new_instances}"])
+    lines = text.splitlines()
+    assert lines[lines.index(comment) + 1] == f"instance_count = {new_instances}"
+    assert tomllib.loads(text)["model"][0]["instance_count"] == new_instances
+    assert spec_copy.read_text() == text
+
+
+def test_a_second_run_replaces_the_figures_instead_of_piling_them_up(spec_copy):
+    name = tomllib.loads(SOURCE)["model"][0]["name"]
+    models_toml.write(spec_copy, {name: EntryUpdate({"instance_count": 3}, "first run " * 30)})
+
+    text = models_toml.write(spec_copy, {name: EntryUpdate({}, "second run", ("instance_count",))})
+
+    assert text.count(models_toml.MARK) == 1 and "second run" in text and "first run" not in text
+    assert all(len(line) <= models_toml.WIDTH for line in text.splitlines() if models_toml.MARK in line)
+
+
+def test_a_field_the_entry_lacks_is_added_before_its_tensor_tables(spec_copy):
+    python_entry = next(m for m in tomllib.loads(SOURCE)["model"] if m["kind"] == "python")
+    assert "max_queue_delay_microseconds" not in python_entry
+
+    text = models_toml.write(spec_copy, {python_entry["name"]: EntryUpdate({"max_queue_delay_microseconds": 100},
+                                                                          "figures")})
+
+    written = next(m for m in tomllib.loads(text)["model"] if m["name"] == python_entry["name"])
+    assert written["max_queue_delay_microseconds"] == 100 and written["input"] == python_entry["input"]
+    assert all(line.startswith("+") for line in changed_lines(SOURCE, text))
+
+
+def test_a_value_the_spec_refuses_is_not_written(spec_copy):
+    name = tomllib.loads(SOURCE)["model"][0]["name"]
+
+    with pytest.raises(Exception, match="instance_count"):
+        models_toml.write(spec_copy, {name: EntryUpdate({"instance_count": 0}, "figures")})
+    assert spec_copy.read_text() == SOURCE
+    assert not list(spec_copy.parent.glob(".models-tune-*"))

@@ -1,0 +1,111 @@
+"""Write tuned values into models.toml, keeping every comment and the layout (tomlkit edits the document in place).
+
+Only the fields a candidate sets are touched, and only where the value differs. Above the first of them in the entry
+go `# make tune:` comment lines with the figures the values were chosen on; a later run replaces those lines, so
+they always describe the values below them. The result is parsed with export.spec.load_spec before it replaces
+the file: a write that the export would refuse never lands.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import textwrap
+from pathlib import Path
+
+from dataclasses import dataclass
+
+import tomlkit
+from tomlkit.items import AoT, Comment, Table
+
+from export.spec import load_spec
+
+MARK = "make tune:"
+WIDTH = 118
+
+
+@dataclass(frozen=True)
+class EntryUpdate:
+    """What one run writes into one [[model]] table."""
+
+    values: dict  # field -> new value, for the fields that change
+    comment: str  # the figures, one paragraph; wrapped into `# make tune:` lines
+    fields: tuple[str, ...] = ()  # every field the run tuned: the comment goes above the first of them
+
+
+def comment_lines(text: str) -> list[str]:
+    """`text` as `# make tune: ...` lines (tomlkit adds the `# `)."""
+    return [f"{MARK} {line}" for line in textwrap.wrap(text, WIDTH - len(MARK) - 3)]
+
+
+def _is_ours(item) -> bool:
+    return isinstance(item, Comment) and item.as_string().strip().lstrip("#").strip().startswith(MARK)
+
+
+def _tables(doc) -> AoT:
+    models = doc.get("model")
+    if not isinstance(models, AoT):
+        raise ValueError("models.toml has no [[model]] tables")
+    return models
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _anchor(body: list, fields) -> int:
+    """Where our lines go: before the first tuned field, else before the entry's sub-tables ([[model.input]]) and
+    the blank line in front of them, else at the end."""
+    for index, (key, _) in enumerate(body):
+        if key is not None and key.key in fields:
+            return index
+    index = next((i for i, (_, item) in enumerate(body) if isinstance(item, (AoT, Table))), len(body))
+    while index > 0 and body[index - 1][0] is None and not body[index - 1][1].as_string().strip():
+        index -= 1
+    return index
+
+
+def update_entry(table: Table, update: EntryUpdate) -> Table:
+    """A copy of one [[model]] table with the update's values set and its comment lines in front of the first tuned
+    field."""
+    values = update.values
+    for key, value in values.items():
+        if key in table and table[key] != _plain(value):
+            table[key] = _plain(value)
+    body = [(key, item) for key, item in table.value.body if not _is_ours(item)]
+    anchor = _anchor(body, set(update.fields) | set(values))
+    rebuilt = tomlkit.table()
+    for index, (key, item) in enumerate([*body, (None, None)]):
+        if index == anchor:
+            for line in comment_lines(update.comment):
+                rebuilt.add(tomlkit.comment(line))
+            for name in (k for k in values if k not in table):
+                rebuilt.add(name, _plain(values[name]))
+        if item is not None:
+            rebuilt.raw_append(key, item)
+    return rebuilt
+
+
+def write(spec_path: Path, updates: dict[str, EntryUpdate]) -> str:
+    """Apply {entry name: update} to models.toml; returns the new text (also written)."""
+    text = spec_path.read_text(encoding="utf-8")
+    doc = tomlkit.parse(text)
+    tables = _tables(doc)
+    names = [t.get("name") for t in tables]
+    for entry, update in updates.items():
+        if entry not in names:
+            raise ValueError(f"{spec_path} has no [[model]] named {entry!r}")
+        index = names.index(entry)
+        tables[index] = update_entry(tables[index], update)
+    new_text = tomlkit.dumps(doc)
+    # check before replacing: in a temporary file beside it, so relative paths in the spec still resolve
+    fd, tmp = tempfile.mkstemp(prefix=".models-tune-", suffix=".toml", dir=spec_path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(new_text)
+        load_spec(Path(tmp))
+        os.replace(tmp, spec_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return new_text
