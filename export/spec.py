@@ -356,7 +356,7 @@ def text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec]:
         instance_kind="KIND_CPU", parameters=(("max_text_bytes", str(text.max_text_bytes)),),
         description=f"Generated from {m.name}'s [model.text]: UTF-8 text -> {ids} (int64 [{m.inputs[0].dims[0]}]) "
                     f"with the checkpoint's own tokenizer.json.",
-        loadtest_weight=0, raw=m.raw, extra=m.extra,
+        samples=text.samples, loadtest_weight=0, raw=m.raw, extra=m.extra,
         python=PythonCode(HF_TOKENIZER_DIR / "model.py", (
             m.onnx.source / "tokenizer.json", m.onnx.source / "tokenizer_config.json",
             HF_TOKENIZER_DIR / "hf_tokenization.py", TEXT_ENCODING)))

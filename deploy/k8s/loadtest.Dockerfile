@@ -13,5 +13,7 @@ COPY models/digits/heldout.npz models/digits/heldout.npz
 COPY models/digits/samples models/digits/samples
 COPY models/sentiment/heldout.npz models/sentiment/heldout.npz
 COPY models/sentiment/samples.txt models/sentiment/samples.txt
+COPY models/sentiment_bert/heldout.npz models/sentiment_bert/heldout.npz
+COPY models/sentiment_bert/samples.txt models/sentiment_bert/samples.txt
 USER 1000
 ENTRYPOINT ["python", "-m", "locust"]

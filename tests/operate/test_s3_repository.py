@@ -18,6 +18,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from export.repository import served_names
+from export.spec import load_spec
 from operate import k8s
 from serve import command, runtime
 from serve.options import ADMIN_HEADER, ADMIN_KEY_ENV
@@ -31,6 +33,9 @@ PREFIX = "exports/model_repository"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "modelport-test", "AWS_SECRET_ACCESS_KEY": "modelport-test-secret",
                "AWS_DEFAULT_REGION": "us-east-1"}
 READY_TIMEOUT_S = 120
+# every model the exported repository serves for models.toml (models needing an absent extra are not there)
+_SPEC = load_spec(ROOT / "models.toml")
+SERVED_NAMES = [n for m in _SPEC.models for n in served_names(m, ROOT / "model_repository")]
 
 
 def request(url: str, body: dict | None = None, headers: dict | None = None) -> tuple[int, dict]:
@@ -106,8 +111,7 @@ def test_triton_serves_the_repository_from_s3_with_the_manifests_flags(s3_endpoi
         status, index = request(f"{base}/v2/repository/index", {}, {ADMIN_HEADER: key})
         assert status == 200
         assert {m["name"]: m["state"] for m in index} == {
-            name: "READY" for name in ("digits", "digits_int8", "digits_fp16", "digits_image_decode", "digits_image",
-                                       "sentiment_classifier", "sentiment_tokenizer", "sentiment")}
+            name: "READY" for name in SERVED_NAMES}
         # the restricted APIs stay behind the key the kubelet expanded into the flags
         assert request(f"{base}/v2/repository/index", {})[0] == 403
 
