@@ -181,7 +181,7 @@ def test_make_monitor_reports_the_triton_target_up_and_stops_on_ctrl_c(stack, tm
                 break
     finally:
         process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=30)
+        code = process.wait(timeout=60)  # Prometheus gets 15 s to stop on SIGTERM, then is killed
     output = "".join(lines)
     assert re.search(rf"{promql.TRITON_JOB}\s+http://{re.escape(stack.triton.metrics_url)}/metrics\s+up", output), output
     assert re.search(rf"{promql.SUPERVISOR_JOB}\s+\S+\s+up", output), output
