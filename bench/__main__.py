@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import backend_cost
 from bench import results as results_module
-from bench.run import BenchOptions, PlanError, run
+from bench.run import BenchOptions, PlanError, batching_model, run
 from export.errors import SpecError
 from export.spec import load_spec
 
@@ -47,15 +47,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def backend_cost_run(args: argparse.Namespace) -> int:
+def backend_cost_run(args: argparse.Namespace, formed_batches: dict[str, float] | None = None) -> int:
     quick, own = args.quick, args.backend_cost  # after a full run, its --rounds/--duration/--output are not ours
     options = backend_cost.CostOptions(repository=args.repository.resolve(), work_dir=REPO_ROOT / "build" / "bench",
                                        rounds=(own and args.rounds) or (1 if quick else 5),
-                                       duration_s=(own and args.duration) or (0.5 if quick else 1.0))
+                                       duration_s=(own and args.duration) or (0.5 if quick else 1.0),
+                                       formed_batches=formed_batches or {})
     stem = (own and args.output) or (
         REPO_ROOT / "build" / "bench" / "results" / "backend-cost-quick" if quick
         else REPO_ROOT / "bench" / "results" / "backend-cost")
     return backend_cost.main(load_spec(args.spec), options, stem)
+
+
+def formed_batches(spec, outcome: results_module.BenchResults) -> dict[str, float]:
+    """The batch Triton formed at 64 connections, per model that formed it (an ensemble's ONNX step)."""
+    return {batching_model(spec, r.cell.model): r.avg_batch for r in outcome.cells
+            if r.cell.server == "triton" and r.cell.encoding == "binary" and r.cell.connections == 64 and r.avg_batch}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + markdown)
     print(f"benchmark results: {stem.with_suffix('.md')} (data: {stem.with_suffix('.json')})")
     if not quick and not args.model:
-        return backend_cost_run(args)
+        return backend_cost_run(args, formed_batches(load_spec(args.spec), outcome))
     return 0
 
 

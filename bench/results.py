@@ -10,10 +10,12 @@ from dataclasses import asdict, dataclass, field
 
 from bench.perf_analyzer import PerfResult
 
-# The models issue 5's targets name: throughput against the baselines on a model of raw tensors, batching and the
-# in-process limit on a text pipeline. A `--model` run checks every target on its one model.
+# The models issues 5 and 9's targets name: throughput against the baselines on a model of raw tensors, batching and
+# the in-process limit on a text pipeline, the in-process limit on a compute-bound model (for `digits` HTTP is the
+# limit, not compute). A `--model` run checks every target on its one model.
 REFERENCE_TENSORS = "digits"
 REFERENCE_PIPELINE = "sentiment"
+REFERENCE_COMPUTE = "digits_mobilenet"
 
 
 @dataclass(frozen=True)
@@ -178,14 +180,14 @@ def _miss_notes(ratio, needed, a, b, p99_no_worse) -> tuple[str, ...]:
     return tuple(notes) + _why(a, b)
 
 
-def target_models(results: BenchResults) -> tuple[str, str]:
-    """(tensors, pipeline): the models the targets are checked on."""
+def target_models(results: BenchResults) -> tuple[str, str, str]:
+    """(tensors, pipeline, compute): the models the targets are checked on."""
     model = results.conditions.get("model")
-    return (model, model) if model else (REFERENCE_TENSORS, REFERENCE_PIPELINE)
+    return (model, model, model) if model else (REFERENCE_TENSORS, REFERENCE_PIPELINE, REFERENCE_COMPUTE)
 
 
 def targets(results: BenchResults) -> list[TargetCheck]:
-    tensors, pipeline = target_models(results)
+    tensors, pipeline, compute = target_models(results)
     checks = [
         _throughput_vs(results, f"{tensors}, 64 connections: Triton vs Flask (binary)",
                        (tensors, "triton", "binary", 64), (tensors, "flask", "binary", 64), 3.0, True),
@@ -202,6 +204,8 @@ def targets(results: BenchResults) -> list[TargetCheck]:
         _throughput_vs(results, f"{tensors}, 1 connection: Triton vs FastAPI (binary)",
                        (tensors, "triton", "binary", 1), (tensors, "fastapi", "binary", 1), 0.9, False),
     ]
+    if compute != pipeline:
+        checks.append(_served_vs_in_process(results, compute))
     client = results.client
     if client is None:
         checks.append(TargetCheck("modelport client overhead over raw tritonclient", "<= 10 %", "not measured", None))
@@ -343,7 +347,7 @@ def format_markdown(results: BenchResults) -> str:
                   f"tritonclient.http {results.client.raw_us:.0f} µs, "
                   f"modelport.Client {results.client.modelport_us:.0f} µs "
                   f"({results.client.overhead:+.1%}).", ""]
-    parts += ["## Targets (issue 5)", "", format_targets(targets(results)), ""]
+    parts += ["## Targets (issues 5 and 9)", "", format_targets(targets(results)), ""]
     return "\n".join(parts)
 
 

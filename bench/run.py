@@ -19,7 +19,7 @@ import numpy as np
 
 from bench import client_overhead, inprocess, loadgen, perf_analyzer, servers
 from bench.baselines.model import input_order, request_body
-from bench.results import (REFERENCE_PIPELINE, REFERENCE_TENSORS, BenchResults, Cell, CellResult, GeneratorCeiling,
+from bench.results import (REFERENCE_COMPUTE, REFERENCE_PIPELINE, REFERENCE_TENSORS, BenchResults, Cell, CellResult, GeneratorCeiling,
                            PerfAnalyzerCell, Round)
 from export.spec import ModelSpec, Spec
 from loadtest import gateway as gateway_payloads
@@ -59,6 +59,12 @@ def pipeline_cells(model: str) -> list[Cell]:
     return [Cell(model, s, "binary", c) for s in ("triton", "triton-nobatch") for c in (1, 64)]
 
 
+def compute_cells(model: str) -> list[Cell]:
+    """A compute-bound model on Triton: one connection, and 64 with batching on and off. Its figure of merit is
+    served samples/s against in-process ONNX Runtime at the batch formed, so it needs no baseline."""
+    return [Cell(model, "triton", "binary", 1)] + [Cell(model, s, "binary", 64) for s in ("triton", "triton-nobatch")]
+
+
 def gateway_cells(cells: list[Cell]) -> list[Cell]:
     """The gateway in front of the same Triton, on the model that has baselines: its JSON API at 1 and 64
     connections, next to Triton's own JSON at both (the per-request overhead and the req/s ratio)."""
@@ -75,13 +81,14 @@ def gateway_requests(model: payloads.Target, host: str) -> tuple[bytes, ...]:
 
 
 def plan(spec: Spec, repository: Path, model: str | None = None) -> tuple[list[Cell], list[str]]:
-    """The cells to run, and notes on what was skipped. No model: the reference plan (issue 5's targets), for the
-    reference models the repository has; a model: every cell for it, or PlanError."""
+    """The cells to run, and notes on what was skipped. No model: the reference plan (issues 5 and 9's targets), for
+    the reference models the repository has; a model: every cell for it, or PlanError."""
     if model is not None:
         check_model(spec, repository, model)
         return tensor_cells(model), []
     cells, notes = [], []
-    for name, cells_for in ((REFERENCE_TENSORS, tensor_cells), (REFERENCE_PIPELINE, pipeline_cells)):
+    for name, cells_for in ((REFERENCE_TENSORS, tensor_cells), (REFERENCE_PIPELINE, pipeline_cells),
+                            (REFERENCE_COMPUTE, compute_cells)):
         if spec.model(name) is None:
             notes.append(f"{name} skipped: not in {spec.path}")
             continue

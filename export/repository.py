@@ -106,7 +106,8 @@ def onnx_config(model: ModelSpec, variant: str) -> mc.ModelConfig:
     _batching(model, config)
     _io(model, config)
     _instances(model, config)
-    config.optimization.graph.level = model.graph_optimization_level
+    if model.graph_optimization_level:  # 0, ONNX Runtime's "all", is the backend's default: leave the field unset
+        config.optimization.graph.level = model.graph_optimization_level
     if model.onnx.tensorrt:
         trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         # Parameter names as Triton's onnxruntime_backend documents them; applied only to GPU instances.

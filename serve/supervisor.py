@@ -7,11 +7,20 @@ model file inside the repository), and when a stub turns into a zombie it reload
 repository API. A plain `load` of an unchanged model is a no-op, and so is a load repeating the last override, so
 the reload passes the model's current config with a fresh marker parameter, which forces new instances.
 A stub that exits normally (unload, reload) is reaped by Triton and simply disappears: that is not a death.
+
+A reload does not always end the replaced instances: a request that reached the dead stub pins the old model in
+Triton forever (python_backend creates a response factory per request, which holds the model, and does not free it
+when the stub is found dead: `ProcessRequests` returns at `ReceiveMessageFromStub`'s error). The old model's other
+stubs then stay alive, serving nothing, and its dead one stays a zombie. So after a reload the supervisor gives
+Triton a grace period to end the old stubs, then kills the ones still running. Their zombies stay (only tritonserver
+could reap them) and are not deaths.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -27,6 +36,10 @@ STUB_NAME = "triton_python_b"  # /proc/<pid>/stat truncates the command name to 
 POLL_S = 0.2
 MAX_CRASHES = 5
 CRASH_WINDOW_S = 60.0
+# Triton ends a replaced model's stubs one after another, about 1 s each (python_backend's UpdateHealth sleeps 1 s
+# before it asks a stub to finalize); one still running well after that was left behind.
+LEFTOVER_GRACE_S = 5.0
+LEFTOVER_GRACE_PER_STUB_S = 1.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,11 +96,23 @@ class StubWatch:
     repository: Path
     seen: dict[int, Stub] = dataclasses.field(default_factory=dict)
     handled: set[int] = dataclasses.field(default_factory=set)
+    retired: set[int] = dataclasses.field(default_factory=set)  # stubs of a replaced model: their end is no death
+
+    def stubs_of(self, model: str) -> list[Stub]:
+        """The stubs seen serving `model` (a dead one stays here while it is a zombie)."""
+        return [stub for stub in self.seen.values() if stub.model == model]
+
+    def retire(self, stubs: list[Stub]) -> None:
+        for stub in stubs:
+            self.retired.add(stub.pid)
+            self.seen.pop(stub.pid, None)
 
     def dead_models(self, stubs: list[Stub]) -> dict[str, list[Stub]]:
         """Models with a newly dead stub, each with the live-time record of those stubs."""
         dead: dict[str, list[Stub]] = {}
         for stub in stubs:
+            if stub.pid in self.retired:
+                continue
             if stub.model is not None and not stub.zombie:
                 self.seen[stub.pid] = stub
             elif stub.zombie and stub.pid not in self.handled:
@@ -98,7 +123,16 @@ class StubWatch:
         present = {stub.pid for stub in stubs}
         self.seen = {pid: stub for pid, stub in self.seen.items() if pid in present}
         self.handled &= present
+        self.retired &= present
         return dead
+
+
+@dataclasses.dataclass(frozen=True)
+class Leftover:
+    """A stub of a replaced model version, to be killed if Triton has not ended it by `deadline` (monotonic)."""
+
+    stub: Stub
+    deadline: float
 
 
 RELOAD_MARKER = "modelport_reloaded_at"
@@ -149,10 +183,12 @@ class Supervisor:
         self.metrics = metrics or SupervisorMetrics(model_names)
         self.metrics.triton_up.set_function(lambda: 1.0 if self.triton.alive() else 0.0)
         self.watch = StubWatch(options.repository)
+        self.leftovers: list[Leftover] = []
         self.crashes: list[float] = []
 
     def start(self) -> float:
         self.watch = StubWatch(self.options.repository)
+        self.leftovers = []  # a new tritonserver: the old one's stubs went with its process group
         seconds = self.triton.start(self.model_names)
         self.scan()  # learn every stub's model now: one killed before the first poll would be a zombie without argv
         self.on_start(self.triton)
@@ -169,6 +205,7 @@ class Supervisor:
                     self.restart_after_crash()
                 elif self.options.heal:
                     self.heal_dead_stubs()
+                    self.stop_leftover_stubs()
         finally:
             self.triton.stop()
 
@@ -201,17 +238,44 @@ class Supervisor:
             model, dead = pending.popitem()
             began = time.monotonic()
             self.log(f"backend stub(s) {[s.pid for s in dead]} of model '{model}' died; reloading '{model}'")
+            replaced = self.watch.stubs_of(model)
             ok, detail = reload_model(self.options, model)
             seconds = time.monotonic() - began
             self.metrics.heal(model, ok)
             if ok:
                 # A killed stub leaves its shared-memory region behind; the new instances have their own.
                 for stub in dead:
-                    if stub.shm_region and stub.shm_region.startswith(self.triton.shm_prefix):
-                        Path("/dev/shm", stub.shm_region).unlink(missing_ok=True)
+                    self.remove_shm_region(stub)
+                self.watch.retire(replaced)
+                deadline = time.monotonic() + LEFTOVER_GRACE_S + LEFTOVER_GRACE_PER_STUB_S * len(replaced)
+                self.leftovers += [Leftover(stub, deadline) for stub in replaced]
                 self.log(f"model '{model}' reloaded in {seconds:.1f} s")
             else:
                 self.log(f"reloading model '{model}' failed after {seconds:.1f} s: {detail}")
             # Learn the new stubs at once (and any death during the reload) before anything kills them unseen.
             for other, stubs in self.scan().items():
                 pending.setdefault(other, []).extend(stubs)
+
+    def stop_leftover_stubs(self) -> None:
+        """Kill the stubs of replaced models that Triton left running past their grace period (see the module doc)."""
+        now = time.monotonic()
+        due = [leftover.stub for leftover in self.leftovers if leftover.deadline <= now]
+        if not due:
+            return
+        self.leftovers = [leftover for leftover in self.leftovers if leftover.deadline > now]
+        # Match the shared-memory region too: a pid that ended and was reused is another process.
+        running = {(s.pid, s.shm_region) for s in list_stubs(self.triton.pid, self.options.repository) if not s.zombie}
+        stopped = [stub for stub in due if (stub.pid, stub.shm_region) in running]
+        for stub in stopped:
+            try:
+                os.kill(stub.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.remove_shm_region(stub)
+        for model in sorted({stub.model for stub in stopped}):
+            pids = [stub.pid for stub in stopped if stub.model == model]
+            self.log(f"stopped backend stub(s) {pids} of the replaced model '{model}', which Triton left running")
+
+    def remove_shm_region(self, stub: Stub) -> None:
+        if stub.shm_region and stub.shm_region.startswith(self.triton.shm_prefix):
+            Path("/dev/shm", stub.shm_region).unlink(missing_ok=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import secrets
 import signal
@@ -13,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+import psutil
 import pytest
 
 from serve.process import free_ports
@@ -42,6 +44,28 @@ class TritonServer:
     def grpc_admin_headers(self) -> dict[str, str]:
         """gRPC metadata that unlocks the restricted protocols: Triton prefixes the key with `triton-grpc-protocol-`."""
         return {"triton-grpc-protocol-modelport-admin-key": self.admin_key}
+
+    def tritonserver(self) -> psutil.Process:
+        return next(p for p in psutil.Process(self.pid).children() if p.name() == "tritonserver")
+
+    def instance_names(self, model: str) -> list[str]:
+        """Triton's names of the model's instances, from its served config: <group name>_<index> (digits_0_1)."""
+        with urllib.request.urlopen(f"http://{self.http_url}/v2/models/{model}/config", timeout=5) as response:
+            groups = json.load(response)["instance_group"]
+        return [f"{group['name']}_{index}" for group in groups for index in range(group["count"])]
+
+    def backend_stubs(self, model: str) -> list[psutil.Process]:
+        """Running python backend stubs of `model`: children of tritonserver whose argv[1] is the model's file,
+        <repository>/<model>/<version>/<file>. A killed stub stays a zombie child without a command line: left out."""
+        model_dir = self.repository.resolve() / model
+        stubs = []
+        for child in self.tritonserver().children():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+                argv = child.cmdline()
+                serves_model = len(argv) > 1 and Path(argv[1]).parent.parent == model_dir
+                if serves_model and child.status() != psutil.STATUS_ZOMBIE:
+                    stubs.append(child)
+        return stubs
 
     def log_tail(self, lines: int = 60) -> str:
         parts = []

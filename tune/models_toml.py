@@ -86,17 +86,29 @@ def update_entry(table: Table, update: EntryUpdate) -> Table:
     return rebuilt
 
 
+def generated_tokenizers(spec_path: Path) -> dict[str, str]:
+    """{generated tokenizer name: the [[model]] whose [model.text] table generates it (and holds its fields)}."""
+    return {m.onnx.text.tokenizer: m.name for m in load_spec(spec_path).models
+            if m.onnx is not None and m.onnx.text is not None}
+
+
 def write(spec_path: Path, updates: dict[str, EntryUpdate]) -> str:
-    """Apply {entry name: update} to models.toml; returns the new text (also written)."""
+    """Apply {entry name: update} to models.toml; returns the new text (also written). An entry may be a [[model]]
+    or a tokenizer generated from a [model.text] table: its fields go into that table."""
     text = spec_path.read_text(encoding="utf-8")
     doc = tomlkit.parse(text)
     tables = _tables(doc)
     names = [t.get("name") for t in tables]
+    tokenizers = generated_tokenizers(spec_path) if any(entry not in names for entry in updates) else {}
     for entry, update in updates.items():
-        if entry not in names:
-            raise ValueError(f"{spec_path} has no [[model]] named {entry!r}")
-        index = names.index(entry)
-        tables[index] = update_entry(tables[index], update)
+        if entry in names:
+            index = names.index(entry)
+            tables[index] = update_entry(tables[index], update)
+        elif entry in tokenizers:
+            owner = tables[names.index(tokenizers[entry])]
+            owner["text"] = update_entry(owner["text"], update)
+        else:
+            raise ValueError(f"{spec_path} has no [[model]] named {entry!r}, and no [model.text] table generates it")
     new_text = tomlkit.dumps(doc)
     # check before replacing: in a temporary file beside it, so relative paths in the spec still resolve
     fd, tmp = tempfile.mkstemp(prefix=".models-tune-", suffix=".toml", dir=spec_path.parent)

@@ -164,6 +164,12 @@ def run(options: TuneOptions, log: Callable[[str], None] = print) -> Outcome:
         report_ref = str((report_dir / "report.md").relative_to(options.spec_path.parent))
     except ValueError:
         report_ref = str(report_dir / "report.md")
+    # the report first: measurements that took minutes survive a models.toml that cannot be written
+    report_dir.mkdir(parents=True, exist_ok=True)
+    pngs = {t.space.target: report.plot(t, report_dir / f"{t.space.target}.png").name for t in tunings}
+    report.write_measurements(report_dir / "measurements.json", conditions, options.criteria, tunings)
+    (report_dir / "report.md").write_text(report.markdown(conditions, options.criteria, tunings, pngs, written),
+                                          encoding="utf-8")
     if options.write:
         updates = {}
         for tuning in tunings:
@@ -173,10 +179,4 @@ def run(options: TuneOptions, log: Callable[[str], None] = print) -> Outcome:
                 updates[entry] = models_toml.EntryUpdate(changed.get(entry, {}),
                                                          figures_comment(tuning, conditions, report_ref), fields)
         models_toml.write(options.spec_path, updates)
-
-    report_dir.mkdir(parents=True, exist_ok=True)
-    pngs = {t.space.target: report.plot(t, report_dir / f"{t.space.target}.png").name for t in tunings}
-    report.write_measurements(report_dir / "measurements.json", conditions, options.criteria, tunings)
-    (report_dir / "report.md").write_text(report.markdown(conditions, options.criteria, tunings, pngs, written),
-                                          encoding="utf-8")
     return Outcome(report_dir, tuple(tunings), written, options.write)

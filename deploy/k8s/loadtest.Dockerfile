@@ -11,6 +11,7 @@ COPY export export
 COPY operate operate
 COPY models/digits/heldout.npz models/digits/heldout.npz
 COPY models/digits/samples models/digits/samples
+COPY models/digits_mobilenet/heldout.npz models/digits_mobilenet/heldout.npz
 COPY models/sentiment/heldout.npz models/sentiment/heldout.npz
 COPY models/sentiment/samples.txt models/sentiment/samples.txt
 COPY models/sentiment_bert/heldout.npz models/sentiment_bert/heldout.npz

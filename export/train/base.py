@@ -170,6 +170,16 @@ def save_text_samples(path: Path, texts: list[str], limit: int = 256) -> None:
     path.write_text("".join(f"{t}\n" for t in mixed), encoding="utf-8")
 
 
+def fit_classifier(model, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, heldout_idx: np.ndarray, epochs: int,
+                   batch_size: int, progress: Progress) -> float:
+    """Fit a softmax classifier (Adam, sparse cross-entropy) on the training rows; its held-out accuracy."""
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x[train_idx], y[train_idx], epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
+              callbacks=[epoch_logger(model.name, epochs, progress)])
+    predicted = model.predict(x[heldout_idx], verbose=0).argmax(axis=1)
+    return float(np.mean(predicted == y[heldout_idx]))
+
+
 def epoch_logger(name: str, epochs: int, progress: Progress):
     """A Keras callback that reports one line per epoch through `progress`."""
     import keras

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from export.data import digits as digits_data
 from export.data.split import stratified_split
 from export.train import base
@@ -42,11 +40,7 @@ def fit(out_dir: Path, seed: int, progress: base.Progress) -> tuple[float, str, 
     images, labels = digits_data.load_digits_images()
     train_idx, heldout_idx = stratified_split(labels, HELDOUT_FRACTION, seed)
     model = build_model()
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(images[train_idx], labels[train_idx], epochs=EPOCHS, batch_size=BATCH_SIZE, shuffle=True,
-              verbose=0, callbacks=[base.epoch_logger(NAME, EPOCHS, progress)])
-    predicted = model.predict(images[heldout_idx], verbose=0).argmax(axis=1)
-    accuracy = float(np.mean(predicted == labels[heldout_idx]))
+    accuracy = base.fit_classifier(model, images, labels, train_idx, heldout_idx, EPOCHS, BATCH_SIZE, progress)
     base.save_model(model, out_dir, NAME)
     base.save_arrays(out_dir, NAME, images[heldout_idx], labels[heldout_idx], images[train_idx], seed)
     base.save_image_samples(out_dir / SAMPLES_DIR, images[heldout_idx])

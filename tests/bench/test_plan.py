@@ -37,7 +37,7 @@ def user(tmp_path):
 
 def test_the_reference_plan_runs_the_tensor_model_on_every_contender_and_the_pipeline_on_triton(tmp_path):
     spec = load_spec(payloads.DEFAULT_SPEC)
-    repository = fake_repository(tmp_path, "digits", "sentiment_classifier")
+    repository = fake_repository(tmp_path, "digits", "sentiment_classifier", "digits_mobilenet")
 
     cells, notes = run.plan(spec, repository)
 
@@ -47,6 +47,10 @@ def test_the_reference_plan_runs_the_tensor_model_on_every_contender_and_the_pip
         ("triton", 64), ("fastapi", 64), ("flask", 64)}
     assert [c for c in cells if c.model == "sentiment"] == [
         Cell("sentiment", s, "binary", n) for s in ("triton", "triton-nobatch") for n in (1, 64)]
+    # the compute-bound model has no baselines: Triton at 1 and 64 connections, batching on and off at 64
+    assert [c for c in cells if c.model == "digits_mobilenet"] == [
+        Cell("digits_mobilenet", "triton", "binary", 1), Cell("digits_mobilenet", "triton", "binary", 64),
+        Cell("digits_mobilenet", "triton-nobatch", "binary", 64)]
 
 
 def test_the_reference_plan_skips_the_pipeline_whose_onnx_step_is_not_exported_and_says_so(tmp_path):
@@ -55,7 +59,8 @@ def test_the_reference_plan_skips_the_pipeline_whose_onnx_step_is_not_exported_a
     cells, notes = run.plan(spec, fake_repository(tmp_path, "digits"))
 
     assert {c.model for c in cells} == {"digits"}
-    assert notes == [f"sentiment skipped: {tmp_path}/sentiment_classifier/1/model.onnx missing (run `make export`)"]
+    assert notes == [f"sentiment skipped: {tmp_path}/sentiment_classifier/1/model.onnx missing (run `make export`)",
+                     f"digits_mobilenet skipped: {tmp_path}/digits_mobilenet/1/model.onnx missing (run `make export`)"]
 
 
 def test_model_plans_a_users_onnx_model_and_its_variant_against_every_contender(user):

@@ -89,7 +89,7 @@ def test_markdown_holds_the_table_the_generator_ceiling_and_the_targets():
     assert "80000 req/s at 64 connections" in text
     assert "| sentiment | 16 | 5000 | tokenizer + ONNX Runtime |" in text
     assert "+6.0%" in text
-    assert "## Targets (issue 5)" in text
+    assert "## Targets (issues 5 and 9)" in text
 
 
 def test_json_round_trips_to_the_same_results():
@@ -111,3 +111,26 @@ def test_a_model_run_checks_every_target_on_its_own_model_and_names_it():
     assert not any("digits" in name or "sentiment" in name for name in checks)
     assert "· model `churn` ·" in format_markdown(mine).splitlines()[2]
     assert "Sequential churn calls" in format_markdown(replace(mine, client=ClientOverhead(500.0, 520.0)))
+
+
+def test_the_compute_bound_model_is_judged_by_served_samples_against_in_process_at_the_batch_formed():
+    def recorded(served_rps: float) -> BenchResults:
+        return BenchResults({}, None, (_cell("digits_mobilenet", "triton", "binary", 64, (served_rps, 40), batch=9.6),),
+                            in_process=(InProcess("digits_mobilenet", 10, 3600.0, "ONNX Runtime, 2 threads"),))
+
+    name = "digits_mobilenet: served samples/s vs in-process at the batch Triton formed"
+    met = next(c for c in targets(recorded(2700.0)) if c.name == name)
+    missed = next(c for c in targets(recorded(1800.0)) if c.name == name)
+
+    assert met.met is True and met.observed.startswith("0.75× (2700 vs 3600 samples/s at batch 10")
+    assert missed.met is False and missed.notes[0] == "29 % short of 0.7×"
+    assert next(c for c in targets(RECORDED) if c.name == name).met is None  # no such cells in that recording
+
+
+def test_a_model_run_checks_the_in_process_target_once():
+    mine = BenchResults({"model": "churn"}, None, (_cell("churn", "triton", "binary", 64, (3000, 10), batch=8.0),),
+                        in_process=(InProcess("churn", 8, 10000.0, "ONNX Runtime"),))
+
+    names = [c.name for c in targets(mine)]
+
+    assert names.count("churn: served samples/s vs in-process at the batch Triton formed") == 1

@@ -270,7 +270,7 @@ def _stub_pid(server_pid: int, instance: str) -> int:
 
 
 def test_inference_is_retried_across_a_killed_backend_process(connect, triton, digits):
-    """kill -9 of a backend stub: the dead instance answers 500 'not healthy' until the server reloads the model;
+    """kill -9 of the backend stubs: a dead instance answers 500 'not healthy' until the server reloads the model;
     without retries the caller sees ServerError, with retries every call succeeds."""
     images = digits[0][:1]
     patient = connect(retries=modelport.RetryPolicy(retries=10, base_delay_s=0.05, max_delay_s=2.0))
@@ -278,7 +278,10 @@ def test_inference_is_retried_across_a_killed_backend_process(connect, triton, d
     patient.infer("digits", images)  # both connected and metadata cached before the kill
     impatient.infer("digits", images)
 
-    os.kill(_stub_pid(_tritonserver_pid(triton.http_url.rsplit(":", 1)[1]), "digits_0_0"), signal.SIGKILL)
+    # Every instance's stub: a surviving instance would answer, and the impatient caller might never see a failure.
+    server_pid = _tritonserver_pid(triton.http_url.rsplit(":", 1)[1])
+    for pid in [_stub_pid(server_pid, instance) for instance in triton.instance_names("digits")]:
+        os.kill(pid, signal.SIGKILL)
     failures, healthy_streak, calls = [], 0, 0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (failures and healthy_streak >= 10):
@@ -294,7 +297,7 @@ def test_inference_is_retried_across_a_killed_backend_process(connect, triton, d
             pytest.fail(f"retries ran out before the server served digits again ({error}); the server is expected "
                         f"to reload a model whose backend process died.\n{triton.log_tail(10)}")
         calls += 1
-    assert failures, "the killed instance never failed a request: was the right process killed?"
+    assert failures, "the killed instances never failed a request: were the right processes killed?"
     assert all("is not healthy" in error.server_message for error in failures)
     if connect.variant[0] == "http":
         assert failures[0].http_status == 500

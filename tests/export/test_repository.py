@@ -139,3 +139,17 @@ def test_every_model_of_the_spec_is_exported_and_up_to_date_in_the_repository(pr
 
     stale = [m.name for m in project_spec.models if not is_current(m, COMMITTED)]
     assert not stale, f"not exported or out of date: {stale}; run `make export`"
+
+
+def test_onnx_configs_leave_every_graph_optimization_on_unless_the_spec_lowers_it(tmp_path, tiny_model):
+    # Unset optimization.graph.level is ONNX Runtime's "all" in Triton's backend and ours; level 1 drops the layout
+    # transforms, which made convolutions 3x slower.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    default = repository.onnx_config(load_spec(write_spec(tmp_path / "a", tiny_spec(tiny_model))).models[0], "fp32")
+    lowered = repository.onnx_config(load_spec(write_spec(
+        tmp_path / "b", tiny_spec(tiny_model, extra="graph_optimization_level = 1"))).models[0], "fp32")
+
+    assert not default.optimization.HasField("graph")
+    assert "graph" not in repository.render(default)
+    assert lowered.optimization.graph.level == 1

@@ -101,7 +101,7 @@ def test_the_source_format_comes_from_the_suffix_or_config_json_unless_the_spec_
      "all TYPE_INT64 with the same dims"),
     (('name = "attention_mask"', 'name = "pixel_values"'), "input", "input_ids, and any of attention_mask"),
     (('name = "review"\n', 'name = "review bert"\n'), "text.name", "the Triton name of the text-in ensemble"),
-    (('[model.text]\n', '[model.text]\nmax_length = 32\n'), "text.max_length", "input, loadtest_weight"),
+    (('[model.text]\n', '[model.text]\nmax_length = 32\n'), "text.max_length", "input, instance_count, loadtest_weight"),
     (('name = "review"\n', 'name = "review"\ninput = "input_ids"\n'), "text.input", "TYPE_STRING input"),
     (("max_batch_size = 8", 'max_batch_size = 8\nactivation = "relu"'), "activation", "none, softmax, sigmoid"),
     (("max_batch_size = 8", 'max_batch_size = 8\nsource_format = "tflite"'), "source_format", "huggingface"),

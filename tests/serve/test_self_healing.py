@@ -12,6 +12,7 @@ import psutil
 import pytest
 import requests
 
+from serve.supervisor import LEFTOVER_GRACE_PER_STUB_S, LEFTOVER_GRACE_S
 from tests.conftest import exported_repository, launch_triton
 
 pytestmark = pytest.mark.integration
@@ -26,14 +27,11 @@ def own_triton(tmp_path_factory):
         yield server
 
 
-def tritonserver(server) -> psutil.Process:
-    return next(p for p in psutil.Process(server.pid).children() if p.name() == "tritonserver")
-
-
-def digits_stubs(server) -> list[psutil.Process]:
-    """Live stubs of `digits` (a killed stub stays a zombie child of tritonserver, without a command line)."""
-    live = [p for p in tritonserver(server).children() if p.status() != psutil.STATUS_ZOMBIE]
-    return [p for p in live if "/digits/1/" in " ".join(p.cmdline())]
+def every_digits_stub(server) -> list[psutil.Process]:
+    """The stubs of all digits instances: killing them all leaves no healthy instance to answer."""
+    stubs = server.backend_stubs("digits")
+    assert len(stubs) == len(server.instance_names("digits")), f"stubs {[p.pid for p in stubs]}\n" + server.log_tail()
+    return stubs
 
 
 def answers(server, timeout=2.0) -> bool:
@@ -63,7 +61,7 @@ def test_killed_backend_process_under_load_serves_again_within_5_seconds(own_tri
         thread.start()
     try:
         time.sleep(0.5)
-        victims = digits_stubs(own_triton)
+        victims = every_digits_stub(own_triton)
         killed_at = time.monotonic()
         for victim in victims:
             os.kill(victim.pid, signal.SIGKILL)
@@ -91,17 +89,17 @@ def test_killed_backend_process_under_load_serves_again_within_5_seconds(own_tri
     assert any(not ok for t, ok in outcomes if t > killed_at - 0.5), "the kill did not break anything: test is not testing"
     events = own_triton.events_path.read_text()
     assert "of model 'digits' died" in events and "model 'digits' reloaded" in events
-    assert not {p.pid for p in digits_stubs(own_triton)} & {v.pid for v in victims}
+    assert not {p.pid for p in own_triton.backend_stubs("digits")} & {v.pid for v in victims}
 
 
 def test_crashed_tritonserver_is_restarted(own_triton):
-    server = tritonserver(own_triton)
+    server = own_triton.tritonserver()
     os.kill(server.pid, signal.SIGKILL)
     began = time.monotonic()
     while time.monotonic() - began < 60 and not answers(own_triton):
         time.sleep(0.2)
     assert answers(own_triton), own_triton.log_tail()
-    assert tritonserver(own_triton).pid != server.pid
+    assert own_triton.tritonserver().pid != server.pid
     assert "tritonserver exited unexpectedly" in own_triton.events_path.read_text()
 
 
@@ -120,7 +118,7 @@ def test_server_answers_again_after_a_deeply_nested_json_body(own_triton):
 
 def test_stop_is_fast_even_with_a_dead_backend_process(tmp_path):
     with launch_triton(exported_repository(), tmp_path, extra_args=("--no-heal",)) as server:
-        for stub in digits_stubs(server):
+        for stub in every_digits_stub(server):
             os.kill(stub.pid, signal.SIGKILL)
         time.sleep(0.5)
         assert not answers(server)  # without healing the model stays broken
@@ -136,8 +134,7 @@ def test_stop_is_fast_even_with_a_dead_backend_process(tmp_path):
 def test_a_model_heals_again_when_its_new_backend_process_is_killed_too(own_triton):
     """Each heal must be a real reload: Triton skips a load whose config override equals the last one."""
     for round_ in range(2):
-        victims = digits_stubs(own_triton)
-        assert victims, f"round {round_}: no live digits stub"
+        victims = every_digits_stub(own_triton)
         for victim in victims:
             os.kill(victim.pid, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -145,3 +142,29 @@ def test_a_model_heals_again_when_its_new_backend_process_is_killed_too(own_trit
             time.sleep(0.05)
         seconds = time.monotonic() - killed_at
         assert seconds <= HEAL_BUDGET_S, f"round {round_}: still failing {seconds:.1f} s after kill -9\n" + own_triton.log_tail()
+
+
+def test_after_a_heal_only_the_configured_instances_run_even_when_one_of_several_stubs_died(own_triton):
+    """A request that reaches the dead stub pins the replaced model inside Triton, with its surviving stubs
+    (serve/supervisor.py says why); the supervisor must still end them, leaving exactly the configured instances."""
+    before = every_digits_stub(own_triton)
+    os.kill(before[0].pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    # Triton spreads requests over the instances: one soon reaches the dead stub, and that is what pins the model.
+    reached_the_dead_stub = False
+    while not reached_the_dead_stub and time.monotonic() - killed_at < HEAL_BUDGET_S:
+        reached_the_dead_stub = not answers(own_triton)
+    assert reached_the_dead_stub, "no request failed after the kill: the test is not testing"
+    configured = len(own_triton.instance_names("digits"))
+    replaced = {p.pid for p in before}
+    deadline = killed_at + HEAL_BUDGET_S + LEFTOVER_GRACE_S + LEFTOVER_GRACE_PER_STUB_S * configured + 2.0
+    while True:
+        running = {p.pid for p in own_triton.backend_stubs("digits")}
+        if (len(running) == configured and not running & replaced) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(running) == configured and not running & replaced, (
+        f"{configured} instances configured; running digits stubs {sorted(running)}, "
+        f"stubs before the kill {sorted(replaced)}\n" + own_triton.log_tail()
+    )
+    assert answers(own_triton)

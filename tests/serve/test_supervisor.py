@@ -36,6 +36,23 @@ def test_a_stub_that_exits_cleanly_is_not_a_death():
     assert watch.dead_models([]) == {}
 
 
+def test_stubs_of_a_replaced_model_are_not_deaths_when_they_end():
+    """After a heal the old model's stubs go (Triton ends them, or the supervisor kills the ones it leaves): neither
+    their zombie nor their exit may trigger another reload; the new stubs are watched as usual."""
+    watch = StubWatch(REPO)
+    other = Stub(12, False, "sentiment")
+    watch.dead_models([Stub(10, False, "digits", "r10"), Stub(11, False, "digits", "r11"), other])
+    assert [s.pid for s in watch.stubs_of("digits")] == [10, 11]
+
+    watch.retire(watch.stubs_of("digits"))
+
+    assert watch.stubs_of("digits") == []
+    assert watch.dead_models([Stub(10, True, None), Stub(11, False, "digits", "r11"), Stub(20, False, "digits"), other]) == {}
+    assert [s.pid for s in watch.stubs_of("digits")] == [20]
+    dead = watch.dead_models([Stub(10, True, None), Stub(11, True, None), Stub(20, True, None), other])
+    assert {model: [s.pid for s in stubs] for model, stubs in dead.items()} == {"digits": [20]}
+
+
 def test_port_in_use_names_the_port_and_the_flag():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

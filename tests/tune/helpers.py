@@ -22,3 +22,13 @@ def trial(c: Candidate, *points: tuple, error: str = "", seconds: float = 10.0) 
     """points: (connections, req/s, p50 ms, p99 ms[, errors])."""
     return Trial(c, tuple(Point(p[0], p[1], p[2], p[3], p[4] if len(p) > 4 else 0) for p in points), seconds,
                  error=error)
+
+
+def entry_figures(spec_text: str, name: str) -> list[str]:
+    """The `# make tune:` lines of the [[model]] named `name` (a run replaces these, and only these, comments)."""
+    from tune.models_toml import MARK
+
+    for block in spec_text.split("\n[[model]]\n")[1:]:
+        if block.startswith(f'name = "{name}"'):
+            return [line for line in block.splitlines() if line.startswith(f"# {MARK}")]
+    raise KeyError(name)

@@ -7,7 +7,9 @@ import tomllib
 
 import pytest
 
+from export.spec import load_spec
 from tests.conftest import ROOT
+from tests.tune.helpers import entry_figures
 from tune import models_toml
 from tune.models_toml import EntryUpdate
 
@@ -27,8 +29,10 @@ def test_only_the_tuned_values_change_and_the_figures_go_above_them(spec_copy):
                                                                   "720 req/s at 8 conns")})
 
     comment = f"# {models_toml.MARK} 720 req/s at 8 conns"
+    replaced = [f"-{line}" for line in entry_figures(SOURCE, entry["name"])]  # an earlier run's, if any
     assert sorted(changed_lines(SOURCE, text)) == sorted(
-        [f"+{comment}", f"-instance_count = {entry['instance_count']}", f"+instance_count = {new_instances}"])
+        [f"+{comment}", f"-instance_count = {entry['instance_count']}", f"+instance_count = {new_instances}"]
+        + replaced)
     lines = text.splitlines()
     assert lines[lines.index(comment) + 1] == f"instance_count = {new_instances}"
     assert tomllib.loads(text)["model"][0]["instance_count"] == new_instances
@@ -41,7 +45,8 @@ def test_a_second_run_replaces_the_figures_instead_of_piling_them_up(spec_copy):
 
     text = models_toml.write(spec_copy, {name: EntryUpdate({}, "second run", ("instance_count",))})
 
-    assert text.count(models_toml.MARK) == 1 and "second run" in text and "first run" not in text
+    assert entry_figures(text, name) == [f"# {models_toml.MARK} second run"] and "first run" not in text
+    assert text.count(models_toml.MARK) == SOURCE.count(models_toml.MARK) - len(entry_figures(SOURCE, name)) + 1
     assert all(len(line) <= models_toml.WIDTH for line in text.splitlines() if models_toml.MARK in line)
 
 
@@ -54,7 +59,8 @@ def test_a_field_the_entry_lacks_is_added_before_its_tensor_tables(spec_copy):
 
     written = next(m for m in tomllib.loads(text)["model"] if m["name"] == python_entry["name"])
     assert written["max_queue_delay_microseconds"] == 100 and written["input"] == python_entry["input"]
-    assert all(line.startswith("+") for line in changed_lines(SOURCE, text))
+    replaced = {f"-{line}" for line in entry_figures(SOURCE, python_entry["name"])}
+    assert all(line.startswith("+") or line in replaced for line in changed_lines(SOURCE, text))
 
 
 def test_a_value_the_spec_refuses_is_not_written(spec_copy):
@@ -64,3 +70,23 @@ def test_a_value_the_spec_refuses_is_not_written(spec_copy):
         models_toml.write(spec_copy, {name: EntryUpdate({"instance_count": 0}, "figures")})
     assert spec_copy.read_text() == SOURCE
     assert not list(spec_copy.parent.glob(".models-tune-*"))
+
+
+def test_a_generated_tokenizers_instances_go_into_the_text_table_that_generates_it(spec_copy):
+    owner = next(m for m in tomllib.loads(SOURCE)["model"] if "text" in m)
+    tokenizer = f"{owner['text']['name']}_tokenizer"
+
+    text = models_toml.write(spec_copy, {tokenizer: EntryUpdate({"instance_count": 2}, "1605 req/s at 32 conns")})
+
+    written = next(m for m in tomllib.loads(text)["model"] if m["name"] == owner["name"])
+    assert written["text"]["instance_count"] == 2 and "instance_count" not in owner["text"]
+    assert written["instance_count"] == owner["instance_count"]  # the classifier's own instances are untouched
+    assert f"# {models_toml.MARK} 1605 req/s at 32 conns" in text
+    generated = next(m for m in load_spec(spec_copy).models if m.name == tokenizer)
+    assert generated.instance_count == 2
+
+
+def test_an_entry_neither_listed_nor_generated_is_refused_naming_it(spec_copy):
+    with pytest.raises(ValueError, match="no \\[\\[model\\]\\] named 'nope', and no \\[model.text\\] table"):
+        models_toml.write(spec_copy, {"nope": EntryUpdate({"instance_count": 2}, "figures")})
+    assert spec_copy.read_text() == SOURCE

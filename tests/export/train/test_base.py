@@ -96,7 +96,8 @@ def test_calibration_holds_a_seeded_sample_of_300_training_inputs(tmp_path):
 
 
 def test_every_registered_trainer_has_a_fingerprinted_run_whose_sources_exist():
-    from export.train import digits, sentiment, sentiment_bert
-    assert set(TRAINERS) == {"digits", "sentiment", "sentiment_bert"}
-    for run in (digits.RUN, sentiment.RUN, sentiment_bert.RUN):
+    from export.train import RUNS, digits, digits_mobilenet, sentiment, sentiment_bert
+    assert set(TRAINERS) == set(RUNS) == {"digits", "digits_mobilenet", "sentiment", "sentiment_bert"}
+    for run in (digits.RUN, digits_mobilenet.RUN, sentiment.RUN, sentiment_bert.RUN):
         assert all(path.is_file() for path in run.sources), run.name
+        assert RUNS[run.name] is run
