@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 
+import psutil
 import pytest
 
 from export.spec import load_spec
@@ -171,7 +172,9 @@ def test_make_monitor_reports_the_triton_target_up_and_stops_on_ctrl_c(stack, tm
     process = subprocess.Popen([
         sys.executable, "-m", "operate", "monitor", "--listen", f"127.0.0.1:{port}", "--triton",
         stack.triton.metrics_url, "--supervisor", stack.supervisor_url, "--workdir", str(tmp_path),
-    ], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # as from a terminal: a suite started in the background (`cmd &`) inherits SIGINT ignored, and so would this
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     try:
         for line in process.stdout:
@@ -180,11 +183,31 @@ def test_make_monitor_reports_the_triton_target_up_and_stops_on_ctrl_c(stack, tm
                 break
     finally:
         process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=60)  # Prometheus gets 15 s to stop on SIGTERM, then is killed
+        code = process.wait(timeout=30)  # Prometheus gets 15 s to stop on SIGTERM, then is killed
     output = "".join(lines)
     assert re.search(rf"{promql.TRITON_JOB}\s+http://{re.escape(stack.triton.metrics_url)}/metrics\s+up", output), output
     assert re.search(rf"{promql.SUPERVISOR_JOB}\s+\S+\s+up", output), output
     assert code == 0
+
+
+def test_make_monitor_stopped_with_sigterm_stops_its_prometheus_too(stack, tmp_path):
+    (port,) = free_ports(1)
+    process = subprocess.Popen([
+        sys.executable, "-m", "operate", "monitor", "--listen", f"127.0.0.1:{port}", "--triton",
+        stack.triton.metrics_url, "--workdir", str(tmp_path),
+    ], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in process.stdout:
+            if "Ctrl-C stops it" in line:
+                break
+        prometheus = [p for p in psutil.process_iter(["cmdline"])
+                      if f"--web.listen-address=127.0.0.1:{port}" in (p.info["cmdline"] or [])]
+        assert len(prometheus) == 1
+    finally:
+        process.terminate()
+        code = process.wait(timeout=30)
+    assert code == 0
+    assert not prometheus[0].is_running() or prometheus[0].status() == psutil.STATUS_ZOMBIE
 
 
 def test_a_killed_backend_is_healed_counted_and_fires_the_backend_healed_alert(stack):
