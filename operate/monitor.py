@@ -149,15 +149,9 @@ def wait_for_scrapes(server: PrometheusServer, timeout_s: float) -> list[dict]:
         time.sleep(0.5)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def serve(options: MonitorOptions) -> int:
     """Foreground: start, report each target's first scrape, run until Ctrl-C (which stops Prometheus too: it runs
-    in a session of its own, so only we get the terminal's SIGINT, and stop it on the way out). SIGTERM stops it
-    the same way: Python's default would exit at once and leave that Prometheus running."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    in a session of its own, so only we get the terminal's SIGINT, and stop it on the way out)."""
     try:
         with running(options) as server:
             print(f"Prometheus {server.url} (config {options.workdir / 'prometheus.yml'}, rules {options.rules})",

@@ -190,26 +190,6 @@ def test_make_monitor_reports_the_triton_target_up_and_stops_on_ctrl_c(stack, tm
     assert code == 0
 
 
-def test_make_monitor_stopped_with_sigterm_stops_its_prometheus_too(stack, tmp_path):
-    (port,) = free_ports(1)
-    process = subprocess.Popen([
-        sys.executable, "-m", "operate", "monitor", "--listen", f"127.0.0.1:{port}", "--triton",
-        stack.triton.metrics_url, "--workdir", str(tmp_path),
-    ], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        for line in process.stdout:
-            if "Ctrl-C stops it" in line:
-                break
-        prometheus = [p for p in psutil.process_iter(["cmdline"])
-                      if f"--web.listen-address=127.0.0.1:{port}" in (p.info["cmdline"] or [])]
-        assert len(prometheus) == 1
-    finally:
-        process.terminate()
-        code = process.wait(timeout=30)
-    assert code == 0
-    assert not prometheus[0].is_running() or prometheus[0].status() == psutil.STATUS_ZOMBIE
-
-
 def test_a_killed_backend_is_healed_counted_and_fires_the_backend_healed_alert(stack):
     victims = stack.triton.backend_stubs("digits")
     assert victims
