@@ -21,7 +21,7 @@ from bench import backend_cost
 from bench import results as results_module
 from bench.run import BenchOptions, PlanError, batching_model, run
 from export.errors import SpecError
-from export.spec import load_spec
+from export.spec import Spec, load_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def backend_cost_run(args: argparse.Namespace, formed_batches: dict[str, float] | None = None) -> int:
+def backend_cost_run(args: argparse.Namespace, spec: Spec, formed_batches: dict[str, float] | None = None) -> int:
     quick, own = args.quick, args.backend_cost  # after a full run, its --rounds/--duration/--output are not ours
     options = backend_cost.CostOptions(repository=args.repository.resolve(), work_dir=REPO_ROOT / "build" / "bench",
                                        rounds=(own and args.rounds) or (1 if quick else 5),
@@ -56,7 +56,7 @@ def backend_cost_run(args: argparse.Namespace, formed_batches: dict[str, float] 
     stem = (own and args.output) or (
         REPO_ROOT / "build" / "bench" / "results" / "backend-cost-quick" if quick
         else REPO_ROOT / "bench" / "results" / "backend-cost")
-    return backend_cost.main(load_spec(args.spec), options, stem)
+    return backend_cost.main(spec, options, stem)
 
 
 def formed_batches(spec, outcome: results_module.BenchResults) -> dict[str, float]:
@@ -68,7 +68,7 @@ def formed_batches(spec, outcome: results_module.BenchResults) -> dict[str, floa
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.backend_cost:
-        return backend_cost_run(args)
+        return backend_cost_run(args, load_spec(args.spec))
     quick = args.quick
     options = BenchOptions(
         repository=args.repository.resolve(),
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         stem = REPO_ROOT / "bench" / "results" / (f"model-{args.model}" if args.model else "latest")
     try:
-        outcome = run(load_spec(args.spec), options)
+        spec = load_spec(args.spec)
+        outcome = run(spec, options)
     except (SpecError, PlanError) as error:
         print(f"bench: {error}", file=sys.stderr)
         return 2
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + markdown)
     print(f"benchmark results: {stem.with_suffix('.md')} (data: {stem.with_suffix('.json')})")
     if not quick and not args.model:
-        return backend_cost_run(args, formed_batches(load_spec(args.spec), outcome))
+        return backend_cost_run(args, spec, formed_batches(spec, outcome))
     return 0
 
 
