@@ -166,7 +166,15 @@ def baseline_requests(model: payloads.Target, onnx: Path, encoding: str, host: s
 
 
 def batches(samples: tuple[payloads.Sample, ...], size: int) -> tuple[dict[str, np.ndarray], ...]:
-    """Feeds of `size` rows each from one-row samples, repeating the rows when there are fewer than `size`."""
+    """Feeds of `size` rows each from one-row samples, repeating the rows when there are fewer than `size`; samples
+    of different shapes (inputs with -1 dims) go to different feeds, as Triton batches them."""
+    shapes: dict[tuple, list[payloads.Sample]] = {}
+    for sample in samples:
+        shapes.setdefault(tuple(i.array.shape for i in sample.inputs), []).append(sample)
+    return tuple(feed for group in shapes.values() for feed in _batches(tuple(group), size))
+
+
+def _batches(samples: tuple[payloads.Sample, ...], size: int) -> tuple[dict[str, np.ndarray], ...]:
     columns = {t.name: np.concatenate([s.inputs[k].array for s in samples]) for k, t in enumerate(samples[0].inputs)}
     rows = len(samples)
     if rows < size:

@@ -161,12 +161,14 @@ def _check_tensor(model: ModelSpec, kind: str, vi: onnx.ValueInfoProto, t: Tenso
     dims[0].Clear()
     dims[0].dim_param = BATCH_DIM
     for d, want in zip(dims[1:], t.dims):
-        if d.dim_param or d.dim_value != want:
-            actual = ", ".join(x.dim_param or str(x.dim_value) for x in dims[1:])
+        symbolic = bool(d.dim_param) or d.dim_value <= 0
+        if symbolic != (want == -1) or (not symbolic and d.dim_value != want):
+            actual = ", ".join(x.dim_param or str(x.dim_value) if x.dim_value > 0 or x.dim_param else "?"
+                               for x in dims[1:])
             raise IncompatibleModelError(
                 f"{model.name}: {kind} {t.name!r} has shape [batch, {actual}] in the model, the spec says "
-                f"[batch, {', '.join(map(str, t.dims))}]: only the batch dim may be dynamic (TensorRT and Triton "
-                f"need static dims); fix the model's Input shape or the spec's dims")
+                f"[batch, {', '.join(map(str, t.dims))}]: a dim is -1 in the spec exactly where the model takes any "
+                f"size (Keras: None in its Input shape); fix the model's Input shape or the spec's dims")
 
 
 def unsupported_ops(proto: onnx.ModelProto) -> list[str]:

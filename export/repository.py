@@ -8,6 +8,7 @@ optional variant the export left out because no recipe passed its gate: the mode
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +34,44 @@ class Profile:
     max: tuple[int, ...]
 
 
+def shape_ranges(model: ModelSpec) -> dict[str, Profile]:
+    """Every input with variable (-1) dims: its min / opt / max shape, batch excluded. The spec's min_dims, opt_dims
+    and max_dims where it declares them, else the held-out data's smallest, median and largest sizes."""
+    variable = [t for t in model.inputs if t.variable]
+    data = None
+    if model.onnx is not None and any(not (t.min_dims and t.opt_dims and t.max_dims) for t in variable):
+        from export.dataset import load_npz
+
+        data = load_npz(model, model.onnx.heldout, with_labels=False)
+    ranges = {}
+    for t in variable:
+        low, mid, high = data.shape_range(t) if data is not None else ((), t.max_dims, ())  # spec.py: min, max set
+        low, high = t.min_dims or low, t.max_dims or high
+        mid = t.opt_dims or tuple(min(max(a, m), b) for a, m, b in zip(low, mid, high))
+        ranges[t.name] = Profile(t.name, low, mid, high)
+    return ranges
+
+
 def trt_profiles(model: ModelSpec) -> list[Profile]:
     """One profile over every input (batch x its dims, e.g. batch x sequence): min batch 1, opt = the largest
-    preferred_batch_size, max = max_batch_size. `make trt` builds plans with it; the ORT TensorRT EP gets it too."""
+    preferred_batch_size, max = max_batch_size; variable dims over their shape_ranges. `make trt` builds plans with
+    it; the ORT TensorRT EP gets it too."""
     opt = max(model.preferred_batch_size, default=model.max_batch_size)
-    return [Profile(t.name, (1, *t.dims), (opt, *t.dims), (model.max_batch_size, *t.dims)) for t in model.inputs]
+    ranges = shape_ranges(model)
+    fixed = {t.name: Profile(t.name, t.dims, t.dims, t.dims) for t in model.inputs}
+    return [Profile(t.name, (1, *r.min), (opt, *r.opt), (model.max_batch_size, *r.max))
+            for t in model.inputs for r in [ranges.get(t.name, fixed[t.name])]]
+
+
+SHAPE_RANGE_PARAMETER = "shape_range."  # + input name: the range of its -1 dims, for the client and the backend
+
+
+def shape_range_parameters(model: ModelSpec) -> dict[str, str]:
+    """Config parameters saying which sizes an input with -1 dims takes: {"min": [...], "opt": [...], "max": [...]}
+    (batch excluded). Triton itself accepts any size for a -1 dim; the client, the gateway and the CPU backend refuse
+    sizes outside the range, which is what TensorRT's profile was built for."""
+    return {f"{SHAPE_RANGE_PARAMETER}{name}": json.dumps({"min": list(r.min), "opt": list(r.opt), "max": list(r.max)})
+            for name, r in shape_ranges(model).items()}
 
 
 def served_variants(model: ModelSpec, repository: Path) -> tuple[str, ...]:
@@ -123,7 +157,8 @@ def onnx_config(model: ModelSpec, variant: str) -> mc.ModelConfig:
                 f"{p.input}:{'x'.join(map(str, getattr(p, bound)))}" for p in trt_profiles(model))
     _parameters(config, {"intra_op_thread_count": str(model.intra_op_thread_count),
                          "inter_op_thread_count": str(model.inter_op_thread_count),
-                         "execution_mode": str(model.execution_mode), **dict(model.parameters)})
+                         "execution_mode": str(model.execution_mode), **dict(model.parameters),
+                         **shape_range_parameters(model)})
     for b in model.warmup_batch_sizes:
         w = config.model_warmup.add(name=f"zeros_batch_{b}", batch_size=b, count=1)
         for t in model.inputs:
@@ -145,6 +180,7 @@ def trt_config(model: ModelSpec, variant: str) -> mc.ModelConfig:
     _batching(model, config)
     _io(model, config)
     config.instance_group.add(count=model.instance_count, kind=mc.ModelInstanceGroup.KIND_GPU)
+    _parameters(config, shape_range_parameters(model))
     return config
 
 
@@ -154,7 +190,7 @@ def python_config(model: ModelSpec) -> mc.ModelConfig:
     _batching(model, config)
     _io(model, config)
     _instances(model, config)
-    _parameters(config, dict(model.parameters))
+    _parameters(config, {**dict(model.parameters), **shape_range_parameters(model)})
     return config
 
 
@@ -167,6 +203,7 @@ def ensemble_config(model: ModelSpec) -> mc.ModelConfig:
             s.input_map[inner] = outer
         for inner, outer in step.output_map:
             s.output_map[inner] = outer
+    _parameters(config, shape_range_parameters(model))
     return config
 
 

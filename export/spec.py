@@ -72,14 +72,33 @@ class Tensor:
     dims: tuple[int, ...]
     format: str = "FORMAT_NONE"
     labels: tuple[str, ...] = ()
+    # Bounds of the variable (-1) dims, full shapes like dims (batch excluded), as TensorRT's profiles take them;
+    # () = not declared: an onnx model's export takes it from the held-out data (dataset.Dataset.shape_range).
+    min_dims: tuple[int, ...] = ()
+    opt_dims: tuple[int, ...] = ()
+    max_dims: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"{self.name}"
         _require(isinstance(self.name, str) and NAME_RE.match(self.name) is not None, self.model, "name", self.name,
                  "a tensor name of letters, digits, _ and -, starting with a letter")
         _require(self.dtype in DTYPES, self.model, f"{where}.dtype", self.dtype, ", ".join(DTYPES))
-        _require(len(self.dims) > 0 and all(_is_int(d) and d > 0 for d in self.dims), self.model, f"{where}.dims",
-                 list(self.dims), "a non-empty list of positive integers (static: the batch dimension is implicit)")
+        _require(len(self.dims) > 0 and all(_is_int(d) and (d > 0 or d == -1) for d in self.dims), self.model,
+                 f"{where}.dims", list(self.dims),
+                 "a non-empty list of positive integers, or -1 for a variable size (the batch dimension is implicit)")
+        for bound in ("min_dims", "opt_dims", "max_dims"):
+            shape = getattr(self, bound)
+            _require(not shape or (self.variable and len(shape) == len(self.dims) and all(
+                _is_int(b) and (b == d if d > 0 else b > 0) for b, d in zip(shape, self.dims))), self.model,
+                f"{where}.{bound}", list(shape),
+                f"a shape like dims {list(self.dims)} with a positive size in place of each -1 (only for dims with -1)")
+        if self.min_dims and self.max_dims:
+            _require(all(a <= b for a, b in zip(self.min_dims, self.max_dims)), self.model, f"{where}.max_dims",
+                     list(self.max_dims), f">= min_dims {list(self.min_dims)} in every position")
+        if self.opt_dims:
+            low, high = self.min_dims or self.opt_dims, self.max_dims or self.opt_dims
+            _require(all(a <= o <= b for a, o, b in zip(low, self.opt_dims, high)), self.model, f"{where}.opt_dims",
+                     list(self.opt_dims), f"between min_dims {list(low)} and max_dims {list(high)}")
         _require(self.format in FORMATS, self.model, f"{where}.format", self.format, ", ".join(FORMATS))
         _require(self.format == "FORMAT_NONE" or len(self.dims) == 3, self.model, f"{where}.format", self.format,
                  "FORMAT_NHWC/FORMAT_NCHW only for 3 dims (H, W, C or C, H, W)")
@@ -88,6 +107,11 @@ class Tensor:
                      f"{where}.labels", list(self.labels), "non-empty single-line strings")
             _require(len(self.dims) == 1 and self.dims[0] == len(self.labels), self.model, f"{where}.labels",
                      f"{len(self.labels)} labels for dims {list(self.dims)}", "one label per class of a 1-D output")
+
+    @property
+    def variable(self) -> bool:
+        """Some dim is -1: requests may differ in its size (within min_dims..max_dims)."""
+        return -1 in self.dims
 
     @property
     def numpy_dtype(self) -> str:
@@ -235,6 +259,17 @@ class ModelSpec:
             _require(not strings, n, "warmup_batch_sizes", list(self.warmup_batch_sizes),
                      f"[] for models with TYPE_STRING inputs ({', '.join(strings)}): "
                      "zero-data warmup sends empty strings")
+        variable = [t.name for t in self.inputs if t.variable]
+        _require(not (variable and self.warmup_batch_sizes), n, "warmup_batch_sizes", list(self.warmup_batch_sizes),
+                 f"[] for models with variable dims ({', '.join(variable)}): zero-data warmup needs fixed dims")
+        unbounded = [t.name for t in self.inputs if t.variable and not (t.min_dims and t.max_dims)]
+        _require(self.kind == "onnx" or not unbounded, n, f"{unbounded[0] if unbounded else ''}.max_dims", None,
+                 "min_dims and max_dims for every input with -1 dims (only onnx models take them from held-out data)")
+        if self.kind == "onnx":
+            varying = [t.name for t in self.outputs if t.variable]
+            _require(not varying, n, f"{varying[0] if varying else ''}.dims", "-1",
+                     "fixed dims for the outputs of an onnx model (the parity gate compares fixed-size outputs; "
+                     "inputs may have -1 dims)")
         for fld in ("intra_op_thread_count", "inter_op_thread_count"):
             v = getattr(self, fld)
             _require(_is_int(v) and v >= 0, n, fld, v, "an integer >= 0 (0 = ONNX Runtime picks)")
@@ -289,7 +324,7 @@ _KIND_KEYS = {
     "python": {"code", "files"},
     "ensemble": {"step"},
 }
-_TENSOR_KEYS = {"name", "dtype", "dims", "format", "labels"}
+_TENSOR_KEYS = {"name", "dtype", "dims", "format", "labels", "min_dims", "opt_dims", "max_dims"}
 
 
 def _tensors(model: str, table: dict, key: str) -> tuple[Tensor, ...]:
@@ -306,7 +341,13 @@ def _tensors(model: str, table: dict, key: str) -> tuple[Tensor, ...]:
         _require(isinstance(dims, list), model, f"{t['name']}.dims", dims, "a list of positive integers")
         labels = t.get("labels", [])
         _require(isinstance(labels, list), model, f"{t['name']}.labels", labels, "a list of strings")
-        out.append(Tensor(model, t["name"], t["dtype"], tuple(dims), t.get("format", "FORMAT_NONE"), tuple(labels)))
+        bounds = {}
+        for bound in ("min_dims", "opt_dims", "max_dims"):
+            shape = t.get(bound, [])
+            _require(isinstance(shape, list), model, f"{t['name']}.{bound}", shape, "a list of positive integers")
+            bounds[bound] = tuple(shape)
+        out.append(Tensor(model, t["name"], t["dtype"], tuple(dims), t.get("format", "FORMAT_NONE"), tuple(labels),
+                          **bounds))
     return tuple(out)
 
 
@@ -344,7 +385,8 @@ def _text_model(model: str, table: object, root: Path, fmt: str, inputs: tuple[T
              "an integer >= 1 (instances of the generated tokenizer)")
     names = [t.name for t in inputs]
     _require("input_ids" in names and all(t.name in TOKENIZER_INPUTS and t.dtype == "TYPE_INT64" and len(t.dims) == 1
-                                          and t.dims == inputs[0].dims for t in inputs), model, "input",
+                                          and t.dims == inputs[0].dims and not t.variable for t in inputs), model,
+             "input",
              [f"{t.name} {t.dtype} {list(t.dims)}" for t in inputs],
              f"input_ids, and any of {', '.join(TOKENIZER_INPUTS[1:])} the graph takes, all TYPE_INT64 with the same "
              "dims [max length]: what the generated tokenizer emits")
