@@ -42,7 +42,12 @@ def _onnx(model: ModelSpec, data: Dataset) -> dict[str, np.ndarray]:
 def _keras(model: ModelSpec, data: Dataset) -> dict[str, np.ndarray]:
     import keras
 
-    net = keras.saving.load_model(model.onnx.source, compile=False)
+    if model.onnx.keras_text_layer:  # the numeric rest, token ids in: its held-out ids are the layer's own
+        from export import keras_text
+
+        net = keras_text.split(model)[2]
+    else:
+        net = keras.saving.load_model(model.onnx.source, compile=False)
     inputs = dict((name, t) for t, name in pair(model, "input", model.inputs, [i.name for i in net.inputs],
                                                 f"Keras model {model.onnx.source.name}"))
 

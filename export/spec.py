@@ -11,6 +11,7 @@ import importlib.util
 import json
 import re
 import tomllib
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,6 +35,9 @@ TOKENIZER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a g
 EXTRAS = {"torch": ("torch", "transformers", "onnxscript")}
 # The python backend model the export deploys for a [model.text] table (no model.py to write).
 HF_TOKENIZER_DIR = Path(__file__).resolve().parent / "hf_tokenizer"
+# The python step the export deploys for a Keras model that takes raw strings through TextVectorization.
+KERAS_TEXT_DIR = Path(__file__).resolve().parent / "keras_text_step"
+KERAS_STRING_LAYERS = ("TextVectorization", "StringLookup", "IntegerLookup", "Hashing")
 # Text validation shared with `sentiment_tokenizer`, so bad texts get the same answers (deployed beside the model).
 TEXT_ENCODING = Path(__file__).resolve().parents[1] / "model_repository/sentiment_tokenizer/1/text_encoding.py"
 
@@ -178,6 +182,9 @@ class OnnxSource:
     declared_format: str | None = None  # the spec's `source_format`, when it names one
     activation: str = "none"  # torch sources: applied to the model's output (HF checkpoints: to its logits)
     text: TextModel | None = None
+    # Keras sources taking raw strings: the name of the TextVectorization layer the export splits off into a python
+    # step (keras_text_models); this model is then the numeric rest, token ids in.
+    keras_text_layer: str = ""
 
     @property
     def source_format(self) -> str:
@@ -422,6 +429,73 @@ def text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec]:
     return tokenizer, ensemble
 
 
+def _keras_first_layer(model: str, source: Path) -> dict:
+    """The config of the layer a .keras file's input feeds first, read from the archive's config.json (no Keras)."""
+    try:
+        with zipfile.ZipFile(source) as archive:
+            layers = json.loads(archive.read("config.json"))["config"]["layers"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise SpecError(model, "source", str(source), f"a readable .keras file ({e})") from None
+    return next((layer for layer in layers if layer.get("class_name") != "InputLayer"), {})
+
+
+def keras_text_names(m: ModelSpec) -> tuple[str, str]:
+    """(numeric model, python step) of a raw-strings Keras model, from its spec name or its numeric model's."""
+    base = m.name.removesuffix("_numeric") if m.onnx is not None and m.onnx.keras_text_layer else m.name
+    return f"{base}_numeric", f"{base}_preprocess"
+
+
+def keras_text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec, ModelSpec]:
+    """A Keras model taking raw strings through TextVectorization, split the way a [model.text] table is served: the
+    numeric rest (`<name>_numeric`, token ids in, exported to ONNX), the layer as a generated python step
+    (`<name>_preprocess`) and an ensemble under the model's own name taking the strings."""
+    text = m.inputs[0]
+    _require(len(m.inputs) == 1 and text.dims == (1,), m.name, "input", [f"{t.name} {t.dtype} {list(t.dims)}"
+                                                                         for t in m.inputs],
+             "one TYPE_STRING input of dims [1] for a Keras model taking raw strings (one text per item)")
+    layer = _keras_first_layer(m.name, m.onnx.source)
+    kind, config = layer.get("class_name", "?"), layer.get("config", {})
+    _require(kind == "TextVectorization", m.name, f"{text.name}.dtype", text.dtype,
+             f"TYPE_STRING inputs of a Keras model feeding a TextVectorization layer first (this one feeds {kind}"
+             + ("; StringLookup, IntegerLookup and Hashing on strings are not split off yet: apply them before "
+                "the model and declare their integer output as the input" if kind in KERAS_STRING_LAYERS else "")
+             + ")")
+    settings = {k: config.get(k) for k in ("output_mode", "output_sequence_length", "standardize", "split")}
+    _require(settings["output_mode"] == "int" and _is_int(settings["output_sequence_length"])
+             and settings["standardize"] in (None, "lower", "strip_punctuation", "lower_and_strip_punctuation")
+             and settings["split"] in (None, "whitespace", "character"), m.name, f"{text.name} (TextVectorization "
+             f"{layer.get('name')!r})", settings,
+             'output_mode "int" with an output_sequence_length, a built-in standardize and split (a callable has no '
+             "config to reproduce)")
+    length = settings["output_sequence_length"]
+    numeric, step = keras_text_names(m)
+    ids = Tensor(numeric, "token_ids", "TYPE_INT64", (length,))
+    outputs = tuple((t.name, t.name) for t in m.outputs)
+    numeric_model = replace(
+        m, name=numeric, inputs=(ids,), outputs=tuple(replace(t, model=numeric) for t in m.outputs), samples=None,
+        loadtest_weight=0, description=f"The numeric part of {m.name}: token ids in (its TextVectorization layer "
+                                        f"runs in {step}). {m.description}".strip(),
+        onnx=replace(m.onnx, keras_text_layer=str(layer.get("name", ""))))
+    preprocess = ModelSpec(
+        name=step, kind="python", inputs=(replace(text, model=step),), outputs=(replace(ids, model=step),),
+        max_batch_size=m.max_batch_size, instance_kind="KIND_CPU",
+        description=f"Generated from {m.name}'s TextVectorization layer: UTF-8 text -> token_ids (int64 [{length}]).",
+        loadtest_weight=0, raw=m.raw,
+        python=PythonCode(KERAS_TEXT_DIR / "model.py", (KERAS_TEXT_DIR / "text_vectorization.py", TEXT_ENCODING)))
+    ensemble = ModelSpec(
+        name=m.name, kind="ensemble", inputs=m.inputs, outputs=m.outputs, max_batch_size=m.max_batch_size,
+        description=m.description or f"UTF-8 text in: {step} -> {numeric}.", samples=m.samples,
+        loadtest_weight=m.loadtest_weight, raw=m.raw,
+        steps=(Step(step, ((text.name, text.name),), (("token_ids", "token_ids"),)),
+               Step(numeric, (("token_ids", "token_ids"),), outputs)))
+    return numeric_model, preprocess, ensemble
+
+
+def _splits_keras_text(m: ModelSpec) -> bool:
+    return (m.onnx is not None and m.onnx.source_format == "keras" and m.onnx.text is None
+            and any(t.dtype == "TYPE_STRING" for t in m.inputs) and m.onnx.source.is_file())
+
+
 def parse_model(table: dict, root: Path) -> ModelSpec:
     """Build one ModelSpec from its [[model]] table; raises SpecError on the first wrong field."""
     name = table.get("name", "?")
@@ -589,6 +663,7 @@ def load_spec(path: Path, extras: frozenset[str] | None = None) -> Spec:
     _require(isinstance(tables, list) and tables, "-", "model", tables, "one or more [[model]] tables")
     models = [parse_model(t, path.parent) for t in tables]
     models = [x for m in models for x in (m, *(text_models(m) if m.onnx is not None and m.onnx.text else ()))]
+    models = [x for m in models for x in (keras_text_models(m) if _splits_keras_text(m) else (m,))]
 
     triton: dict[str, tuple[ModelSpec, str]] = {}
     for m in models:
