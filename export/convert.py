@@ -156,10 +156,11 @@ def _check_tensor(model: ModelSpec, kind: str, vi: onnx.ValueInfoProto, t: Tenso
     tt = vi.type.tensor_type
     if tt.elem_type == onnx.TensorProto.STRING:
         raise IncompatibleModelError(
-            f"{model.name}: {kind} {t.name!r} takes strings inside the graph (a Keras preprocessing layer such as "
-            f"TextVectorization, StringLookup or Hashing): the export serves numeric graphs only; split the layer "
-            f"off: export the model from its first numeric layer on (token ids in, `dims = [-1]` for any length) and "
-            f"serve the preprocessing as a python step in an ensemble before it")
+            f"{model.name}: {kind} {t.name!r} takes strings inside the graph (a preprocessing layer such as "
+            f"TextVectorization, StringLookup or Hashing): the export serves numeric graphs. A .keras source whose "
+            f"input feeds TextVectorization is split automatically when the file exists as models.toml is read (run "
+            f"the export again once its trainer wrote it); otherwise export the model from its first numeric layer "
+            f"on (token ids in, `dims = [-1]` for any length) and serve the preprocessing as a python step before it")
     if tt.elem_type != ONNX_DTYPES.get(t.dtype):
         actual = {v: k for k, v in ONNX_DTYPES.items()}.get(tt.elem_type, onnx.TensorProto.DataType.Name(tt.elem_type))
         raise IncompatibleModelError(f"{model.name}: {kind} {t.name!r} is {actual} in the model, the spec says "

@@ -464,7 +464,7 @@ def keras_text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec, ModelSpec]:
     _require(settings["output_mode"] == "int" and _is_int(settings["output_sequence_length"])
              and settings["standardize"] in (None, "lower", "strip_punctuation", "lower_and_strip_punctuation")
              and settings["split"] in (None, "whitespace", "character"), m.name, f"{text.name} (TextVectorization "
-             f"{layer.get('name')!r})", settings,
+             f"{layer.get('name')})", settings,
              'output_mode "int" with an output_sequence_length, a built-in standardize and split (a callable has no '
              "config to reproduce)")
     length = settings["output_sequence_length"]

@@ -6,6 +6,7 @@ strings, the served model answers what the Keras model does, and its tokens are 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,24 @@ def test_the_encoding_reproduces_the_layer_on_every_standardize_and_split_settin
             expected = np.asarray(layer(tf.constant(np.array(texts, dtype=object)[:, None])))  # as Input((1,))
             np.testing.assert_array_equal(served, expected, err_msg=f"standardize={standardize} split={split} "
                                                                     f"ngrams={ngrams}")
+
+
+@pytest.mark.parametrize(("layer", "allowed"), [
+    ("StringLookup", "StringLookup, IntegerLookup and Hashing on strings are not split off yet"),
+    ("TextVectorization", 'output_mode "int" with an output_sequence_length'),
+])
+def test_a_string_layer_the_export_cannot_reproduce_is_refused_naming_it(tmp_path, layer, allowed):
+    import keras
+
+    from export.errors import SpecError
+    from export.spec import load_spec
+
+    text = keras.Input((1,), dtype="string", name="text")
+    if layer == "StringLookup":
+        ids = keras.layers.StringLookup(vocabulary=["a", "b"])(text)
+    else:  # without output_sequence_length the layer pads to the longest text of each batch
+        ids = keras.layers.TextVectorization(vocabulary=["a", "b"])(text)
+    keras.Model(text, keras.layers.Dense(2)(keras.layers.Embedding(4, 2)(ids)[:, 0])).save(tmp_path / "m.keras")
+    (tmp_path / "models.toml").write_text(SPEC.replace("models/opinions.keras", "m.keras"))
+    with pytest.raises(SpecError, match=r"model 'opinions', field 'text.*" + re.escape(allowed)):
+        load_spec(tmp_path / "models.toml")
