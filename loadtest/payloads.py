@@ -76,7 +76,7 @@ class Target:
         """(spec field, path) of the payload file, or None when the spec names none."""
         if self.model.samples is not None:
             return "samples", self.model.samples
-        if self.model.onnx is not None:
+        if self.model.onnx is not None and not self.model.onnx.keras_text_layer:  # that one's held-out set is text
             return "heldout", self.model.onnx.heldout
         return None
 

@@ -169,3 +169,13 @@ def test_a_string_layer_the_export_cannot_reproduce_is_refused_naming_it(tmp_pat
     (tmp_path / "models.toml").write_text(SPEC.replace("models/opinions.keras", "m.keras"))
     with pytest.raises(SpecError, match=r"model 'opinions', field 'text.*" + re.escape(allowed)):
         load_spec(tmp_path / "models.toml")
+
+
+def test_the_load_test_leaves_the_numeric_part_without_payloads_and_names_the_fix(project):
+    from export.spec import load_spec
+    from loadtest import payloads
+
+    targets = {t.name: t for t in payloads.targets(load_spec(project / "models.toml"))}
+    assert set(targets) == {"opinions", "opinions_preprocess", "opinions_numeric"}
+    with pytest.raises(payloads.ScenarioError, match="opinions_numeric.*no load-test payloads.*`samples`"):
+        payloads.select(tuple(targets.values()), ["opinions_numeric"])
