@@ -1,4 +1,4 @@
-"""A Keras model that takes raw strings through a `TextVectorization` layer, split for serving: the layer becomes the
+"""A Keras model that takes raw strings through a `TextVectorization` (or `StringLookup`) layer, split for serving: the layer becomes the
 generated python step (export/keras_text_step, settings and vocabulary from the layer itself, spec.keras_text_models),
 the rest is the numeric model exported to ONNX. Held-out data stays what the Keras model takes (`x`: the raw texts,
 `y`: labels); the numeric model is verified on the layer's own ids for them, and the whole served path end to end:
@@ -72,14 +72,18 @@ def split(model: ModelSpec):
 
 
 def settings(layer) -> dict:
-    """What text_vectorization.py needs to reproduce the layer: its config and vocabulary."""
+    """What text_vectorization.py needs to reproduce the layer: its kind, config and vocabulary."""
     config = layer.get_config()
     vocabulary = [str(t) for t in layer.get_vocabulary()]
+    oov = config.get("oov_token", "[UNK]")
+    common = {"layer": type(layer).__name__, "vocabulary": vocabulary,
+              "oov_index": vocabulary.index(oov) if oov in vocabulary else 1}
+    if common["layer"] == "StringLookup":
+        return common
     ngrams = config["ngrams"]
-    return {"standardize": config["standardize"], "split": config["split"], "strip_regex": STRIP_REGEX,
+    return {**common, "standardize": config["standardize"], "split": config["split"], "strip_regex": STRIP_REGEX,
             "ngrams": list(range(1, ngrams + 1)) if isinstance(ngrams, int) else list(ngrams or ()),
-            "output_sequence_length": config["output_sequence_length"], "vocabulary": vocabulary,
-            "oov_index": vocabulary.index("[UNK]") if "[UNK]" in vocabulary else 1}
+            "output_sequence_length": config["output_sequence_length"]}
 
 
 def heldout_texts(model: ModelSpec, path: Path, with_labels: bool = True) -> tuple[list[str], np.ndarray | None]:
@@ -122,7 +126,7 @@ def check(model: ModelSpec, fp32: bytes, step: dict) -> tuple[KerasTextParity, l
 
     texts, _ = heldout_texts(model, model.onnx.heldout)
     net, layer, _ = split(model)
-    served_ids = served_encoding().TextVectorization(step).encode(texts)
+    served_ids = served_encoding().from_settings(step).encode(texts)
     keras_ids = np.asarray(layer(_strings(net, texts))).astype(np.int64)
     name = model.outputs[0].name
     served = run_onnx(session(fp32), {model.inputs[0].name: served_ids}, model.max_batch_size, [name])[name]

@@ -38,6 +38,7 @@ HF_TOKENIZER_DIR = Path(__file__).resolve().parent / "hf_tokenizer"
 # The python step the export deploys for a Keras model that takes raw strings through TextVectorization.
 KERAS_TEXT_DIR = Path(__file__).resolve().parent / "keras_text_step"
 KERAS_STRING_LAYERS = ("TextVectorization", "StringLookup", "IntegerLookup", "Hashing")
+KERAS_SPLIT_LAYERS = ("TextVectorization", "StringLookup")  # those the generated step reproduces
 # Text validation shared with `sentiment_tokenizer`, so bad texts get the same answers (deployed beside the model).
 TEXT_ENCODING = Path(__file__).resolve().parents[1] / "model_repository/sentiment_tokenizer/1/text_encoding.py"
 
@@ -446,28 +447,35 @@ def keras_text_names(m: ModelSpec) -> tuple[str, str]:
 
 
 def keras_text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec, ModelSpec]:
-    """A Keras model taking raw strings through TextVectorization, split the way a [model.text] table is served: the
-    numeric rest (`<name>_numeric`, token ids in, exported to ONNX), the layer as a generated python step
-    (`<name>_preprocess`) and an ensemble under the model's own name taking the strings."""
+    """A Keras model taking raw strings through TextVectorization or StringLookup, split the way a [model.text] table
+    is served: the numeric rest (`<name>_numeric`, token ids in, exported to ONNX), the layer as a generated python
+    step (`<name>_preprocess`) and an ensemble under the model's own name taking the strings."""
     text = m.inputs[0]
     _require(len(m.inputs) == 1 and text.dims == (1,), m.name, "input", [f"{t.name} {t.dtype} {list(t.dims)}"
                                                                          for t in m.inputs],
              "one TYPE_STRING input of dims [1] for a Keras model taking raw strings (one text per item)")
     layer = _keras_first_layer(m.name, m.onnx.source)
     kind, config = layer.get("class_name", "?"), layer.get("config", {})
-    _require(kind == "TextVectorization", m.name, f"{text.name}.dtype", text.dtype,
-             f"TYPE_STRING inputs of a Keras model feeding a TextVectorization layer first (this one feeds {kind}"
-             + ("; StringLookup, IntegerLookup and Hashing on strings are not split off yet: apply them before "
-                "the model and declare their integer output as the input" if kind in KERAS_STRING_LAYERS else "")
-             + ")")
-    settings = {k: config.get(k) for k in ("output_mode", "output_sequence_length", "standardize", "split")}
-    _require(settings["output_mode"] == "int" and _is_int(settings["output_sequence_length"])
-             and settings["standardize"] in (None, "lower", "strip_punctuation", "lower_and_strip_punctuation")
-             and settings["split"] in (None, "whitespace", "character"), m.name, f"{text.name} (TextVectorization "
-             f"{layer.get('name')})", settings,
-             'output_mode "int" with an output_sequence_length, a built-in standardize and split (a callable has no '
-             "config to reproduce)")
-    length = settings["output_sequence_length"]
+    _require(kind in KERAS_SPLIT_LAYERS, m.name, f"{text.name}.dtype", text.dtype,
+             f"TYPE_STRING inputs of a Keras model feeding a TextVectorization or StringLookup layer first (this one "
+             f"feeds {kind}" + ("; IntegerLookup and Hashing on strings are not split off: apply them before the "
+                                "model and declare their integer output as the input"
+                                if kind in KERAS_STRING_LAYERS else "") + ")")
+    where = f"{text.name} ({kind} {layer.get('name')})"
+    if kind == "StringLookup":
+        settings = {k: config.get(k) for k in ("output_mode", "invert", "num_oov_indices")}
+        _require(settings == {"output_mode": "int", "invert": False, "num_oov_indices": 1}, m.name, where, settings,
+                 'output_mode "int", invert false, num_oov_indices 1 (more OOV buckets hash with TensorFlow\'s '
+                 "FarmHash, which the step does not reproduce)")
+        length = 1
+    else:
+        settings = {k: config.get(k) for k in ("output_mode", "output_sequence_length", "standardize", "split")}
+        _require(settings["output_mode"] == "int" and _is_int(settings["output_sequence_length"])
+                 and settings["standardize"] in (None, "lower", "strip_punctuation", "lower_and_strip_punctuation")
+                 and settings["split"] in (None, "whitespace", "character"), m.name, where, settings,
+                 'output_mode "int" with an output_sequence_length, a built-in standardize and split (a callable has '
+                 "no config to reproduce)")
+        length = settings["output_sequence_length"]
     numeric, step = keras_text_names(m)
     ids = Tensor(numeric, "token_ids", "TYPE_INT64", (length,))
     outputs = tuple((t.name, t.name) for t in m.outputs)
@@ -479,7 +487,7 @@ def keras_text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec, ModelSpec]:
     preprocess = ModelSpec(
         name=step, kind="python", inputs=(replace(text, model=step),), outputs=(replace(ids, model=step),),
         max_batch_size=m.max_batch_size, instance_kind="KIND_CPU",
-        description=f"Generated from {m.name}'s TextVectorization layer: UTF-8 text -> token_ids (int64 [{length}]).",
+        description=f"Generated from {m.name}'s {kind} layer: UTF-8 text -> token_ids (int64 [{length}]).",
         loadtest_weight=0, raw=m.raw,
         python=PythonCode(KERAS_TEXT_DIR / "model.py", (KERAS_TEXT_DIR / "text_vectorization.py", TEXT_ENCODING)))
     ensemble = ModelSpec(

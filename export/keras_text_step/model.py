@@ -1,10 +1,10 @@
 """The preprocessing step the export generates for a Keras model that takes raw strings through a `TextVectorization`
-layer: UTF-8 text -> the token ids the rest of the model (exported to ONNX) takes. The same file serves every such
+or `StringLookup` layer: UTF-8 text -> the token ids the rest of the model (exported to ONNX) takes. The same file serves every such
 model: its contract comes from config.pbtxt, the layer's settings and vocabulary from text_vectorization.json, which
 the export writes from the layer itself.
 
     input    one TYPE_STRING tensor, dims [1]: UTF-8 text
-    output   one TYPE_INT64 tensor, dims [output_sequence_length]
+    output   one TYPE_INT64 tensor, dims [output_sequence_length] (StringLookup: [1])
     parameter max_text_bytes: the largest accepted text in bytes
     files beside it: text_vectorization.json, text_vectorization.py (the encoding, which the export's end-to-end
              parity check runs too), text_encoding.py (the validation `sentiment_tokenizer` answers bad texts with)
@@ -37,11 +37,11 @@ class TritonPythonModel:
         path = os.path.join(args["model_repository"], args["model_version"], text_vectorization.STEP_FILE)
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{name}: {path} is missing; run `make export`")
-        self.layer = text_vectorization.TextVectorization.load(path)
+        self.layer = text_vectorization.load(path)
         dims = [int(d) for d in outputs[0]["dims"]]
         if dims != [self.layer.length]:
             raise pb_utils.TritonModelException(f"{name}: output dims {dims} differ from the layer's "
-                                                f"output_sequence_length {self.layer.length}; run `make export`")
+                                                f"[{self.layer.length}]; run `make export`")
 
     def execute(self, requests):
         return [self._respond(request) for request in requests]

@@ -1,4 +1,4 @@
-"""Keras `TextVectorization` (output_mode "int") in plain Python, from the layer's own config and vocabulary, so the
+"""Keras `TextVectorization` and `StringLookup` (output_mode "int") in plain Python, from the layer's own config and vocabulary, so the
 generated python step serves the ids the Keras model computes in its graph. The export writes the layer's settings to
 text_vectorization.json (STEP_FILE) and checks on the held-out texts that these ids are the layer's own.
 
@@ -9,6 +9,7 @@ What the layer does, step by step, and what reproduces it here (keras/src/layers
 - ngrams: tf.strings.ngrams, for each width in order all n-grams joined by " " (widths longer than the text give none);
 - lookup: the vocabulary's index, index 0 the mask token "", unknown tokens the OOV index;
 - output_sequence_length: the first L ids, right-padded with 0.
+StringLookup looks the whole string up as it is (no standardize, no split): one id per text.
 
 No TensorFlow, no numpy beyond the output array: it runs in the Triton python stub.
 """
@@ -37,9 +38,6 @@ class TextVectorization:
         self.index = {token: i for i, token in enumerate(settings["vocabulary"])}
         self.oov = int(settings["oov_index"])
 
-    @classmethod
-    def load(cls, path: Path | str) -> "TextVectorization":
-        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def tokens(self, text: str) -> list[str]:
         if self.lower:
@@ -63,3 +61,26 @@ class TextVectorization:
             found = [self.index.get(token, self.oov) for token in self.tokens(text)[:self.length]]
             ids[row, :len(found)] = found
         return ids
+
+
+class StringLookup:
+    def __init__(self, settings: dict) -> None:
+        self.length = 1
+        self.index = {token: i for i, token in enumerate(settings["vocabulary"])}
+        self.oov = int(settings["oov_index"])
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Token ids int64 [len(texts), 1]."""
+        return np.array([[self.index.get(text, self.oov)] for text in texts], dtype=np.int64)
+
+
+LAYERS = {"TextVectorization": TextVectorization, "StringLookup": StringLookup}
+
+
+def from_settings(settings: dict):
+    return LAYERS[settings["layer"]](settings)
+
+
+def load(path: Path | str):
+    """The layer text_vectorization.json describes."""
+    return from_settings(json.loads(Path(path).read_text(encoding="utf-8")))
