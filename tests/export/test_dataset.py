@@ -52,3 +52,20 @@ def test_lengths_beyond_the_padded_size_name_the_array_and_the_allowed_sizes(tmp
     np.savez(path, x=np.zeros((2, 3), np.int64), x_lengths=np.array([2, 4]))
     with pytest.raises(SourceError, match=r"`x_lengths` must hold.*between 1 and the padded size \[3\].*from 2 to 4"):
         load_npz(variable_model(), path, with_labels=False)
+
+
+def test_a_declared_bound_beyond_the_held_out_sizes_fails_naming_the_missing_one(tmp_path):
+    from dataclasses import replace
+
+    from export.errors import SpecError
+    from export.repository import shape_ranges
+    from export.spec import Gate, OnnxSource
+
+    np.savez(tmp_path / "heldout.npz", x=np.zeros((2, 3), np.int64), x_lengths=np.array([2, 3]))
+    model = variable_model()
+    source = OnnxSource(tmp_path / "m.keras", tmp_path / "heldout.npz", None, None, ("fp32",), Gate("m"), False)
+    model = replace(model, onnx=source)
+    assert (shape_ranges(model)["tokens"].min, shape_ranges(model)["tokens"].max) == ((2,), (3,))
+    model = replace(model, inputs=(replace(model.inputs[0], min_dims=(8,)),))
+    with pytest.raises(SpecError, match=r"field 'tokens\.max_dims'.*min \[8\] > max \[3\]"):
+        shape_ranges(model)
