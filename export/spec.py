@@ -48,6 +48,9 @@ def installed_extras() -> frozenset[str]:
     return frozenset(e for e, modules in EXTRAS.items() if all(importlib.util.find_spec(m) for m in modules))
 
 
+ALL_EXTRAS = frozenset(EXTRAS)
+
+
 def install_hint(extra: str) -> str:
     return (f"the optional {extra} extra ({', '.join(EXTRAS[extra])}) is not installed here; "
             f"`make venv EXTRAS={extra}` installs it")
@@ -689,3 +692,9 @@ def load_spec(path: Path, extras: frozenset[str] | None = None) -> Spec:
     models = [replace(m, extra=missing[m.name]) if m.name in missing else m for m in models]
     return Spec(path, tuple(m for m in models if m.name not in missing),
                 tuple(m for m in models if m.name in missing))
+
+
+def load_declared_spec(path: Path) -> Spec:
+    """Every model models.toml declares, as if every extra were installed: what generated files (deploy/, the
+    dashboard, rules, tune's writes) are made from, so they depend on models.toml alone, not on this machine."""
+    return load_spec(path, extras=ALL_EXTRAS)

@@ -22,6 +22,9 @@ from serve.process import free_ports
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
 STARTUP_TIMEOUT_S = 180.0
+# The reference models' load-test mix (models.toml's loadtest_weight): part of their contract. A user's own models
+# join the mix with their own weights; tests check these three exactly and every other model from the spec.
+REFERENCE_MIX = {"digits": 5, "digits_image": 2, "sentiment": 3}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,12 +9,12 @@ import sys
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from export.spec import load_spec
+from export.spec import load_declared_spec
 from operate import dashboard, generate, k8s, promql, rules
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
-SPEC = load_spec(ROOT / "models.toml")
+SPEC = load_declared_spec(ROOT / "models.toml")
 BOARD = json.loads((DEPLOY / "grafana" / "modelport.json").read_text())
 
 
