@@ -7,7 +7,7 @@ from serve.errors import PortInUseError, RuntimeMissingError, ServerStartError
 from serve.options import ServeOptions
 from serve.process import check_ports_free, clean_shm, explain_start_failure
 from serve.security import resolve_admin_key
-from serve.supervisor import Stub, StubWatch, model_of_stub
+from serve.supervisor import RESTART_BACKOFF_MAX_S, Stub, StubWatch, model_of_stub, restart_delay
 
 REPO = Path("/srv/repo")
 OPTIONS = ServeOptions(repository=REPO, admin_key="k" * 16)
@@ -51,6 +51,14 @@ def test_stubs_of_a_replaced_model_are_not_deaths_when_they_end():
     assert [s.pid for s in watch.stubs_of("digits")] == [20]
     dead = watch.dead_models([Stub(10, True, None), Stub(11, True, None), Stub(20, True, None), other])
     assert {model: [s.pid for s in stubs] for model, stubs in dead.items()} == {"digits": [20]}
+
+
+def test_restart_backoff_starts_at_once_doubles_and_stays_capped_without_end():
+    delays = [restart_delay(n) for n in range(1, 1001)]
+    assert delays[0] == 0.0 and 0 < delays[1] < delays[2] < delays[3]
+    assert all(later >= earlier for earlier, later in zip(delays, delays[1:]))
+    assert max(delays) == RESTART_BACKOFF_MAX_S <= 5.0  # a few seconds, however long the crash loop lasts
+    assert delays[-1] == RESTART_BACKOFF_MAX_S
 
 
 def test_port_in_use_names_the_port_and_the_flag():
