@@ -6,7 +6,7 @@ import pytest
 from serve.errors import PortInUseError, RuntimeMissingError, ServerStartError
 from serve.options import ServeOptions
 from serve.process import check_ports_free, clean_shm, explain_start_failure
-from serve.security import resolve_admin_key
+from serve.security import admin_key_exposure, proc_hides_other_users, resolve_admin_key
 from serve.supervisor import RESTART_BACKOFF_MAX_S, Stub, StubWatch, model_of_stub, restart_delay
 
 REPO = Path("/srv/repo")
@@ -101,3 +101,28 @@ def test_admin_key_from_the_environment_wins(tmp_path):
     key = resolve_admin_key(tmp_path, environ={"MODELPORT_ADMIN_KEY": "from-env"})
     assert (key.value, key.source) == ("from-env", "env MODELPORT_ADMIN_KEY")
     assert not (tmp_path / "admin.key").exists()
+
+
+PROC_PLAIN = "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
+PROC_HIDDEN = "66 48 0:40 / /proc rw,relatime - proc proc rw,hidepid=invisible\n"
+
+
+@pytest.mark.parametrize(("mountinfo", "hidden"), [
+    (PROC_PLAIN, False),
+    (PROC_HIDDEN, True),
+    ("66 48 0:40 / /proc rw,nosuid shared:12 - proc proc rw,hidepid=2,gid=4\n", True),
+    ("66 48 0:40 / /proc rw - proc proc rw,hidepid=0\n", False),
+    ("66 48 0:40 / /proc/sys ro - proc proc rw,hidepid=2\n", False),  # not /proc itself
+    (PROC_PLAIN + PROC_HIDDEN, True),  # the last mount on /proc is the one in effect
+    (PROC_HIDDEN + PROC_PLAIN, False),
+])
+def test_proc_hides_other_users_only_when_the_mount_in_effect_has_hidepid(mountinfo, hidden):
+    assert proc_hides_other_users(mountinfo) is hidden
+
+
+def test_the_admin_key_exposure_warning_names_the_fix_and_is_absent_under_hidepid(tmp_path):
+    (tmp_path / "plain").write_text(PROC_PLAIN)
+    (tmp_path / "hidden").write_text(PROC_HIDDEN)
+    warning = admin_key_exposure(tmp_path / "plain")
+    assert "/proc/PID/cmdline" in warning and "hidepid=2" in warning and "docs/serving-security.md" in warning
+    assert admin_key_exposure(tmp_path / "hidden") is None
