@@ -1,13 +1,17 @@
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from serve.errors import PortInUseError, RuntimeMissingError, ServerStartError
 from serve.options import ServeOptions
-from serve.process import check_ports_free, clean_shm, explain_start_failure
+from serve.metrics import SupervisorMetrics
+from serve.process import TritonProcess, check_ports_free, clean_shm, explain_start_failure, free_ports
 from serve.security import admin_key_exposure, proc_hides_other_users, resolve_admin_key
-from serve.supervisor import RESTART_BACKOFF_MAX_S, Stub, StubWatch, model_of_stub, restart_delay
+from serve.supervisor import RESTART_BACKOFF_MAX_S, Stub, StubWatch, Supervisor, model_of_stub, restart_delay
 
 REPO = Path("/srv/repo")
 OPTIONS = ServeOptions(repository=REPO, admin_key="k" * 16)
@@ -59,6 +63,35 @@ def test_restart_backoff_starts_at_once_doubles_and_stays_capped_without_end():
     assert all(later >= earlier for earlier, later in zip(delays, delays[1:]))
     assert max(delays) == RESTART_BACKOFF_MAX_S <= 5.0  # a few seconds, however long the crash loop lasts
     assert delays[-1] == RESTART_BACKOFF_MAX_S
+
+
+def test_a_server_that_never_starts_again_is_retried_without_end_and_a_stop_cuts_the_backoff_short(tmp_path):
+    """A real process that exits at once stands in for a tritonserver that crashes on every start: the supervisor
+    keeps trying past the old give-up count (more than 5), counts each failed restart, and stops within a moment
+    even in the middle of a 4 s backoff."""
+    http, grpc, metrics = free_ports(3)
+    options = ServeOptions(repository=tmp_path, admin_key="k" * 16, http_port=http, grpc_port=grpc, metrics_port=metrics,
+                           log_file=tmp_path / "t.log", startup_timeout_s=5)
+    triton = TritonProcess(["/bin/sh", "-c", "exit 3"], {}, options, "modelport_test_never_")
+    events: list[str] = []
+    supervisor = Supervisor(options, triton, [], events.append, metrics=SupervisorMetrics([]))
+    stop = threading.Event()
+    restarting = threading.Thread(target=supervisor.restart_after_crash, args=(stop,))
+    restarting.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum("restarting tritonserver failed" in e for e in events) < 6:
+            time.sleep(0.05)
+        assert restarting.is_alive(), events
+    finally:
+        stop.set()
+        began = time.monotonic()
+        restarting.join(timeout=10)
+    assert not restarting.is_alive() and time.monotonic() - began < 1.5
+    failed = sum("restarting tritonserver failed" in e for e in events)
+    assert failed >= 6 and any("in 4.00 s" in e for e in events), events
+    text = generate_latest(supervisor.metrics.registry).decode()
+    assert f'modelport_supervisor_restarts_total{{outcome="failed"}} {float(failed)}' in text
 
 
 def test_port_in_use_names_the_port_and_the_flag():
