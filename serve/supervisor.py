@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from serve import endpoints
-from serve.errors import PortInUseError, ServerStartError
+from serve.errors import ServeError
 from serve.metrics import SupervisorMetrics
 from serve.options import ADMIN_HEADER, ServeOptions
 from serve.process import TritonProcess
@@ -238,8 +238,9 @@ class Supervisor:
                 return
             try:
                 seconds = self.start()
-            except (ServerStartError, PortInUseError) as error:
-                # Seen here: a restart that segfaults while clients keep calling; it counts as one more crash.
+            except (ServeError, OSError) as error:
+                # Seen here: a restart that segfaults while clients keep calling; it counts as one more crash. A
+                # port taken or a file gone meanwhile may come back too: keep trying, the alerts tell a person.
                 self.log(f"restarting tritonserver failed: {str(error).splitlines()[0]}")
                 self.metrics.restart(ok=False)
                 continue
