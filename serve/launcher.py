@@ -90,7 +90,7 @@ def run(options: ServeOptions, admin_key_source: str, background: bool = False) 
     if exposure:
         log(f"warning: {exposure}")
     try:
-        seconds = supervisor.start()
+        seconds = supervisor.start_first(stop)
         record("ready", seconds)
         started.set()
         log(summary(options, models, seconds))

@@ -208,6 +208,19 @@ class Supervisor:
         self.on_start(self.triton)
         return seconds
 
+    def start_first(self, stop: threading.Event) -> float:
+        """The first start. A server that fails to start by itself (a model that does not load, a library missing)
+        is the user's to fix and raises at once; one killed after its endpoint came up, before every model answered
+        ready (a request it cannot survive, sent the moment its port opened), is restarted like any crash."""
+        began = time.monotonic()
+        try:
+            return self.start()
+        except ServeError:
+            if not self.triton.crashed_after_coming_up():
+                raise
+        self.restart_after_crash(stop)
+        return time.monotonic() - began
+
     def scan(self) -> dict[str, list[Stub]]:
         return self.watch.dead_models(list_stubs(self.triton.pid, self.options.repository))
 

@@ -148,6 +148,9 @@ def test_a_server_crashed_again_and_again_keeps_coming_back_and_every_restart_is
     (metrics_port,) = free_ports(1)
     with launch_triton(repository, tmp_path / "run", extra_args=("--supervisor-metrics-port", str(metrics_port))) as server:
         assert supervisor_restarts(metrics_port) == {"ok": 0, "failed": 0}
+        deadline = time.monotonic() + 30  # the supervisor's own start is done once it has seen every model ready
+        while time.monotonic() < deadline and "Triton ready" not in server.events_path.read_text():
+            time.sleep(0.05)
         began = time.monotonic()
         for crash in range(1, crashes + 1):
             victim = server.tritonserver()

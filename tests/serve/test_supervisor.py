@@ -1,3 +1,4 @@
+import http.server
 import socket
 import threading
 import time
@@ -6,7 +7,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from serve.errors import PortInUseError, RuntimeMissingError, ServerStartError
+from serve.errors import PortInUseError, RuntimeMissingError, ServeError, ServerStartError
 from serve.options import ServeOptions
 from serve.metrics import SupervisorMetrics
 from serve.process import TritonProcess, check_ports_free, clean_shm, explain_start_failure, free_ports
@@ -92,6 +93,67 @@ def test_a_server_that_never_starts_again_is_retried_without_end_and_a_stop_cuts
     assert failed >= 6 and any("in 4.00 s" in e for e in events), events
     text = generate_latest(supervisor.metrics.registry).decode()
     assert f'modelport_supervisor_restarts_total{{outcome="failed"}} {float(failed)}' in text
+
+
+class EndpointUpModelsNot(http.server.BaseHTTPRequestHandler):
+    """Stands in for tritonserver's HTTP endpoint in the moment it is up and its models are not yet ready."""
+
+    def do_GET(self):
+        self.send_response(200 if self.path == "/v2/health/ready" else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def endpoint_port():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EndpointUpModelsNot)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def supervisor_running(script: str, http_port: int, tmp_path) -> tuple[Supervisor, list[str]]:
+    """A supervisor whose "tritonserver" is `sh -c script`, serving one model `m`."""
+    grpc_port, metrics_port = free_ports(2)
+    options = ServeOptions(repository=tmp_path, admin_key="k" * 16, http_port=http_port, grpc_port=grpc_port,
+                           metrics_port=metrics_port, log_file=tmp_path / "t.log", startup_timeout_s=5)
+    events: list[str] = []
+    triton = TritonProcess(["/bin/sh", "-c", script], {}, options, "modelport_test_first_")
+    return Supervisor(options, triton, ["m"], events.append, metrics=SupervisorMetrics(["m"])), events
+
+
+def test_a_server_killed_after_its_endpoint_came_up_in_the_first_start_is_restarted_not_given_up(tmp_path, endpoint_port):
+    """A request it cannot survive, sent the moment the port opens, must not end the service before it began."""
+    supervisor, events = supervisor_running("sleep 0.3; kill -SEGV $$", endpoint_port, tmp_path)
+    stop = threading.Event()
+    outcome: list = []
+    first = threading.Thread(target=lambda: outcome.append(supervisor.start_first(stop)))
+    first.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and sum("restarting tritonserver failed" in e for e in events) < 2:
+        time.sleep(0.05)
+    stop.set()
+    first.join(timeout=10)
+    assert not first.is_alive() and outcome, events  # returned, did not raise
+    assert "exited unexpectedly (code -11, 1 in a row)" in events[0]
+    assert sum("restarting tritonserver failed" in e for e in events) >= 2
+
+
+@pytest.mark.parametrize(("script", "endpoint_up", "why"), [
+    ("exit 1", True, "exits by itself on an error of its own (a model that does not load)"),
+    ("kill -SEGV $$", False, "dies before its endpoint ever answered"),
+])
+def test_a_first_start_that_fails_by_itself_raises_at_once_with_its_message(tmp_path, endpoint_port, script,
+                                                                            endpoint_up, why):
+    (closed,) = free_ports(1)
+    supervisor, events = supervisor_running(script, endpoint_port if endpoint_up else closed, tmp_path)
+    began = time.monotonic()
+    with pytest.raises(ServeError, match="exited with code"):
+        supervisor.start_first(threading.Event())
+    assert time.monotonic() - began < 5 and not any("restarting" in e for e in events), why
 
 
 def test_port_in_use_names_the_port_and_the_flag():
