@@ -3,6 +3,9 @@ inputs (what the cache costs when every request misses). The model runs alone fr
 as exported and once with `response_cache { enable: true }` under `serve --cache-size`.
 
     python -m bench.response_cache [--model digits] [--seconds 10] [--connections 8] [--cache-size 64MiB]
+    python -m bench --response-cache   # the same with its defaults, written to bench/results/response-cache.md
+
+A full `make bench` runs it last.
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ def table(cells: list[CacheCell]) -> str:
         return float(np.median([getattr(c.measurement, field) for c in cells if (c.inputs, c.cache) == (inputs, cache)]))
 
     lines = ["| inputs | cache | req/s (median) | vs cache off | p50 ms | p99 ms | hits / misses | errors | "
-             "req/s by round |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             "generator CPU | req/s by round |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for inputs in ("repeated", "unique"):
         for cache in (False, True):
             chosen = [c for c in cells if (c.inputs, c.cache) == (inputs, cache)]
@@ -117,7 +120,7 @@ def table(cells: list[CacheCell]) -> str:
                 f"| {inputs} | {'on' if cache else 'off'} | {rps:,.0f} | {rps / median(inputs, False, 'rps'):.2f}x | "
                 f"{median(inputs, cache, 'p50_ms'):.2f} | {median(inputs, cache, 'p99_ms'):.2f} | "
                 f"{sum(c.hits for c in chosen):,} / {sum(c.misses for c in chosen):,} | "
-                f"{sum(c.measurement.errors for c in chosen)} | "
+                f"{sum(c.measurement.errors for c in chosen)} | {median(inputs, cache, 'generator_cpu'):.2f} | "
                 f"{', '.join(f'{c.measurement.rps:,.0f}' for c in chosen)} |")
     return "\n".join(lines)
 
@@ -129,9 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (default 2)")
     parser.add_argument("--connections", type=int, default=8, help="closed-loop connections (default 8)")
     parser.add_argument("--cache-size", type=cache_size, default=64 << 20, help="cache bytes or 64MiB (default)")
-    parser.add_argument("--rounds", type=int, default=2, help="cache off/on alternations (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="cache off/on alternations (default 3)")
     parser.add_argument("--unique", type=int, default=150_000,
                         help="distinct requests of the unique cell: more than it sends (default %(default)s)")
+    parser.add_argument("--output", type=Path, default=None, help="also write the table to this .md file")
     args = parser.parse_args(argv)
     spec = load_spec(REPO_ROOT / "models.toml")
     chosen = next((m for m in spec.models if args.model in m.triton_names), None)
@@ -141,9 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     load = loadgen.LoadSpec(connections=args.connections, duration_s=args.seconds, warmup_s=args.warmup)
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as work:
         cells = measure(args.model, steps, args.cache_size, load, args.unique, args.rounds, Path(work))
-    print(f"{args.model}, {args.connections} connections, {args.seconds:g} s per cell, {args.rounds} rounds, "
-          f"cache {args.cache_size} bytes, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(table(cells))
+    heading = (f"`{args.model}`, {args.connections} connections, {args.seconds:g} s per cell, {args.rounds} rounds, "
+               f"cache {args.cache_size} bytes, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    markdown = f"# Response cache\n\n{heading}\n\n{table(cells)}\n"
+    print(markdown)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(markdown, encoding="utf-8")
+        print(f"response cache results: {args.output}")
     return 0
 
 

@@ -166,3 +166,14 @@ def test_the_cli_explains_a_text_and_an_image(triton, tmp_path):
     assert np.array(found["attributions"]).shape == (10, 8, 8)
     code, output = modelport_cli("--url", triton.http_url, "explain", "digits", str(image), "--label", "ten")
     assert code == 4 and "no class 'ten'" in output, output
+
+
+def test_the_readme_explain_example_prints_the_label_and_the_sentiment_word(triton):
+    from tests.client.test_readme import examples
+
+    (code,) = [block for block in examples() if ".explain(" in block]
+    done = subprocess.run([sys.executable, "-c", code.replace('"127.0.0.1:8000"', repr(triton.http_url))],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT / "client")))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["negative", "terrible"], done.stdout
