@@ -108,7 +108,8 @@ def measure(model: str, steps: tuple[str, ...], cache_bytes: int, load: loadgen.
 def table(cells: list[CacheCell]) -> str:
     """One row per cell: the median over rounds, each round's req/s after it."""
     def median(inputs, cache, field):
-        return float(np.median([getattr(c.measurement, field) for c in cells if (c.inputs, c.cache) == (inputs, cache)]))
+        chosen = [c for c in cells if (c.inputs, c.cache) == (inputs, cache)]
+        return float(np.median([getattr(c.measurement, field) for c in chosen]))
 
     lines = ["| inputs | cache | req/s (median) | vs cache off | p50 ms | p99 ms | hits / misses | errors | "
              "generator CPU | req/s by round |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]

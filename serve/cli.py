@@ -61,7 +61,8 @@ def cache_size(text: str) -> int:
     number = text.rstrip("KMGiBkmgib")
     unit = text[len(number):].strip().upper()
     if not number.strip().isdigit() or unit not in UNITS:
-        raise argparse.ArgumentTypeError(f"takes bytes or a whole number with a unit (64MiB, 512MB, 1GiB), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"takes bytes or a whole number with a unit (64MiB, 512MB, 1GiB), got {text!r}")
     return int(number) * UNITS[unit]
 
 

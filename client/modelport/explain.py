@@ -95,13 +95,17 @@ class Explanation:
                 raise InvalidInput(f"{self.model}: no class {label!r}; the classes are: {', '.join(self.labels)}",
                                    model=self.model)
             return self.attributions[self.labels.index(label)]
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(self.labels):
+            raise InvalidInput(f"{self.model}: class index {label!r} is not in 0..{len(self.labels) - 1}",
+                               model=self.model)
         return self.attributions[label]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: what the CLI prints with --json and what a web route returns."""
         return {"model": self.model, "output": self.output, "method": self.method, "label": self.label,
                 "labels": list(self.labels), "prediction": self.prediction.tolist(),
-                "baseline": self.baseline.tolist() if self.baseline is not None else None, "attributions": self.attributions.tolist(),
+                "baseline": self.baseline.tolist() if self.baseline is not None else None,
+                "attributions": self.attributions.tolist(),
                 "features": list(self.features) if self.features is not None else None,
                 "requests": self.requests, "items": self.items}
 
@@ -151,7 +155,8 @@ class Plan:
             raise InvalidInput(f"{meta.name}: output '{self.target.output}' has {scores.shape[1]} values per item "
                                f"but {len(labels)} labels", model=meta.name)
         return Explanation(model=meta.name, output=self.target.output, method=self.method, labels=labels,
-                           prediction=scores[0], baseline=scores[1] if self.has_reference else None, attributions=self.attribute(scores),
+                           prediction=scores[0], baseline=scores[1] if self.has_reference else None,
+                           attributions=self.attribute(scores),
                            features=self.features, requests=self.requests, items=self.items)
 
 
@@ -174,11 +179,12 @@ def _image_axes(metadata: ModelMetadata, config: Any, shape: tuple[int, ...]) ->
         from tritonclient.grpc import model_config_pb2 as mc
 
         fmt = mc.ModelInput.Format.Name(config.input[0].format)
+    declared = fmt in ("FORMAT_NHWC", "FORMAT_NCHW")  # the config says it is an image, whatever its size
     if len(shape) == 3 and (fmt == "FORMAT_NCHW" or (fmt != "FORMAT_NHWC" and shape[-1] not in IMAGE_CHANNELS
                                                      and shape[0] in IMAGE_CHANNELS)):
-        return (1, 2) if min(shape[1:]) >= MIN_IMAGE_SIDE or fmt else None
+        return (1, 2) if min(shape[1:]) >= MIN_IMAGE_SIDE or declared else None
     if len(shape) == 3 and (fmt == "FORMAT_NHWC" or shape[-1] in IMAGE_CHANNELS):
-        return (0, 1) if min(shape[:2]) >= MIN_IMAGE_SIDE or fmt else None
+        return (0, 1) if min(shape[:2]) >= MIN_IMAGE_SIDE or declared else None
     if len(shape) == 2 and min(shape) >= MIN_IMAGE_SIDE:
         return (0, 1)
     return None

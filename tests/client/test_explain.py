@@ -2,6 +2,7 @@
 method must find (exact Shapley values from their permutation definition, the region an image score depends on, the
 word a text score counts)."""
 
+import dataclasses
 import itertools
 import math
 
@@ -177,3 +178,14 @@ def test_a_model_without_a_batch_axis_is_asked_one_item_at_a_time():
     found = explain(one, unbatched, {"x": np.array([1.0, 2.0, 3.0])}, ExplainOptions(budget=8))
     assert set(seen) == {(3,)} and found.requests == len(seen) == 8
     np.testing.assert_allclose(found.of(0), [1, 2, 3], atol=1e-9)
+
+
+def test_a_small_tensor_without_an_image_format_is_explained_feature_by_feature():
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = mc.ModelConfig(name="m")
+    config.input.add(name="x", data_type=mc.TYPE_FP32, dims=[3, 2, 2])  # format unset: FORMAT_NONE
+    small = dataclasses.replace(target([("x", "FP32", (-1, 3, 2, 2))]), config=config)
+    found = explain(lambda b: np.stack([b["x"].sum(axis=(1, 2, 3)), np.zeros(len(b["x"]))], axis=1), small,
+                    {"x": np.ones((3, 2, 2), np.float32)}, ExplainOptions(budget=1))
+    assert found.method == KERNEL_SHAP and len(found.features) == 12
