@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Mapping, Optional, Union
 
 import numpy as np
 
@@ -414,3 +414,15 @@ def explain(run: Callable[[Mapping[str, np.ndarray]], np.ndarray], target: Targe
         scores = np.stack([np.asarray(run({n: a[i] for n, a in built.inputs.items()})) for i in range(built.items)])
     return built.explanation(scores)
 
+
+
+async def explain_async(run: Callable[[Mapping[str, np.ndarray]], Awaitable[np.ndarray]], target: Target,
+                        item: Mapping[str, np.ndarray], options: ExplainOptions) -> Explanation:
+    """`explain` for an asyncio caller: `run` is awaited (AsyncClient.explain; a web route)."""
+    built = plan(target, item, options)
+    if target.signature.batched:
+        scores = np.asarray(await run(built.inputs))
+    else:
+        scores = np.stack([np.asarray(await run({n: a[i] for n, a in built.inputs.items()}))
+                           for i in range(built.items)])
+    return built.explanation(scores)

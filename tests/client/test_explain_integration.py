@@ -177,3 +177,13 @@ def test_the_readme_explain_example_prints_the_label_and_the_sentiment_word(trit
                           env=dict(os.environ, PYTHONPATH=str(ROOT / "client")))
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["negative", "terrible"], done.stdout
+
+
+def test_every_client_flavour_explains_a_digit_alike(connect):
+    image = np.load(ROOT / "models/digits/heldout.npz")["x"][3]
+    client = connect()
+    found = client.explain("digits", image, budget=2)
+    assert found.method == "occlusion" and found.requests <= 2
+    assert found.label == client.predict("digits", image).prediction.label
+    heat = np.maximum(found.of(), 0)
+    assert heat[image[..., 0] > 0].sum() > heat[image[..., 0] == 0].sum(), connect.variant
