@@ -110,10 +110,10 @@ class AsyncClient:
         if key not in self._signatures:
             metadata = parse_metadata(await self._read("metadata", model, version))
             try:
-                max_batch_size: Optional[int] = (await self.config(model, version)).max_batch_size
+                config = await self.config(model, version)
             except AccessDenied:
-                max_batch_size = None
-            self._signatures[key] = Signature(metadata=metadata, max_batch_size=max_batch_size)
+                config = None
+            self._signatures[key] = Signature.of(metadata, config)
         return self._signatures[key]
 
     async def infer(self, model: str, inputs: Inputs, outputs: Optional[Sequence[str]] = None,

@@ -145,10 +145,10 @@ class Client:
         if key not in self._signatures:
             metadata = parse_metadata(self._read("metadata", model, version))
             try:
-                max_batch_size: Optional[int] = self.config(model, version).max_batch_size
+                config = self.config(model, version)
             except AccessDenied:  # model-config may be restricted: keep the batch axis, skip splitting
-                max_batch_size = None
-            self._signatures[key] = Signature(metadata=metadata, max_batch_size=max_batch_size)
+                config = None
+            self._signatures[key] = Signature.of(metadata, config)
         return self._signatures[key]
 
     def infer(self, model: str, inputs: Inputs, outputs: Optional[Sequence[str]] = None,

@@ -129,6 +129,7 @@ def test_the_generated_rule_file_is_the_typed_rules_rendered():
     ("p99_ms", 0, "Budgets.p99_ms must be a number > 0"),
     ("window", "five minutes", "Prometheus duration"),
     ("pending_batches", 0, "integers >= 1"),
+    ("max_restarts", 0, "Budgets.max_restarts must be an integer >= 1"),
 ])
 def test_budgets_reject_a_bad_value_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
