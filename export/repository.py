@@ -131,6 +131,11 @@ def _instances(model: ModelSpec, config: mc.ModelConfig) -> None:
     config.instance_group.add(count=model.instance_count, kind=mc.ModelInstanceGroup.Kind.Value(model.instance_kind))
 
 
+def _response_cache(model: ModelSpec, config: mc.ModelConfig) -> None:
+    if model.response_cache:  # left unset otherwise, so configs without the field stay as they were
+        config.response_cache.enable = True
+
+
 def _parameters(config: mc.ModelConfig, params: dict[str, str]) -> None:
     for key in sorted(params):
         config.parameters[key].string_value = params[key]
@@ -145,6 +150,7 @@ def onnx_config(model: ModelSpec, variant: str) -> mc.ModelConfig:
     _batching(model, config)
     _io(model, config)
     _instances(model, config)
+    _response_cache(model, config)
     if model.graph_optimization_level:  # 0, ONNX Runtime's "all", is the backend's default: leave the field unset
         config.optimization.graph.level = model.graph_optimization_level
     if model.onnx.tensorrt:
@@ -195,6 +201,7 @@ def python_config(model: ModelSpec) -> mc.ModelConfig:
     _batching(model, config)
     _io(model, config)
     _instances(model, config)
+    _response_cache(model, config)
     _parameters(config, {**dict(model.parameters), **shape_range_parameters(model)})
     return config
 
@@ -202,6 +209,7 @@ def python_config(model: ModelSpec) -> mc.ModelConfig:
 def ensemble_config(model: ModelSpec) -> mc.ModelConfig:
     config = mc.ModelConfig(name=model.name, platform="ensemble", max_batch_size=model.max_batch_size)
     _io(model, config)
+    _response_cache(model, config)
     for step in model.steps:
         s = config.ensemble_scheduling.step.add(model_name=step.model, model_version=-1)
         for inner, outer in step.input_map:

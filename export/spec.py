@@ -233,6 +233,8 @@ class ModelSpec:
     # leaves out the layout transforms: measured 3.2x slower on digits_mobilenet, 2.8x on digits at batch 16.
     graph_optimization_level: int = 0
     parameters: tuple[tuple[str, str], ...] = ()
+    # Triton's response cache: identical requests are answered from the server's cache (`serve --cache-size`).
+    response_cache: bool = False
     description: str = ""
     samples: Path | None = None  # request inputs for load tests: a folder of files, or a text file of lines
     loadtest_weight: int = 1  # share of the mixed load-test scenario; 0 leaves the model out of the mix
@@ -290,6 +292,8 @@ class ModelSpec:
                  self.graph_optimization_level,
                  "0 (all, the default), -1 (basic), 1 (basic + extended, no layout transforms), 2 (disabled), "
                  "as Triton's ORT backend maps optimization.graph.level")
+        _require(isinstance(self.response_cache, bool), n, "response_cache", self.response_cache,
+                 "true or false (true: Triton answers repeated requests from its cache; serve with --cache-size)")
         _require(len(self.inputs) > 0, n, "input", [], "at least one [[model.input]] table")
         _require(len(self.outputs) > 0, n, "output", [], "at least one [[model.output]] table")
         names = [t.name for t in self.inputs + self.outputs]
@@ -327,7 +331,7 @@ class Spec:
 
 _COMMON_KEYS = {"name", "kind", "description", "input", "output", "max_batch_size", "preferred_batch_size",
                 "max_queue_delay_microseconds", "queue_timeout_microseconds", "max_queue_size", "instance_count",
-                "instance_kind", "warmup_batch_sizes", "parameters", "samples", "loadtest_weight"}
+                "instance_kind", "warmup_batch_sizes", "parameters", "samples", "loadtest_weight", "response_cache"}
 _KIND_KEYS = {
     "onnx": {"source", "heldout", "calibration", "trainer", "variants", "optional_variants", "gate", "tensorrt",
              "source_format", "activation", "text", "intra_op_thread_count",
@@ -604,6 +608,7 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
         instance_kind=table.get("instance_kind", "KIND_CPU" if kind == "python" else "KIND_AUTO"),
         warmup_batch_sizes=_int_list(name, table, "warmup_batch_sizes"),
         parameters=tuple(sorted((k, str(v)) for k, v in params.items())),
+        response_cache=table.get("response_cache", False),
         description=table.get("description", ""),
         samples=_path(root, name, "samples", table["samples"]) if "samples" in table else None,
         loadtest_weight=table.get("loadtest_weight", 1),

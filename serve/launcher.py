@@ -119,6 +119,7 @@ def child_args(options: ServeOptions) -> list[str]:
         "--startup-timeout", str(options.startup_timeout_s), "--log-verbose", str(options.log_verbose),
         "--heal" if options.heal else "--no-heal",
         "--supervisor-metrics-port", str(options.supervisor_metrics_port),
+        "--cache-size", str(options.cache_size_bytes),
     ]
 
 

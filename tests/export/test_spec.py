@@ -56,6 +56,8 @@ def test_the_project_spec_loads_and_declares_the_serving_contract():
          "optional_variants", "fp16", "from `variants`"),
         (("max_batch_size = 16", 'max_batch_size = 16\nsamples = "lines.txt"'), "samples", "lines.txt",
          "one TYPE_STRING input"),
+        (("max_batch_size = 16", 'max_batch_size = 16\nresponse_cache = "yes"'), "response_cache", "yes",
+         "true or false"),
     ],
 )
 def test_a_wrong_field_fails_naming_model_field_value_and_what_is_allowed(tmp_path, tiny_model, change, field, value,
