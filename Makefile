@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 # The interpreter: PYTHON=, else the first of PYTHONS that runs (a pyenv shim of a version not installed exists but
 # fails), else python3, which the venv recipe then turns down with the reason. Each version in PYTHONS has its own
-# lock, requirements-py3XX.lock (`make lock`); README "Dependencies" says why 3.10 and 3.13 have none.
+# lock, requirements-py3XX.lock (`make lock`); docs/dependencies.md says why 3.10 and 3.13 have none.
 PYTHONS := 3.11 3.12
 WHY_NOT_3.10 := keras 3.15, onnxruntime 1.32, scikit-learn 1.9 and pillow 13 need 3.11 or newer
 WHY_NOT_3.13 := numpy 1.x, which the python backend stub of the bundled Triton 2.51 needs, has no wheel for it
@@ -52,7 +52,7 @@ $(STAMP): $(wildcard $(LOCK)) client/pyproject.toml
 	@touch $@
 
 # Optional extras, `make venv EXTRAS=torch`: requirements-NAME-py3XX.lock only adds packages, installed with the base
-# lock as constraints so no base pin moves (README, "PyTorch and Hugging Face models").
+# lock as constraints so no base pin moves (docs/export.md, "PyTorch and Hugging Face models").
 EXTRAS ?=
 EXTRA_LOCK = requirements-$(1)-py$(subst .,,$(PYTHON_VERSION)).lock
 EXTRAS_HERE = $(patsubst $(call EXTRA_LOCK,%),%,$(wildcard $(call EXTRA_LOCK,*)))

@@ -140,7 +140,7 @@ def _short(ratio: float, needed: float) -> str:
 
 
 def _why(*results: CellResult | None) -> tuple[str, ...]:
-    """Automatic hints for a miss; the README discusses the rest."""
+    """Automatic hints for a miss; docs/bench.md discusses the rest."""
     notes = []
     for r in results:
         if r is None:

@@ -39,7 +39,7 @@ REQUIREMENTS = ROOT / "requirements.txt"
 CLIENT = ROOT / "client" / "pyproject.toml"  # `make venv` installs the client with --no-deps: the lock must cover it
 # The Makefile's PYTHONS, in its order of preference: 3.11 is the version `make test` runs on here.
 SUPPORTED = ("3.11", "3.12")
-# No lock, for the reasons the README's "Dependencies" gives; `make lock` tries them again and says if that changed.
+# No lock, for the reasons docs/dependencies.md gives; `make lock` tries them again and says if that changed.
 LEFT_OUT = ("3.10", "3.13")
 GLIBC = (2, 35)  # the bundled Triton 2.51 needs it (serve checks it), so no supported system has an older one
 UV = "uv==0.13.8"
@@ -304,7 +304,7 @@ def lock(upgrade: bool) -> int:
                 print(f"lock: {path.name}: no resolution: {reason}\n  fix: pin in "
                       f"{target.requirements.name if target.extra else 'requirements.txt'} the nearest "
                       f"release that has a wheel for {python}, behind a python_version marker, or leave {python} out "
-                      f"(LEFT_OUT here, PYTHONS in the Makefile) and say why in the README")
+                      f"(LEFT_OUT here, PYTHONS in the Makefile) and say why in docs/dependencies.md")
                 failed = True
             elif path.exists() and path.read_text() == text:
                 print(f"lock: {path.name}: unchanged")
@@ -319,7 +319,7 @@ def lock(upgrade: bool) -> int:
             text, reason = resolve(Target(python), uv, ROOT / Target(SUPPORTED[0]).lock_name, upgrade)
             print(f"lock: CPython {python}: left out; still no resolution: {reason}" if text is None else
                   f"lock: CPython {python}: left out, but it now resolves: add it to SUPPORTED in env/locks.py and "
-                  f"to PYTHONS in the Makefile if the README's reason for leaving it out no longer holds")
+                  f"to PYTHONS in the Makefile if docs/dependencies.md's reason for leaving it out no longer holds")
     return 1 if failed else check_all(SUPPORTED)
 
 

@@ -1,6 +1,6 @@
 """Load shedding per model: a bounded number of requests at Triton, a bounded number waiting, none waiting long.
 
-Triton's own queue cannot be bounded here (in 2.51 any queue policy stalls the dynamic batcher, see the README), so
+Triton's own queue cannot be bounded here (in 2.51 any queue policy stalls the dynamic batcher, see docs/export.md, "Configs"), so
 an overload would otherwise queue without bound and every request's latency would grow with it. The gateway answers
 what it cannot serve soon with 503 and Retry-After, at once, and keeps the latency of what it admits bounded.
 """

@@ -162,7 +162,7 @@ def triton_alerts(spec: Spec, budgets: Budgets) -> Group:
         Alert("ModelErrorRatioHigh", Condition(promql.error_ratio("", w), ">", budgets.max_error_ratio), "5m",
               "warning", "Model {{ $labels.model }} fails {{ $value | humanizePercentage }} of its requests",
               f"More than {budgets.max_error_ratio:.0%} of the model's requests failed over {w}, as Triton counts "
-              "failures: not requests it refuses before any model runs (README, Deploy)."),
+              "failures: not requests it refuses before any model runs (docs/deploy.md, Monitoring)."),
         Alert("ModelQueueTimeShareHigh", Condition(promql.queue_share("", w), ">", budgets.max_queue_share), "5m",
               "warning", "Model {{ $labels.model }} spends {{ $value | humanizePercentage }} of request time queued",
               "Requests wait in the scheduler longer than they compute: add instances or replicas."),

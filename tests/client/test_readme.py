@@ -1,4 +1,4 @@
-"""The README's client example runs as written (only the server address differs) and prints what it promises."""
+"""The client page's example (docs/client.md) runs as written (only the server address differs) and prints what it promises."""
 
 import re
 import subprocess
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "client.md"
 
 
 def examples() -> list[str]:
-    section = README.read_text().split("<!-- client -->", 1)[1].split("\n## ", 1)[0]
+    section = PAGE.read_text().split("<!-- client -->", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) >= 2, "the README's client section lacks its two python examples (helpers, then predict)"
+    assert len(blocks) >= 2, "docs/client.md lacks its two python examples (helpers, then predict)"
     return blocks
 
 

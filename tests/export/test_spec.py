@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -147,8 +148,7 @@ dims = [2]
 
 def test_the_readme_example_of_adding_your_own_model_is_a_valid_spec(tmp_path):
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Export"):readme.index("## Serving")]
-    example = section[section.index("```toml") + len("```toml"):section.index("```", section.index("```toml") + 7)]
+    example = re.search(r"<!-- own-model: spec -->\s*```toml\n(.*?)```", readme, re.S).group(1)
     spec = load_spec(write_spec(tmp_path, example))
     (model,) = spec.models
     assert model.triton_names == ("wine", "wine_int8")

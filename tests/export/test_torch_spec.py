@@ -124,9 +124,9 @@ def test_a_text_table_needs_a_hugging_face_checkpoint_and_activation_needs_a_tor
         load_spec(write_spec(tmp_path, text), ALL)
 
 
-def test_the_readmes_checkpoint_example_is_a_valid_spec_of_three_models(tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### PyTorch and Hugging Face models"):readme.index("## Serving")]
+def test_the_docs_checkpoint_example_is_a_valid_spec_of_three_models(tmp_path):
+    page = (ROOT / "docs" / "export.md").read_text()
+    section = page[page.index("\n## PyTorch and Hugging Face models\n"):]
     example = section[section.index("```toml") + len("```toml"):section.index("```", section.index("```toml") + 7)]
     spec = load_spec(write_spec(tmp_path, example), ALL)
     assert [n for m in spec.models for n in m.triton_names] == [

@@ -1,12 +1,11 @@
-"""README's Deploy section names files, targets and tests that exist: it fails when they drift."""
+"""The Deploy page (docs/deploy.md) names files, targets and tests that exist: it fails when they drift."""
 from __future__ import annotations
 
 import re
 
 from tests.conftest import ROOT
 
-README = (ROOT / "README.md").read_text()
-SECTION = README[README.index("## Deploy\n"):README.index("\n## ", README.index("## Deploy\n") + 1)]
+SECTION = (ROOT / "docs" / "deploy.md").read_text()  # Deploy, Monitoring and Kubernetes
 MAKEFILE = (ROOT / "Makefile").read_text()
 
 

@@ -80,13 +80,12 @@ def test_start_status_stop_manage_a_background_server(tmp_path):
     assert_one_clear_error(serve("status", *state), "no server started by `make start` is running")
 
 
-def test_every_flag_the_readme_shows_exists():
+def test_every_flag_the_serving_page_shows_exists():
     import re
 
     from serve.cli import parser
 
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Serving", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "serving.md").read_text()
     known = {option for action in parser()._subparsers._group_actions[0].choices["run"]._actions for option in action.option_strings}
     shown = set(re.findall(r"(--[a-z][a-z-]+)(?=[ =)`])", section)) - {"--gpus", "--http-restricted-api", "--grpc-restricted-protocol", "--load-model"}
     assert shown <= known, shown - known
