@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Mapping, Optional
 
 import numpy as np
@@ -10,19 +11,25 @@ import modelport
 from gateway.problems import InvalidInput, Problem, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 
+_log = logging.getLogger("modelport.gateway")
+
+
 def problem_of(error: modelport.ModelportError, model: str) -> Problem:
-    """A failure Triton (or the client, before sending) reported, as the gateway's answer."""
-    text = error.server_message or error.message
+    """A failure Triton (or the client, before sending) reported, as the gateway's answer, in the gateway's words:
+    Triton's own text (paths, stub names, backend internals) goes to the gateway's log, not to the client."""
+    _log.warning("Triton failed on %s: %s: %s", model, type(error).__name__, error.server_message or error.message)
     if isinstance(error, modelport.InvalidInput):
         # content the gateway cannot check (a corrupt image, invalid UTF-8 in bytes): the model refused it
-        return InvalidInput(f"{model}: {text}", field="/inputs", fix="send content the model can read")
+        return InvalidInput(f"{model}: the model could not read an input (a corrupt or unsupported image, or bytes "
+                            f"it cannot take)", field="/inputs",
+                            fix="send content the model can read (GET /v1/models/" + model + " says what)")
     if isinstance(error, modelport.ModelNotFound):
-        return UpstreamUnavailable(f"{model}: Triton does not serve it now ({text})", retry_after_s=5)
+        return UpstreamUnavailable(f"{model}: the inference server does not serve it now", retry_after_s=5)
     if isinstance(error, modelport.ServerUnavailable):
-        return UpstreamUnavailable(f"{model}: Triton is unavailable ({text})")
+        return UpstreamUnavailable(f"{model}: the inference server is unavailable")
     if isinstance(error, modelport.InferenceTimeout):
-        return UpstreamTimeout(f"{model}: {text}")
-    return UpstreamError(f"{model}: {text}")
+        return UpstreamTimeout(f"{model}: the inference server did not answer in time")
+    return UpstreamError(f"{model}: the inference server failed on this request (the gateway's log says why)")
 
 
 class TritonBackend:
