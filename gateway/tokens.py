@@ -89,12 +89,12 @@ class TokenVerifier:
             self._claims.validate(decoded.claims)
         except errors.ExpiredTokenError:
             raise Unauthorized("the bearer token has expired (exp)", fix="get a new token from the issuer") from None
-        except errors.InvalidTokenError as error:  # nbf/iat in the future
-            raise Unauthorized(f"the bearer token is not valid yet ({error.description or error.error})",
-                               fix="check the clocks; get a new token from the issuer") from None
         except errors.MissingClaimError as error:
             raise Unauthorized(f"the bearer token lacks a required claim: {error.description}") from None
-        except errors.InvalidClaimError as error:
+        except errors.InvalidClaimError as error:  # joserfc's InvalidTokenError (nbf, iat) is the same class
+            if "not yet valid" in str(error.description) or "in the future" in str(error.description):
+                raise Unauthorized(f"the bearer token is not valid yet (nbf/iat: {error.description})",
+                                   fix="check the clocks; get a new token from the issuer") from None
             raise Unauthorized(f"the bearer token's claim is not accepted: {error.description} (this gateway "
                                f"takes iss={self.options.issuer!r}, aud={self.options.audience!r})") from None
         except errors.BadSignatureError:
