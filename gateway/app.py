@@ -174,11 +174,11 @@ async def parse(endpoint: Endpoint, request: Request, body: bytes, gateway: Gate
         if charset != "utf-8":
             raise problems.UnsupportedMediaType(f"charset={charset}: JSON bodies are UTF-8 here",
                                                 fix="encode the body as UTF-8 (and say charset=utf-8, or nothing)")
+        limits, max_values = gateway.options.limits, endpoint.max_json_values
         if len(body) < bodies.PARSE_INLINE_BYTES:
-            return inputs.from_json(endpoint, bodies.parse_json(body, gateway.options.limits))
+            return inputs.from_json(endpoint, bodies.parse_json(body, limits, max_values))
         # a large body is parsed in a thread: the event loop keeps answering others (/healthz) meanwhile
-        return await asyncio.to_thread(
-            lambda: inputs.from_json(endpoint, bodies.parse_json(body, gateway.options.limits)))
+        return await asyncio.to_thread(lambda: inputs.from_json(endpoint, bodies.parse_json(body, limits, max_values)))
     if media == "multipart/form-data" and endpoint.takes_files:
         return await _from_multipart(endpoint, request, body, gateway)
     accepted = "application/json" + (" or multipart/form-data (one file per item)" if endpoint.takes_files else "")
