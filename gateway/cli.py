@@ -84,6 +84,19 @@ def parser() -> argparse.ArgumentParser:
     _serve_arguments(commands.add_parser("start", help="serve in the background; returns when ready"))
     for name, text in (("stop", "stop the gateway `start` started"), ("status", "is it up?")):
         commands.add_parser(name, help=text).add_argument("--state-dir", type=Path, default=D.state_dir)
+    soak = commands.add_parser("soak", help="a long run of mixed good and hostile traffic through a running gateway")
+    soak.add_argument("--url", help="the gateway (default: the one `make start` started, else %s)" % D.url)
+    soak.add_argument("--key", help="an API key for every reference model (default: $MODELPORT_API_KEY, else "
+                                    "api.key in --state-dir)")
+    soak.add_argument("--state-dir", type=Path, default=D.state_dir)
+    soak.add_argument("--minutes", type=float, default=30.0)
+    soak.add_argument("--connections", type=int, default=8)
+    soak.add_argument("--hostile-share", type=float, default=0.1)
+    soak.add_argument("--rate", type=float, default=200.0, help="requests/s, all connections together (0: as fast "
+                                                                "as it answers; default %(default)s)")
+    soak.add_argument("--pid", type=int, help="the gateway's process, whose memory is sampled (default: the one "
+                                              "`make start` started)")
+    soak.add_argument("--report", type=Path, help="write the summary (JSON) here too")
     keys = commands.add_parser("keys", help="manage API keys (only their SHA-256 digests are stored)")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
     add = keys_commands.add_parser("add", help="create a key, print it once, store its digest")
@@ -128,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "keys":
             return keys_command(args)
+        if args.command == "soak":
+            return soak_command(args)
         options = options_from(args) if args.command in ("run", "start") else None
     except OptionsError as error:
         print(f"gateway: error: {error}", file=sys.stderr)
@@ -147,6 +162,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def soak_command(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from gateway import soak
+
+    state_file = args.state_dir / "gateway.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    key = args.key or os.environ.get("MODELPORT_API_KEY") or ""
+    if not key and (args.state_dir / "api.key").exists():
+        key = (args.state_dir / "api.key").read_text().strip()
+    if not key:
+        raise OptionsError("soak: no API key: pass --key, set $MODELPORT_API_KEY, or start the gateway with "
+                           "`make start` (it writes api.key)")
+    if not 0 <= args.hostile_share < 1 or args.minutes <= 0 or args.connections < 1 or args.rate < 0:
+        raise OptionsError("soak: --hostile-share is 0..1 (exclusive), --minutes > 0, --connections >= 1, "
+                           "--rate >= 0")
+    options = soak.SoakOptions(url=args.url or state.get("url", D.url), key=key, minutes=args.minutes,
+                               connections=args.connections, hostile_share=args.hostile_share, rate_per_s=args.rate,
+                               pid=args.pid or state.get("pid"))
+    return soak.run(options, args.report)
 
 
 def keys_command(args: argparse.Namespace) -> int:
