@@ -218,7 +218,23 @@ def problem_response(request: Request, problem: problems.Problem) -> JSONRespons
     return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=problems.PROBLEM_JSON)
 
 
-def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) -> FastAPI:
+class Edge:
+    """The ASGI app uvicorn runs: the request context (IDs, access log, security headers), CORS when configured, and
+    the predict fast path, around the FastAPI app that serves everything else (and the OpenAPI document)."""
+
+    def __init__(self, api: FastAPI, asgi):
+        self.api = api
+        self.asgi = asgi
+
+    @property
+    def metrics_registry(self):
+        return self.api.state.metrics_registry
+
+    async def __call__(self, scope, receive, send):
+        await self.asgi(scope, receive, send)
+
+
+def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) -> Edge:
     served = {e.name: e for e in endpoints(spec, options.repository)}
     gates = {name: ModelGate(name, options.shedding) for name in served}
     references = {name: reference_predictions(spec, options.repository, name) for name in served}
@@ -237,6 +253,8 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
 
     app = FastAPI(title="modelport gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None,
+                  # no OpenTelemetry here (the gateway has its own metrics): spare the per-request provider lookups
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="Label-aware JSON API for the models of models.toml, in front of Triton. "
                               "Errors are problem details (RFC 9457).")
     add_problem_schema(app)
@@ -325,25 +343,24 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
                                                             "Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(PredictFastPath, handlers=handlers, on_bug=on_bug)  # inside CORS and the request context
+    asgi = PredictFastPath(app, handlers=handlers, on_bug=on_bug)
     if options.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-                           expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
+        asgi = CORSMiddleware(asgi, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST"],
+                              allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                              expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
 
     def on_done(state: dict, status: int, seconds: float) -> None:
         if state.get("predict"):
             metrics.observe_request(state.get("model"), status, seconds, state.get("problem"))
 
-    app.add_middleware(RequestContext, logger=access_logger(options.access_log), on_done=on_done,
-                       hsts=options.tls_cert is not None)
-    return app
+    return Edge(app, RequestContext(asgi, logger=access_logger(options.access_log), on_done=on_done,
+                                    hsts=options.tls_cert is not None))
 
 
 class PredictFastPath:
-    """POST to a served model's predict path goes straight to its handler. FastAPI's routing, dependency solving and
-    exception layers cost more per request than the handler itself (py-spy on the benchmark's load); the routes stay
-    registered for /openapi.json, and every other request takes the full stack."""
+    """POST to a served model's predict path goes straight to its handler. FastAPI's own middlewares, routing,
+    dependency solving and exception layers cost about as much CPU per request as the handler itself (py-spy on the
+    benchmark's load); the routes stay registered for /openapi.json, and every other request takes the full stack."""
 
     def __init__(self, app, handlers: dict, on_bug):
         self.app = app

@@ -54,7 +54,7 @@ def run(options: GatewayOptions, quiet: bool = False) -> int:
         h11_max_incomplete_event_size=options.limits.max_header_bytes)
     if options.metrics_port is not None:
         prometheus_client.start_http_server(options.metrics_port, addr=options.metrics_host,
-                                            registry=app.state.metrics_registry)
+                                            registry=app.metrics_registry)
     if not quiet:
         print(summary(options, note), flush=True)
     uvicorn.Server(config).run()
