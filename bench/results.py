@@ -340,8 +340,10 @@ def format_markdown(results: BenchResults) -> str:
     parts += ["## Throughput and latency", "", format_table(results), ""]
     if any(r.cell.server == "gateway" for r in results.cells):
         parts += ["## Gateway vs direct Triton", "",
-                  "The gateway's JSON API (keys off, limits out of the way, access log on) in front of the same "
-                  "Triton over gRPC, against Triton's own HTTP JSON endpoint with the same rows.", "",
+                  "The gateway's JSON API (an API key on every request, its limits and the access log on; rates "
+                  "and load bounds out of the way) in front of the same Triton over gRPC, against Triton's own HTTP "
+                  "JSON endpoint with the same rows. CPU µs per request: each server's process group over the "
+                  "cell's run, warm-up included, at the measured rate.", "",
                   format_gateway(results), ""]
     if results.perf_analyzer:
         windows = results.perf_analyzer[0].result
