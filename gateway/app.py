@@ -1,8 +1,10 @@
 """The gateway's ASGI app: a label-aware JSON API generated from models.toml in front of Triton, and the web page.
 
-A predict request goes through, in order: the API key (401/403), its token bucket (429), the body's size and
-deadline (413/408), UTF-8, nesting depth and JSON syntax (400), the model's inputs (422), the model's load bound
-(503), and only then Triton. Every failure is problem details (gateway/problems.py).
+A predict request goes through, in order: the client's failed authentications (429), the API key or bearer token
+(401/403), its token bucket (429), the body's size and deadline (413/408), a bound on its JSON values, then UTF-8,
+nesting depth and JSON syntax in one pass (400), the model's inputs (422), the pixels its images decode to, charged
+to the same bucket (429/413), the model's load bound (503), and only then Triton. What comes before (connections,
+request line, headers) is gateway/protocol.py's. Every failure is problem details (gateway/problems.py).
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ class Limits:
     keep_alive_timeout_s: float = 5.0  # an idle kept-alive connection, between requests
     max_request_line_bytes: int = 8192  # 414 beyond (the target; the paths here are short)
     max_header_bytes: int = 16384  # 431 beyond, all headers together (a JWT is 1-2 KB)
-    max_connections: int = 2048  # per worker process; new ones beyond are answered 503 and closed
-    max_connections_per_client: int = 256  # per client address and worker (a benchmark opens 64)
+    max_connections: int = 2048  # per gateway process; new ones beyond are answered 503 and closed
+    max_connections_per_client: int = 256  # per client address (the socket's peer; a benchmark opens 64)
     pixels_per_token: int = 1 << 20  # an image costs one rate-limit token per started megapixel it decodes to
 
     def __post_init__(self) -> None:

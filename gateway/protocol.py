@@ -36,7 +36,7 @@ class _Refused(Exception):
 
 def with_limits(limits: Limits) -> type[HttpToolsProtocol]:
     header_timeout_s = limits.header_timeout_s
-    per_client: Counter[str] = Counter()  # open connections by client address, for this worker process
+    per_client: Counter[str] = Counter()  # open connections by client address, in this process
 
     class EdgeProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None

@@ -166,7 +166,7 @@ def rss_kib(pid: int) -> int:
 
 def test_a_50_mb_header_is_a_431_before_it_is_read(gateway):
     before = rss_kib(gateway.pid)
-    raw = (f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ".encode() + b"a" * (50 << 20) + b"\r\n\r\n")
+    raw = (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (50 << 20) + b"\r\n\r\n")
     status, answer, seconds = exchange(gateway, raw)
     assert status == 431 and seconds < 1.0, answer[:300]
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["type"] == "/problems/headers-too-large"
