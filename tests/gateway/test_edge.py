@@ -45,14 +45,14 @@ def signing_key() -> RSAKey:
 @pytest.fixture(scope="module")
 def edge(triton, tmp_path_factory, signing_key):
     """Trusts 127.0.0.1 as a proxy (so each test can speak for its own client address), 3 failed authentications per
-    client, 4 connections per client, /metrics on its own port, tokens from ISSUER, and a key with a burst of 5."""
+    client, 4 connections per client and 8 in all, /metrics on its own port, tokens from ISSUER, and a key with a burst of 5."""
     workdir = tmp_path_factory.mktemp("edge-gateway")
     jwks = workdir / "jwks.json"
     jwks.write_text(json.dumps(KeySet([RSAKey.import_key(signing_key.as_dict(private=False))]).as_dict()))
     metrics_port = free_ports(1)[0]
     keys = {"full": {}, "small_budget": {"rate_per_s": 0.05, "burst": 5}}
     with launch_gateway(triton, workdir, "--trusted-proxy", "127.0.0.1", "--failed-auth-burst", "3",
-                        "--max-connections-per-client", "4", "--metrics-port", str(metrics_port),
+                        "--max-connections-per-client", "4", "--max-connections", "8", "--metrics-port", str(metrics_port),
                         "--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE, "--jwt-jwks", str(jwks),
                         keys=keys) as running:
         yield running, metrics_port
@@ -192,6 +192,31 @@ def test_connections_per_client_are_capped(edge):
             sock.close()
     deadline = time.monotonic() + 5
     while running.predict("sentiment", TEXT).status_code != 200:  # the held ones are closed: room again
+        assert time.monotonic() < deadline
+
+
+def test_connections_are_capped_in_total(edge):
+    running, _ = edge
+    held, answer = [], b""
+    try:
+        for i in range(12):  # one per client address, each under its own cap, until the gateway's total is reached
+            sock = socket.create_connection(("127.0.0.1", running.port), timeout=5,
+                                            source_address=(f"127.0.0.{10 + i}", 0))
+            held.append(sock)
+            time.sleep(0.05)
+            sock.setblocking(False)
+            try:
+                answer = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            break
+        assert answer.startswith(b"HTTP/1.1 503") and b"holds 8 connections" in answer, answer[:300]
+        assert len(held) <= 9
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while running.predict("sentiment", TEXT).status_code != 200:
         assert time.monotonic() < deadline
 
 
