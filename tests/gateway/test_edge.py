@@ -45,14 +45,14 @@ def signing_key() -> RSAKey:
 @pytest.fixture(scope="module")
 def edge(triton, tmp_path_factory, signing_key):
     """Trusts 127.0.0.1 as a proxy (so each test can speak for its own client address), 3 failed authentications per
-    client, 4 connections per client and 8 in all, /metrics on its own port, tokens from ISSUER, and a key with a burst of 5."""
+    client, 4 connections per client and 8 in all, idle kept-alive connections closed after 1 s, /metrics on its own port, tokens from ISSUER, and a key with a burst of 5."""
     workdir = tmp_path_factory.mktemp("edge-gateway")
     jwks = workdir / "jwks.json"
     jwks.write_text(json.dumps(KeySet([RSAKey.import_key(signing_key.as_dict(private=False))]).as_dict()))
     metrics_port = free_ports(1)[0]
     keys = {"full": {}, "small_budget": {"rate_per_s": 0.05, "burst": 5}}
     with launch_gateway(triton, workdir, "--trusted-proxy", "127.0.0.1", "--failed-auth-burst", "3",
-                        "--max-connections-per-client", "4", "--max-connections", "8", "--metrics-port", str(metrics_port),
+                        "--max-connections-per-client", "4", "--max-connections", "8", "--keep-alive-timeout", "1", "--metrics-port", str(metrics_port),
                         "--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE, "--jwt-jwks", str(jwks),
                         keys=keys) as running:
         yield running, metrics_port
@@ -193,6 +193,16 @@ def test_connections_per_client_are_capped(edge):
     deadline = time.monotonic() + 5
     while running.predict("sentiment", TEXT).status_code != 200:  # the held ones are closed: room again
         assert time.monotonic() < deadline
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(edge):
+    running, _ = edge
+    with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert sock.recv(65536) == b""  # the gateway closed it
+        assert 0.5 < time.monotonic() - started < 3.0
 
 
 def test_connections_are_capped_in_total(edge):
