@@ -46,6 +46,7 @@ def with_limits(limits: Limits) -> type[HttpToolsProtocol]:
         _header_bytes = 0
         _in_head = True  # between a request's first byte and the end of its headers
         _head_bytes = 0  # bytes received in that span: httptools holds a header's value whole until its end
+        _completed = False  # a request ended within the chunk being parsed
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -70,9 +71,12 @@ def with_limits(limits: Limits) -> type[HttpToolsProtocol]:
         def data_received(self, data: bytes) -> None:
             if self.transport.is_closing():  # refused or answered: what else arrives is not parsed
                 return
+            self._completed = False
             super().data_received(data)
             if self._in_head and not self.transport.is_closing():
-                self._head_bytes += len(data)
+                # a chunk that also ended a request (pipelining) holds some of the next head: not counted, so a
+                # valid pipelined request is never refused; the head is then counted from the next chunk on
+                self._head_bytes += 0 if self._completed else len(data)
                 if self._head_bytes > limits.max_request_line_bytes + limits.max_header_bytes:
                     self.transport.write(raw_response(b"431 Request Header Fields Too Large", HeadersTooLarge(
                         f"the request line and headers are larger than {limits.max_request_line_bytes} + "
@@ -108,6 +112,10 @@ def with_limits(limits: Limits) -> type[HttpToolsProtocol]:
             self._cancel_header_timer()
             self._in_head = False
             super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._completed = True
+            super().on_message_complete()
 
         def connection_lost(self, exc) -> None:
             self._cancel_header_timer()

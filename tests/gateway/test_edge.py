@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import socket
 import time
 from pathlib import Path
@@ -172,6 +173,20 @@ def test_a_50_mb_header_is_a_431_before_it_is_read(gateway):
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["type"] == "/problems/headers-too-large"
     assert rss_kib(gateway.pid) - before < 16 * 1024  # not buffered: the 50 MB never lived in the gateway
     assert gateway.predict("sentiment", TEXT).status_code == 200
+
+
+def test_a_pipelined_request_after_a_large_body_is_served_not_taken_for_a_large_head(gateway):
+    body = b'{"inputs": ["' + b"a" * 60_000 + b'"]}'
+    first = (f"POST /v1/models/sentiment:predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gateway.key}\r\n"
+             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(first + b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the next head begins in the same write
+        time.sleep(0.3)
+        sock.sendall(b"Connection: close\r\n\r\n")
+        answers = b""
+        while chunk := sock.recv(65536):
+            answers += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"200", b"200"], answers[:500]
 
 
 def test_a_request_line_over_the_limit_is_a_414(gateway):
