@@ -82,6 +82,7 @@ class SoakReport:
                 "rss_mib_last": self.rss_mib[-1] if self.rss_mib else None,
                 "rss_mib_max": max(self.rss_mib) if self.rss_mib else None,
                 "memory_growth": None if growth is None else round(growth, 4),
+                "rss_mib_samples": self.rss_mib,
                 "first_errors": self.first_errors, "options": {**asdict(options), "key": "(set)"}}
 
 
