@@ -40,7 +40,7 @@ GATEWAY_ARGS = --port $(GATEWAY_PORT) --metrics-port $(GATEWAY_METRICS_PORT) --t
 
 IMAGE ?= modelport-triton:latest
 
-.PHONY: help venv lock export trt serve gateway start stop status test loadtest bench tune docker-build docker-run clean
+.PHONY: help venv lock system export trt serve gateway start stop status test loadtest bench tune docker-build docker-run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -70,8 +70,9 @@ LOCK_FLAGS ?=
 lock: $(STAMP) ## re-resolve requirements.txt into a lock per supported Python (LOCK_FLAGS=--upgrade moves pins)
 	$(PY) -m env.locks lock $(LOCK_FLAGS)
 
-export: $(STAMP) ## train/load the models in models.toml, convert, verify, write model_repository/
+export: $(STAMP) ## train/load the models in models.toml, convert, verify, write model_repository/ (and deploy/)
 	$(PY) -m export
+	$(PY) -m operate generate
 
 trt: $(STAMP) ## build TensorRT plans (needs a GPU and TensorRT: run inside the NGC container)
 	$(PY) -m export.trt
@@ -93,7 +94,10 @@ stop: $(STAMP) ## stop the gateway and the server `make start` started
 status: $(STAMP) ## say whether the background server is up, and its models
 	$(PY) -m serve status
 
-test: $(STAMP) export ## run the test suite (unit + integration against a real Triton)
+system: $(STAMP) ## install the Debian packages the tests need when missing (prometheus, chromium, chromium-driver)
+	$(PY) -m env.system
+
+test: $(STAMP) system export ## install what the tests need, export, run the suite (unit + integration, real Triton)
 	$(PY) -m pytest $(TEST_FLAGS)
 
 loadtest: $(STAMP) ## bounded headless Locust run against the running server, with SLO gates and a report

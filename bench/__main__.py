@@ -7,6 +7,8 @@
                                      # build/bench/results/gateway.md
     python -m bench --backend-cost   # only the python backend's own cost per execute and per request:
                                      # bench/results/backend-cost.md (bench/backend_cost.py; a full run does it too)
+    python -m bench --response-cache # only the response cache, on against off: bench/results/response-cache.md
+                                     # (bench/response_cache.py; a full run does it too)
 
 Starts every server itself on free ports (Triton through `python -m serve run`) and stops them at the end; needs
 `make export` first. Run it on an otherwise idle machine: every contender shares the same cores.
@@ -19,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import backend_cost
+from bench import backend_cost, response_cache
 from bench import results as results_module
 from bench.run import BenchOptions, PlanError, batching_model, run
 from export.errors import SpecError
@@ -45,6 +47,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="only the gateway cells and Triton's own HTTP JSON at 1 and 64 connections beside them")
     parser.add_argument("--backend-cost", action="store_true",
                         help="only the python backend's own cost per execute and per request (bench/backend_cost.py)")
+    parser.add_argument("--response-cache", action="store_true",
+                        help="only the response cache's cells, cache on against off (bench/response_cache.py)")
     parser.add_argument("--perf-analyzer", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure the Triton cells with NVIDIA's perf_analyzer (default: on; fetched once "
                              "into build/perf_analyzer/)")
@@ -73,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.backend_cost:
         return backend_cost_run(args, load_spec(args.spec))
+    if args.response_cache:
+        return response_cache_run()
     quick = args.quick
     options = BenchOptions(
         repository=args.repository.resolve(),
@@ -109,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + markdown)
     print(f"benchmark results: {stem.with_suffix('.md')} (data: {stem.with_suffix('.json')})")
     if not quick and not args.model and not args.gateway:
-        return backend_cost_run(args, spec, formed_batches(spec, outcome))
+        return backend_cost_run(args, spec, formed_batches(spec, outcome)) or response_cache_run()
     return 0
+
+
+def response_cache_run() -> int:
+    return response_cache.main(["--output", str(REPO_ROOT / "bench" / "results" / "response-cache.md")])
 
 
 if __name__ == "__main__":

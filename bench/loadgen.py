@@ -165,8 +165,9 @@ async def _run(target: HttpTarget, spec: LoadSpec) -> tuple[_Sink, float]:
     sink = _Sink()
     slots = []
     for i in range(spec.connections):
-        # stagger where each connection starts in the request list, so they do not send identical bodies in step
-        offset = (i * 7) % len(target.requests)
+        # spread where the connections start in the request list, so they do not send identical bodies in step (and,
+        # with a list longer than a run sends, never the same body twice: the response cache's unique cell)
+        offset = i * len(target.requests) // spec.connections
         requests = itertools.cycle(target.requests[offset:] + target.requests[:offset])
         slots.append(_slot(target, requests, window, sink))
     await asyncio.wait_for(asyncio.gather(*slots), timeout=spec.warmup_s + spec.duration_s + 30)

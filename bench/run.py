@@ -167,7 +167,15 @@ def baseline_requests(model: payloads.Target, onnx: Path, encoding: str, host: s
 
 
 def batches(samples: tuple[payloads.Sample, ...], size: int) -> tuple[dict[str, np.ndarray], ...]:
-    """Feeds of `size` rows each from one-row samples, repeating the rows when there are fewer than `size`."""
+    """Feeds of `size` rows each from one-row samples, repeating the rows when there are fewer than `size`; samples
+    of different shapes (inputs with -1 dims) go to different feeds, as Triton batches them."""
+    shapes: dict[tuple, list[payloads.Sample]] = {}
+    for sample in samples:
+        shapes.setdefault(tuple(i.array.shape for i in sample.inputs), []).append(sample)
+    return tuple(feed for group in shapes.values() for feed in _batches(tuple(group), size))
+
+
+def _batches(samples: tuple[payloads.Sample, ...], size: int) -> tuple[dict[str, np.ndarray], ...]:
     columns = {t.name: np.concatenate([s.inputs[k].array for s in samples]) for k, t in enumerate(samples[0].inputs)}
     rows = len(samples)
     if rows < size:
@@ -185,11 +193,12 @@ def in_process_job(spec: Spec, repository: Path, name: str, batch_size: int):
     steps = [s.model for s in model.steps]
     tokenizer_dir = repository / steps[0] / "1" if steps else None
     if (model.kind == "ensemble" and len(steps) == 2 and spec.model(steps[0]).kind == "python"
-            and (tokenizer_dir / "text_encoding.py").is_file() and spec.model(steps[1]).kind == "onnx"):
+            and (tokenizer_dir / "text_encoding.py").is_file() and any(tokenizer_dir.rglob("tokenizer.json"))
+            and spec.model(steps[1]).kind == "onnx"):
         texts = tuple(s.inputs[0].array.ravel()[0] for s in samples)
         return inprocess.TokenizedTextJob(name, onnx_file(repository, steps[1]), tokenizer_dir, texts, batch_size)
     raise ValueError(f"{name}: no in-process equivalent (an onnx-kind model, or an ensemble of a python step "
-                     f"shipping text_encoding.py and an ONNX step)")
+                     f"shipping text_encoding.py and tokenizer.json, and an ONNX step)")
 
 
 def measure_ceiling(work_dir: Path, duration_s: float) -> GeneratorCeiling:

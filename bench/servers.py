@@ -125,13 +125,14 @@ def without_dynamic_batching(source: Path, target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def triton(name: str, repository: Path, work_dir: Path, attempts: int = 3) -> Running:
+def triton(name: str, repository: Path, work_dir: Path, attempts: int = 3,
+           extra_args: tuple[str, ...] = ()) -> Running:
     # a start can fail for reasons a retry fixes: a port taken between our probe and Triton's bind, or
     # boost::interprocess::lock_exception under heavy load
     with contextlib.ExitStack() as stack:
         for attempt in range(1, attempts + 1):
             try:
-                running = stack.enter_context(_triton_once(name, repository, work_dir))
+                running = stack.enter_context(_triton_once(name, repository, work_dir, extra_args))
                 break
             except ServerFailed:
                 if attempt == attempts:
@@ -140,14 +141,14 @@ def triton(name: str, repository: Path, work_dir: Path, attempts: int = 3) -> Ru
 
 
 @contextlib.contextmanager
-def _triton_once(name: str, repository: Path, work_dir: Path) -> Running:
+def _triton_once(name: str, repository: Path, work_dir: Path, extra_args: tuple[str, ...] = ()) -> Running:
     http, grpc, metrics = free_ports(3)
     state_dir = work_dir / name
     env = {**os.environ, "MODELPORT_ADMIN_KEY": secrets.token_hex(16)}
     command = [
         sys.executable, "-m", "serve", "run", "--repository", str(repository),
         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-        "--state-dir", str(state_dir), "--log-file", str(state_dir / "tritonserver.log"),
+        "--state-dir", str(state_dir), "--log-file", str(state_dir / "tritonserver.log"), *extra_args,
     ]
     log_path = state_dir / "launcher.log"
     # SIGINT is the launcher's Ctrl-C: it stops Triton, then the stubs, and cleans their shared memory

@@ -52,6 +52,12 @@ def saved_model(model: ModelSpec, trained: TrainedModel | None, work: Path) -> P
     """The SavedModel tf2onnx converts: the source itself, the one its trainer wrote beside the Keras file, or else
     the Keras file exported into work (tf2onnx's from_keras fails on Keras 3)."""
     src = model.onnx.source
+    if model.onnx.keras_text_layer:  # the numeric rest of a raw-strings model (export/keras_text.py)
+        from export import keras_text
+
+        out = work / "saved_model"
+        keras_text.split(model)[2].export(str(out), format="tf_saved_model", verbose=False)
+        return out
     if model.onnx.source_format == "savedmodel":
         return src
     if (trained is not None and trained.keras_path.resolve() == src.resolve()
@@ -148,8 +154,15 @@ def _conform(model: ModelSpec, proto: onnx.ModelProto) -> None:
 
 def _check_tensor(model: ModelSpec, kind: str, vi: onnx.ValueInfoProto, t: Tensor, batch_params: set[str]) -> None:
     tt = vi.type.tensor_type
+    if tt.elem_type == onnx.TensorProto.STRING:
+        raise IncompatibleModelError(
+            f"{model.name}: {kind} {t.name!r} takes strings inside the graph (a preprocessing layer such as "
+            f"TextVectorization, StringLookup or Hashing): the export serves numeric graphs. A .keras source whose "
+            f"input feeds TextVectorization is split automatically when the file exists as models.toml is read (run "
+            f"the export again once its trainer wrote it); otherwise export the model from its first numeric layer "
+            f"on (token ids in, `dims = [-1]` for any length) and serve the preprocessing as a python step before it")
     if tt.elem_type != ONNX_DTYPES.get(t.dtype):
-        actual = onnx.TensorProto.DataType.Name(tt.elem_type)
+        actual = {v: k for k, v in ONNX_DTYPES.items()}.get(tt.elem_type, onnx.TensorProto.DataType.Name(tt.elem_type))
         raise IncompatibleModelError(f"{model.name}: {kind} {t.name!r} is {actual} in the model, the spec says "
                                      f"{t.dtype}: change the spec's dtype or the model's {kind} dtype")
     dims = list(tt.shape.dim)
@@ -161,12 +174,14 @@ def _check_tensor(model: ModelSpec, kind: str, vi: onnx.ValueInfoProto, t: Tenso
     dims[0].Clear()
     dims[0].dim_param = BATCH_DIM
     for d, want in zip(dims[1:], t.dims):
-        if d.dim_param or d.dim_value != want:
-            actual = ", ".join(x.dim_param or str(x.dim_value) for x in dims[1:])
+        symbolic = bool(d.dim_param) or d.dim_value <= 0
+        if symbolic != (want == -1) or (not symbolic and d.dim_value != want):
+            actual = ", ".join(x.dim_param or str(x.dim_value) if x.dim_value > 0 or x.dim_param else "?"
+                               for x in dims[1:])
             raise IncompatibleModelError(
                 f"{model.name}: {kind} {t.name!r} has shape [batch, {actual}] in the model, the spec says "
-                f"[batch, {', '.join(map(str, t.dims))}]: only the batch dim may be dynamic (TensorRT and Triton "
-                f"need static dims); fix the model's Input shape or the spec's dims")
+                f"[batch, {', '.join(map(str, t.dims))}]: a dim is -1 in the spec exactly where the model takes any "
+                f"size (Keras: None in its Input shape); fix the model's Input shape or the spec's dims")
 
 
 def unsupported_ops(proto: onnx.ModelProto) -> list[str]:

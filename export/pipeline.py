@@ -25,11 +25,12 @@ from export import card as cards
 from export import convert, dataset, load, optimize, reference, repository, verify
 from export.errors import ExportError, GateFailure, IncompatibleModelError, ParityError, SourceError, SpecError
 from export.progress import Log, step
-from export.spec import TORCH_FORMATS, ModelSpec, Spec, install_hint, variant_model_name
+from export.spec import TORCH_FORMATS, ModelSpec, Spec, install_hint, keras_text_names, variant_model_name
 
 CODE_FILES = ("spec.py", "load.py", "dataset.py", "convert.py", "reference.py", "torch_source.py", "text_parity.py",
-              "hf_tokenizer/model.py", "hf_tokenizer/hf_tokenization.py", "optimize.py", "verify.py",
-              "repository.py", "card.py", "pipeline.py")
+              "hf_tokenizer/model.py", "hf_tokenizer/hf_tokenization.py", "keras_text.py", "keras_text_step/model.py",
+              "keras_text_step/text_vectorization.py", "optimize.py", "verify.py", "repository.py", "card.py",
+              "pipeline.py")
 GENERATED_SUFFIXES = (".onnx", ".plan")
 # Packages whose installed version can change what the export of a model produces, by source format.
 ONNX_TOOLS = ("onnx", "onnxruntime", "onnxconverter-common", "onnxslim")
@@ -178,11 +179,21 @@ def _no_recipe_passed(model: ModelSpec, search: optimize.Int8Search) -> str:
     return text
 
 
+def model_data(model: ModelSpec, path: Path, with_labels: bool) -> dataset.Dataset:
+    """An .npz as the model takes it; for the numeric part of a raw-strings Keras model, the layer's own ids for the
+    file's texts (export/keras_text.py)."""
+    if model.onnx.keras_text_layer:
+        from export import keras_text
+
+        return keras_text.token_dataset(model, path, with_labels)
+    return dataset.load_npz(model, path, with_labels)
+
+
 def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> None:
     src = model.onnx
     with step(log, f"{model.name}: train or load the source model"):
         trained = load.train_or_check(model, log)
-    heldout = dataset.load_npz(model, src.heldout, with_labels=True)
+    heldout = model_data(model, src.heldout, with_labels=True)
     from_torch = src.source_format in TORCH_FORMATS
     if from_torch:
         from export import torch_source  # the torch extra: only for PyTorch sources
@@ -196,7 +207,7 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
     protos = {"fp32": fp32}
     search = None
     if "int8" in src.variants:
-        calibration = dataset.load_npz(model, src.calibration, with_labels=False)
+        calibration = model_data(model, src.calibration, with_labels=False)
         with step(log, f"{model.name}: int8 static quantization, calibrating on {len(calibration)} samples"):
             search = optimize.search_int8(fp32, calibration, _int8_judge(model, heldout, expected), log,
                                           options.int8_search_seconds)
@@ -225,6 +236,18 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
         failures += e2e_failures
         log(f"    {src.text.ensemble}: tokens identical for {end_to_end.token_agreement:.2%} of texts, argmax "
             f"agreement {end_to_end.argmax_agreement:.2%}, max |diff| {end_to_end.max_abs_diff:.2e}")
+    step_settings = None
+    if src.keras_text_layer:
+        from export import keras_text
+
+        step_name = keras_text_names(model)[1]
+        step_settings = keras_text.settings(keras_text.split(model)[1])
+        with step(log, f"{model.name}: end-to-end parity on {len(heldout)} held-out texts: {step_name} -> ONNX vs "
+                       f"the Keras model with its {src.keras_text_layer!r} layer"):
+            end_to_end, e2e_failures = keras_text.check(model, blobs["fp32"], step_settings)
+        failures += e2e_failures
+        log(f"    {model.name.removesuffix('_numeric')}: tokens identical for {end_to_end.token_agreement:.2%} of "
+            f"texts, argmax agreement {end_to_end.argmax_agreement:.2%}, max |diff| {end_to_end.max_abs_diff:.2e}")
     reasons = {v: "fails the gate: " + "; ".join(map(str, fs)) for v in src.variants
                if (fs := [f for f in failures if f.variant == v])}
     notes: tuple[str, ...] = ()
@@ -277,6 +300,11 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
         cards.write_card(card, directory)
     for record in left_out.values():
         shutil.rmtree(staging / record["triton_name"], ignore_errors=True)  # a model an earlier export wrote
+    if step_settings is not None:  # the generated step's settings and vocabulary, from the layer itself
+        step_dir = staging / keras_text_names(model)[1] / "1"
+        step_dir.mkdir(parents=True, exist_ok=True)
+        (step_dir / keras_text.served_encoding().STEP_FILE).write_text(json.dumps(step_settings, ensure_ascii=False),
+                                                                       encoding="utf-8")
 
 
 def ensure_files(model: ModelSpec, spec: Spec, files: list[Path], what: str, log: Log) -> None:

@@ -34,25 +34,33 @@ def _onnx(model: ModelSpec, data: Dataset) -> dict[str, np.ndarray]:
     where = f"ONNX file {model.onnx.source.name}"
     inputs = pair(model, "input", model.inputs, [i.name for i in sess.get_inputs()], where)
     outputs = pair(model, "output", model.outputs, [o.name for o in sess.get_outputs()], where)
-    outs = run_onnx(sess, {name: data.x[t.name] for t, name in inputs}, batch_size=len(data),
-                    output_names=[name for _, name in outputs])
+    outs = data.map(lambda x: run_onnx(sess, {name: x[t.name] for t, name in inputs}, batch_size=len(data),
+                                       output_names=[name for _, name in outputs]))
     return {t.name: outs[name] for t, name in outputs}
 
 
 def _keras(model: ModelSpec, data: Dataset) -> dict[str, np.ndarray]:
     import keras
 
-    net = keras.saving.load_model(model.onnx.source, compile=False)
+    if model.onnx.keras_text_layer:  # the numeric rest, token ids in: its held-out ids are the layer's own
+        from export import keras_text
+
+        net = keras_text.split(model)[2]
+    else:
+        net = keras.saving.load_model(model.onnx.source, compile=False)
     inputs = dict((name, t) for t, name in pair(model, "input", model.inputs, [i.name for i in net.inputs],
                                                 f"Keras model {model.onnx.source.name}"))
-    feed = [data.x[inputs[i.name].name] for i in net.inputs]  # in the model's own input order
-    outs = net.predict(feed if len(feed) > 1 else feed[0], batch_size=256, verbose=0)
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]
-    if len(outs) != len(model.outputs):
-        raise IncompatibleModelError(f"{model.name}: Keras model {model.onnx.source.name} has {len(outs)} "
-                                     f"output(s), the spec declares {len(model.outputs)}: fix [[model.output]]")
-    # Keras outputs are ordered (the SavedModel calls them output_0, output_1, ...): the spec declares them in order.
-    return {t.name: np.asarray(o) for t, o in zip(model.outputs, outs)}
+
+    def predict(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = [x[inputs[i.name].name] for i in net.inputs]  # in the model's own input order
+        outs = net.predict(feed if len(feed) > 1 else feed[0], batch_size=256, verbose=0)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        if len(outs) != len(model.outputs):
+            raise IncompatibleModelError(f"{model.name}: Keras model {model.onnx.source.name} has {len(outs)} "
+                                         f"output(s), the spec declares {len(model.outputs)}: fix [[model.output]]")
+        # Keras outputs are ordered (the SavedModel calls them output_0, output_1, ...): the spec declares them so.
+        return {t.name: np.asarray(o) for t, o in zip(model.outputs, outs)}
+    return data.map(predict)
 
 
 def _saved_model(model: ModelSpec, data: Dataset) -> dict[str, np.ndarray]:
@@ -65,6 +73,9 @@ def _saved_model(model: ModelSpec, data: Dataset) -> dict[str, np.ndarray]:
     fn = loaded.signatures[SIGNATURE]
     where = f"SavedModel signature {SIGNATURE!r}"
     inputs = pair(model, "input", model.inputs, list(fn.structured_input_signature[1]), where)
-    result = fn(**{name: tf.constant(data.x[t.name]) for t, name in inputs})
-    outputs = pair(model, "output", model.outputs, list(result), where)
-    return {t.name: result[name].numpy() for t, name in outputs}
+
+    def call(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = fn(**{name: tf.constant(x[t.name]) for t, name in inputs})
+        outputs = pair(model, "output", model.outputs, list(result), where)
+        return {t.name: result[name].numpy() for t, name in outputs}
+    return data.map(call)

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import re
 import tomllib
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,6 +35,10 @@ TOKENIZER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a g
 EXTRAS = {"torch": ("torch", "transformers", "onnxscript")}
 # The python backend model the export deploys for a [model.text] table (no model.py to write).
 HF_TOKENIZER_DIR = Path(__file__).resolve().parent / "hf_tokenizer"
+# The python step the export deploys for a Keras model that takes raw strings through TextVectorization.
+KERAS_TEXT_DIR = Path(__file__).resolve().parent / "keras_text_step"
+KERAS_STRING_LAYERS = ("TextVectorization", "StringLookup", "IntegerLookup", "Hashing")
+KERAS_SPLIT_LAYERS = ("TextVectorization", "StringLookup")  # those the generated step reproduces
 # Text validation shared with `sentiment_tokenizer`, so bad texts get the same answers (deployed beside the model).
 TEXT_ENCODING = Path(__file__).resolve().parents[1] / "model_repository/sentiment_tokenizer/1/text_encoding.py"
 
@@ -41,6 +46,9 @@ TEXT_ENCODING = Path(__file__).resolve().parents[1] / "model_repository/sentimen
 def installed_extras() -> frozenset[str]:
     """The extras whose modules can be imported here (found, not imported: that would cost seconds)."""
     return frozenset(e for e, modules in EXTRAS.items() if all(importlib.util.find_spec(m) for m in modules))
+
+
+ALL_EXTRAS = frozenset(EXTRAS)
 
 
 def install_hint(extra: str) -> str:
@@ -72,14 +80,33 @@ class Tensor:
     dims: tuple[int, ...]
     format: str = "FORMAT_NONE"
     labels: tuple[str, ...] = ()
+    # Bounds of the variable (-1) dims, full shapes like dims (batch excluded), as TensorRT's profiles take them;
+    # () = not declared: an onnx model's export takes it from the held-out data (dataset.Dataset.shape_range).
+    min_dims: tuple[int, ...] = ()
+    opt_dims: tuple[int, ...] = ()
+    max_dims: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"{self.name}"
         _require(isinstance(self.name, str) and NAME_RE.match(self.name) is not None, self.model, "name", self.name,
                  "a tensor name of letters, digits, _ and -, starting with a letter")
         _require(self.dtype in DTYPES, self.model, f"{where}.dtype", self.dtype, ", ".join(DTYPES))
-        _require(len(self.dims) > 0 and all(_is_int(d) and d > 0 for d in self.dims), self.model, f"{where}.dims",
-                 list(self.dims), "a non-empty list of positive integers (static: the batch dimension is implicit)")
+        _require(len(self.dims) > 0 and all(_is_int(d) and (d > 0 or d == -1) for d in self.dims), self.model,
+                 f"{where}.dims", list(self.dims),
+                 "a non-empty list of positive integers, or -1 for a variable size (the batch dimension is implicit)")
+        for bound in ("min_dims", "opt_dims", "max_dims"):
+            shape = getattr(self, bound)
+            _require(not shape or (self.variable and len(shape) == len(self.dims) and all(
+                _is_int(b) and (b == d if d > 0 else b > 0) for b, d in zip(shape, self.dims))), self.model,
+                f"{where}.{bound}", list(shape),
+                f"a shape like dims {list(self.dims)} with a positive size in place of each -1 (only for dims with -1)")
+        if self.min_dims and self.max_dims:
+            _require(all(a <= b for a, b in zip(self.min_dims, self.max_dims)), self.model, f"{where}.max_dims",
+                     list(self.max_dims), f">= min_dims {list(self.min_dims)} in every position")
+        if self.opt_dims:
+            low, high = self.min_dims or self.opt_dims, self.max_dims or self.opt_dims
+            _require(all(a <= o <= b for a, o, b in zip(low, self.opt_dims, high)), self.model, f"{where}.opt_dims",
+                     list(self.opt_dims), f"between min_dims {list(low)} and max_dims {list(high)}")
         _require(self.format in FORMATS, self.model, f"{where}.format", self.format, ", ".join(FORMATS))
         _require(self.format == "FORMAT_NONE" or len(self.dims) == 3, self.model, f"{where}.format", self.format,
                  "FORMAT_NHWC/FORMAT_NCHW only for 3 dims (H, W, C or C, H, W)")
@@ -88,6 +115,11 @@ class Tensor:
                      f"{where}.labels", list(self.labels), "non-empty single-line strings")
             _require(len(self.dims) == 1 and self.dims[0] == len(self.labels), self.model, f"{where}.labels",
                      f"{len(self.labels)} labels for dims {list(self.dims)}", "one label per class of a 1-D output")
+
+    @property
+    def variable(self) -> bool:
+        """Some dim is -1: requests may differ in its size (within min_dims..max_dims)."""
+        return -1 in self.dims
 
     @property
     def numpy_dtype(self) -> str:
@@ -154,6 +186,9 @@ class OnnxSource:
     declared_format: str | None = None  # the spec's `source_format`, when it names one
     activation: str = "none"  # torch sources: applied to the model's output (HF checkpoints: to its logits)
     text: TextModel | None = None
+    # Keras sources taking raw strings: the name of the TextVectorization layer the export splits off into a python
+    # step (keras_text_models); this model is then the numeric rest, token ids in.
+    keras_text_layer: str = ""
 
     @property
     def source_format(self) -> str:
@@ -198,6 +233,8 @@ class ModelSpec:
     # leaves out the layout transforms: measured 3.2x slower on digits_mobilenet, 2.8x on digits at batch 16.
     graph_optimization_level: int = 0
     parameters: tuple[tuple[str, str], ...] = ()
+    # Triton's response cache: identical requests are answered from the server's cache (`serve --cache-size`).
+    response_cache: bool = False
     description: str = ""
     samples: Path | None = None  # request inputs for load tests: a folder of files, or a text file of lines
     loadtest_weight: int = 1  # share of the mixed load-test scenario; 0 leaves the model out of the mix
@@ -235,6 +272,17 @@ class ModelSpec:
             _require(not strings, n, "warmup_batch_sizes", list(self.warmup_batch_sizes),
                      f"[] for models with TYPE_STRING inputs ({', '.join(strings)}): "
                      "zero-data warmup sends empty strings")
+        variable = [t.name for t in self.inputs if t.variable]
+        _require(not (variable and self.warmup_batch_sizes), n, "warmup_batch_sizes", list(self.warmup_batch_sizes),
+                 f"[] for models with variable dims ({', '.join(variable)}): zero-data warmup needs fixed dims")
+        unbounded = [t.name for t in self.inputs if t.variable and not (t.min_dims and t.max_dims)]
+        _require(self.kind == "onnx" or not unbounded, n, f"{unbounded[0] if unbounded else ''}.max_dims", None,
+                 "min_dims and max_dims for every input with -1 dims (only onnx models take them from held-out data)")
+        if self.kind == "onnx":
+            varying = [t.name for t in self.outputs if t.variable]
+            _require(not varying, n, f"{varying[0] if varying else ''}.dims", "-1",
+                     "fixed dims for the outputs of an onnx model (the parity gate compares fixed-size outputs; "
+                     "inputs may have -1 dims)")
         for fld in ("intra_op_thread_count", "inter_op_thread_count"):
             v = getattr(self, fld)
             _require(_is_int(v) and v >= 0, n, fld, v, "an integer >= 0 (0 = ONNX Runtime picks)")
@@ -244,6 +292,8 @@ class ModelSpec:
                  self.graph_optimization_level,
                  "0 (all, the default), -1 (basic), 1 (basic + extended, no layout transforms), 2 (disabled), "
                  "as Triton's ORT backend maps optimization.graph.level")
+        _require(isinstance(self.response_cache, bool), n, "response_cache", self.response_cache,
+                 "true or false (true: Triton answers repeated requests from its cache; serve with --cache-size)")
         _require(len(self.inputs) > 0, n, "input", [], "at least one [[model.input]] table")
         _require(len(self.outputs) > 0, n, "output", [], "at least one [[model.output]] table")
         names = [t.name for t in self.inputs + self.outputs]
@@ -281,7 +331,7 @@ class Spec:
 
 _COMMON_KEYS = {"name", "kind", "description", "input", "output", "max_batch_size", "preferred_batch_size",
                 "max_queue_delay_microseconds", "queue_timeout_microseconds", "max_queue_size", "instance_count",
-                "instance_kind", "warmup_batch_sizes", "parameters", "samples", "loadtest_weight"}
+                "instance_kind", "warmup_batch_sizes", "parameters", "samples", "loadtest_weight", "response_cache"}
 _KIND_KEYS = {
     "onnx": {"source", "heldout", "calibration", "trainer", "variants", "optional_variants", "gate", "tensorrt",
              "source_format", "activation", "text", "intra_op_thread_count",
@@ -289,7 +339,7 @@ _KIND_KEYS = {
     "python": {"code", "files"},
     "ensemble": {"step"},
 }
-_TENSOR_KEYS = {"name", "dtype", "dims", "format", "labels"}
+_TENSOR_KEYS = {"name", "dtype", "dims", "format", "labels", "min_dims", "opt_dims", "max_dims"}
 
 
 def _tensors(model: str, table: dict, key: str) -> tuple[Tensor, ...]:
@@ -306,7 +356,13 @@ def _tensors(model: str, table: dict, key: str) -> tuple[Tensor, ...]:
         _require(isinstance(dims, list), model, f"{t['name']}.dims", dims, "a list of positive integers")
         labels = t.get("labels", [])
         _require(isinstance(labels, list), model, f"{t['name']}.labels", labels, "a list of strings")
-        out.append(Tensor(model, t["name"], t["dtype"], tuple(dims), t.get("format", "FORMAT_NONE"), tuple(labels)))
+        bounds = {}
+        for bound in ("min_dims", "opt_dims", "max_dims"):
+            shape = t.get(bound, [])
+            _require(isinstance(shape, list), model, f"{t['name']}.{bound}", shape, "a list of positive integers")
+            bounds[bound] = tuple(shape)
+        out.append(Tensor(model, t["name"], t["dtype"], tuple(dims), t.get("format", "FORMAT_NONE"), tuple(labels),
+                          **bounds))
     return tuple(out)
 
 
@@ -344,7 +400,8 @@ def _text_model(model: str, table: object, root: Path, fmt: str, inputs: tuple[T
              "an integer >= 1 (instances of the generated tokenizer)")
     names = [t.name for t in inputs]
     _require("input_ids" in names and all(t.name in TOKENIZER_INPUTS and t.dtype == "TYPE_INT64" and len(t.dims) == 1
-                                          and t.dims == inputs[0].dims for t in inputs), model, "input",
+                                          and t.dims == inputs[0].dims and not t.variable for t in inputs), model,
+             "input",
              [f"{t.name} {t.dtype} {list(t.dims)}" for t in inputs],
              f"input_ids, and any of {', '.join(TOKENIZER_INPUTS[1:])} the graph takes, all TYPE_INT64 with the same "
              "dims [max length]: what the generated tokenizer emits")
@@ -378,6 +435,80 @@ def text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec]:
         steps=(Step(text.tokenizer, ((text.input, text.input),), feeds),
                Step(m.name, feeds, tuple((t.name, t.name) for t in m.outputs))))
     return tokenizer, ensemble
+
+
+def _keras_first_layer(model: str, source: Path) -> dict:
+    """The config of the layer a .keras file's input feeds first, read from the archive's config.json (no Keras)."""
+    try:
+        with zipfile.ZipFile(source) as archive:
+            layers = json.loads(archive.read("config.json"))["config"]["layers"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise SpecError(model, "source", str(source), f"a readable .keras file ({e})") from None
+    return next((layer for layer in layers if layer.get("class_name") != "InputLayer"), {})
+
+
+def keras_text_names(m: ModelSpec) -> tuple[str, str]:
+    """(numeric model, python step) of a raw-strings Keras model, from its spec name or its numeric model's."""
+    base = m.name.removesuffix("_numeric") if m.onnx is not None and m.onnx.keras_text_layer else m.name
+    return f"{base}_numeric", f"{base}_preprocess"
+
+
+def keras_text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec, ModelSpec]:
+    """A Keras model taking raw strings through TextVectorization or StringLookup, split the way a [model.text] table
+    is served: the numeric rest (`<name>_numeric`, token ids in, exported to ONNX), the layer as a generated python
+    step (`<name>_preprocess`) and an ensemble under the model's own name taking the strings."""
+    text = m.inputs[0]
+    _require(len(m.inputs) == 1 and text.dims == (1,), m.name, "input", [f"{t.name} {t.dtype} {list(t.dims)}"
+                                                                         for t in m.inputs],
+             "one TYPE_STRING input of dims [1] for a Keras model taking raw strings (one text per item)")
+    layer = _keras_first_layer(m.name, m.onnx.source)
+    kind, config = layer.get("class_name", "?"), layer.get("config", {})
+    _require(kind in KERAS_SPLIT_LAYERS, m.name, f"{text.name}.dtype", text.dtype,
+             f"TYPE_STRING inputs of a Keras model feeding a TextVectorization or StringLookup layer first (this one "
+             f"feeds {kind}" + ("; IntegerLookup and Hashing on strings are not split off: apply them before the "
+                                "model and declare their integer output as the input"
+                                if kind in KERAS_STRING_LAYERS else "") + ")")
+    where = f"{text.name} ({kind} {layer.get('name')})"
+    if kind == "StringLookup":
+        settings = {k: config.get(k) for k in ("output_mode", "invert", "num_oov_indices")}
+        _require(settings == {"output_mode": "int", "invert": False, "num_oov_indices": 1}, m.name, where, settings,
+                 'output_mode "int", invert false, num_oov_indices 1 (more OOV buckets hash with TensorFlow\'s '
+                 "FarmHash, which the step does not reproduce)")
+        length = 1
+    else:
+        settings = {k: config.get(k) for k in ("output_mode", "output_sequence_length", "standardize", "split")}
+        _require(settings["output_mode"] == "int" and _is_int(settings["output_sequence_length"])
+                 and settings["standardize"] in (None, "lower", "strip_punctuation", "lower_and_strip_punctuation")
+                 and settings["split"] in (None, "whitespace", "character"), m.name, where, settings,
+                 'output_mode "int" with an output_sequence_length, a built-in standardize and split (a callable has '
+                 "no config to reproduce)")
+        length = settings["output_sequence_length"]
+    numeric, step = keras_text_names(m)
+    ids = Tensor(numeric, "token_ids", "TYPE_INT64", (length,))
+    outputs = tuple((t.name, t.name) for t in m.outputs)
+    numeric_model = replace(
+        m, name=numeric, inputs=(ids,), outputs=tuple(replace(t, model=numeric) for t in m.outputs), samples=None,
+        loadtest_weight=0, description=f"The numeric part of {m.name}: token ids in (its TextVectorization layer "
+                                        f"runs in {step}). {m.description}".strip(),
+        onnx=replace(m.onnx, keras_text_layer=str(layer.get("name", ""))))
+    preprocess = ModelSpec(
+        name=step, kind="python", inputs=(replace(text, model=step),), outputs=(replace(ids, model=step),),
+        max_batch_size=m.max_batch_size, instance_kind="KIND_CPU",
+        description=f"Generated from {m.name}'s {kind} layer: UTF-8 text -> token_ids (int64 [{length}]).",
+        loadtest_weight=0, raw=m.raw,
+        python=PythonCode(KERAS_TEXT_DIR / "model.py", (KERAS_TEXT_DIR / "text_vectorization.py", TEXT_ENCODING)))
+    ensemble = ModelSpec(
+        name=m.name, kind="ensemble", inputs=m.inputs, outputs=m.outputs, max_batch_size=m.max_batch_size,
+        description=m.description or f"UTF-8 text in: {step} -> {numeric}.", samples=m.samples,
+        loadtest_weight=m.loadtest_weight, raw=m.raw,
+        steps=(Step(step, ((text.name, text.name),), (("token_ids", "token_ids"),)),
+               Step(numeric, (("token_ids", "token_ids"),), outputs)))
+    return numeric_model, preprocess, ensemble
+
+
+def _splits_keras_text(m: ModelSpec) -> bool:
+    return (m.onnx is not None and m.onnx.source_format == "keras" and m.onnx.text is None
+            and any(t.dtype == "TYPE_STRING" for t in m.inputs) and m.onnx.source.is_file())
 
 
 def parse_model(table: dict, root: Path) -> ModelSpec:
@@ -477,6 +608,7 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
         instance_kind=table.get("instance_kind", "KIND_CPU" if kind == "python" else "KIND_AUTO"),
         warmup_batch_sizes=_int_list(name, table, "warmup_batch_sizes"),
         parameters=tuple(sorted((k, str(v)) for k, v in params.items())),
+        response_cache=table.get("response_cache", False),
         description=table.get("description", ""),
         samples=_path(root, name, "samples", table["samples"]) if "samples" in table else None,
         loadtest_weight=table.get("loadtest_weight", 1),
@@ -547,6 +679,7 @@ def load_spec(path: Path, extras: frozenset[str] | None = None) -> Spec:
     _require(isinstance(tables, list) and tables, "-", "model", tables, "one or more [[model]] tables")
     models = [parse_model(t, path.parent) for t in tables]
     models = [x for m in models for x in (m, *(text_models(m) if m.onnx is not None and m.onnx.text else ()))]
+    models = [x for m in models for x in (keras_text_models(m) if _splits_keras_text(m) else (m,))]
 
     triton: dict[str, tuple[ModelSpec, str]] = {}
     for m in models:
@@ -564,3 +697,9 @@ def load_spec(path: Path, extras: frozenset[str] | None = None) -> Spec:
     models = [replace(m, extra=missing[m.name]) if m.name in missing else m for m in models]
     return Spec(path, tuple(m for m in models if m.name not in missing),
                 tuple(m for m in models if m.name in missing))
+
+
+def load_declared_spec(path: Path) -> Spec:
+    """Every model models.toml declares, as if every extra were installed: what generated files (deploy/, the
+    dashboard, rules, tune's writes) are made from, so they depend on models.toml alone, not on this machine."""
+    return load_spec(path, extras=ALL_EXTRAS)

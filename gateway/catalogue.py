@@ -3,7 +3,8 @@ response JSON Schemas (OpenAPI shows one per model) and the description GET /v1/
 
 Nothing here knows a model by name. A TYPE_STRING input takes a JSON string (sent as UTF-8) or {"b64": "..."} (bytes,
 for images), and a model whose one input is TYPE_STRING also takes multipart uploads, one file per item. Any other
-input takes nested lists of exactly its dims per item.
+input takes nested lists of exactly its dims per item; a -1 dim takes any size within the input's range
+(export.repository.shape_ranges), the same for every item of one request (Triton takes one array per input).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from export.repository import served_names
+from export.repository import served_names, shape_ranges
 from export.spec import ModelSpec, Spec, Tensor
 
 JSON_TYPES = {"TYPE_BOOL": "boolean", "TYPE_STRING": "string"}
@@ -25,6 +26,11 @@ INTEGER_DTYPES = {"TYPE_INT8", "TYPE_INT16", "TYPE_INT32", "TYPE_INT64", "TYPE_U
 class Endpoint:
     name: str  # the Triton model name (a variant's differs from its spec entry's)
     spec: ModelSpec
+    ranges: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = ()  # (input, min, max) of inputs with -1 dims
+
+    def bounds(self, tensor: Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(min shape, max shape) of an input per item: its dims, or for -1 dims the range it was exported for."""
+        return next(((low, high) for name, low, high in self.ranges if name == tensor.name), (tensor.dims, tensor.dims))
 
     @property
     def path(self) -> str:
@@ -62,7 +68,7 @@ class Endpoint:
                 per_item = 3  # "text", or {"b64": "..."}
             else:
                 lists, width = 0, 1
-                for dim in tensor.dims:
+                for dim in self.bounds(tensor)[1]:  # the largest shape it takes (a -1 dim: its range's top)
                     lists += width
                     width *= dim
                 per_item = lists + width
@@ -79,8 +85,8 @@ class Endpoint:
                                                       "description": "bytes, e.g. a PNG or JPEG file"}}}]}
         schema: dict = {"type": JSON_TYPES.get(tensor.dtype,
                                                "integer" if tensor.dtype in INTEGER_DTYPES else "number")}
-        for dim in reversed(tensor.dims):
-            schema = {"type": "array", "items": schema, "minItems": dim, "maxItems": dim}
+        for low, high in reversed(list(zip(*self.bounds(tensor)))):
+            schema = {"type": "array", "items": schema, "minItems": low, "maxItems": high}
         return schema
 
     def batch_schema(self, tensor: Tensor) -> dict:
@@ -139,5 +145,6 @@ class Endpoint:
 def endpoints(spec: Spec, repository: Path) -> tuple[Endpoint, ...]:
     """Every Triton model the repository serves for this spec, in spec order: a spec entry not exported yet (no
     config.pbtxt in the repository) is not served, so it gets no endpoint (`make export` writes it)."""
-    return tuple(Endpoint(name, m) for m in spec.models for name in served_names(m, repository)
+    return tuple(Endpoint(name, m, tuple((r.input, r.min, r.max) for r in shape_ranges(m).values()))
+                 for m in spec.models for name in served_names(m, repository)
                  if (repository / name / "config.pbtxt").is_file())

@@ -16,8 +16,9 @@ def example(endpoint: Endpoint) -> str:
         body = "-F inputs=@FILE"
     else:
         item = "0" if tensor.dtype != "TYPE_STRING" else '"..."'
-        for dim in reversed(tensor.dims):
-            item = "[" + ", ".join([item] * min(dim, 2)) + (", ..." if dim > 2 else "") + "]"
+        for dim in reversed(tensor.dims):  # -1: any size within the model's range
+            item = "[" + ", ".join([item] * min(dim, 2) if dim > 0 else [item]) + (", ..." if dim > 2 or dim < 0
+                                                                                  else "") + "]"
         names = ", ".join(f'"{t.name}": [{item if t is tensor else "..."}]' for t in endpoint.inputs)
         body = f"-H 'Content-Type: application/json' -d '{{\"inputs\": {{{names}}}}}'"
     return f'curl -H "Authorization: Bearer $MODELPORT_API_KEY" {body} URL{endpoint.path}'

@@ -85,6 +85,28 @@ def _first_misfit(value: Any, dims: tuple[int, ...], number_ok, field: str) -> t
     return field, ""
 
 
+def _item_dims(endpoint: Endpoint, tensor: Tensor, items: list, field: str) -> tuple[int, ...]:
+    """The dims every item of this request must have: the tensor's, with each -1 taken from the first item and
+    checked against the input's range."""
+    if not tensor.variable:
+        return tensor.dims
+    dims, value = [], items[0]
+    for dim in tensor.dims:
+        size = len(value) if isinstance(value, list) else 0
+        if not size:
+            break
+        dims.append(dim if dim > 0 else size)
+        value = value[0]
+    low, high = endpoint.bounds(tensor)
+    if len(dims) == len(tensor.dims) and all(a <= d <= b for d, a, b in zip(dims, low, high)):
+        return tuple(dims)
+    shape = "[" + ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in zip(low, high)) + "]"
+    raise InvalidInput(f"{endpoint.name}: input '{tensor.name}' takes items of shape {shape}; item 0 has "
+                       f"{'shape ' + str(dims) if len(dims) == len(tensor.dims) else _kind(items[0])}",
+                       field=f"{field}/0", fix=f"send each item as a nested list of shape {shape}, the same for "
+                                               f"every item of one request (cut or pad the longer ones)")
+
+
 def _tensor_items(endpoint: Endpoint, tensor: Tensor, items: list, field: str) -> np.ndarray:
     dtype = np.dtype(tensor.numpy_dtype)
     integral = tensor.dtype in INTEGER_DTYPES
@@ -97,22 +119,24 @@ def _tensor_items(endpoint: Endpoint, tensor: Tensor, items: list, field: str) -
     else:
         def number_ok(v): return isinstance(v, (int, float)) and not isinstance(v, bool)
         expected = "numbers"
+    dims = _item_dims(endpoint, tensor, items, field)
     try:
         array = np.asarray(items)
-        fits = array.shape == (len(items), *tensor.dims) and (array.dtype.kind == "b" if tensor.dtype == "TYPE_BOOL"
+        fits = array.shape == (len(items), *dims) and (array.dtype.kind == "b" if tensor.dtype == "TYPE_BOOL"
                                                               else array.dtype.kind in ("iu" if integral else "iuf"))
     except (ValueError, OverflowError):
         fits = False
     if not fits:
         for i, item in enumerate(items):
-            where, what = _first_misfit(item, tensor.dims, number_ok, f"{field}/{i}")
+            where, what = _first_misfit(item, dims, number_ok, f"{field}/{i}")
             if what:
                 break
         else:  # numpy made an object array of fitting lists: integers too large for any numpy type
             where, what = field, "integers out of range"
+        same = " (as item 0: every item of one request has the same shape)" if tensor.variable else ""
         raise InvalidInput(f"{endpoint.name}: input '{tensor.name}' takes {expected} in nested lists of "
-                           f"{list(tensor.dims)} per item; at {where} got {what}", field=where,
-                           fix=f"send each item as a nested list of shape {list(tensor.dims)} of {expected}")
+                           f"{list(dims)} per item{same}; at {where} got {what}", field=where,
+                           fix=f"send each item as a nested list of shape {list(dims)} of {expected}")
     if integral:
         info = np.iinfo(dtype)
         if array.size and (array.min() < info.min or array.max() > info.max):

@@ -2,7 +2,8 @@
 the spec names. Nothing here knows a model by name.
 
 - `heldout` (onnx-kind models and their variants): one row of the held-out .npz per request, every input of the
-  model (the .npz holds `x` for a single-input model, or one array per input name; export.dataset.load_npz reads it);
+  model (the .npz holds `x` for a single-input model, or one array per input name; export.dataset.load_npz reads it),
+  an input with -1 dims at each row's own size (its `_lengths`), so the load is of varied sizes as the data is;
 - `samples` (models whose one input is TYPE_STRING: ensembles, python models): a folder of files, each file's bytes
   one request, or a text file, each non-empty line one request (UTF-8).
 
@@ -75,7 +76,7 @@ class Target:
         """(spec field, path) of the payload file, or None when the spec names none."""
         if self.model.samples is not None:
             return "samples", self.model.samples
-        if self.model.onnx is not None:
+        if self.model.onnx is not None and not self.model.onnx.keras_text_layer:  # that one's held-out set is text
             return "heldout", self.model.onnx.heldout
         return None
 
@@ -154,16 +155,14 @@ def samples(target: Target, limit: int = SAMPLES_PER_MODEL) -> tuple[Sample, ...
 
 def _heldout_rows(target: Target, path: Path, limit: int) -> tuple[Sample, ...]:
     try:
-        x = load_npz(target.model, path, with_labels=False).x
+        data = load_npz(target.model, path, with_labels=False)
     except ExportError as error:
         raise PayloadUnavailable(f"{target.name}: models.toml field `heldout`: {error}") from None
     model = target.model
-    rows = min(limit, len(x[model.inputs[0].name]))
     outputs = tuple(t.name for t in model.outputs)
     return tuple(
-        Sample(target.name, tuple(Input(t.name, v2_datatype(t.dtype), x[t.name][i:i + 1]) for t in model.inputs),
-               outputs)
-        for i in range(rows)
+        Sample(target.name, tuple(Input(t.name, v2_datatype(t.dtype), row[t.name]) for t in model.inputs), outputs)
+        for row in map(data.row, range(min(limit, len(data))))
     )
 
 

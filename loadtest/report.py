@@ -104,6 +104,7 @@ class RunReport:
         self.metrics_error: str | None = None
         self.window: tuple[float, float | None] | None = None  # wall-clock start, end of the run
         self._sampler = None
+        self._started = self._last_sample = 0.0  # monotonic seconds: the run's start, the last timeline point
 
     @property
     def options(self):
@@ -138,14 +139,22 @@ class RunReport:
         self.window = (time.time(), None)
         self.recorder.take_interval()
         self.points.clear()
+        self._started = self._last_sample = time.monotonic()
         self._sampler = gevent.spawn(self._sample)
 
     def _sample(self) -> None:
         interval = self.options.timeline_interval if self.options else 3.0
-        started = time.monotonic()
         while True:
             gevent.sleep(interval)
-            self.points.append(timeline_point(time.monotonic() - started, interval, self.recorder.take_interval()))
+            self._add_point()
+
+    def _add_point(self, shortest_s: float = 0.0) -> None:
+        """A timeline point for the requests since the last one, over the time they really took."""
+        now = time.monotonic()
+        elapsed = now - self._last_sample
+        if elapsed > shortest_s:
+            self.points.append(timeline_point(now - self._started, elapsed, self.recorder.take_interval()))
+            self._last_sample = now
 
     def on_test_stop(self, environment, **_kwargs) -> None:
         if self._is_worker():
@@ -153,6 +162,8 @@ class RunReport:
         if self._sampler is not None:
             self._sampler.kill(block=False)
             self._sampler = None
+            # the run's last part: a run shorter than one interval (or a slow sampler under load) still gets a point
+            self._add_point(shortest_s=0.0 if not self.points else 0.2)
         if self.window is not None:
             self.window = (self.window[0], time.time())
         self.after = self._scrape()

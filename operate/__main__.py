@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from export.errors import ExportError
-from export.spec import load_spec
+from export.spec import load_declared_spec
 from operate import generate, k8s, measure, monitor, prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "generate":
-            files = generate.render(load_spec(args.spec), k8s.Measured.read(args.out / generate.MEASURED))
+            files = generate.render(load_declared_spec(args.spec), k8s.Measured.read(args.out / generate.MEASURED))
             if args.check:
                 stale = generate.stale(files, args.out)
                 for name in stale:

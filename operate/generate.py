@@ -39,8 +39,8 @@ def render(spec: Spec, measured: k8s.Measured, cluster: k8s.Cluster = k8s.Cluste
         "grafana/modelport.json": dashboard.render(spec),
         "k8s/namespace.yaml": dump_all([{"apiVersion": "v1", "kind": "Namespace",
                                          "metadata": {"name": cluster.namespace, "labels": k8s.labels("modelport")}}]),
-        "k8s/triton.yaml": dump_all([k8s.service(cluster), k8s.disruption_budget(cluster),
-                                     k8s.autoscaler(cluster, budgets)]),
+        "k8s/triton.yaml": dump_all([k8s.service(cluster), k8s.gateway_service(cluster), k8s.network_policy(cluster),
+                                     k8s.disruption_budget(cluster), k8s.autoscaler(cluster, budgets)]),
         "k8s/triton-s3.yaml": dump_all([k8s.deployment(cluster, measured, "s3")]),
         "k8s/triton-pvc.yaml": dump_all([k8s.model_repository_claim(cluster), k8s.deployment(cluster, measured, "pvc")]),
         "k8s/monitoring.yaml": dump_all([k8s.service_monitor(cluster), k8s.prometheus_rule(cluster, spec, budgets)]),
@@ -49,6 +49,7 @@ def render(spec: Spec, measured: k8s.Measured, cluster: k8s.Cluster = k8s.Cluste
                                      k8s.inference_service(cluster)]),
         "k8s/locust.yaml": dump_all(k8s.locust(cluster)),
         "k8s/loadtest.Dockerfile": k8s.loadtest_dockerfile(spec),
+        "k8s/gateway.Dockerfile": k8s.gateway_dockerfile(),
     }
 
 

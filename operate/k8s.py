@@ -1,7 +1,9 @@
-"""Kubernetes manifests from models.toml: Triton as a Deployment (repository from S3 or from a PVC), its Service,
-PodDisruptionBudget and an autoscaling/v2 HorizontalPodAutoscaler on the weighted queue time served by
-prometheus-adapter; a ServiceMonitor and a PrometheusRule with the alert rules; KServe's ServingRuntime and
-InferenceService as the alternative; distributed Locust. Plain dicts, validated by tests/operate/test_k8s.py."""
+"""Kubernetes manifests from models.toml: Triton as a Deployment (repository from S3 or from a PVC) with the gateway
+beside it in each pod, their Services, a NetworkPolicy that keeps Triton's own ports away from everyone but the
+gateway and Prometheus, a PodDisruptionBudget and an autoscaling/v2 HorizontalPodAutoscaler on the weighted queue
+time served by prometheus-adapter; a ServiceMonitor and a PrometheusRule with the alert rules; KServe's
+ServingRuntime and InferenceService as the alternative; distributed Locust. Plain dicts, validated by
+tests/operate/test_k8s.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,6 +25,10 @@ ADAPTER_METRIC = "modelport_queue_us_per_request"
 EXIT_TIMEOUT_S = 20  # in-flight requests get this long on SIGTERM; terminationGracePeriodSeconds leaves room for it
 UID = 1000  # triton.Dockerfile's `triton-server` user
 PORTS = (("http", 8000), ("grpc", 8001), ("metrics", 8002))
+GATEWAY = "modelport-gateway"  # its Service; the container is `gateway` in Triton's pod
+GATEWAY_PORT = ("gateway", 8080)
+# Prometheus operator's pods carry this label; NetworkPolicy peers are pods, so the rule names them and their namespace.
+PROMETHEUS_POD = {"app.kubernetes.io/name": "prometheus"}
 MODELS_MOUNT = "/models"
 PROBE_PERIOD_S = 5
 # A GPU node does more at load than the CPU host that measured: the ONNX Runtime TensorRT accelerator builds engines
@@ -56,6 +62,8 @@ class Measured:
 class Cluster:
     namespace: str = "modelport"
     image: str = "modelport-triton:latest"  # `make docker-build` (triton.Dockerfile)
+    gateway_image: str = "modelport-gateway:latest"  # deploy/k8s/gateway.Dockerfile
+    prometheus_namespace: str = "monitoring"  # where the Prometheus that scrapes Triton runs
     loadtest_image: str = "modelport-loadtest:latest"  # deploy/k8s/loadtest.Dockerfile
     s3_repository: str = "s3://object-store.modelport.svc:9000/models/model_repository"
     s3_region: str = "us-east-1"
@@ -66,8 +74,10 @@ class Cluster:
     locust_workers: int = 2
 
     def __post_init__(self) -> None:
-        if not DNS_LABEL.match(self.namespace):
-            raise ValueError(f"Cluster.namespace must be a DNS label (lowercase letters, digits, '-'), got {self.namespace!r}")
+        for name in ("namespace", "prometheus_namespace"):
+            if not DNS_LABEL.match(getattr(self, name)):
+                raise ValueError(f"Cluster.{name} must be a DNS label (lowercase letters, digits, '-'), "
+                                 f"got {getattr(self, name)!r}")
         if not S3_URL.match(self.s3_repository):
             raise ValueError(f"Cluster.s3_repository must be s3://host:port/bucket/path as Triton parses it, got "
                              f"{self.s3_repository!r}")
@@ -159,9 +169,28 @@ def triton_container(cluster: Cluster, measured: Measured, repository: str, env:
     }
 
 
+def gateway_container(cluster: Cluster) -> dict:
+    """The gateway, the pod's public edge: it calls Triton's gRPC port over the pod's loopback, so Triton's own ports
+    need no peer but Prometheus (network_policy). Its API key comes from the `modelport-gateway` Secret."""
+    name, port = GATEWAY_PORT
+    return {
+        "name": "gateway", "image": cluster.gateway_image, "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "gateway", "run"],
+        "args": ["--host", "0.0.0.0", "--port", str(port), "--triton", f"127.0.0.1:{dict(PORTS)['grpc']}",
+                 "--state-dir", "/tmp/gateway"],
+        "ports": [{"name": name, "containerPort": port, "protocol": "TCP"}],
+        "env": [secret_env("MODELPORT_API_KEY", GATEWAY, "api-key")],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": name}, "periodSeconds": 5, "failureThreshold": 2},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": name}, "periodSeconds": 10, "failureThreshold": 3},
+        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "gateway-tmp", "mountPath": "/tmp"}],
+    }
+
+
 def deployment(cluster: Cluster, measured: Measured, storage: str) -> dict:
     """storage "s3": the repository from object storage, credentials from the `modelport-s3` Secret;
-    storage "pvc": from the `modelport-model-repository` claim, mounted read-only."""
+    storage "pvc": from the `modelport-model-repository` claim, mounted read-only. The gateway runs beside Triton."""
     volumes, mounts = scratch_volumes()
     if storage == "s3":
         repository = cluster.s3_repository
@@ -188,8 +217,11 @@ def deployment(cluster: Cluster, measured: Measured, storage: str) -> dict:
                 "spec": {
                     "securityContext": pod_security(),
                     "terminationGracePeriodSeconds": EXIT_TIMEOUT_S + 15,
-                    "containers": [triton_container(cluster, measured, repository, env, mounts)],
-                    "volumes": volumes,
+                    # Each container keeps its own PID namespace (no shareProcessNamespace): the gateway cannot read
+                    # tritonserver's command line, which holds the admin key.
+                    "containers": [triton_container(cluster, measured, repository, env, mounts),
+                                   gateway_container(cluster)],
+                    "volumes": volumes + [{"name": "gateway-tmp", "emptyDir": {}}],
                 },
             },
         },
@@ -209,6 +241,38 @@ def service(cluster: Cluster) -> dict:
         "apiVersion": "v1", "kind": "Service", "metadata": meta(NAME, cluster),
         "spec": {"type": "ClusterIP", "selector": labels(NAME),
                  "ports": [{"name": name, "port": number, "targetPort": name, "protocol": "TCP"} for name, number in PORTS]},
+    }
+
+
+def gateway_service(cluster: Cluster) -> dict:
+    """The public edge: the gateway container of Triton's pods."""
+    name, port = GATEWAY_PORT
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": meta(GATEWAY, cluster),
+        "spec": {"type": "ClusterIP", "selector": labels(NAME),
+                 "ports": [{"name": name, "port": port, "targetPort": name, "protocol": "TCP"}]},
+    }
+
+
+def network_policy(cluster: Cluster) -> dict:
+    """Triton 2.51's HTTP front end dies on a deeply nested JSON body, and older releases on other crafted requests
+    (docs/serving-security.md): what Triton cannot survive must not reach it. Into Triton's pods come the gateway's
+    port (the public edge) from anywhere and Triton's metrics port from Prometheus; Triton's HTTP and gRPC ports
+    from no pod at all. The gateway reaches them over the pod's loopback, which NetworkPolicy does not filter, and
+    the kubelet's probes come from the node, which NetworkPolicy always admits."""
+    metrics = dict(PORTS)["metrics"]
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(NAME, cluster),
+        "spec": {
+            "podSelector": {"matchLabels": labels(NAME)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"ports": [{"protocol": "TCP", "port": GATEWAY_PORT[1]}]},
+                {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cluster.prometheus_namespace}},
+                           "podSelector": {"matchLabels": PROMETHEUS_POD}}],
+                 "ports": [{"protocol": "TCP", "port": metrics}]},
+            ],
+        },
     }
 
 
@@ -343,7 +407,39 @@ def locust(cluster: Cluster) -> list[dict]:
                   "ports": [{"name": "web", "port": 8089, "targetPort": "web"},
                             {"name": "workers", "port": 5557, "targetPort": "workers"}]}},
         workload("worker", cluster.locust_workers, ["--worker", "--master-host", "modelport-locust-master"], []),
+        # The load test calls Triton itself, past the gateway: this policy admits it while locust.yaml is applied;
+        # `kubectl delete -f deploy/k8s/locust.yaml` closes Triton again.
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta("modelport-locust", cluster),
+         "spec": {"podSelector": {"matchLabels": labels(NAME)}, "policyTypes": ["Ingress"],
+                  "ingress": [{"from": [{"podSelector": {"matchLabels": labels(f"modelport-locust-{role}")}}
+                                        for role in ("master", "worker")],
+                               "ports": [{"protocol": "TCP", "port": number} for _name, number in PORTS]}]}},
     ]
+
+
+GATEWAY_PACKAGES = ("gateway", "export", "serve")  # what gateway/ imports from this repository (test_k8s.py checks)
+
+
+def gateway_dockerfile() -> str:
+    """The gateway image deploy/k8s/triton-*.yaml runs beside Triton: the gateway with the packages it imports, the
+    modelport client, models.toml and the repository's configs and cards (its catalogue), the pinned environment."""
+    lines = [
+        "# Generated by `make deploy` from models.toml (operate/k8s.py): the gateway beside Triton in deploy/k8s/.",
+        "# Build from the repository root after `make export`: docker build -f deploy/k8s/gateway.Dockerfile -t modelport-gateway .",
+        "FROM python:3.11-slim",
+        f"RUN useradd --create-home --uid {UID} gateway",
+        "WORKDIR /home/gateway/modelport",
+        "COPY requirements-py311.lock ./",
+        "RUN python -m pip install --no-cache-dir -r requirements-py311.lock",
+        "COPY client client",
+        "RUN python -m pip install --no-cache-dir --no-deps ./client",
+        "COPY models.toml ./",
+        *(f"COPY {package} {package}" for package in GATEWAY_PACKAGES),
+        "COPY model_repository model_repository",
+        f"USER {UID}",
+        'ENTRYPOINT ["python", "-m", "gateway"]',
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def loadtest_dockerfile(spec: Spec) -> str:

@@ -137,6 +137,11 @@ def restarts(window: str) -> str:
     return f"sum by (instance, outcome) (increase(modelport_supervisor_restarts_total[{window}]))"
 
 
+def restarts_per_server(window: str) -> str:
+    """Every tritonserver restart after a crash, whatever its outcome, per supervised server."""
+    return f"sum by (instance) (increase(modelport_supervisor_restarts_total[{window}]))"
+
+
 def run_window(seconds: float) -> str:
     """A range covering a run of this many seconds (at least 15 s, so a short run still spans a few scrapes)."""
     return f"{max(15, int(seconds + 0.999))}s"

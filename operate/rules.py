@@ -31,6 +31,7 @@ class Budgets:
     min_batch_size: float = 2.0
     load_rps: float = 50.0  # "under load", for the batch-size alert
     queue_us_target: int = 5000  # the autoscaler's target queue time per request, µs
+    max_restarts: int = 3  # tritonserver restarts within change_window beyond which it is crash-looping
     window: str = "5m"
     change_window: str = "15m"
 
@@ -48,6 +49,8 @@ class Budgets:
         if not isinstance(self.pending_batches, int) or self.pending_batches < 1 or self.queue_us_target < 1:
             raise ValueError("Budgets.pending_batches and queue_us_target must be integers >= 1, got "
                              f"{self.pending_batches!r} and {self.queue_us_target!r}")
+        if not isinstance(self.max_restarts, int) or isinstance(self.max_restarts, bool) or self.max_restarts < 1:
+            raise ValueError(f"Budgets.max_restarts must be an integer >= 1, got {self.max_restarts!r}")
         for name in ("window", "change_window"):
             if not DURATION.match(getattr(self, name)):
                 raise ValueError(f"Budgets.{name} must be a Prometheus duration such as 5m, got {getattr(self, name)!r}")
@@ -199,6 +202,13 @@ def supervisor_alerts(budgets: Budgets) -> Group:
         Alert("TritonRestarted", Condition(promql.restarts(w), ">", 0), "0s", "warning",
               "tritonserver at {{ $labels.instance }} was restarted after a crash ({{ $labels.outcome }})",
               f"tritonserver exited unexpectedly within the last {w} and the supervisor restarted it."),
+        # The supervisor never gives up (serve/supervisor.py): whether a server that keeps crashing is beyond repair
+        # is for a person to decide, so a crash loop pages.
+        Alert("TritonCrashLooping", Condition(promql.restarts_per_server(w), ">", budgets.max_restarts), "0s",
+              "critical", "tritonserver at {{ $labels.instance }} restarted {{ $value | humanize }} times in " + w,
+              f"More than {budgets.max_restarts} restarts within {w}: something keeps crashing Triton (a request it "
+              "cannot survive reaching it? see docs/serving-security.md and the Triton log). The supervisor keeps "
+              "restarting it with a capped backoff; stopping it is an operator's decision."),
     ))
 
 

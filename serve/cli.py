@@ -42,12 +42,28 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--log-verbose", type=int, default=0)
         sub.add_argument("--supervisor-metrics-port", type=int, default=DEFAULTS.supervisor_metrics_port,
                          help="serve the supervisor's heal/restart counters for Prometheus here (default 0: off)")
+        sub.add_argument("--cache-size", type=cache_size, default=DEFAULTS.cache_size_bytes, metavar="SIZE",
+                         help="response cache for the models with response_cache = true: bytes, or with a unit "
+                              "(64MiB, 1GB; default 0: no cache)")
         if name == "run":
             sub.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
     for name, help_text in [("stop", "stop the server `start` started"), ("status", "show the background server")]:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--state-dir", type=Path, default=DEFAULTS.state_dir)
     return root
+
+
+UNITS = {"": 1, "B": 1, "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+
+
+def cache_size(text: str) -> int:
+    """`--cache-size`: bytes, or a whole number with a unit (KB/MB/GB powers of 10, KiB/MiB/GiB of 2)."""
+    number = text.rstrip("KMGiBkmgib")
+    unit = text[len(number):].strip().upper()
+    if not number.strip().isdigit() or unit not in UNITS:
+        raise argparse.ArgumentTypeError(
+            f"takes bytes or a whole number with a unit (64MiB, 512MB, 1GiB), got {text!r}")
+    return int(number) * UNITS[unit]
 
 
 def options_from(args: argparse.Namespace) -> tuple[ServeOptions, str]:
@@ -57,6 +73,7 @@ def options_from(args: argparse.Namespace) -> tuple[ServeOptions, str]:
         address=args.address, log_file=args.log_file, state_dir=args.state_dir, build_dir=args.build_dir,
         admin_key=key.value, exit_timeout_s=args.exit_timeout, startup_timeout_s=args.startup_timeout,
         heal=args.heal, log_verbose=args.log_verbose, supervisor_metrics_port=args.supervisor_metrics_port,
+        cache_size_bytes=args.cache_size,
     )
     source = key.source if key.source.startswith("env") else f"{key.source} (0600; or set {ADMIN_KEY_ENV})"
     return options, source

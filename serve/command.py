@@ -43,7 +43,16 @@ def tritonserver_argv(options: ServeOptions, runtime: Runtime, shm_tag: str) -> 
         f"--backend-config=python,shm-region-prefix-name={shm_prefix(shm_tag)}",
         f"--log-file={options.log_file.resolve()}",
         f"--log-verbose={options.log_verbose}",
+        *cache_flags(options, runtime),
     ]
+
+
+def cache_flags(options: ServeOptions, runtime: Runtime) -> list[str]:
+    """Triton's local response cache, for the models whose config has `response_cache { enable: true }`."""
+    if not options.cache_size_bytes:
+        return []
+    directory = [f"--cache-directory={runtime.cache_dir}"] if runtime.cache_dir is not None else []
+    return [*directory, f"--cache-config=local,size={options.cache_size_bytes}"]
 
 
 def redact(argv: list[str], secret: str) -> list[str]:

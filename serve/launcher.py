@@ -15,6 +15,7 @@ from serve.errors import NotRunningError, PortInUseError, ServeError, ServerStar
 from serve.metrics import SupervisorMetrics
 from serve.options import ADMIN_KEY_ENV, ServeOptions
 from serve.process import TritonProcess
+from serve.security import admin_key_exposure
 from serve.state import ServerState, is_our_server, pid_alive, read_state, remove_state, state_path, write_state
 from serve.supervisor import EventLog, Supervisor
 
@@ -85,8 +86,11 @@ def run(options: ServeOptions, admin_key_source: str, background: bool = False) 
     supervisor = Supervisor(options, triton, models, log, on_start=lambda t: record("ready"), metrics=metrics)
     log(f"starting Triton on {options.address} (repository {options.repository}, admin key from {admin_key_source})")
     log(f"command: {' '.join(command.redact(triton.argv, options.admin_key))}")
+    exposure = admin_key_exposure()
+    if exposure:
+        log(f"warning: {exposure}")
     try:
-        seconds = supervisor.start()
+        seconds = supervisor.start_first(stop)
         record("ready", seconds)
         started.set()
         log(summary(options, models, seconds))
@@ -115,6 +119,7 @@ def child_args(options: ServeOptions) -> list[str]:
         "--startup-timeout", str(options.startup_timeout_s), "--log-verbose", str(options.log_verbose),
         "--heal" if options.heal else "--no-heal",
         "--supervisor-metrics-port", str(options.supervisor_metrics_port),
+        "--cache-size", str(options.cache_size_bytes),
     ]
 
 
@@ -141,6 +146,9 @@ def start(options: ServeOptions, admin_key_source: str) -> int:
         if state is not None and state.pid == child.pid and state.status == "ready":
             print(summary(options, list(state.models), state.startup_s or 0.0))
             print(f"  admin key from {admin_key_source}\nStop it with `make stop` (python -m serve stop).")
+            exposure = admin_key_exposure()
+            if exposure:
+                print(f"  warning: {exposure}")
             return 0
         if child.poll() is not None:
             raise ServerStartError(f"the background server exited (code {child.returncode}):\n{new_text(events, offset)}")

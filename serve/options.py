@@ -34,6 +34,9 @@ class ServeOptions:
     # The supervisor's heal/restart counters for Prometheus (serve/metrics.py); 0 serves none. Off unless asked, so
     # that servers started on free ports (the tests) never compete for a fixed one; `make serve` asks for 8003.
     supervisor_metrics_port: int = 0
+    # Bytes of Triton's local response cache, shared by the models whose config enables it (models.toml
+    # `response_cache = true`); 0 serves without a cache.
+    cache_size_bytes: int = 0
 
     def __post_init__(self) -> None:
         for name in ("http_port", "grpc_port", "metrics_port"):
@@ -51,6 +54,10 @@ class ServeOptions:
                 f"supervisor_metrics_port must be 0 (off) or a port in 1..65535 other than {ports}, got {port!r}: "
                 "pass --supervisor-metrics-port N"
             )
+        size = self.cache_size_bytes
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ServeError(f"cache_size_bytes must be an integer >= 0 (0: no response cache), got {size!r}: "
+                             "pass --cache-size BYTES, e.g. --cache-size 64MiB")
         try:
             ipaddress.ip_address(self.address)
         except ValueError:

@@ -59,6 +59,9 @@ class TritonProcess:
     options: ServeOptions
     shm_prefix: str
     popen: subprocess.Popen | None = None
+    # Whether this run's server endpoint answered ready: a crash after that came from something it was sent (a
+    # request), not from anything it was started with.
+    came_up: bool = False
 
     @property
     def console_path(self) -> Path:
@@ -72,7 +75,12 @@ class TritonProcess:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    def crashed_after_coming_up(self) -> bool:
+        """Killed by a signal (a segfault, a kill) after its endpoint answered: not a start that failed by itself."""
+        return self.came_up and self.popen is not None and (self.popen.poll() or 0) < 0
+
     def spawn(self) -> None:
+        self.came_up = False
         self.options.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.console_path, "wb") as console:
             # Own session: Ctrl-C in a terminal reaches the launcher, which then stops Triton and its stubs as a group.
@@ -104,6 +112,7 @@ class TritonProcess:
             if not self.alive():
                 return f"tritonserver exited with code {self.popen.returncode}"
             if endpoints.ready(self.options.http_url, timeout=1.0):
+                self.came_up = True
                 pending = [m for m in pending if not endpoints.ready(self.options.http_url, m, timeout=1.0)]
                 if not pending:
                     return None

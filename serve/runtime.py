@@ -27,6 +27,8 @@ class Runtime:
     lib_dir: Path
     backend_dir: Path
     python_bin_dir: Path
+    # The wheel's response cache implementations (caches/local); tritonserver looks in /opt/tritonserver/caches.
+    cache_dir: Path | None = None
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """The stub embeds Python and finds packages through the first `python3` on PATH (it ignores PYTHONPATH)."""
@@ -95,7 +97,7 @@ def locate(build_dir: Path) -> Runtime:
             f"install them with your package manager (e.g. `apt-get install {apt_hint(missing)}`) or {REINSTALL}"
         )
     backend_dir = build_backend_dir(build_dir, python_backend, stub)
-    return Runtime(tritonserver, lib_dir, backend_dir, Path(sys.executable).parent)
+    return Runtime(tritonserver, lib_dir, backend_dir, Path(sys.executable).parent, root / "tritonserver" / "caches")
 
 
 def missing_libraries(binary: Path, lib_dir: Path) -> list[str]:

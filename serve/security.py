@@ -1,4 +1,10 @@
-"""The admin key that unlocks the restricted APIs: from MODELPORT_ADMIN_KEY, else generated once and kept 0600."""
+"""The admin key that unlocks the restricted APIs: from MODELPORT_ADMIN_KEY, else generated once and kept 0600.
+
+Triton 2.51 takes the key only on its command line (`--http-restricted-api`; it reads no config file and no
+environment variable for it), and /proc/PID/cmdline is readable by every local user unless /proc is mounted with
+hidepid. Whoever has the key can load a python model, which runs code as the server's user. So the launcher checks
+how /proc is mounted and says so when the key is exposed (docs/serving-security.md has what a deployment must do).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +13,10 @@ import secrets
 from pathlib import Path
 
 from serve.options import ADMIN_KEY_ENV
+
+# hidepid values (numeric and, since Linux 5.8, named) that keep other users out of /proc/PID/cmdline.
+HIDING_HIDEPID = frozenset({"1", "2", "4", "noaccess", "invisible", "ptraceable"})
+MOUNTINFO = Path("/proc/self/mountinfo")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,3 +39,28 @@ def resolve_admin_key(state_dir: Path, environ: dict[str, str] | None = None) ->
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
     return AdminKey(key, str(path))
+
+
+def proc_hides_other_users(mountinfo: str) -> bool:
+    """Whether /proc, as this process sees it (the last mount on /proc in mountinfo), hides other users' processes."""
+    options: list[str] = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        # ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER-OPTIONS
+        if len(fields) > 4 and fields[4] == "/proc" and "-" in fields:
+            rest = fields[fields.index("-") + 1:]
+            options = rest[2].split(",") if len(rest) > 2 else []
+    return any(option.split("=", 1) == ["hidepid", value] for option in options for value in HIDING_HIDEPID)
+
+
+def admin_key_exposure(mountinfo_path: Path = MOUNTINFO) -> str | None:
+    """A warning when other local users can read the admin key from tritonserver's command line, else None."""
+    try:
+        hidden = proc_hides_other_users(mountinfo_path.read_text())
+    except OSError:
+        hidden = False
+    if hidden:
+        return None
+    return ("tritonserver takes the admin key only on its command line, and /proc is not mounted with hidepid: every "
+            "local user can read the key in /proc/PID/cmdline and load code with it. On a host shared with others, "
+            "mount /proc with hidepid=2 or run in a container (docs/serving-security.md)")

@@ -27,15 +27,20 @@ from pathlib import Path
 from typing import Callable
 
 from serve import endpoints
-from serve.errors import PortInUseError, ServerStartError
+from serve.errors import ServeError
 from serve.metrics import SupervisorMetrics
 from serve.options import ADMIN_HEADER, ServeOptions
 from serve.process import TritonProcess
 
 STUB_NAME = "triton_python_b"  # /proc/<pid>/stat truncates the command name to 15 characters
 POLL_S = 0.2
-MAX_CRASHES = 5
-CRASH_WINDOW_S = 60.0
+# After a crash tritonserver is restarted, always: the first time at once, then after a delay that doubles with each
+# crash in a row, up to RESTART_BACKOFF_MAX_S (systemd's Restart=always with RestartSec; Kubernetes' CrashLoopBackOff).
+# A server that then runs RESTART_STABLE_S without crashing starts the sequence over. Every restart is counted
+# (serve/metrics.py) and alerts (operate/rules.py): deciding that Triton is beyond repair is the operator's call.
+RESTART_BACKOFF_FIRST_S = 0.25
+RESTART_BACKOFF_MAX_S = 4.0
+RESTART_STABLE_S = 60.0
 # Triton ends a replaced model's stubs one after another, about 1 s each (python_backend's UpdateHealth sleeps 1 s
 # before it asks a stub to finalize); one still running well after that was left behind.
 LEFTOVER_GRACE_S = 5.0
@@ -153,6 +158,13 @@ def reload_model(options: ServeOptions, model: str) -> tuple[bool, str]:
     return status == 200, f"HTTP {status} {body[:300].decode(errors='replace')}".strip()
 
 
+def restart_delay(crashes_in_a_row: int) -> float:
+    """Seconds to wait before restarting after the n-th crash in a row: 0, then doubling from the first step, capped."""
+    if crashes_in_a_row <= 1:
+        return 0.0
+    return min(RESTART_BACKOFF_MAX_S, RESTART_BACKOFF_FIRST_S * 2 ** (crashes_in_a_row - 2))
+
+
 class EventLog:
     """The launcher's own log: what it started, healed and stopped. Printed and appended to a file."""
 
@@ -184,15 +196,30 @@ class Supervisor:
         self.metrics.triton_up.set_function(lambda: 1.0 if self.triton.alive() else 0.0)
         self.watch = StubWatch(options.repository)
         self.leftovers: list[Leftover] = []
-        self.crashes: list[float] = []
+        self.crashes_in_a_row = 0
+        self.started_at = time.monotonic()
 
     def start(self) -> float:
         self.watch = StubWatch(self.options.repository)
         self.leftovers = []  # a new tritonserver: the old one's stubs went with its process group
         seconds = self.triton.start(self.model_names)
+        self.started_at = time.monotonic()
         self.scan()  # learn every stub's model now: one killed before the first poll would be a zombie without argv
         self.on_start(self.triton)
         return seconds
+
+    def start_first(self, stop: threading.Event) -> float:
+        """The first start. A server that fails to start by itself (a model that does not load, a library missing)
+        is the user's to fix and raises at once; one killed after its endpoint came up, before every model answered
+        ready (a request it cannot survive, sent the moment its port opened), is restarted like any crash."""
+        began = time.monotonic()
+        try:
+            return self.start()
+        except ServeError:
+            if not self.triton.crashed_after_coming_up():
+                raise
+        self.restart_after_crash(stop)
+        return time.monotonic() - began
 
     def scan(self) -> dict[str, list[Stub]]:
         return self.watch.dead_models(list_stubs(self.triton.pid, self.options.repository))
@@ -202,29 +229,31 @@ class Supervisor:
         try:
             while not stop.wait(POLL_S):
                 if not self.triton.alive():
-                    self.restart_after_crash()
+                    self.restart_after_crash(stop)
                 elif self.options.heal:
                     self.heal_dead_stubs()
                     self.stop_leftover_stubs()
         finally:
             self.triton.stop()
 
-    def restart_after_crash(self) -> None:
-        while True:
-            now = time.monotonic()
-            self.crashes = [t for t in self.crashes if now - t < CRASH_WINDOW_S] + [now]
+    def restart_after_crash(self, stop: threading.Event) -> None:
+        """Restart tritonserver until it is ready again or `stop` is set; never gives up."""
+        if time.monotonic() - self.started_at >= RESTART_STABLE_S:
+            self.crashes_in_a_row = 0
+        while not stop.is_set():
+            self.crashes_in_a_row += 1
             code = self.triton.popen.returncode if self.triton.popen else None
-            if len(self.crashes) > MAX_CRASHES:
-                raise ServerStartError(
-                    f"tritonserver crashed {len(self.crashes)} times within {CRASH_WINDOW_S:.0f} s "
-                    f"(last exit code {code}); giving up, see {self.options.log_file}"
-                )
-            self.log(f"tritonserver exited unexpectedly (code {code}); restarting it")
+            delay = restart_delay(self.crashes_in_a_row)
+            self.log(f"tritonserver exited unexpectedly (code {code}, {self.crashes_in_a_row} in a row); "
+                     f"restarting it" + (f" in {delay:.2f} s" if delay else ""))
             self.triton.stop()  # reap its stubs and shared memory
+            if stop.wait(delay):
+                return
             try:
                 seconds = self.start()
-            except (ServerStartError, PortInUseError) as error:
-                # Seen here: a restart that segfaults while clients keep calling; it counts as one more crash.
+            except (ServeError, OSError) as error:
+                # Seen here: a restart that segfaults while clients keep calling; it counts as one more crash. A
+                # port taken or a file gone meanwhile may come back too: keep trying, the alerts tell a person.
                 self.log(f"restarting tritonserver failed: {str(error).splitlines()[0]}")
                 self.metrics.restart(ok=False)
                 continue

@@ -22,6 +22,9 @@ from serve.process import free_ports
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
 STARTUP_TIMEOUT_S = 180.0
+# The reference models' load-test mix (models.toml's loadtest_weight): part of their contract. A user's own models
+# join the mix with their own weights; tests check these three exactly and every other model from the spec.
+REFERENCE_MIX = {"digits": 5, "digits_image": 2, "sentiment": 3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +87,10 @@ def http_ok(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def launch_triton(repository: Path, workdir: Path, extra_args: tuple[str, ...] = (), attempts: int = 3) -> Iterator[TritonServer]:
-    """Run `python -m serve run` on free ports against `repository`; yield once the server and its models are ready."""
+def launch_triton(repository: Path, workdir: Path, extra_args: tuple[str, ...] = (), attempts: int = 3,
+                  wrapper: tuple[str, ...] = ()) -> Iterator[TritonServer]:
+    """Run `python -m serve run` on free ports against `repository`; yield once the server and its models are ready.
+    `wrapper` goes before the command (e.g. `unshare ...` to run it in namespaces of its own)."""
     workdir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(16)
     env = dict(os.environ, MODELPORT_ADMIN_KEY=key)
@@ -99,7 +104,7 @@ def launch_triton(repository: Path, workdir: Path, extra_args: tuple[str, ...] =
             repository=repository, pid=0,
         )
         argv = [
-            sys.executable, "-m", "serve", "run", "--repository", str(repository),
+            *wrapper, sys.executable, "-m", "serve", "run", "--repository", str(repository),
             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
             "--log-file", str(log_path), "--state-dir", str(workdir / "state"), *extra_args,
         ]

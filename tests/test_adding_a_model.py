@@ -131,3 +131,78 @@ def test_a_short_headless_locust_run_load_tests_the_users_model(project, server,
     assert int(rows["wine"]["Request Count"]) > 10, rows
     assert int(rows["wine"]["Failure Count"]) == 0, rows
     assert set(rows) == {"wine", "Aggregated"}, "--tags wine runs the user's model only"
+
+
+# ---- the suite itself, with the user's models in the spec ------------------------------------------------------------
+
+SECOND_MODEL_BUILD = """
+import os
+import keras
+import numpy as np
+from sklearn.datasets import load_iris
+from sklearn.model_selection import train_test_split
+
+x, y = load_iris(return_X_y=True)
+x = x.astype("float32").reshape(-1, 2, 2)   # sepal and petal, each (length, width): a second input shape
+x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
+keras.utils.set_random_seed(0)
+norm = keras.layers.Normalization(axis=None)
+norm.adapt(x_train)
+inputs = keras.Input((2, 2), name="measurements")
+hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(norm(inputs)))
+model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="species")(hidden))
+model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+model.fit(x_train, y_train, epochs=60, verbose=0)
+os.makedirs("models/iris", exist_ok=True)
+model.save("models/iris/iris.keras")
+np.savez("models/iris/heldout.npz", x=x_test, y=y_test)
+"""
+
+SECOND_MODEL_SPEC = """
+[[model]]
+name = "iris"
+kind = "onnx"
+source = "models/iris/iris.keras"
+heldout = "models/iris/heldout.npz"
+max_batch_size = 16
+loadtest_weight = 2
+
+[[model.input]]
+name = "measurements"
+dtype = "TYPE_FP32"
+dims = [2, 2]
+
+[[model.output]]
+name = "species"
+dtype = "TYPE_FP32"
+dims = [3]
+labels = ["setosa", "versicolor", "virginica"]
+"""
+
+# Every test file that reads models.toml (the served models, the load-test mix, deploy/, rules, tune's writes, the
+# gateway's catalogue, the bench plan): run in the project copy, they must pass with the user's models added as they
+# do without. The export's own tests build their specs in tmp dirs and do not depend on models.toml's contents.
+SPEC_DRIVEN_TESTS = (
+    "tests/loadtest", "tests/operate/test_generate.py", "tests/operate/test_rules.py", "tests/operate/test_k8s.py",
+    "tests/tune/test_models_toml.py", "tests/tune/test_space.py", "tests/tune/test_run.py",
+    "tests/gateway/test_units.py", "tests/gateway/test_api.py", "tests/serve/test_spec_models.py",
+    "tests/serve/test_contract_models.py", "tests/export/test_repository.py", "tests/bench/test_plan.py",
+    "tests/client/test_integration.py",
+)
+
+
+def test_the_spec_driven_tests_pass_with_the_users_models_in_the_spec(project):
+    run([sys.executable, "-c", SECOND_MODEL_BUILD], cwd=project)
+    with open(project / "models.toml", "a", encoding="utf-8") as spec:
+        spec.write(SECOND_MODEL_SPEC)
+    # what `make export` runs: the export, then deploy/ regenerated from the spec
+    exported = run([sys.executable, "-m", "export"], cwd=project)
+    assert "export: wrote iris into" in exported.stdout + exported.stderr, tail(exported)
+    run([sys.executable, "-m", "operate", "generate"], cwd=project)
+
+    suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SPEC_DRIVEN_TESTS],
+                           cwd=project, capture_output=True, text=True, timeout=1500)
+
+    summary = f"exit {suite.returncode}\n--- pytest's report, tail ---\n{suite.stdout[-6000:]}"
+    assert suite.returncode == 0, summary
+    assert re.search(r"\b\d+ passed\b", suite.stdout) and " failed" not in suite.stdout, summary

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import tomlkit
 from tomlkit.items import AoT, Comment, Table
 
-from export.spec import load_spec
+from export.spec import load_declared_spec
 
 MARK = "make tune:"
 WIDTH = 118
@@ -88,7 +88,7 @@ def update_entry(table: Table, update: EntryUpdate) -> Table:
 
 def generated_tokenizers(spec_path: Path) -> dict[str, str]:
     """{generated tokenizer name: the [[model]] whose [model.text] table generates it (and holds its fields)}."""
-    return {m.onnx.text.tokenizer: m.name for m in load_spec(spec_path).models
+    return {m.onnx.text.tokenizer: m.name for m in load_declared_spec(spec_path).models
             if m.onnx is not None and m.onnx.text is not None}
 
 
@@ -115,7 +115,7 @@ def write(spec_path: Path, updates: dict[str, EntryUpdate]) -> str:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(new_text)
-        load_spec(Path(tmp))
+        load_declared_spec(Path(tmp))
         os.replace(tmp, spec_path)
     finally:
         if os.path.exists(tmp):

@@ -10,13 +10,14 @@ from .aio import AsyncClient
 from .client import Client
 from .errors import (AccessDenied, InferenceTimeout, InvalidInput, ModelNotFound, ModelportError, ServerError,
                      ServerUnavailable)
+from .explain import Explanation
 from .metadata import ModelInfo, ModelMetadata, TensorSpec
 from .predictions import ModelOutput, Prediction
 from .retry import RetryPolicy
 
 __version__ = "0.1.0"
 __all__ = [
-    "AccessDenied", "AsyncClient", "Client", "InferenceTimeout", "InvalidInput", "ModelInfo", "ModelMetadata",
-    "ModelNotFound", "ModelOutput", "ModelportError", "Prediction", "RetryPolicy", "ServerError", "ServerUnavailable",
-    "TensorSpec",
+    "AccessDenied", "AsyncClient", "Client", "Explanation", "InferenceTimeout", "InvalidInput", "ModelInfo",
+    "ModelMetadata", "ModelNotFound", "ModelOutput", "ModelportError", "Prediction", "RetryPolicy", "ServerError",
+    "ServerUnavailable", "TensorSpec",
 ]

@@ -11,9 +11,10 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from . import chunking, inputs as friendly
+from . import chunking, explain as explaining, inputs as friendly
 from .client import Labels, PredictResult, Retries, _version, first_item, plan_requests, retry_policy
 from .errors import AccessDenied, ModelportError, ServerUnavailable
+from .explain import DEFAULT_BUDGET, ExplainOptions, Explanation
 from .metadata import ModelInfo, ModelMetadata, parse_config, parse_metadata, parse_repository_index
 from .predictions import PROBABILITIES, check_top, label_candidates, parse_labels, predictions_of, to_outputs
 from .retry import send_with_retry_async
@@ -109,10 +110,10 @@ class AsyncClient:
         if key not in self._signatures:
             metadata = parse_metadata(await self._read("metadata", model, version))
             try:
-                max_batch_size: Optional[int] = (await self.config(model, version)).max_batch_size
+                config = await self.config(model, version)
             except AccessDenied:
-                max_batch_size = None
-            self._signatures[key] = Signature(metadata=metadata, max_batch_size=max_batch_size)
+                config = None
+            self._signatures[key] = Signature.of(metadata, config)
         return self._signatures[key]
 
     async def infer(self, model: str, inputs: Inputs, outputs: Optional[Sequence[str]] = None,
@@ -140,6 +141,28 @@ class AsyncClient:
         labels = await self._labels_for(signature, version_text, chosen, batch, timeout)
         raw = await self.infer(model, batch, outputs=chosen, version=version, timeout=timeout)
         return to_outputs(model, raw, labels, single, signature.batched, top)
+
+    async def explain(self, model: str, inputs: Any, method: Optional[str] = None, output: Optional[str] = None,
+                      budget: int = DEFAULT_BUDGET, baseline: Any = None, patch: Optional[int] = None,
+                      seed: int = 0, version: Union[int, str, None] = None,
+                      timeout: Optional[float] = None) -> Explanation:
+        """Client.explain, awaited."""
+        options = ExplainOptions(method=method, output=output, budget=budget, baseline=baseline, patch=patch,
+                                 seed=seed)
+        version_text = _version(version)
+        signature = await self._signature(model, version_text)
+        batch, _ = friendly.to_batch(signature, inputs)
+        batch = prepare_inputs(signature, batch).arrays
+        item = explaining.one_item(signature, batch)
+        config = await self._config_or_none(model, version_text)
+        chosen = explaining.choose_output(signature.metadata, config, options.output)
+        labels = (await self._labels_for(signature, version_text, [chosen], batch, timeout)).get(chosen)
+        target = explaining.Target(signature=signature, config=config, output=chosen, labels=labels)
+
+        async def run(items):
+            return (await self.infer(model, items, outputs=[chosen], version=version, timeout=timeout))[chosen]
+
+        return await explaining.explain_async(run, target, item, options)
 
     async def _config_or_none(self, model: str, version: str):
         try:

@@ -1,4 +1,4 @@
-"""`modelport` on the command line: health, models, metadata MODEL, predict MODEL INPUT...
+"""`modelport` on the command line: health, models, metadata MODEL, predict MODEL INPUT..., explain MODEL INPUT
 
 Exit codes: 0 success, 1 server up but not ready (health), 2 usage error, 3 server unreachable, 4 inference error.
 """
@@ -18,6 +18,7 @@ from . import cli_inputs
 from .cli_inputs import UsageError
 from .client import Client
 from .errors import AccessDenied, InvalidInput, ModelportError, ServerUnavailable
+from .explain import DEFAULT_BUDGET, METHODS, Explanation
 from .predictions import ModelOutput, Prediction
 
 EXIT_OK, EXIT_NOT_READY, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INFERENCE = 0, 1, 2, 3, 4
@@ -57,6 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
                          help="send every argument that is not .npy/.npz/.json as text, even if a file has its name")
     predict.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                          help="print JSON instead of text")
+    explain = commands.add_parser(
+        "explain", help="why a model answers what it does for one input",
+        description="One input, given as for predict (a .npy/.npz/JSON file holding one item, a file or a text). "
+                    "Images get an occlusion heatmap, text leave-one-word-out, other tensors Kernel SHAP; each "
+                    "printed for the predicted class (--label for another), every class with --json.")
+    explain.add_argument("model")
+    explain.add_argument("input", help="a .npy, .npz or .json file with one item, another file, or a text")
+    explain.add_argument("--method", choices=METHODS, help="default: chosen from the input's kind")
+    explain.add_argument("--budget", type=_positive, default=DEFAULT_BUDGET, metavar="REQUESTS",
+                         help="most requests to send (default %(default)s; each holds up to max_batch_size items)")
+    explain.add_argument("--output", metavar="NAME", help="the output to explain (default: the labelled one)")
+    explain.add_argument("--label", help="print this class's attributions (default: the predicted class)")
+    explain.add_argument("--text", action="store_true", help="send the argument as text even if a file has its name")
+    explain.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                         help="print JSON instead of text")
     return parser
 
 
@@ -85,6 +101,30 @@ def _predictions(client: Client, args) -> list[tuple[str, ModelOutput]]:
             names = request.names or [f"{request.name}[{i}]" for i in range(len(answer))]
             found += zip(names, answer)
     return found
+
+
+def _explanation(client: Client, args) -> Explanation:
+    arguments = cli_inputs.classify([args.input], as_text=args.text)
+    found = cli_inputs.requests(arguments, client.metadata(args.model))
+    inputs = found[0].inputs
+    if arguments[0].kind != "array":  # a text or a file's bytes: one item, not a batch of one
+        inputs = inputs[0]
+    return client.explain(args.model, inputs, method=args.method, output=args.output, budget=args.budget)
+
+
+def _explanation_lines(found: Explanation, label: Optional[str]) -> list[str]:
+    chosen = label if label is not None else found.label
+    values = found.of(chosen)
+    index = found.labels.index(chosen)
+    lines = [f"{found.model}\t{found.label}\t{found.prediction[found.target]:.4f}\t({found.method}, "
+             f"{found.requests} requests, {found.items} items; attributions to {chosen!r}"
+             f"{'' if found.baseline is None else f': baseline {found.baseline[index]:.4f}'}, sum {values.sum():+.4f})"]
+    if found.features is None:
+        lines.append(np.array2string(values, precision=3, separator=", ", suppress_small=True,
+                                     max_line_width=1 << 30))
+    else:
+        lines += [f"{name}\t{value:+.4f}" for name, value in zip(found.features, values)]
+    return lines
 
 
 def _jsonable(value):
@@ -140,6 +180,12 @@ def run(args) -> int:
             lines += [f"  input  {t.name}: {t.datatype} {list(t.shape)}" for t in meta.inputs]
             lines += [f"  output {t.name}: {t.datatype} {list(t.shape)}" for t in meta.outputs]
             _print(args, payload, "\n".join(lines))
+            return EXIT_OK
+        if args.command == "explain":
+            explained = _explanation(client, args)
+            if args.label is not None:
+                explained.of(args.label)  # an unknown label is refused before anything is printed
+            _print(args, explained.to_dict(), "\n".join(_explanation_lines(explained, args.label)))
             return EXIT_OK
         found = _predictions(client, args)
         _print(args, [{"input": name, "outputs": {k: _jsonable(v) for k, v in output.items()}}

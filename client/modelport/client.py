@@ -7,8 +7,9 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from . import chunking, inputs as friendly
+from . import chunking, explain as explaining, inputs as friendly
 from .errors import AccessDenied, ModelportError, ServerUnavailable
+from .explain import DEFAULT_BUDGET, ExplainOptions, Explanation
 from .metadata import ModelInfo, ModelMetadata, parse_config, parse_metadata, parse_repository_index
 from .predictions import (PROBABILITIES, ModelOutput, check_top, label_candidates, parse_labels, predictions_of,
                           to_outputs)
@@ -144,10 +145,10 @@ class Client:
         if key not in self._signatures:
             metadata = parse_metadata(self._read("metadata", model, version))
             try:
-                max_batch_size: Optional[int] = self.config(model, version).max_batch_size
+                config = self.config(model, version)
             except AccessDenied:  # model-config may be restricted: keep the batch axis, skip splitting
-                max_batch_size = None
-            self._signatures[key] = Signature(metadata=metadata, max_batch_size=max_batch_size)
+                config = None
+            self._signatures[key] = Signature.of(metadata, config)
         return self._signatures[key]
 
     def infer(self, model: str, inputs: Inputs, outputs: Optional[Sequence[str]] = None,
@@ -187,6 +188,32 @@ class Client:
         labels = self._labels_for(signature, version_text, chosen, batch, timeout)
         raw = self.infer(model, batch, outputs=chosen, version=version, timeout=timeout)
         return to_outputs(model, raw, labels, single, signature.batched, top)
+
+    def explain(self, model: str, inputs: Any, method: Optional[str] = None, output: Optional[str] = None,
+                budget: int = DEFAULT_BUDGET, baseline: Any = None, patch: Optional[int] = None, seed: int = 0,
+                version: Union[int, str, None] = None, timeout: Optional[float] = None) -> Explanation:
+        """Why `model` answers what it does for one item (`inputs` as predict takes them), per class of `output`.
+
+        The method follows the input (modelport.explain): an occlusion heatmap for an image, leave-one-word-out for
+        text, Kernel SHAP for other tensors; `method` forces one. At most `budget` requests of max_batch_size items
+        are sent. `baseline` is the reference input (occlusion's fill value, Kernel SHAP's row; default zeros).
+        """
+        options = ExplainOptions(method=method, output=output, budget=budget, baseline=baseline, patch=patch,
+                                 seed=seed)
+        version_text = _version(version)
+        signature = self._signature(model, version_text)
+        batch, _ = friendly.to_batch(signature, inputs)
+        batch = prepare_inputs(signature, batch).arrays
+        item = explaining.one_item(signature, batch)
+        config = self._config_or_none(model, version_text)
+        chosen = explaining.choose_output(signature.metadata, config, options.output)
+        labels = self._labels_for(signature, version_text, [chosen], batch, timeout).get(chosen)
+        target = explaining.Target(signature=signature, config=config, output=chosen, labels=labels)
+
+        def run(items):
+            return self.infer(model, items, outputs=[chosen], version=version, timeout=timeout)[chosen]
+
+        return explaining.explain(run, target, item, options)
 
     def _config_or_none(self, model: str, version: str):
         try:

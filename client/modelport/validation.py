@@ -10,7 +10,8 @@ and the fix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -19,6 +20,7 @@ from .errors import InvalidInput
 from .metadata import ModelMetadata, TensorSpec
 
 Inputs = Union[np.ndarray, Mapping[str, Any]]
+SHAPE_RANGE_PARAMETER = "shape_range."
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,24 @@ class Signature:
 
     metadata: ModelMetadata
     max_batch_size: Optional[int]
+    # input -> (min shape, max shape) of an input with -1 dims, batch excluded: the sizes the model was verified
+    # and profiled for (the config's `shape_range.<input>` parameters, which modelport's export writes)
+    shape_ranges: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, metadata: ModelMetadata, config: Any) -> "Signature":
+        """From the metadata and the ModelConfig message (None when it could not be read: no limits known)."""
+        if config is None:
+            return cls(metadata, None)
+        ranges = {}
+        for key, value in config.parameters.items():
+            if key.startswith(SHAPE_RANGE_PARAMETER):
+                try:
+                    bounds = json.loads(value.string_value)
+                    ranges[key[len(SHAPE_RANGE_PARAMETER):]] = (tuple(bounds["min"]), tuple(bounds["max"]))
+                except (ValueError, KeyError, TypeError):
+                    continue  # not ours to judge: the server still checks
+        return cls(metadata, config.max_batch_size, ranges)
 
     @property
     def batched(self) -> bool:
@@ -156,12 +176,23 @@ def _convert(model: str, spec: TensorSpec, value: Any) -> np.ndarray:
         f"convert it: x.astype(np.{expected.name})", model=model)
 
 
-def _check_shape(model: str, spec: TensorSpec, array: np.ndarray, batched: bool) -> None:
+def range_text(bounds: tuple[tuple[int, ...], tuple[int, ...]]) -> str:
+    """[N,4..64]: each dim's size or its min..max."""
+    return "[N," + ",".join(str(a) if a == b else f"{a}..{b}" for a, b in zip(*bounds)) + "]"
+
+
+def _check_shape(model: str, spec: TensorSpec, array: np.ndarray, batched: bool,
+                 bounds: Optional[tuple[tuple[int, ...], tuple[int, ...]]] = None) -> None:
     got, expected = tuple(array.shape), spec.shape
     if shape_matches(expected, got):
         if batched and got[0] == 0:
             raise InvalidInput(f"{model}: input '{spec.name}' has an empty batch (shape {list(got)}); send at least "
                                f"one item", model=model)
+        item = got[1:] if batched else got
+        if bounds is not None and not all(low <= d <= high for d, low, high in zip(item, *bounds)):
+            raise InvalidInput(
+                f"{model}: input '{spec.name}' has shape {list(got)}; the model takes {range_text(bounds)} "
+                f"(N = batch size): cut or pad each item to a size within that range", model=model)
         return
     fix = ""
     if batched and shape_matches(expected[1:], got):
@@ -198,7 +229,7 @@ def prepare_inputs(signature: Signature, inputs: Inputs) -> PreparedInputs:
     arrays: dict[str, np.ndarray] = {}
     for spec in meta.inputs:
         array = _convert(model, spec, inputs[spec.name])
-        _check_shape(model, spec, array, signature.batched)
+        _check_shape(model, spec, array, signature.batched, signature.shape_ranges.get(spec.name))
         arrays[spec.name] = array
 
     batch_size = None

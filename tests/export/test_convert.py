@@ -37,8 +37,9 @@ def test_outputs_are_renamed_to_the_spec_and_the_batch_dim_is_named_batch(model)
     assert any("scores" in n.output for n in proto.graph.node)
 
 
-def test_a_dynamic_non_batch_dim_is_refused_with_the_fix(model):
-    with pytest.raises(IncompatibleModelError, match=r"only the batch dim may be dynamic"):
+def test_a_dynamic_non_batch_dim_the_spec_declares_fixed_is_refused_with_the_fix(model):
+    with pytest.raises(IncompatibleModelError, match=r"shape \[batch, h, 6, 1\] in the model, the spec says "
+                                                     r"\[batch, 6, 6, 1\]: a dim is -1 in the spec exactly where"):
         finalize(model, graph_with(dims=("n", "h", 6, 1)))
 
 

@@ -25,3 +25,47 @@ def test_a_multi_input_model_reads_one_array_per_input_name(tmp_path, tiny_model
     np.savez(path, pixels=np.ones((3, 6, 6, 1), np.float64), y=np.array([0, 1, 2]))
     data = load_npz(model, path, with_labels=True)
     assert data.x["pixels"].dtype == np.float32 and len(data) == 3 and data.y.tolist() == [0, 1, 2]
+
+
+def variable_model():
+    from export.spec import ModelSpec, Tensor
+
+    return ModelSpec("m", "onnx", (Tensor("m", "tokens", "TYPE_INT64", (-1,)),),
+                     (Tensor("m", "p", "TYPE_FP32", (2,)),), max_batch_size=4)
+
+
+def test_padded_rows_with_lengths_run_in_groups_of_equal_length_and_come_back_in_order(tmp_path):
+    path = tmp_path / "heldout.npz"
+    padded = np.array([[1, 2, 0], [3, 0, 0], [4, 5, 6], [7, 8, 0]])
+    np.savez(path, x=padded, x_lengths=np.array([2, 1, 3, 2]), y=np.zeros(4, np.int64))
+    data = load_npz(variable_model(), path, with_labels=True)
+    seen = []
+    sums = data.map(lambda x: seen.append(x["tokens"].shape) or {"s": x["tokens"].sum(axis=1)})
+    assert sorted(seen) == [(1, 1), (1, 3), (2, 2)]  # no group sees padding
+    assert sums["s"].tolist() == [3, 3, 15, 15]
+    assert data.row(1)["tokens"].tolist() == [[3]]
+    assert data.shape_range(variable_model().inputs[0]) == ((1,), (2,), (3,))
+
+
+def test_lengths_beyond_the_padded_size_name_the_array_and_the_allowed_sizes(tmp_path):
+    path = tmp_path / "heldout.npz"
+    np.savez(path, x=np.zeros((2, 3), np.int64), x_lengths=np.array([2, 4]))
+    with pytest.raises(SourceError, match=r"`x_lengths` must hold.*between 1 and the padded size \[3\].*from 2 to 4"):
+        load_npz(variable_model(), path, with_labels=False)
+
+
+def test_a_declared_bound_beyond_the_held_out_sizes_fails_naming_the_missing_one(tmp_path):
+    from dataclasses import replace
+
+    from export.errors import SpecError
+    from export.repository import shape_ranges
+    from export.spec import Gate, OnnxSource
+
+    np.savez(tmp_path / "heldout.npz", x=np.zeros((2, 3), np.int64), x_lengths=np.array([2, 3]))
+    model = variable_model()
+    source = OnnxSource(tmp_path / "m.keras", tmp_path / "heldout.npz", None, None, ("fp32",), Gate("m"), False)
+    model = replace(model, onnx=source)
+    assert (shape_ranges(model)["tokens"].min, shape_ranges(model)["tokens"].max) == ((2,), (3,))
+    model = replace(model, inputs=(replace(model.inputs[0], min_dims=(8,)),))
+    with pytest.raises(SpecError, match=r"field 'tokens\.max_dims'.*min \[8\] > max \[3\]"):
+        shape_ranges(model)

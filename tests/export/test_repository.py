@@ -110,6 +110,20 @@ def test_onnx_configs_carry_no_queue_policy_unless_the_spec_asks_for_one(tmp_pat
     assert not config.dynamic_batching.HasField("default_queue_policy")
 
 
+def test_response_cache_true_enables_the_cache_in_every_variants_config_and_its_absence_leaves_none(tmp_path,
+                                                                                                     tiny_model):
+    text = tiny_spec(tiny_model)
+    plain = load_spec(write_spec(tmp_path, text)).models[0]
+    cached = load_spec(write_spec(tmp_path, text.replace("max_batch_size = 16", "max_batch_size = 16\n"
+                                                         "response_cache = true", 1))).models[0]
+    for variant in cached.onnx.variants:
+        with_cache, without = repository.onnx_config(cached, variant), repository.onnx_config(plain, variant)
+        assert with_cache.response_cache.enable and not without.HasField("response_cache")
+        without.response_cache.enable = True
+        assert repository.render(with_cache) == repository.render(without)  # the one field, nothing else
+        assert "response_cache {\n  enable: true\n}" in repository.render(with_cache)
+
+
 def test_the_digits_config_meets_the_serving_contract(project_spec):
     config = repository.onnx_config(project_spec.model("digits"), "fp32")
     assert config.backend == "onnxruntime" and config.max_batch_size >= 32

@@ -32,7 +32,8 @@ def test_the_project_spec_loads_and_declares_the_serving_contract():
     ("change", "field", "value", "allowed"),
     [
         (('dtype = "TYPE_FP32"\ndims = [6', 'dtype = "FLOAT"\ndims = [6'), "pixels.dtype", "FLOAT", "TYPE_FP32"),
-        (("dims = [6, 6, 1]", "dims = [6, -1, 1]"), "pixels.dims", "[6, -1, 1]", "positive integers"),
+        (("dims = [6, 6, 1]", "dims = [6, 0, 1]"), "pixels.dims", "[6, 0, 1]", "positive integers, or -1"),
+        (("dims = [6, 6, 1]", "dims = [6, -1, 1]"), "warmup_batch_sizes", "[1]", "variable dims (pixels)"),
         (("max_batch_size = 16", "max_batch_size = 0"), "max_batch_size", "0", "an integer >= 1"),
         (("preferred_batch_size = [4, 16]", "preferred_batch_size = [4, 64]"), "preferred_batch_size", "[4, 64]",
          "between 1 and max_batch_size (16)"),
@@ -55,6 +56,8 @@ def test_the_project_spec_loads_and_declares_the_serving_contract():
          "optional_variants", "fp16", "from `variants`"),
         (("max_batch_size = 16", 'max_batch_size = 16\nsamples = "lines.txt"'), "samples", "lines.txt",
          "one TYPE_STRING input"),
+        (("max_batch_size = 16", 'max_batch_size = 16\nresponse_cache = "yes"'), "response_cache", "yes",
+         "true or false"),
     ],
 )
 def test_a_wrong_field_fails_naming_model_field_value_and_what_is_allowed(tmp_path, tiny_model, change, field, value,
@@ -153,3 +156,30 @@ def test_the_readme_example_of_adding_your_own_model_is_a_valid_spec(tmp_path):
     assert [t.name for t in model.inputs] == ["chemistry", "color"]
     assert [(t.name, t.labels) for t in model.outputs] == [("cultivar", ("barolo", "grignolino", "barbera")),
                                                           ("alcohol", ())]
+
+
+def test_a_variable_dim_is_minus_one_with_an_optional_range_of_full_shapes():
+    from export.spec import Tensor
+
+    tokens = Tensor("m", "tokens", "TYPE_INT64", (-1, 4), min_dims=(2, 4), opt_dims=(8, 4), max_dims=(16, 4))
+    assert tokens.variable and not Tensor("m", "x", "TYPE_FP32", (4,)).variable
+    with pytest.raises(SpecError, match=r"field 'tokens\.max_dims'.*a positive size in place of each -1"):
+        Tensor("m", "tokens", "TYPE_INT64", (-1, 4), max_dims=(16, 5))  # a fixed dim must repeat its size
+    with pytest.raises(SpecError, match=r"field 'tokens\.opt_dims'.*between min_dims \[2\] and max_dims \[4\]"):
+        Tensor("m", "tokens", "TYPE_INT64", (-1,), min_dims=(2,), opt_dims=(8,), max_dims=(4,))
+    with pytest.raises(SpecError, match=r"field 'x\.dims'.*or -1 for a variable size"):
+        Tensor("m", "x", "TYPE_FP32", (0,))
+
+
+def test_variable_dims_need_a_declared_range_outside_onnx_models_and_no_zero_data_warmup():
+    from export.spec import ModelSpec, Tensor
+
+    tokens = Tensor("m", "tokens", "TYPE_INT64", (-1,))
+    out = Tensor("m", "p", "TYPE_FP32", (2,))
+    assert ModelSpec("m", "onnx", (tokens,), (out,), max_batch_size=4).inputs == (tokens,)
+    with pytest.raises(SpecError, match=r"field 'tokens\.max_dims'.*min_dims and max_dims"):
+        ModelSpec("m", "python", (tokens,), (out,), max_batch_size=4)
+    with pytest.raises(SpecError, match=r"field 'warmup_batch_sizes'.*variable dims \(tokens\)"):
+        ModelSpec("m", "onnx", (tokens,), (out,), max_batch_size=4, warmup_batch_sizes=(1,))
+    with pytest.raises(SpecError, match=r"field 'p\.dims'.*fixed dims for the outputs"):
+        ModelSpec("m", "onnx", (tokens,), (Tensor("m", "p", "TYPE_FP32", (-1,)),), max_batch_size=4)

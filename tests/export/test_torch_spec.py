@@ -15,7 +15,8 @@ import pytest
 
 from export import repository
 from export.errors import SpecError
-from export.spec import HF_TOKENIZER_DIR, TEXT_ENCODING, load_spec
+from export import spec as spec_module
+from export.spec import HF_TOKENIZER_DIR, TEXT_ENCODING, load_declared_spec, load_spec
 from loadtest import payloads
 from tests.export.conftest import write_spec
 from tests.export.torch_models import hf_spec, module_spec
@@ -198,6 +199,15 @@ def test_without_the_extra_its_models_and_ensembles_using_them_are_skipped_and_t
                                                          ("review", "torch"), ("review_again", "torch")]
     assert load_spec(path, ALL).models[0] == spec.models[0]
     assert [t.name for t in payloads.targets(spec)] == ["plain"]  # the load test and bench see no skipped model
+
+
+def test_the_declared_spec_keeps_every_model_whether_or_not_its_extra_is_installed(tmp_path, monkeypatch):
+    path = write_spec(tmp_path, write_onnx_classifier(tmp_path) + hf_spec(tmp_path) + user_ensemble())
+    monkeypatch.setattr(spec_module, "installed_extras", frozenset)  # a machine without the torch extra
+    assert [m.name for m in load_spec(path).models] == ["plain"]
+    declared = load_declared_spec(path)
+    assert [m.name for m in declared.models] == ["plain", "review_bert", "review_tokenizer", "review", "review_again"]
+    assert declared.skipped == ()
 
 
 def test_a_broken_spec_entry_is_an_error_even_when_its_extra_is_missing(tmp_path):

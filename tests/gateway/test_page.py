@@ -2,8 +2,8 @@
 with pointer events, type a review, read the labels, bars and round-trip times the page shows, and take the
 screenshot the README shows (into $MODELPORT_SCREENSHOT_DIR when set, e.g. docs/, else the test's tmp dir).
 
-Without the browser the test is skipped, except in CI (CI=true), where .ci/run installs it and a skip would hide a
-broken page."""
+Without the browser the test fails, naming the install: `make test` installs it first (env/system.py), and a skip would
+hide a broken page."""
 
 from __future__ import annotations
 
@@ -24,10 +24,8 @@ FOUR = [[(170, 40), (70, 170)], [(70, 170), (222, 170)], [(170, 100), (170, 242)
 @pytest.fixture
 def browser(tmp_path):
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        message = f"needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install chromium chromium-driver"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail(f"needs {CHROMIUM} and {CHROMEDRIVER}: `make system` (or apt-get install chromium chromium-driver) "
+                    "installs them", pytrace=False)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

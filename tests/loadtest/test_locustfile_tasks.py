@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from export.spec import load_spec
 from loadtest import payloads
+from tests.conftest import REFERENCE_MIX
 from tests.loadtest.user_spec import write_user_spec
 
 PROBE = Path(__file__).with_name("locustfile_probe.py")
@@ -45,9 +47,11 @@ def test_the_spec_can_come_from_the_environment_so_distributed_workers_find_it(t
     assert seen["spec"] == str(spec) and [t["name"] for t in seen["tasks"]][0] == "churn"
 
 
-def test_the_repository_spec_keeps_the_reference_mix_5_2_3():
+def test_the_repository_spec_keeps_the_reference_mix_5_2_3_and_weighs_every_other_model_as_the_spec_says():
     seen = probe(env={payloads.SPEC_ENV: ""})
 
-    assert sorted(set(seen["user_list"])) == ["digits", "digits_image", "sentiment"]
-    assert [seen["user_list"].count(m) for m in ("digits", "digits_image", "sentiment")] == [5, 2, 3]
+    counts = {m: seen["user_list"].count(m) for m in set(seen["user_list"])}
+    assert {m: counts.get(m) for m in REFERENCE_MIX} == REFERENCE_MIX
+    weights = {t.name: t.weight for t in payloads.targets(load_spec(payloads.DEFAULT_SPEC)) if t.weight > 0}
+    assert counts == weights  # a user's own models join with their loadtest_weight
     assert {"digits_int8", "digits_fp16", "sentiment_classifier"} <= {t["name"] for t in seen["tasks"]}

@@ -24,3 +24,25 @@ def test_the_timeline_plot_is_written_as_a_png(tmp_path):
     plot_timeline(points, tmp_path / "timeline.png", "title")
 
     assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_shorter_than_one_timeline_interval_still_gets_its_point_and_plot(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from loadtest.hdr import LatencyRecorder
+    from loadtest.report import RunReport
+
+    options = SimpleNamespace(timeline_interval=3.0, metrics_url="none", prometheus_url="none",
+                              report_dir=str(tmp_path))
+    recorder = LatencyRecorder()
+    report = RunReport(SimpleNamespace(parsed_options=options, runner=None), recorder)
+    # the master's side (not importing locust.runners here: locust would monkey-patch this whole test process)
+    monkeypatch.setattr(report, "_is_worker", lambda: False)
+    report.on_test_start(None)
+    for _ in range(40):
+        recorder.record("POST digits", 800)
+    report.on_test_stop(None)  # before the sampler's first 3 s tick
+    report.on_quitting(None)
+
+    assert len(report.points) == 1 and report.points[0].rps > 40 / 3.0  # over the time the run really took
+    assert (tmp_path / "timeline.png").is_file()

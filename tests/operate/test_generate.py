@@ -9,12 +9,12 @@ import sys
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from export.spec import load_spec
+from export.spec import load_declared_spec
 from operate import dashboard, generate, k8s, promql, rules
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
-SPEC = load_spec(ROOT / "models.toml")
+SPEC = load_declared_spec(ROOT / "models.toml")
 BOARD = json.loads((DEPLOY / "grafana" / "modelport.json").read_text())
 
 
@@ -32,9 +32,9 @@ def test_a_second_generate_writes_nothing_and_says_so(tmp_path):
     first = cli("generate", "--out", str(tmp_path))
     second = cli("generate", "--out", str(tmp_path))
 
-    assert first.returncode == 0 and first.stdout.count("wrote ") == 12, first.stdout + first.stderr
+    assert first.returncode == 0 and first.stdout.count("wrote ") == 13, first.stdout + first.stderr
     assert second.returncode == 0 and "wrote " not in second.stdout, second.stdout
-    assert "12 of 12 files" in second.stdout and "unchanged" in second.stdout
+    assert "13 of 13 files" in second.stdout and "unchanged" in second.stdout
 
 
 def test_generate_check_names_a_stale_file_and_exits_1_without_writing(tmp_path):

@@ -3,6 +3,7 @@
 the fields the rest relies on."""
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -107,6 +108,92 @@ def test_the_manifests_start_triton_with_the_security_and_metrics_flags_of_pytho
     assert k8s.expand(["x=$(MODELPORT_ADMIN_KEY)", "$(UNSET)"], {"MODELPORT_ADMIN_KEY": "k"}) == ["x=k", "$(UNSET)"]
 
 
+def gateway_container(deployment: dict) -> dict:
+    return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "gateway")
+
+
+def port_number(container: dict, name: str) -> int:
+    return next(p["containerPort"] for p in container["ports"] if p["name"] == name)
+
+
+@pytest.mark.parametrize("file", ["triton-s3.yaml", "triton-pvc.yaml"])
+def test_the_gateway_runs_beside_triton_in_each_pod_and_calls_its_grpc_port_over_loopback(file):
+    deployment = find("Deployment", file, k8s.NAME)
+    pod = deployment["spec"]["template"]["spec"]
+    triton, gateway = triton_container(deployment), gateway_container(deployment)
+    args = gateway["args"]
+
+    assert args[args.index("--triton") + 1] == f"127.0.0.1:{port_number(triton, 'grpc')}"
+    assert args[args.index("--host") + 1] == "0.0.0.0"
+    assert args[args.index("--port") + 1] == str(port_number(gateway, "gateway"))
+    assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert gateway["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert gateway["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
+    assert "secretKeyRef" in next(e for e in gateway["env"] if e["name"] == "MODELPORT_API_KEY")["valueFrom"]
+    # Containers keep their own PID namespaces: the gateway cannot read tritonserver's argv (the admin key).
+    assert not pod.get("shareProcessNamespace", False)
+
+
+def allowed_peers(policies: list[dict], pod_labels: dict, port: int) -> list[list[dict] | None]:
+    """For each ingress rule of the policies selecting these pods that admits `port`: its `from` peers (None: any)."""
+    peers = []
+    for policy in policies:
+        if not policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items():
+            continue
+        for rule in policy["spec"].get("ingress", []):
+            if "ports" not in rule or any(p["port"] == port for p in rule["ports"]):
+                peers.append(rule.get("from"))
+    return peers
+
+
+def test_the_network_policy_lets_only_prometheus_reach_triton_and_everyone_the_gateway():
+    deployment = find("Deployment", "triton-s3.yaml", k8s.NAME)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    triton, gateway = triton_container(deployment), gateway_container(deployment)
+    policies = [find("NetworkPolicy", "triton.yaml")]
+
+    assert policies[0]["spec"]["policyTypes"] == ["Ingress"]
+    for name in ("http", "grpc"):
+        assert allowed_peers(policies, pod_labels, port_number(triton, name)) == [], name
+    (prometheus,) = allowed_peers(policies, pod_labels, port_number(triton, "metrics"))
+    assert prometheus == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                           "podSelector": {"matchLabels": k8s.PROMETHEUS_POD}}]
+    assert allowed_peers(policies, pod_labels, port_number(gateway, "gateway")) == [None]  # the public edge
+
+
+def test_the_gateway_service_is_the_public_edge_on_the_gateway_port():
+    service = find("Service", "triton.yaml", k8s.GATEWAY)
+    deployment = find("Deployment", "triton-s3.yaml", k8s.NAME)
+
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["gateway"]
+
+
+def test_the_load_test_opens_triton_only_to_locust_while_it_is_applied():
+    policy = find("NetworkPolicy", "locust.yaml")
+    deployment = find("Deployment", "triton-s3.yaml", k8s.NAME)
+    locust_pods = [find("Deployment", "locust.yaml", f"modelport-locust-{role}")["spec"]["template"]["metadata"]["labels"]
+                   for role in ("master", "worker")]
+    (peers,) = allowed_peers([policy], deployment["spec"]["template"]["metadata"]["labels"], 8000)
+
+    assert [peer["podSelector"]["matchLabels"] for peer in peers] == locust_pods
+    assert all(set(peer) == {"podSelector"} for peer in peers)  # same namespace only
+
+
+def test_the_gateway_image_holds_every_package_the_gateway_imports():
+    imported = {node.module.split(".")[0] if isinstance(node, ast.ImportFrom) else alias.name.split(".")[0]
+                for path in (ROOT / "gateway").glob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0)
+                for alias in (node.names if isinstance(node, ast.Import) else node.names[:1])}
+    ours = {name for name in imported if (ROOT / name / "__init__.py").is_file()}
+    dockerfile = (K8S / "gateway.Dockerfile").read_text()
+
+    assert ours <= set(k8s.GATEWAY_PACKAGES), f"gateway/ imports {sorted(ours)}: add them to k8s.GATEWAY_PACKAGES"
+    for path in (*k8s.GATEWAY_PACKAGES, "models.toml", "model_repository", "client"):
+        assert f"COPY {path} " in dockerfile
+    assert "modelport" in imported and "pip install --no-cache-dir --no-deps ./client" in dockerfile
+
+
 def test_the_autoscaler_is_autoscaling_v2_on_the_adapters_weighted_queue_metric():
     hpa = find("HorizontalPodAutoscaler")
     adapter = yaml.safe_load(find("ConfigMap", "prometheus-adapter.yaml")["data"]["config.yaml"])["rules"][0]
@@ -124,7 +211,7 @@ def test_the_autoscaler_is_autoscaling_v2_on_the_adapters_weighted_queue_metric(
 
 
 def test_the_service_monitor_scrapes_the_services_metrics_port_and_the_rule_carries_every_alert():
-    service = find("Service", "triton.yaml")
+    service = find("Service", "triton.yaml", k8s.NAME)
     monitor = find("ServiceMonitor")
     rule = find("PrometheusRule")
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}

@@ -133,7 +133,11 @@ def test_every_alert_signal_and_guard_returns_data_and_every_rule_evaluates_clea
 
 def test_with_every_model_loaded_and_triton_up_no_critical_alert_fires(stack):
     firing = [a["labels"] for a in stack.prometheus.api("alerts")["alerts"]]
-    assert not [a for a in firing if a.get("severity") == "critical"], firing
+    # the rules watch every model models.toml declares; those whose optional extra is not installed here are not
+    # served, and ModelNotLoaded says so for exactly them
+    absent = {n for m in SPEC.skipped for n in m.triton_names}
+    critical = [a for a in firing if a.get("severity") == "critical"]
+    assert [a for a in critical if not (a["alertname"] == "ModelNotLoaded" and a.get("model") in absent)] == [], firing
     assert {r["metric"]["model"]: float(r["value"][1]) for r in stack.prometheus.query(promql.models_loaded(NAMES))} \
         == {name: 1.0 for name in NAMES}
 

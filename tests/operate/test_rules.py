@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from export.spec import load_spec
+from export.spec import load_declared_spec
 from operate import k8s, promql, rules
 from operate.monitor import INSTALL_HINT
 from tests.conftest import ROOT
 
 HERE = Path(__file__).parent
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
-SPEC = load_spec(ROOT / "models.toml")
+SPEC = load_declared_spec(ROOT / "models.toml")
 
 
 def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -30,9 +30,32 @@ def shown(result: subprocess.CompletedProcess) -> str:
     return f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
-def test_promtool_unit_tests_of_the_rules_pass_including_the_8979_case():
-    result = promtool("test", "rules", str(HERE / "rules_test.yml"))
+def with_models_series(unit_tests: dict, loaded: list[str]) -> dict:
+    """rules_test.yml with its ModelNotLoaded case given one series per loaded model (the spec's, so a user's too)."""
+    case = next(c for c in unit_tests["tests"]
+                if any(t["alertname"] == "ModelNotLoaded" for t in c.get("alert_rule_test", [])))
+    case["input_series"] = [{"series": f'nv_inference_request_success{{instance="a", model="{name}", version="1"}}',
+                             "values": "0x20"} for name in loaded]
+    unit_tests["rule_files"] = [str(RULES)]
+    return unit_tests
+
+
+def test_promtool_unit_tests_of_the_rules_pass_including_the_8979_case(tmp_path):
+    loaded = [name for name in rules.model_names(SPEC) if name != "sentiment"]
+    unit_tests = with_models_series(yaml.safe_load((HERE / "rules_test.yml").read_text()), loaded)
+    (tmp_path / "rules_test.yml").write_text(yaml.safe_dump(unit_tests, sort_keys=False))
+
+    result = promtool("test", "rules", str(tmp_path / "rules_test.yml"))
     assert result.returncode == 0 and "SUCCESS" in result.stdout, shown(result)
+
+
+def test_the_model_not_loaded_case_fails_when_one_more_model_has_no_series(tmp_path):
+    loaded = [name for name in rules.model_names(SPEC) if name not in ("sentiment", "digits_int8")]
+    unit_tests = with_models_series(yaml.safe_load((HERE / "rules_test.yml").read_text()), loaded)
+    (tmp_path / "rules_test.yml").write_text(yaml.safe_dump(unit_tests, sort_keys=False))
+
+    result = promtool("test", "rules", str(tmp_path / "rules_test.yml"))
+    assert result.returncode != 0 and 'model="digits_int8"' in result.stdout + result.stderr, shown(result)
 
 
 def test_the_kubernetes_prometheus_rule_passes_promtool_check_and_its_unit_test(tmp_path):
@@ -75,11 +98,13 @@ def test_the_autoscaler_reads_the_recorded_weighted_queue_time():
     assert adapter["name"]["as"] == k8s.ADAPTER_METRIC
 
 
-def test_model_not_loaded_watches_every_served_model_of_the_spec():
+def test_model_not_loaded_watches_every_model_the_spec_declares():
     names = rules.model_names(SPEC)
     alert = next(a for a in rules.triton_alerts(SPEC, rules.Budgets()).rules if a.name == "ModelNotLoaded")
 
-    assert set(names) == {n for m in SPEC.models for n in m.triton_names}  # models of an absent extra excluded
+    # every declared model, those whose optional extra is not installed here too: the rules depend on models.toml alone
+    assert set(names) == {n for m in SPEC.models for n in m.triton_names}
+    assert "sentiment_bert_classifier" in names
     assert {"digits", "digits_int8", "digits_image", "sentiment"} <= set(names)
     for name in names:
         assert f'"model", "{name}"' in alert.expr
@@ -104,6 +129,7 @@ def test_the_generated_rule_file_is_the_typed_rules_rendered():
     ("p99_ms", 0, "Budgets.p99_ms must be a number > 0"),
     ("window", "five minutes", "Prometheus duration"),
     ("pending_batches", 0, "integers >= 1"),
+    ("max_restarts", 0, "Budgets.max_restarts must be an integer >= 1"),
 ])
 def test_budgets_reject_a_bad_value_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):

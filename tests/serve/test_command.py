@@ -4,7 +4,8 @@ from serve.command import redact, shm_prefix, tritonserver_argv
 from serve.options import ServeOptions
 from serve.runtime import Runtime
 
-RUNTIME = Runtime(Path("/rt/bin/tritonserver"), Path("/rt/libs"), Path("/build/backends"), Path("/venv/bin"))
+RUNTIME = Runtime(Path("/rt/bin/tritonserver"), Path("/rt/libs"), Path("/build/backends"), Path("/venv/bin"),
+                  Path("/rt/caches"))
 
 
 def argv(**overrides):
@@ -42,3 +43,9 @@ def test_argv_gives_the_stubs_shared_memory_a_prefix_of_our_own():
 
 def test_redact_hides_the_key_when_the_command_is_logged():
     assert not any("KEY" in arg for arg in redact(argv(), "KEY"))
+
+
+def test_argv_sizes_the_response_cache_and_points_at_the_wheels_caches_only_when_asked():
+    built = argv(cache_size_bytes=64 << 20)
+    assert "--cache-config=local,size=67108864" in built and "--cache-directory=/rt/caches" in built
+    assert not any(arg.startswith("--cache") for arg in argv())

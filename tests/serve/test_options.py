@@ -28,6 +28,7 @@ def test_binding_every_interface_still_gives_a_connectable_url():
     ("admin_key", "", "MODELPORT_ADMIN_KEY"),
     ("admin_key", "a,b=c", "without spaces, commas or '='"),
     ("exit_timeout_s", -1, "exit_timeout_s must be >= 0"),
+    ("cache_size_bytes", -1, "cache_size_bytes must be an integer >= 0 (0: no response cache), got -1: pass --cache-size"),
 ])
 def test_invalid_option_fails_at_construction_naming_the_field(field, value, message):
     with pytest.raises(ServeError) as error:

@@ -36,6 +36,7 @@ def test_locate_builds_a_backend_dir_with_the_stub_and_our_onnxruntime_backend(t
     python = runtime.backend_dir / "python"
     assert (python / "libtriton_python.so").exists() and (python / "triton_python_backend_stub").exists()
     assert (runtime.backend_dir / "onnxruntime" / "model.py").exists()
+    assert (runtime.cache_dir / "local" / "libtritoncache_local.so").exists()  # the wheel ships the local cache
     env = runtime.environment({"PATH": "/usr/bin"})
     assert env["PATH"].split(":")[0] == str(runtime.python_bin_dir)
     assert env["LD_LIBRARY_PATH"].split(":")[0] == str(runtime.lib_dir)

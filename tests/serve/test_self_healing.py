@@ -7,11 +7,15 @@ import threading
 import time
 from pathlib import Path
 
+import shutil
+
 import numpy as np
 import psutil
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
+from serve.process import free_ports
 from serve.supervisor import LEFTOVER_GRACE_PER_STUB_S, LEFTOVER_GRACE_S
 from tests.conftest import exported_repository, launch_triton
 
@@ -103,17 +107,68 @@ def test_crashed_tritonserver_is_restarted(own_triton):
     assert "tritonserver exited unexpectedly" in own_triton.events_path.read_text()
 
 
-def test_server_answers_again_after_a_deeply_nested_json_body(own_triton):
-    """A very deeply nested JSON body crashes Triton's HTTP front end; the supervisor brings it back."""
-    body = b'{"inputs":' + b"[" * 200_000
+DEEP_JSON = b'{"inputs":' + b"[" * 200_000  # Triton 2.51's HTTP front end recurses once per level and segfaults
+
+
+def send_deep_json(server) -> None:
     try:
-        requests.post(f"http://{own_triton.http_url}/v2/models/digits/infer", data=body, timeout=10)
+        requests.post(f"http://{server.http_url}/v2/models/digits/infer", data=DEEP_JSON, timeout=10)
     except requests.RequestException:
         pass  # the connection dies with the server
+
+
+def test_server_answers_again_after_a_deeply_nested_json_body(own_triton):
+    """A very deeply nested JSON body crashes Triton's HTTP front end; the supervisor brings it back."""
+    send_deep_json(own_triton)
     began = time.monotonic()
     while time.monotonic() - began < 60 and not answers(own_triton):
         time.sleep(0.2)
     assert answers(own_triton), own_triton.log_tail()
+
+
+def supervisor_restarts(port: int) -> dict[str, float]:
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {s.labels["outcome"]: s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == "modelport_supervisor_restarts_total"}
+
+
+def restarted(port: int, times: int) -> bool:
+    try:
+        return supervisor_restarts(port)["ok"] >= times
+    except requests.RequestException:
+        return False  # the supervisor is gone
+
+
+def test_a_server_crashed_again_and_again_keeps_coming_back_and_every_restart_is_counted(tmp_path):
+    """Seven deep-JSON crashes in well under a minute (the supervisor once gave up after the sixth): each time
+    tritonserver is back and serving, and the supervisor's counter has every restart."""
+    crashes = 7
+    repository = tmp_path / "repository"
+    shutil.copytree(exported_repository() / "digits", repository / "digits")  # one model: quick restarts
+    (metrics_port,) = free_ports(1)
+    with launch_triton(repository, tmp_path / "run", extra_args=("--supervisor-metrics-port", str(metrics_port))) as server:
+        assert supervisor_restarts(metrics_port) == {"ok": 0, "failed": 0}
+        deadline = time.monotonic() + 30  # the supervisor's own start is done once it has seen every model ready
+        while time.monotonic() < deadline and "Triton ready" not in server.events_path.read_text():
+            time.sleep(0.05)
+        began = time.monotonic()
+        for crash in range(1, crashes + 1):
+            victim = server.tritonserver()
+            send_deep_json(server)
+            victim.wait(timeout=10)  # psutil.TimeoutExpired: the request no longer crashes Triton
+            # Back means the supervisor saw it ready (a crash before that is a failed restart) and it serves.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not restarted(metrics_port, crash):
+                time.sleep(0.1)
+            assert restarted(metrics_port, crash) and answers(server), f"not back after crash {crash}\n" + server.log_tail()
+        seconds = time.monotonic() - began
+        assert psutil.Process(server.pid).is_running()
+        restarts = supervisor_restarts(metrics_port)
+        events = server.events_path.read_text()
+    assert restarts == {"ok": crashes, "failed": 0}, events
+    assert events.count("tritonserver restarted, all models ready") == crashes
+    assert "giving up" not in events
+    print(f"{crashes} crashes and restarts in {seconds:.1f} s")
 
 
 def test_stop_is_fast_even_with_a_dead_backend_process(tmp_path):

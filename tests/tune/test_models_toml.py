@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from export.spec import load_spec
+from export.spec import load_declared_spec
 from tests.conftest import ROOT
 from tests.tune.helpers import entry_figures
 from tune import models_toml
@@ -82,7 +82,7 @@ def test_a_generated_tokenizers_instances_go_into_the_text_table_that_generates_
     assert written["text"]["instance_count"] == 2 and "instance_count" not in owner["text"]
     assert written["instance_count"] == owner["instance_count"]  # the classifier's own instances are untouched
     assert f"# {models_toml.MARK} 1605 req/s at 32 conns" in text
-    generated = next(m for m in load_spec(spec_copy).models if m.name == tokenizer)
+    generated = next(m for m in load_declared_spec(spec_copy).models if m.name == tokenizer)
     assert generated.instance_count == 2
 
 

@@ -72,6 +72,16 @@ def session_options(config: dict) -> ort.SessionOptions:
     return options
 
 
+def shape_range(config: dict, name: str):
+    """(min shape, max shape) of an input with -1 dims, batch excluded, from the config parameter the export writes;
+    None for an input without one."""
+    raw = config.get("parameters", {}).get(f"shape_range.{name}", {}).get("string_value", "")
+    if not raw:
+        return None
+    bounds = json.loads(raw)
+    return tuple(bounds["min"]), tuple(bounds["max"])
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -101,6 +111,9 @@ class TritonPythonModel:
             )
         # Requests can share one ORT run only when their non-batch shapes agree: with fixed dims they always do.
         self.variable_dims = any(int(d) == -1 for i in config["input"] for d in i["dims"])
+        # The sizes the export verified and TensorRT profiles cover (export/repository.py shape_range_parameters):
+        # Triton itself takes any size for a -1 dim, so this backend refuses the others.
+        self.shape_ranges = [shape_range(config, name) for name in self.input_names]
         # An optional input may be absent; every other one Triton guarantees is there.
         self.optional_inputs = any(i.get("optional", False) for i in config["input"])
         pb_utils.Logger.log_info(
@@ -121,6 +134,8 @@ class TritonPythonModel:
                         responses[index] = pb_utils.InferenceResponse(error=triton_error(arrays, INVALID_ARG))
                     else:
                         members.append((index, arrays))
+            if self.variable_dims:
+                members = self.within_range(members, responses)
             if self.variable_dims and len(members) > 1:
                 groups = {}
                 for member in members:
@@ -132,6 +147,21 @@ class TritonPythonModel:
         except Exception as error:  # never let anything take the instance down
             self.fail_rest(responses, f"{self.model_name}: {type(error).__name__}: {error}")
         return responses
+
+    def within_range(self, members, responses):
+        """The members whose variable dims are within their inputs' ranges; the others get an error response."""
+        kept = []
+        for index, arrays in members:
+            for name, bounds, array in zip(self.input_names, self.shape_ranges, arrays):
+                if bounds is not None and not all(low <= d <= high for d, low, high in zip(array.shape[1:], *bounds)):
+                    message = (f"{self.model_name}: input '{name}' has shape {list(array.shape)}; this model takes "
+                               f"[N, {', '.join(f'{a}..{b}' if a != b else str(a) for a, b in zip(*bounds))}]: send "
+                               f"sizes within that range")
+                    responses[index] = pb_utils.InferenceResponse(error=triton_error(message, INVALID_ARG))
+                    break
+            else:
+                kept.append((index, arrays))
+        return kept
 
     def read_inputs(self, request):
         """The request's input arrays in config order, or the name of an (optional) input it lacks."""
