@@ -196,3 +196,20 @@ def test_every_problem_type_has_a_slug_status_and_description():
             "request-timeout", "internal"} <= set(known)
     assert all(problems.describe(cls)["description"] for cls in known.values())
     assert problems.RateLimited("x", 0.2).headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize("name", sorted(BY_NAME))
+def test_the_largest_request_a_model_takes_is_within_its_json_value_bound(name):
+    endpoint = BY_NAME[name]
+    document = {"inputs": {}, "top": 1}
+    for tensor in endpoint.inputs:
+        if tensor.dtype == "TYPE_STRING":
+            item = {"b64": "QUJD"}
+        else:
+            item = 0
+            for dim in reversed(endpoint.bounds(tensor)[1]):
+                item = [item] * dim
+        document["inputs"][tensor.name] = [item] * endpoint.max_items
+    body = json.dumps(document).encode()
+    assert bodies.value_bound(body) <= endpoint.max_json_values
+    bodies.parse_json(body, LIMITS, endpoint.max_json_values)  # not refused
