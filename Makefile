@@ -33,8 +33,10 @@ SERVE_ARGS = --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(
 	--supervisor-metrics-port $(SUPERVISOR_METRICS_PORT) $(SERVE_FLAGS)
 # The gateway (`make gateway`, and `make start` beside Triton) on 127.0.0.1:$(GATEWAY_PORT), calling Triton's gRPC port.
 GATEWAY_PORT ?= 8080
+# its /metrics for Prometheus, open on its own loopback bind (the API port's needs a key for every model)
+GATEWAY_METRICS_PORT ?= 8004
 GATEWAY_FLAGS ?=
-GATEWAY_ARGS = --port $(GATEWAY_PORT) --triton 127.0.0.1:$(GRPC_PORT) $(GATEWAY_FLAGS)
+GATEWAY_ARGS = --port $(GATEWAY_PORT) --metrics-port $(GATEWAY_METRICS_PORT) --triton 127.0.0.1:$(GRPC_PORT) $(GATEWAY_FLAGS)
 
 IMAGE ?= modelport-triton:latest
 
@@ -121,7 +123,7 @@ deploy: $(STAMP) ## write deploy/ from models.toml: Prometheus config + alert ru
 
 monitor: $(STAMP) ## run Prometheus on 127.0.0.1:9090 scraping the running Triton, supervisor and gateway (apt-get install prometheus)
 	$(PY) -m operate monitor --listen 127.0.0.1:$(PROMETHEUS_PORT) --triton 127.0.0.1:$(METRICS_PORT) \
-		--supervisor 127.0.0.1:$(SUPERVISOR_METRICS_PORT) $(if $(GATEWAY_PORT),--gateway 127.0.0.1:$(GATEWAY_PORT))
+		--supervisor 127.0.0.1:$(SUPERVISOR_METRICS_PORT) $(if $(GATEWAY_METRICS_PORT),--gateway 127.0.0.1:$(GATEWAY_METRICS_PORT))
 
 clean: ## remove generated artifacts (keeps .venv and the trained-model cache)
 	$(PY) -m export --clean

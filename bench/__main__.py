@@ -3,6 +3,8 @@
     python -m bench                  # full run (a few minutes): writes bench/results/latest.md and latest.json
     python -m bench --quick          # seconds, for smoke tests: writes build/bench/results/quick.md and quick.json
     python -m bench --model NAME     # any onnx-kind model: bench/results/model-NAME.md (--quick: quick-NAME.md)
+    python -m bench --gateway        # only the gateway cells and Triton's own JSON beside them (seconds to a minute):
+                                     # build/bench/results/gateway.md
     python -m bench --backend-cost   # only the python backend's own cost per execute and per request:
                                      # bench/results/backend-cost.md (bench/backend_cost.py; a full run does it too)
     python -m bench --response-cache # only the response cache, on against off: bench/results/response-cache.md
@@ -41,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=None,
                         help="results file stem (default bench/results/latest, or model-NAME with --model)")
     parser.add_argument("--no-client", action="store_true", help="skip the modelport client overhead measurement")
+    parser.add_argument("--gateway", action="store_true",
+                        help="only the gateway cells and Triton's own HTTP JSON at 1 and 64 connections beside them")
     parser.add_argument("--backend-cost", action="store_true",
                         help="only the python backend's own cost per execute and per request (bench/backend_cost.py)")
     parser.add_argument("--response-cache", action="store_true",
@@ -84,13 +88,16 @@ def main(argv: list[str] | None = None) -> int:
         warmup_s=0.3 if quick else 1.0,
         workers=args.workers,
         mode="quick" if quick else "full",
-        client_blocks=0 if args.no_client else (2 if quick else 5),
+        client_blocks=0 if args.no_client or args.gateway else (2 if quick else 5),
         in_process_s=1.0 if quick else 5.0,
         model=args.model,
-        perf_analyzer=args.perf_analyzer,
+        perf_analyzer=args.perf_analyzer and not args.gateway,
+        gateway_only=args.gateway,
     )
     if args.output:
         stem = args.output
+    elif args.gateway:
+        stem = REPO_ROOT / "build" / "bench" / "results" / ("gateway-quick" if quick else "gateway")
     elif quick:
         stem = REPO_ROOT / "build" / "bench" / "results" / (f"quick-{args.model}" if args.model else "quick")
     else:
@@ -107,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     stem.with_suffix(".json").write_text(results_module.to_json(outcome), encoding="utf-8")
     print("\n" + markdown)
     print(f"benchmark results: {stem.with_suffix('.md')} (data: {stem.with_suffix('.json')})")
-    if not quick and not args.model:
+    if not quick and not args.model and not args.gateway:
         return backend_cost_run(args, spec, formed_batches(spec, outcome)) or response_cache_run()
     return 0
 

@@ -36,6 +36,8 @@ class Round:
     avg_batch: float | None = None  # Triton only: inferences / executions during this round
     first_error: str = ""
     queue_us: float | None = None  # Triton only: mean µs a request waited in the batching model's queue
+    server_cpu_us: float | None = None  # CPU µs per request of the cell's server (its process group)
+    backend_cpu_us: float | None = None  # gateway cells: CPU µs per request of the Triton behind it
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,16 @@ class CellResult:
     def queue_us(self) -> float | None:
         queued = [r.queue_us for r in self.rounds if r.queue_us is not None]
         return statistics.median(queued) if queued else None
+
+    @property
+    def server_cpu_us(self) -> float | None:
+        measured = [r.server_cpu_us for r in self.rounds if r.server_cpu_us is not None]
+        return statistics.median(measured) if measured else None
+
+    @property
+    def backend_cpu_us(self) -> float | None:
+        measured = [r.backend_cpu_us for r in self.rounds if r.backend_cpu_us is not None]
+        return statistics.median(measured) if measured else None
 
 
 @dataclass(frozen=True)
@@ -255,8 +267,10 @@ def format_gateway(results: BenchResults) -> str:
     """The gateway against Triton's own JSON endpoint, same model and connections: what a request costs on top
     (p50 difference; at one connection that is the per-request overhead) and the req/s ratio."""
     lines = ["| model | connections | Triton JSON req/s | gateway req/s | ratio | Triton p50 ms | gateway p50 ms "
-             "| overhead per request µs (p50) | gateway p99 ms | gateway errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| overhead per request µs (p50) | gateway p99 ms | gateway errors | CPU µs/request: gateway "
+             "| Triton behind it | Triton JSON direct |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    cpu = (lambda value: f"{value:.0f}" if value is not None else "—")
     for mine in sorted((r for r in results.cells if r.cell.server == "gateway"),
                        key=lambda r: (r.cell.model, r.cell.connections)):
         direct = results.find(mine.cell.model, "triton", "json", mine.cell.connections)
@@ -264,7 +278,8 @@ def format_gateway(results: BenchResults) -> str:
             continue
         lines.append(f"| {mine.cell.model} | {mine.cell.connections} | {direct.rps:.0f} | {mine.rps:.0f} "
                      f"| {mine.rps / direct.rps:.2f}× | {direct.p50_ms:.2f} | {mine.p50_ms:.2f} "
-                     f"| {(mine.p50_ms - direct.p50_ms) * 1000:+.0f} | {mine.p99_ms:.2f} | {mine.errors} |")
+                     f"| {(mine.p50_ms - direct.p50_ms) * 1000:+.0f} | {mine.p99_ms:.2f} | {mine.errors} "
+                     f"| {cpu(mine.server_cpu_us)} | {cpu(mine.backend_cpu_us)} | {cpu(direct.server_cpu_us)} |")
     return "\n".join(lines)
 
 
@@ -325,8 +340,10 @@ def format_markdown(results: BenchResults) -> str:
     parts += ["## Throughput and latency", "", format_table(results), ""]
     if any(r.cell.server == "gateway" for r in results.cells):
         parts += ["## Gateway vs direct Triton", "",
-                  "The gateway's JSON API (keys off, limits out of the way, access log on) in front of the same "
-                  "Triton over gRPC, against Triton's own HTTP JSON endpoint with the same rows.", "",
+                  "The gateway's JSON API (an API key on every request, its limits and the access log on; rates "
+                  "and load bounds out of the way) in front of the same Triton over gRPC, against Triton's own HTTP "
+                  "JSON endpoint with the same rows. CPU µs per request: each server's process group over the "
+                  "cell's run, warm-up included, at the measured rate.", "",
                   format_gateway(results), ""]
     if results.perf_analyzer:
         windows = results.perf_analyzer[0].result

@@ -41,6 +41,7 @@ class BenchOptions:
     in_process_s: float
     model: str | None = None  # --model: one onnx-kind model instead of the reference plan
     perf_analyzer: bool = True  # also measure the Triton cells with NVIDIA's perf_analyzer
+    gateway_only: bool = False  # --gateway: only the gateway cells and Triton's own JSON beside them
 
 
 class PlanError(ValueError):
@@ -75,9 +76,9 @@ def gateway_cells(cells: list[Cell]) -> list[Cell]:
     return direct + [Cell(model, "gateway", "json", n) for n in (1, 64)]
 
 
-def gateway_requests(model: payloads.Target, host: str) -> tuple[bytes, ...]:
-    return tuple(loadgen.http_request(host, r.path, r.body, {"Content-Type": "application/json"})
-                 for r in gateway_payloads.gateway_requests(model))
+def gateway_requests(model: payloads.Target, host: str, key: str) -> tuple[bytes, ...]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    return tuple(loadgen.http_request(host, r.path, r.body, headers) for r in gateway_payloads.gateway_requests(model))
 
 
 def plan(spec: Spec, repository: Path, model: str | None = None) -> tuple[list[Cell], list[str]]:
@@ -217,6 +218,12 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
     if not cells:
         raise SystemExit("nothing to benchmark: " + "; ".join(notes))
     cells += gateway_cells(cells)
+    if options.gateway_only:
+        model = next((c.model for c in cells if c.server == "gateway"), None)
+        cells = [c for c in cells if c.model == model and c.encoding == "json" and c.server in ("triton", "gateway")]
+        if not cells:
+            raise SystemExit("nothing to benchmark: the gateway cells need the baseline model (" + "; ".join(notes)
+                             + ")")
     options.work_dir.mkdir(parents=True, exist_ok=True)
     _log(f"{len(cells)} cells x {options.rounds} rounds of {options.duration_s:g}s (+{options.warmup_s:g}s warm-up)")
     ceiling = measure_ceiling(options.work_dir, max(1.0, options.duration_s))
@@ -250,7 +257,7 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
             if key not in targets:
                 model = payload_target(spec, cell.model)
                 requests = (triton_requests(model, cell.encoding, host) if cell.server.startswith("triton")
-                            else gateway_requests(model, host) if cell.server == "gateway"
+                            else gateway_requests(model, host, server.api_key) if cell.server == "gateway"
                             else baseline_requests(model, onnx_file(options.repository, cell.model), cell.encoding,
                                                    host))
                 targets[key] = loadgen.HttpTarget(server.host, server.port, requests)
@@ -262,7 +269,8 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
             for cell in cells[shift:] + cells[:shift]:
                 formed_by = batching_model(spec, cell.model)
                 rounds[cell].append(_measure(cell, running[cell.server], targets[(cell.model, cell.server,
-                                                                                   cell.encoding)], formed_by, options))
+                                                                                   cell.encoding)], formed_by, options,
+                                             running.get("triton") if cell.server == "gateway" else None))
             _log(f"round {index + 1}/{options.rounds} done")
         results = tuple(CellResult(cell, tuple(rounds[cell])) for cell in cells)
 
@@ -335,13 +343,22 @@ def perf_analyzer_cells(spec: Spec, cells: list[Cell], server: servers.Running, 
 
 
 def _measure(cell: Cell, server: servers.Running, target: loadgen.HttpTarget, formed_by: str,
-             options: BenchOptions) -> Round:
+             options: BenchOptions, backend: servers.Running | None = None) -> Round:
     before = triton_metrics.scrape(server.metrics_url) if server.metrics_url else None
+    cpu_before = (_cpu_s(server), _cpu_s(backend))
     m = loadgen.run(target, loadgen.LoadSpec(cell.connections, options.duration_s, options.warmup_s))
+    # CPU over the whole run, warm-up included, per request at the measured rate
+    served = m.rps * (options.duration_s + options.warmup_s)
+    cpu_us = [(_cpu_s(r) - before_s) / served * 1e6 if before_s is not None and served else None
+              for r, before_s in zip((server, backend), cpu_before)]
     avg_batch = queue_us = None
     if before is not None:
         activity = triton_metrics.activity(before, triton_metrics.scrape(server.metrics_url))
         formed = next((a for a in activity if a.model == formed_by), None)
         if formed:
             avg_batch, queue_us = formed.avg_batch, formed.queue_us_per_request
-    return Round(m.rps, m.p50_ms, m.p99_ms, m.errors, m.generator_cpu, avg_batch, m.first_error, queue_us)
+    return Round(m.rps, m.p50_ms, m.p99_ms, m.errors, m.generator_cpu, avg_batch, m.first_error, queue_us, *cpu_us)
+
+
+def _cpu_s(server: servers.Running | None) -> float | None:
+    return servers.group_cpu_s(server.group) if server is not None and server.group is not None else None

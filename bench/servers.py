@@ -37,6 +37,23 @@ class Running:
     metrics_url: str | None  # Triton only (the gateway's is its Triton's)
     log_path: Path
     grpc_port: int | None = None  # Triton only: where the gateway calls it
+    api_key: str | None = None  # the gateway only: the key its requests carry
+    group: int | None = None  # its process group (the server and its children): what its CPU time is read from
+
+
+def group_cpu_s(group: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group, read from /proc."""
+    total, tick = 0, os.sysconf("SC_CLK_TCK")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == group:  # pgrp; then utime, stime at 11, 12
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 class ServerFailed(RuntimeError):
@@ -135,27 +152,28 @@ def _triton_once(name: str, repository: Path, work_dir: Path, extra_args: tuple[
     ]
     log_path = state_dir / "launcher.log"
     # SIGINT is the launcher's Ctrl-C: it stops Triton, then the stubs, and cleans their shared memory
-    with _process(name, command, env, log_path, lambda: endpoints.ready(f"127.0.0.1:{http}"), signal.SIGINT):
-        yield Running(name, "127.0.0.1", http, f"127.0.0.1:{metrics}", log_path, grpc)
+    with _process(name, command, env, log_path, lambda: endpoints.ready(f"127.0.0.1:{http}"), signal.SIGINT) as process:
+        yield Running(name, "127.0.0.1", http, f"127.0.0.1:{metrics}", log_path, grpc, group=process.pid)
 
 
 @contextlib.contextmanager
 def gateway(triton: Running, work_dir: Path) -> Running:
-    """The gateway (gateway/) in front of `triton` over gRPC: no keys, and rate and load limits out of the way, so
-    that the cells measure what every request costs there (parsing, checks, the gRPC hop, rendering, the access
-    log), not its refusals."""
+    """The gateway (gateway/) in front of `triton` over gRPC as it is deployed: an API key on every request, its
+    limits and the access log on; rates and load bounds set out of the way, so that the cells measure what every
+    request costs there (key check, parsing, checks, the gRPC hop, rendering, the access log), not its refusals."""
     port = free_port()
     state = work_dir / "gateway"
+    key = "mpk_" + secrets.token_urlsafe(32)
     command = [
-        sys.executable, "-m", "gateway", "run", "--quiet", "--no-auth", "--port", str(port),
+        sys.executable, "-m", "gateway", "run", "--quiet", "--port", str(port), "--keys-file", str(state / "keys.json"),
         "--triton", f"127.0.0.1:{triton.grpc_port}", "--state-dir", str(state),
         "--access-log", str(state / "access.log"),
         "--rate", "1000000", "--burst", "1000000", "--max-in-flight", "4096",
     ]
     log_path = state / "gateway.log"
-    with _process("gateway", command, dict(os.environ), log_path,
-                  lambda: endpoints.request(f"127.0.0.1:{port}/readyz")[0] == 200):
-        yield Running("gateway", "127.0.0.1", port, triton.metrics_url, log_path)
+    with _process("gateway", command, {**os.environ, "MODELPORT_API_KEY": key}, log_path,
+                  lambda: endpoints.request(f"127.0.0.1:{port}/readyz")[0] == 200) as process:
+        yield Running("gateway", "127.0.0.1", port, triton.metrics_url, log_path, api_key=key, group=process.pid)
 
 
 def _baseline_env(onnx_path: Path) -> dict[str, str]:

@@ -1,8 +1,10 @@
 """The gateway's ASGI app: a label-aware JSON API generated from models.toml in front of Triton, and the web page.
 
-A predict request goes through, in order: the API key (401/403), its token bucket (429), the body's size and
-deadline (413/408), UTF-8, nesting depth and JSON syntax (400), the model's inputs (422), the model's load bound
-(503), and only then Triton. Every failure is problem details (gateway/problems.py).
+A predict request goes through, in order: the client's failed authentications (429), the API key or bearer token
+(401/403), its token bucket (429), the body's size and deadline (413/408), a bound on its JSON values, then UTF-8,
+nesting depth and JSON syntax in one pass (400), the model's inputs (422), the pixels its images decode to, charged
+to the same bucket (429/413), the model's load bound (503), and only then Triton. What comes before (connections,
+request line, headers) is gateway/protocol.py's. Every failure is problem details (gateway/problems.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import AsyncIterator, Optional
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -26,7 +29,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 import modelport
 from export.spec import Spec
-from gateway import bodies, docs, inputs, problems
+from gateway import bodies, docs, images, inputs, problems
 from gateway.accesslog import RequestContext, access_logger
 from gateway.backend import TritonBackend
 from gateway.catalogue import Endpoint, endpoints
@@ -36,6 +39,7 @@ from gateway.options import GatewayOptions, RateLimit
 from gateway.quality import reference_predictions
 from gateway.ratelimit import RateLimiter
 from gateway.shedding import ModelGate
+from gateway.tokens import TokenGrant, TokenVerifier, looks_like_jwt
 
 STATIC = Path(__file__).parent / "static"
 # The page loads nothing from anywhere else: no CDN, no inline script.
@@ -45,12 +49,22 @@ _log = logging.getLogger("modelport.gateway")
 
 @dataclass(frozen=True)
 class Principal:
-    id: str  # the key's id, or the client's address without auth
+    id: str  # the key's id, the token's subject, or the client's address without auth
     limit: RateLimit
-    key: Optional[ApiKey] = None  # None without auth: every model
+    key: Optional[ApiKey] = None  # None without auth, or for a token
+    grant: Optional[TokenGrant] = None  # a verified bearer token's models and scopes
 
     def allows(self, model: str) -> bool:
+        if self.grant is not None:
+            return self.grant.allows(model)
         return self.key is None or self.key.allows(model)
+
+    @property
+    def reads_metrics(self) -> bool:
+        """/metrics on the API port: a key for every model, or a token with the `metrics` scope."""
+        if self.grant is not None:
+            return "metrics" in self.grant.scopes
+        return self.key is None or "*" in self.key.models
 
 
 @dataclass
@@ -62,33 +76,71 @@ class Gateway:
     limiter: RateLimiter
     gates: dict[str, ModelGate]
     metrics: GatewayMetrics
+    tokens: Optional[TokenVerifier] = None
 
     def authorize(self, request: Request, model: Optional[str]) -> Principal:
+        client = request.client.host if request.client else "unknown"
         if not self.options.auth:
-            client = request.client.host if request.client else "unknown"
             return self.take_token(Principal(f"client:{client}", self.options.rate_limit))
+        failures = f"failed-auth:{client}"
+        wait = self.limiter.take(failures, self.options.failed_auth, cost=0)
+        if wait:  # this client sent too many bad keys or tokens: it is not let to try more for now
+            raise problems.RateLimited(f"{client}: too many failed authentications (more than "
+                                       f"{self.options.failed_auth.burst}, then "
+                                       f"{self.options.failed_auth.rate_per_s:g}/s)", wait,
+                                       fix="fix the key or token; retry after Retry-After seconds")
+        try:
+            principal = self._authenticate(request)
+        except problems.Unauthorized:
+            self.limiter.take(failures, self.options.failed_auth)
+            raise
+        request.state.key = principal.id
+        if model is not None and model in self.endpoints and not principal.allows(model):
+            if principal.grant is not None:
+                raise problems.Forbidden(f"the token of {principal.grant.subject} may call "
+                                         f"{', '.join(principal.grant.models) or 'no model'}, not {model}",
+                                         fix=f"ask the issuer for a token whose {self.tokens.options.models_claim} "
+                                             f"claim names {model}")
+            raise problems.Forbidden(f"API key {principal.key.id} may call {', '.join(principal.key.models)}, not "
+                                     f"{model}", fix=f"use a key scoped for {model} (`python -m gateway keys add "
+                                                     f"--models {model}`)")
+        return self.take_token(principal)
+
+    def _authenticate(self, request: Request) -> Principal:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise problems.Unauthorized("no API key: this gateway needs `Authorization: Bearer <key>`")
-        key = self.keys.authenticate(token.strip())
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise problems.Unauthorized("no API key: this gateway needs `Authorization: Bearer <key>`",
+                                        error="invalid_request")
+        default = self.options.rate_limit
+        if self.tokens is not None and looks_like_jwt(token):
+            grant = self.tokens.verify(token)
+            return Principal(f"jwt:{grant.subject}", default, grant=grant)
+        key = self.keys.authenticate(token)
         if key is None:
             raise problems.Unauthorized("the API key is not one this gateway knows")
-        request.state.key = key.id
-        if model is not None and model in self.endpoints and not key.allows(model):
-            raise problems.Forbidden(f"API key {key.id} may call {', '.join(key.models)}, not {model}",
-                                     fix=f"use a key scoped for {model} (`python -m gateway keys add --models "
-                                         f"{model}`)")
-        default = self.options.rate_limit
-        return self.take_token(Principal(key.id, RateLimit(key.rate_per_s or default.rate_per_s,
-                                                           key.burst or default.burst), key))
+        return Principal(key.id, RateLimit(key.rate_per_s or default.rate_per_s, key.burst or default.burst), key)
 
-    def take_token(self, principal: Principal) -> Principal:
-        wait = self.limiter.take(principal.id, principal.limit)
+    def take_token(self, principal: Principal, cost: float = 1.0) -> Principal:
+        wait = self.limiter.take(principal.id, principal.limit, cost)
         if wait:
             raise problems.RateLimited(f"{principal.id}: more than {principal.limit.rate_per_s:g} requests/s "
                                        f"(bursts of {principal.limit.burst})", wait,
                                        fix="retry after Retry-After seconds, or ask for a key with a higher rate")
         return principal
+
+    def charge_decoding(self, principal: Principal, parsed: inputs.Request) -> None:
+        """Images cost the key's bucket by the pixels they decode to, beyond the request's one token."""
+        items = [item for array in parsed.arrays.values() if array.dtype == object for item in array.ravel()]
+        extra = images.tokens_for(items, self.options.limits.pixels_per_token) if items else 0
+        if not extra:
+            return
+        if extra + 1 > principal.limit.burst:
+            raise problems.BodyTooLarge(
+                f"the images decode to {extra + 1} x {self.options.limits.pixels_per_token} pixels or more, "
+                f"{extra + 1} requests of {principal.id}'s budget, more than its burst of {principal.limit.burst}",
+                fix="send smaller images (the models resize them anyway), or fewer per request")
+        self.take_token(principal, extra)
 
     def visible(self, principal: Principal) -> list[Endpoint]:
         return [e for e in self.endpoints.values() if principal.allows(e.name)]
@@ -124,7 +176,11 @@ async def parse(endpoint: Endpoint, request: Request, body: bytes, gateway: Gate
         if charset != "utf-8":
             raise problems.UnsupportedMediaType(f"charset={charset}: JSON bodies are UTF-8 here",
                                                 fix="encode the body as UTF-8 (and say charset=utf-8, or nothing)")
-        return inputs.from_json(endpoint, bodies.parse_json(body, gateway.options.limits))
+        limits, max_values = gateway.options.limits, endpoint.max_json_values
+        if len(body) < bodies.PARSE_INLINE_BYTES:
+            return inputs.from_json(endpoint, bodies.parse_json(body, limits, max_values))
+        # a large body is parsed in a thread: the event loop keeps answering others (/healthz) meanwhile
+        return await asyncio.to_thread(lambda: inputs.from_json(endpoint, bodies.parse_json(body, limits, max_values)))
     if media == "multipart/form-data" and endpoint.takes_files:
         return await _from_multipart(endpoint, request, body, gateway)
     accepted = "application/json" + (" or multipart/form-data (one file per item)" if endpoint.takes_files else "")
@@ -164,14 +220,31 @@ def problem_response(request: Request, problem: problems.Problem) -> JSONRespons
     return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=problems.PROBLEM_JSON)
 
 
-def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) -> FastAPI:
+class Edge:
+    """The ASGI app uvicorn runs: the request context (IDs, access log, security headers), CORS when configured, and
+    the predict fast path, around the FastAPI app that serves everything else (and the OpenAPI document)."""
+
+    def __init__(self, api: FastAPI, asgi):
+        self.api = api
+        self.asgi = asgi
+
+    @property
+    def metrics_registry(self):
+        return self.api.state.metrics_registry
+
+    async def __call__(self, scope, receive, send):
+        await self.asgi(scope, receive, send)
+
+
+def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) -> Edge:
     served = {e.name: e for e in endpoints(spec, options.repository)}
     gates = {name: ModelGate(name, options.shedding) for name in served}
     references = {name: reference_predictions(spec, options.repository, name) for name in served}
     metrics = GatewayMetrics(served, gates, {k: v for k, v in references.items() if v}, options.drift_window,
                              options.drift_min_samples)
     gateway = Gateway(options, served, keys if options.auth else None,
-                      TritonBackend(options.triton_url, options.triton_timeout_s), RateLimiter(), gates, metrics)
+                      TritonBackend(options.triton_url, options.triton_timeout_s), RateLimiter(), gates, metrics,
+                      TokenVerifier(options.tokens) if options.auth and options.tokens else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -181,9 +254,13 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
         await gateway.backend.close()
 
     app = FastAPI(title="modelport gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None,
+                  # no OpenTelemetry here (the gateway has its own metrics): spare the per-request provider lookups
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="Label-aware JSON API for the models of models.toml, in front of Triton. "
                               "Errors are problem details (RFC 9457).")
     add_problem_schema(app)
+    app.state.metrics_registry = metrics.registry
 
     @app.exception_handler(problems.Problem)
     async def on_problem(request: Request, problem: problems.Problem):
@@ -202,8 +279,7 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
         _log.exception("request %s failed", getattr(request.state, "request_id", "?"))
         return problem_response(request, problems.Internal(f"the gateway failed: {type(error).__name__}"))
 
-    for endpoint in served.values():
-        _add_predict_route(app, gateway, endpoint)
+    handlers = {endpoint.path: _add_predict_route(app, gateway, endpoint) for endpoint in served.values()}
 
     @app.post("/v1/models/{model}:predict", include_in_schema=False)
     async def unknown_model(model: str, request: Request):
@@ -234,8 +310,20 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
         return {"status": "ready", "models": list(served)}
 
     @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics():
+    async def prometheus_metrics(request: Request):
+        if not gateway.authorize(request, None).reads_metrics:
+            raise problems.Forbidden("/metrics needs a key for every model (models \"*\") or a token with the "
+                                     "`metrics` scope", fix="scrape the open metrics bind (--metrics-port) instead")
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(request: Request):
+        """The API as the caller's key sees it: the predict routes of the models it may call, and no others."""
+        allowed = {e.path for e in gateway.visible(gateway.authorize(request, None))}
+        document = app.openapi()
+        paths = {path: item for path, item in document["paths"].items()
+                 if not path.endswith(":predict") or path in allowed}
+        return JSONResponse({**document, "paths": paths})
 
     @app.get("/problems/{slug}", include_in_schema=False)
     async def problem_type(slug: str):
@@ -245,8 +333,11 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
         return problems.describe(known[slug])
 
     @app.get("/docs", include_in_schema=False)
-    async def api_docs():
-        return HTMLResponse(docs.page(list(served.values()), options), headers={"Content-Security-Policy": PAGE_CSP})
+    async def api_docs(request: Request):
+        # a browser opening /docs sends no key: it then lists no model, and says how to see yours
+        shown = gateway.visible(gateway.authorize(request, None)) if "authorization" in request.headers or \
+            not options.auth else []
+        return HTMLResponse(docs.page(shown, options), headers={"Content-Security-Policy": PAGE_CSP})
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -254,32 +345,60 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
                                                             "Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    asgi = PredictFastPath(app, handlers=handlers, on_bug=on_bug)
     if options.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-                           expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
+        asgi = CORSMiddleware(asgi, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST"],
+                              allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                              expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
 
     def on_done(state: dict, status: int, seconds: float) -> None:
         if state.get("predict"):
             metrics.observe_request(state.get("model"), status, seconds, state.get("problem"))
 
-    app.add_middleware(RequestContext, logger=access_logger(options.access_log), on_done=on_done)
-    return app
+    return Edge(app, RequestContext(asgi, logger=access_logger(options.access_log), on_done=on_done,
+                                    hsts=options.tls_cert is not None))
 
 
-def _add_predict_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint) -> None:
+class PredictFastPath:
+    """POST to a served model's predict path goes straight to its handler. FastAPI's own middlewares, routing,
+    dependency solving and exception layers cost about as much CPU per request as the handler itself (py-spy on the
+    benchmark's load); the routes stay registered for /openapi.json, and every other request takes the full stack."""
+
+    def __init__(self, app, handlers: dict, on_bug):
+        self.app = app
+        self.handlers = handlers
+        self.on_bug = on_bug
+
+    async def __call__(self, scope, receive, send):
+        handler = self.handlers.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if handler is None:
+            return await self.app(scope, receive, send)
+        request = Request(scope, receive)
+        try:
+            response = await handler(request)
+        except problems.Problem as problem:
+            response = problem_response(request, problem)
+        except Exception as error:  # noqa: BLE001 - a bug is a 500 problem, like on the full stack
+            response = await self.on_bug(request, error)
+        await response(scope, receive, send)
+
+
+def _add_predict_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint):
+    """Register the endpoint's route (for OpenAPI and the full stack) and return its handler (for the fast path)."""
     limits = gateway.options.limits
     gate = gateway.gates[endpoint.name]
 
     async def predict(request: Request):
         request.state.predict = True
         request.state.model = endpoint.name
-        gateway.authorize(request, endpoint.name)
+        principal = gateway.authorize(request, endpoint.name)
         body = await bodies.read(request, limits)
         parsed = await parse(endpoint, request, body, gateway)
+        if endpoint.takes_files:
+            gateway.charge_decoding(principal, parsed)
         async with gate.admit():
             outputs = await gateway.backend.predict(endpoint.name, parsed.arrays, parsed.top)
-        return JSONResponse(gateway.render(endpoint, outputs))
+        return Response(orjson.dumps(gateway.render(endpoint, outputs)), media_type="application/json")
 
     content = {"application/json": {"schema": endpoint.request_schema()}}
     if endpoint.takes_files:
@@ -296,6 +415,7 @@ def _add_predict_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint) -> No
                        (403, "Key not scoped for this model"), (408, "Body too slow"), (413, "Body too large"),
                        (415, "Unsupported Content-Type"), (422, "Inputs the model does not take"),
                        (429, "Rate limited (Retry-After)"), (503, "Overloaded or Triton unavailable (Retry-After)"))}})
+    return predict
 
 
 async def _warm(gateway: Gateway) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Mapping, Optional
 
 import numpy as np
@@ -10,19 +12,37 @@ import modelport
 from gateway.problems import InvalidInput, Problem, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 
+_log = logging.getLogger("modelport.gateway")
+# Triton's framing around a model's own message: ensemble and instance names, gRPC status names
+_FRAMING = re.compile(r"^(?:\s*(?:in ensemble '[^']*',|\[StatusCode\.[A-Z_]+\]|Failed to process the request\(s\) for "
+                      r"model instance '[^']*', message:|[A-Za-z_.]*(?:Error|Exception|Rejected):)\s*)+")
+MAX_REASON_CHARS = 300
+
+
+def model_reason(text: str) -> str:
+    """The model's own words for refusing an input (its INVALID_ARG message, written for callers), without Triton's
+    framing, on one line and short."""
+    reason = _FRAMING.sub("", text.strip().splitlines()[0] if text.strip() else "")
+    return reason[:MAX_REASON_CHARS] or "no reason given"
+
+
 def problem_of(error: modelport.ModelportError, model: str) -> Problem:
-    """A failure Triton (or the client, before sending) reported, as the gateway's answer."""
-    text = error.server_message or error.message
+    """A failure Triton (or the client, before sending) reported, as the gateway's answer, in the gateway's words:
+    Triton's own text (instance and ensemble names, stub and backend states) goes to the gateway's log, not to the
+    client; a model refusing an input keeps its own reason, which the model writes for callers."""
+    _log.warning("Triton failed on %s: %s: %s", model, type(error).__name__, error.server_message or error.message)
     if isinstance(error, modelport.InvalidInput):
         # content the gateway cannot check (a corrupt image, invalid UTF-8 in bytes): the model refused it
-        return InvalidInput(f"{model}: {text}", field="/inputs", fix="send content the model can read")
+        return InvalidInput(f"{model}: the model refused an input: {model_reason(error.server_message or '')}",
+                            field="/inputs",
+                            fix="send content the model can read (GET /v1/models/" + model + " says what)")
     if isinstance(error, modelport.ModelNotFound):
-        return UpstreamUnavailable(f"{model}: Triton does not serve it now ({text})", retry_after_s=5)
+        return UpstreamUnavailable(f"{model}: the inference server does not serve it now", retry_after_s=5)
     if isinstance(error, modelport.ServerUnavailable):
-        return UpstreamUnavailable(f"{model}: Triton is unavailable ({text})")
+        return UpstreamUnavailable(f"{model}: the inference server is unavailable")
     if isinstance(error, modelport.InferenceTimeout):
-        return UpstreamTimeout(f"{model}: {text}")
-    return UpstreamError(f"{model}: {text}")
+        return UpstreamTimeout(f"{model}: the inference server did not answer in time")
+    return UpstreamError(f"{model}: the inference server failed on this request (the gateway's log says why)")
 
 
 class TritonBackend:

@@ -10,12 +10,14 @@ input takes nested lists of exactly its dims per item; a -1 dim takes any size w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from export.repository import served_names, shape_ranges
 from export.spec import ModelSpec, Spec, Tensor
 
 JSON_TYPES = {"TYPE_BOOL": "boolean", "TYPE_STRING": "string"}
+MIN_JSON_VALUES = 65_536  # about 10 ms of parsing, whatever the body holds
 INTEGER_DTYPES = {"TYPE_INT8", "TYPE_INT16", "TYPE_INT32", "TYPE_INT64", "TYPE_UINT8", "TYPE_UINT16", "TYPE_UINT32",
                   "TYPE_UINT64"}
 
@@ -55,6 +57,23 @@ class Endpoint:
     def flat(self) -> bool:
         """One output, with labels: each prediction is {label, score, scores}; otherwise {outputs: {...}}."""
         return len(self.outputs) == 1 and bool(self.outputs[0].labels)
+
+    @cached_property
+    def max_json_values(self) -> int:
+        """A bound on the JSON values (keys included) of any request this endpoint takes, with a margin; bodies past it
+        are refused before they are parsed (gateway/bodies.py). At least 65,536, so that texts may hold commas."""
+        values = 8  # the object, `inputs`, `top` and their values
+        for tensor in self.inputs:
+            if tensor.dtype == "TYPE_STRING":
+                per_item = 3  # "text", or {"b64": "..."}
+            else:
+                lists, width = 0, 1
+                for dim in self.bounds(tensor)[1]:  # the largest shape it takes (a -1 dim: its range's top)
+                    lists += width
+                    width *= dim
+                per_item = lists + width
+            values += 2 + self.max_items * per_item
+        return max(MIN_JSON_VALUES, values + values // 10 + 1024)
 
     # ---- JSON Schemas -----------------------------------------------------------------------------------------
 

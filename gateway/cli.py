@@ -8,7 +8,7 @@ from pathlib import Path
 
 from export.errors import SpecError
 from gateway import keys as api_keys
-from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, Shedding
+from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, Shedding, TokenOptions
 
 D = GatewayOptions()
 
@@ -33,6 +33,32 @@ def _serve_arguments(sub: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-json-depth", type=int, default=D.limits.max_json_depth)
     limits.add_argument("--header-timeout", type=float, default=D.limits.header_timeout_s, metavar="S")
     limits.add_argument("--body-timeout", type=float, default=D.limits.body_timeout_s, metavar="S")
+    limits.add_argument("--keep-alive-timeout", type=float, default=D.limits.keep_alive_timeout_s, metavar="S")
+    limits.add_argument("--max-request-line-bytes", type=int, default=D.limits.max_request_line_bytes,
+                        help="414 beyond (default %(default)s)")
+    limits.add_argument("--max-header-bytes", type=int, default=D.limits.max_header_bytes,
+                        help="431 beyond, all headers together (default %(default)s)")
+    limits.add_argument("--max-connections", type=int, default=D.limits.max_connections)
+    limits.add_argument("--max-connections-per-client", type=int, default=D.limits.max_connections_per_client)
+    limits.add_argument("--pixels-per-token", type=int, default=D.limits.pixels_per_token,
+                        help="an image input costs a rate-limit token per started N pixels (default %(default)s)")
+    trust = sub.add_argument_group("trust")
+    trust.add_argument("--trusted-proxy", action="append", default=[], metavar="IP_OR_NET",
+                       help="honour X-Forwarded-For from this peer (repeatable; default: from none)")
+    trust.add_argument("--metrics-port", type=int, default=None,
+                       help="serve /metrics, open, on its own bind (for Prometheus); the API port's needs a key")
+    trust.add_argument("--metrics-host", default=D.metrics_host)
+    trust.add_argument("--failed-auth-burst", type=int, default=D.failed_auth.burst,
+                       help="failed authentications a client may make before 429 (then 1/s)")
+    jwt = sub.add_argument_group("OAuth2 / OIDC bearer tokens (JWT), besides API keys")
+    jwt.add_argument("--jwt-issuer", help="the `iss` tokens must carry; turns tokens on")
+    jwt.add_argument("--jwt-audience", help="the `aud` tokens must carry")
+    jwt.add_argument("--jwt-jwks", default="", help="the signing keys: a JWKS file or URL (default: the issuer's "
+                                                   "/.well-known/openid-configuration jwks_uri)")
+    jwt.add_argument("--jwt-models-claim", default="scope",
+                     help="the claim naming the models a token may call (`*`: all; `metrics`: /metrics)")
+    jwt.add_argument("--jwt-algorithm", action="append", default=[], help="accepted algorithms (default RS256, "
+                                                                         "ES256, EdDSA)")
     shed = sub.add_argument_group("load shedding, per model")
     shed.add_argument("--max-in-flight", type=int, default=D.shedding.max_in_flight)
     shed.add_argument("--max-pending", type=int, default=D.shedding.max_pending)
@@ -58,6 +84,19 @@ def parser() -> argparse.ArgumentParser:
     _serve_arguments(commands.add_parser("start", help="serve in the background; returns when ready"))
     for name, text in (("stop", "stop the gateway `start` started"), ("status", "is it up?")):
         commands.add_parser(name, help=text).add_argument("--state-dir", type=Path, default=D.state_dir)
+    soak = commands.add_parser("soak", help="a long run of mixed good and hostile traffic through a running gateway")
+    soak.add_argument("--url", help="the gateway (default: the one `make start` started, else %s)" % D.url)
+    soak.add_argument("--key", help="an API key for every reference model (default: $MODELPORT_API_KEY, else "
+                                    "api.key in --state-dir)")
+    soak.add_argument("--state-dir", type=Path, default=D.state_dir)
+    soak.add_argument("--minutes", type=float, default=30.0)
+    soak.add_argument("--connections", type=int, default=8)
+    soak.add_argument("--hostile-share", type=float, default=0.1)
+    soak.add_argument("--rate", type=float, default=200.0, help="requests/s, all connections together (0: as fast "
+                                                                "as it answers; default %(default)s)")
+    soak.add_argument("--pid", type=int, help="the gateway's process, whose memory is sampled (default: the one "
+                                              "`make start` started)")
+    soak.add_argument("--report", type=Path, help="write the summary (JSON) here too")
     keys = commands.add_parser("keys", help="manage API keys (only their SHA-256 digests are stored)")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
     add = keys_commands.add_parser("add", help="create a key, print it once, store its digest")
@@ -78,7 +117,17 @@ def options_from(args: argparse.Namespace) -> GatewayOptions:
         auth=not args.no_auth,
         cors_origins=tuple(args.cors_origin), tls_cert=args.tls_cert, tls_key=args.tls_key,
         access_log=args.access_log,
-        limits=Limits(args.max_body_bytes, args.max_json_depth, args.header_timeout, args.body_timeout),
+        limits=Limits(max_body_bytes=args.max_body_bytes, max_json_depth=args.max_json_depth,
+                      header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+                      keep_alive_timeout_s=args.keep_alive_timeout,
+                      max_request_line_bytes=args.max_request_line_bytes, max_header_bytes=args.max_header_bytes,
+                      max_connections=args.max_connections,
+                      max_connections_per_client=args.max_connections_per_client,
+                      pixels_per_token=args.pixels_per_token),
+        tokens=TokenOptions(args.jwt_issuer, args.jwt_audience or "", args.jwt_jwks, args.jwt_models_claim,
+                            tuple(args.jwt_algorithm) or TokenOptions.algorithms) if args.jwt_issuer else None,
+        trusted_proxies=tuple(args.trusted_proxy), metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+        failed_auth=RateLimit(D.failed_auth.rate_per_s, args.failed_auth_burst),
         shedding=Shedding(args.max_in_flight, args.max_pending, args.max_wait, args.retry_after),
         rate_limit=RateLimit(args.rate, args.burst), drift_window=args.drift_window,
         drift_min_samples=args.drift_min_samples, triton_timeout_s=args.triton_timeout,
@@ -92,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "keys":
             return keys_command(args)
+        if args.command == "soak":
+            return soak_command(args)
         options = options_from(args) if args.command in ("run", "start") else None
     except OptionsError as error:
         print(f"gateway: error: {error}", file=sys.stderr)
@@ -111,6 +162,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def soak_command(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from gateway import soak
+
+    state_file = args.state_dir / "gateway.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    key = args.key or os.environ.get("MODELPORT_API_KEY") or ""
+    if not key and (args.state_dir / "api.key").exists():
+        key = (args.state_dir / "api.key").read_text().strip()
+    if not key:
+        raise OptionsError("soak: no API key: pass --key, set $MODELPORT_API_KEY, or start the gateway with "
+                           "`make start` (it writes api.key)")
+    if not 0 <= args.hostile_share < 1 or args.minutes <= 0 or args.connections < 1 or args.rate < 0:
+        raise OptionsError("soak: --hostile-share is 0..1 (exclusive), --minutes > 0, --connections >= 1, "
+                           "--rate >= 0")
+    options = soak.SoakOptions(url=args.url or state.get("url", D.url), key=key, minutes=args.minutes,
+                               connections=args.connections, hostile_share=args.hostile_share, rate_per_s=args.rate,
+                               pid=args.pid or state.get("pid"))
+    return soak.run(options, args.report)
 
 
 def keys_command(args: argparse.Namespace) -> int:

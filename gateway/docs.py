@@ -41,8 +41,9 @@ def page(endpoints: list[Endpoint], options: GatewayOptions) -> str:
             f"<pre>{html.escape(json.dumps(e.response_schema(), indent=1))}</pre></details></section>")
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>modelport gateway API</title>"
             "<link rel='stylesheet' href='/static/page.css'></head><body class='docs'><h1>modelport gateway API</h1>"
-            "<p>Every model of models.toml that the repository serves. Machine-readable: "
-            "<a href='/openapi.json'>/openapi.json</a>. Errors are problem details (RFC 9457): "
+            "<p>The models of models.toml that the repository serves and your key may call (send it as "
+            "<code>Authorization: Bearer</code>; without it this page lists none). Machine-readable, with the same "
+            "header: <code>/openapi.json</code>. Errors are problem details (RFC 9457): "
             "<code>type</code>, <code>title</code>, <code>status</code>, <code>detail</code>, <code>field</code> "
             "(a JSON Pointer), <code>fix</code>, <code>request_id</code>. Try it on <a href='/'>the page</a>.</p>"
             + "".join(sections) + "</body></html>")

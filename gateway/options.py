@@ -26,11 +26,22 @@ class Limits:
     max_json_depth: int = 32  # the deepest tensor here is 5 levels; Triton 2.51 crashes at ~200,000
     header_timeout_s: float = 10.0  # the request line and headers, from the first byte
     body_timeout_s: float = 10.0  # the whole body, from the end of the headers
+    keep_alive_timeout_s: float = 5.0  # an idle kept-alive connection, between requests
+    max_request_line_bytes: int = 8192  # 414 beyond (the target; the paths here are short)
+    max_header_bytes: int = 16384  # 431 beyond, all headers together (a JWT is 1-2 KB)
+    max_connections: int = 2048  # per gateway process; new ones beyond are answered 503 and closed
+    max_connections_per_client: int = 256  # per client address (the socket's peer; a benchmark opens 64)
+    pixels_per_token: int = 1 << 20  # an image costs one rate-limit token per started megapixel it decodes to
 
     def __post_init__(self) -> None:
         _require(self.max_body_bytes >= 1024, "--max-body-bytes", self.max_body_bytes, "an integer >= 1024")
         _require(1 <= self.max_json_depth <= 1000, "--max-json-depth", self.max_json_depth, "1..1000")
-        for name in ("header_timeout_s", "body_timeout_s"):
+        for name in ("max_request_line_bytes", "max_header_bytes"):
+            _require(getattr(self, name) >= 256, f"--{name.replace('_', '-')}", getattr(self, name),
+                     "an integer >= 256")
+        for name in ("max_connections", "max_connections_per_client", "pixels_per_token"):
+            _require(getattr(self, name) >= 1, f"--{name.replace('_', '-')}", getattr(self, name), "an integer >= 1")
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_timeout_s"):
             value = getattr(self, name)
             _require(value > 0, f"--{name[:-2].replace('_', '-')}", value, "seconds > 0")
 
@@ -65,6 +76,27 @@ class RateLimit:
 
 
 @dataclasses.dataclass(frozen=True)
+class TokenOptions:
+    """OAuth2 / OIDC bearer tokens (JWT): whose, for whom, and where the signing keys are."""
+
+    issuer: str  # the `iss` every token must carry
+    audience: str  # the `aud` every token must carry
+    jwks: str = ""  # a JWKS file, or its URL; empty: <issuer>/.well-known/openid-configuration's jwks_uri
+    models_claim: str = "scope"  # model names, "*" or "metrics", space-separated or a list
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")  # asymmetric only: the gateway holds no secret
+    leeway_s: int = 30  # clock skew allowed on exp and nbf
+
+    def __post_init__(self) -> None:
+        _require(bool(self.issuer), "--jwt-issuer", self.issuer, "the issuer URL tokens carry in `iss`")
+        _require(bool(self.audience), "--jwt-audience", self.audience, "the audience tokens carry in `aud`")
+        _require(not self.jwks or self.jwks.startswith(("http://", "https://")) or Path(self.jwks).is_file(),
+                 "--jwt-jwks", self.jwks, "a JWKS file, an http(s) URL, or nothing (the issuer's discovery)")
+        _require(bool(self.algorithms) and not any(a.startswith("HS") or a == "none" for a in self.algorithms),
+                 "--jwt-algorithm", self.algorithms, "asymmetric JWS algorithms such as RS256, ES256, EdDSA")
+        _require(0 <= self.leeway_s <= 300, "--jwt-leeway", self.leeway_s, "0..300 seconds")
+
+
+@dataclasses.dataclass(frozen=True)
 class GatewayOptions:
     host: str = "127.0.0.1"  # loopback by default: serving other hosts is a deliberate --host 0.0.0.0
     port: int = 8080
@@ -81,6 +113,11 @@ class GatewayOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     access_log: Path | None = None  # JSON lines; None: stderr
+    tokens: TokenOptions | None = None  # OAuth2 / OIDC bearer tokens besides API keys
+    trusted_proxies: tuple[str, ...] = ()  # X-Forwarded-For is honoured from these peer addresses only
+    metrics_port: int | None = None  # /metrics on its own bind, open (for Prometheus); the main port needs a scope
+    metrics_host: str = "127.0.0.1"
+    failed_auth: RateLimit = RateLimit(rate_per_s=1.0, burst=20)  # per client: bad keys or tokens, then 429
     drift_window: int = 1000  # the recent predictions per model the drift gauge compares with the reference
     drift_min_samples: int = 100  # below this the gauge is NaN: too few predictions to mean anything
     triton_timeout_s: float = 30.0
@@ -108,6 +145,14 @@ class GatewayOptions:
         _require(1 <= self.drift_min_samples <= self.drift_window, "--drift-min-samples", self.drift_min_samples,
                  f"1..drift_window ({self.drift_window})")
         _require(self.triton_timeout_s > 0, "--triton-timeout", self.triton_timeout_s, "seconds > 0")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy)
+            except ValueError:
+                raise OptionsError(f"gateway option --trusted-proxy: got {proxy!r}; allowed: an IP address or "
+                                   f"network such as 10.0.0.5 or 10.0.0.0/24") from None
+        _require(self.metrics_port is None or (0 < self.metrics_port < 65536 and self.metrics_port != self.port),
+                 "--metrics-port", self.metrics_port, "1..65535, not --port")
 
     @property
     def scheme(self) -> str:

@@ -49,16 +49,19 @@ class ClientProblem(Problem):
 
 
 class Unauthorized(ClientProblem):
-    """No API key, or one the gateway does not know."""
+    """No API key or token, a key the gateway does not know, or a token it cannot accept (bad signature, wrong
+    issuer or audience, expired, not yet valid)."""
 
     status = 401
     slug = "unauthorized"
     title = "Missing or unknown API key"
 
-    def __init__(self, detail: str, **kwargs):
-        super().__init__(detail, fix="send `Authorization: Bearer <key>` with a key from the gateway's keys file "
-                                     "(`python -m gateway keys add`) or $MODELPORT_API_KEY",
-                         headers={"WWW-Authenticate": 'Bearer realm="modelport"'}, **kwargs)
+    def __init__(self, detail: str, error: str = "invalid_token", **kwargs):
+        kwargs.setdefault("fix", "send `Authorization: Bearer <key>` with a key from the gateway's keys file "
+                                 "(`python -m gateway keys add`) or $MODELPORT_API_KEY, or a token from the "
+                                 "configured issuer")
+        super().__init__(detail, headers={"WWW-Authenticate": f'Bearer realm="modelport", error="{error}"'},
+                         **kwargs)
 
 
 class Forbidden(ClientProblem):
@@ -102,6 +105,22 @@ class BodyTooLarge(ClientProblem):
     title = "Request body too large"
 
 
+class UriTooLong(ClientProblem):
+    """The request line is longer than the gateway reads (--max-request-line-bytes)."""
+
+    status = 414
+    slug = "uri-too-long"
+    title = "Request target too long"
+
+
+class HeadersTooLarge(ClientProblem):
+    """The headers together are larger than the gateway reads (--max-header-bytes)."""
+
+    status = 431
+    slug = "headers-too-large"
+    title = "Request headers too large"
+
+
 class UnsupportedMediaType(ClientProblem):
     """The body's Content-Type is not one this route takes (JSON; multipart for models of one string input)."""
 
@@ -139,6 +158,14 @@ class RateLimited(ClientProblem):
 
 
 # ---- capacity: come back later ------------------------------------------------------------------------------------
+
+class TooManyConnections(Problem):
+    """The gateway holds as many connections as it allows, in total or from this client; the new one is closed."""
+
+    status = 503
+    slug = "too-many-connections"
+    title = "Too many connections"
+
 
 class Overloaded(Problem):
     """The model has as many requests in flight and waiting as the gateway allows (load shedding)."""

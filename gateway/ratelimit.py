@@ -19,14 +19,15 @@ class TokenBucket:
     tokens: float
     updated: float
 
-    def take(self, now: float) -> float:
-        """0 when a token was taken, else the seconds until one is there."""
+    def take(self, now: float, cost: float = 1.0) -> float:
+        """0 when `cost` tokens were taken, else the seconds until they are there (cost 0: only look)."""
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate_per_s)
         self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        need = cost if cost > 0 else 1.0
+        if self.tokens >= need:
+            self.tokens -= cost
             return 0.0
-        return (1 - self.tokens) / self.rate_per_s
+        return (need - self.tokens) / self.rate_per_s
 
 
 class RateLimiter:
@@ -34,7 +35,7 @@ class RateLimiter:
         self._clock = clock
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
-    def take(self, who: str, limit: RateLimit) -> float:
+    def take(self, who: str, limit: RateLimit, cost: float = 1.0) -> float:
         now = self._clock()
         bucket = self._buckets.get(who)
         if bucket is None or (bucket.rate_per_s, bucket.burst) != (limit.rate_per_s, limit.burst):
@@ -42,4 +43,4 @@ class RateLimiter:
         self._buckets.move_to_end(who)
         while len(self._buckets) > MAX_BUCKETS:
             self._buckets.popitem(last=False)
-        return bucket.take(now)
+        return bucket.take(now, cost)

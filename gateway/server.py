@@ -14,13 +14,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import prometheus_client
 import uvicorn
 
 from export.spec import load_spec
 from gateway import keys as api_keys
 from gateway.app import create_app
 from gateway.options import GatewayOptions
-from gateway.protocol import with_header_timeout
+from gateway.protocol import with_limits
 from serve.state import pid_alive
 
 STATE_FILE = "gateway.json"
@@ -32,20 +33,28 @@ class GatewayError(RuntimeError):
 
 
 def summary(options: GatewayOptions, key_note: str) -> str:
+    metrics = (f"http://{options.metrics_host}:{options.metrics_port}/metrics (open)" if options.metrics_port
+               else f"{options.url}/metrics" + (" (a key for every model)" if options.auth else ""))
     auth = key_note if options.auth else "API keys: OFF (--no-auth): anyone who reaches the port can call every model"
     return (f"gateway on {options.url} -> Triton gRPC {options.triton_url}\n"
             f"  page     {options.url}/\n  API      {options.url}/v1/models  (docs {options.url}/docs)\n"
-            f"  metrics  {options.url}/metrics\n  {auth}")
+            f"  metrics  {metrics}\n  {auth}")
 
 
 def run(options: GatewayOptions, quiet: bool = False) -> int:
     store, note = api_keys.resolve(options) if options.auth else (None, "")
     app = create_app(options, load_spec(options.spec), store)
     config = uvicorn.Config(
-        app, host=options.host, port=options.port, loop="uvloop", http=with_header_timeout(
-            options.limits.header_timeout_s), lifespan="on", access_log=False, log_level="warning",
-        ssl_certfile=str(options.tls_cert) if options.tls_cert else None,
-        ssl_keyfile=str(options.tls_key) if options.tls_key else None, timeout_keep_alive=5, server_header=False)
+        app, host=options.host, port=options.port, loop="uvloop", http=with_limits(options.limits), lifespan="on",
+        access_log=False, log_level="warning", ssl_certfile=str(options.tls_cert) if options.tls_cert else None,
+        ssl_keyfile=str(options.tls_key) if options.tls_key else None, server_header=False,
+        timeout_keep_alive=options.limits.keep_alive_timeout_s,
+        # X-Forwarded-For only from the proxies named; with none, the socket's peer is the client, whatever it says
+        proxy_headers=bool(options.trusted_proxies), forwarded_allow_ips=list(options.trusted_proxies) or None,
+        h11_max_incomplete_event_size=options.limits.max_header_bytes)
+    if options.metrics_port is not None:
+        prometheus_client.start_http_server(options.metrics_port, addr=options.metrics_host,
+                                            registry=app.metrics_registry)
     if not quiet:
         print(summary(options, note), flush=True)
     uvicorn.Server(config).run()

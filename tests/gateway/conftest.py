@@ -51,7 +51,7 @@ class RunningGateway:
 
     def metric(self, name: str, **labels) -> float | None:
         """One sample of /metrics (the first whose labels include `labels`), or None."""
-        text = requests.get(f"{self.url}/metrics", timeout=10).text
+        text = requests.get(f"{self.url}/metrics", headers=self.auth(), timeout=10).text
         for line in text.splitlines():
             if not line.startswith(name + "{") and not line.startswith(name + " "):
                 continue
@@ -120,7 +120,8 @@ def gateway(triton, tmp_path_factory) -> Iterator[RunningGateway]:
     workdir = tmp_path_factory.mktemp("gateway")
     keys = {"full": {}, "digits_only": {"models": ("digits",)}, "slow": {"rate_per_s": 1.0, "burst": 2}}
     with launch_gateway(triton, workdir, "--cors-origin", ORIGIN, "--body-timeout", "1", "--header-timeout", "1",
-                        "--drift-window", "100", "--drift-min-samples", "50", keys=keys,
+                        "--drift-window", "100", "--drift-min-samples", "50", "--failed-auth-burst", "100000",
+                        keys=keys,
                         env={"MODELPORT_API_KEY": "env-key-for-tests-0123456789"}) as running:
         yield running
 

@@ -99,7 +99,7 @@ def test_models_are_listed_with_their_inputs_outputs_and_labels(gateway):
 
 
 def test_openapi_has_a_request_and_response_schema_per_model(gateway):
-    spec = requests.get(f"{gateway.url}/openapi.json", timeout=10).json()
+    spec = requests.get(f"{gateway.url}/openapi.json", headers=gateway.auth(), timeout=10).json()
     for endpoint in SERVED:
         post = spec["paths"][endpoint.path]["post"]
         assert post["requestBody"]["content"]["application/json"]["schema"] == endpoint.request_schema()
@@ -109,7 +109,7 @@ def test_openapi_has_a_request_and_response_schema_per_model(gateway):
     item = digits["schema"]["properties"]["inputs"]["oneOf"][0]["items"]
     assert (item["minItems"], item["items"]["minItems"], item["items"]["items"]["maxItems"]) == (8, 8, 1)
     assert "Problem" in spec["components"]["schemas"]
-    docs = requests.get(f"{gateway.url}/docs", timeout=10)
+    docs = requests.get(f"{gateway.url}/docs", headers=gateway.auth(), timeout=10)
     assert docs.status_code == 200 and "/v1/models/digits_image:predict" in docs.text and "cdn" not in docs.text
 
 

@@ -69,6 +69,12 @@ def test_keys_add_prints_the_key_once_and_stores_its_digest_and_scope(tmp_path):
     (("--cors-origin", "*"), "--cors-origin: got '*'"),
     (("--max-json-depth", "0"), "--max-json-depth"),
     (("--max-in-flight", "0"), "--max-in-flight"),
+    (("--max-header-bytes", "10"), "--max-header-bytes"),
+    (("--max-connections-per-client", "0"), "--max-connections-per-client"),
+    (("--trusted-proxy", "the-proxy"), "--trusted-proxy: got 'the-proxy'"),
+    (("--metrics-port", "8080"), "--metrics-port"),
+    (("--jwt-issuer", "https://issuer.test"), "--jwt-audience"),
+    (("--jwt-issuer", "https://issuer.test", "--jwt-audience", "gw", "--jwt-algorithm", "HS256"), "--jwt-algorithm"),
 ])
 def test_a_bad_option_is_one_line_naming_it(tmp_path, args, phrase):
     result = gateway_cli("run", "--state-dir", str(tmp_path), *args)

@@ -143,3 +143,11 @@ def test_without_an_allow_list_no_origin_may_call_the_api(tls_gateway):
     simple = requests.post(f"{running.url}/v1/models/sentiment:predict", json=TEXT, verify=str(cert), timeout=10,
                            headers={"Origin": ORIGIN})
     assert "access-control-allow-origin" not in simple.headers
+
+
+def test_under_tls_every_response_asks_browsers_to_keep_to_https(tls_gateway):
+    running, cert = tls_gateway
+    for path in ("/healthz", "/nowhere"):
+        response = requests.get(f"{running.url}{path}", verify=str(cert), timeout=10)
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+        assert response.headers["x-content-type-options"] == "nosniff"

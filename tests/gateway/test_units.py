@@ -31,18 +31,29 @@ LIMITS = Limits()
 @pytest.mark.parametrize(("text", "depth"), [
     ('{"inputs": [[1, 2], [3]]}', 3), ("[]", 1), ('"[[[["', 0), ('{"a": "\\"[[[", "b": [{}]}', 3), ("1", 0),
 ])
-def test_json_depth_counts_brackets_outside_strings_only(text, depth):
-    assert bodies.json_depth(text) == depth
+def test_json_depth_counts_arrays_and_objects_not_brackets_in_strings(text, depth):
+    assert bodies.json_depth(json.loads(text), limit=32) == depth
 
 
-def test_a_body_nested_too_deep_is_refused_before_json_loads_sees_it(monkeypatch):
-    monkeypatch.setattr(bodies.json, "loads", lambda *a, **k: pytest.fail("parsed a body that is too deep"))
-    with pytest.raises(problems.MalformedBody, match="nested 33 levels deep; this gateway accepts at most 32"):
-        bodies.parse_json(b"[" * 33 + b"]" * 33, LIMITS)
+def test_json_depth_stops_one_level_past_the_limit():
+    deep: list = []
+    for _ in range(500):
+        deep = [deep, 1]
+    assert bodies.json_depth(deep, limit=32) == 33
 
 
 @pytest.mark.parametrize(("body", "phrase"), [
-    (b'{"a": NaN}', "NaN is not JSON"), (b"{'a': 1}", "line 1, column 2"), (b"\xc3\x28", "not UTF-8: byte 0"),
+    (b"[" * 33 + b"]" * 33, "nested more than 32 levels deep; this gateway accepts at most 32"),
+    (b"[" * 200_000 + b"]" * 200_000, "nested more than 1024 levels deep"),
+])
+def test_a_body_nested_too_deep_is_a_400(body, phrase):
+    with pytest.raises(problems.MalformedBody, match=phrase):
+        bodies.parse_json(body, LIMITS)
+
+
+@pytest.mark.parametrize(("body", "phrase"), [
+    (b'{"a": NaN}', "line 1, column 7"), (b"{'a': 1}", "line 1, column 2"), (b"\xc3\x28", "not UTF-8: byte 0"),
+    (b'["\\ud800 half"]', "surrogate"),
 ])
 def test_bodies_that_are_not_utf8_json_say_where(body, phrase):
     with pytest.raises(problems.MalformedBody, match=phrase):
@@ -185,3 +196,20 @@ def test_every_problem_type_has_a_slug_status_and_description():
             "request-timeout", "internal"} <= set(known)
     assert all(problems.describe(cls)["description"] for cls in known.values())
     assert problems.RateLimited("x", 0.2).headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize("name", sorted(BY_NAME))
+def test_the_largest_request_a_model_takes_is_within_its_json_value_bound(name):
+    endpoint = BY_NAME[name]
+    document = {"inputs": {}, "top": 1}
+    for tensor in endpoint.inputs:
+        if tensor.dtype == "TYPE_STRING":
+            item = {"b64": "QUJD"}
+        else:
+            item = 0
+            for dim in reversed(endpoint.bounds(tensor)[1]):
+                item = [item] * dim
+        document["inputs"][tensor.name] = [item] * endpoint.max_items
+    body = json.dumps(document).encode()
+    assert bodies.value_bound(body) <= endpoint.max_json_values
+    bodies.parse_json(body, LIMITS, endpoint.max_json_values)  # not refused
