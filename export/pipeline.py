@@ -25,7 +25,7 @@ from export import card as cards
 from export import convert, dataset, load, optimize, reference, repository, verify
 from export.errors import ExportError, GateFailure, IncompatibleModelError, ParityError, SourceError, SpecError
 from export.progress import Log, step
-from export.spec import GATE_TOLERANCES, TORCH_FORMATS, ModelSpec, Spec, install_hint, text_models, variant_model_name
+from export.spec import GATE_TOLERANCES, TORCH_FORMATS, ModelSpec, Spec, install_hint, variant_model_name
 
 CODE_FILES = ("spec.py", "load.py", "dataset.py", "convert.py", "reference.py", "torch_source.py", "text_parity.py",
               "hf_tokenizer/model.py", "hf_tokenizer/hf_tokenization.py", "optimize.py", "verify.py",
@@ -148,7 +148,7 @@ def _int8_judge(model: ModelSpec, heldout: dataset.Dataset, expected: dict) -> o
 
     def judge(blob: bytes) -> optimize.Verdict:
         report, failures = verify.check_variant(model, "int8", blob, heldout, expected)
-        text = "; ".join(map(str, failures)) if failures else report.summary()
+        text = verify.brief(failures) if failures else report.summary()
         return optimize.Verdict(not failures, report.severity, text, report.accuracy_drop)
     return judge
 
@@ -243,7 +243,7 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
         failures += e2e_failures
         log(f"    {src.text.ensemble}: tokens identical for {end_to_end.token_agreement:.2%} of texts, argmax "
             f"agreement {end_to_end.argmax_agreement:.2%}, max |diff| {end_to_end.max_abs_diff:.2e}")
-    reasons = {v: "fails the gate: " + "; ".join(map(str, fs)) for v in src.variants
+    reasons = {v: "fails the gate: " + verify.brief(fs) for v in src.variants
                if (fs := [f for f in failures if f.variant == v])}
     notes: tuple[str, ...] = ()
     if search is not None and search.proto is None:
@@ -344,8 +344,11 @@ def select(spec: Spec, only: tuple[str, ...]) -> list[ModelSpec]:
         if m is None:
             names = sorted(n for x in spec.models for n in x.triton_names)
             raise SpecError(name, "--only", name, ", ".join(names))
-        if m not in chosen:
-            chosen.append(m)
+        text = m.onnx.text if m.onnx is not None else None
+        # a [model.text] table stands for a generated tokenizer and an ensemble: they come with the model
+        for x in [m, *(x for x in spec.models if text is not None and x.name in (text.tokenizer, text.ensemble))]:
+            if x not in chosen:
+                chosen.append(x)
     return chosen
 
 

@@ -449,7 +449,7 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
     if kind == "onnx":
         _require("source" in table, name, "source", None, "required: a .keras file, a SavedModel dir or a .onnx file")
         _require("heldout" in table, name, "heldout", None,
-                 "required: an .npz with x (model-ready inputs) and y (int labels) for the parity gate")
+                 "required: an .npz with x (model-ready inputs) and, per output, targets (y or y_<output>) for the parity gate")
         variants = table.get("variants", ["fp32"])
         _require(isinstance(variants, list) and variants and all(v in VARIANTS for v in variants)
                  and len(set(variants)) == len(variants) and "fp32" in variants, name, "variants", variants,

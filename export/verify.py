@@ -314,10 +314,20 @@ def conversion_failure(model: ModelSpec, variant: str, step: str, error: Excepti
     op = re.search(r"Op \((\w+)\)", text) or re.search(r"\bop(?:_type)?[ =:]+'?(\w+)", text, re.I)
     node = re.search(r"Node \(([^)]+)\)", text)
     where = f" at op {op.group(1)}" + (f" (node {node.group(1)})" if node else "") if op else ""
-    detail = text[:300] + ("..." if len(text) > 300 else "")
+    detail = text[op.end():].strip(" :") if op and op.re.pattern.startswith("Op") else text  # said once, above
+    detail = detail[:240] + ("..." if len(detail) > 240 else "")
     return GateFailure(variant, "", step, math.nan, math.nan,
-                       reason=f"{variant_model_name(model.name, variant)}: {step} failed{where}: "
-                              f"{type(error).__name__}: {detail}")
+                       reason=f"{variant_model_name(model.name, variant)}: {step} failed{where}: {detail}")
+
+
+def brief(failures: list[GateFailure]) -> str:
+    """The failures in one line: each output's check once, at its worst batch size."""
+    worst: dict[tuple[str, str, str], GateFailure] = {}
+    for f in failures:
+        key = (f.variant, f.tensor, f.check)
+        if key not in worst or abs(f.measured - f.tolerance) > abs(worst[key].measured - worst[key].tolerance):
+            worst[key] = f
+    return "; ".join(str(f) for f in worst.values())
 
 
 def check(model: ModelSpec, variants: dict[str, bytes], heldout: Dataset,

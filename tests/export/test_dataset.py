@@ -25,3 +25,27 @@ def test_a_multi_input_model_reads_one_array_per_input_name(tmp_path, tiny_model
     np.savez(path, pixels=np.ones((3, 6, 6, 1), np.float64), y=np.array([0, 1, 2]))
     data = load_npz(model, path, with_labels=True)
     assert data.x["pixels"].dtype == np.float32 and len(data) == 3 and data.y.tolist() == [0, 1, 2]
+
+
+def test_targets_are_read_per_output_as_class_ids_or_floats_and_y_stays_the_first_outputs(tmp_path, tiny_model):
+    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    path = tmp_path / "targets.npz"
+    np.savez(path, x=np.ones((3, 6, 6, 1), np.float32), y_scores=np.array([2, 0, 1]))
+    data = load_npz(model, path, with_labels=True)
+    assert data.y.tolist() == [2, 0, 1] and data.targets["scores"].dtype == np.int64
+    np.savez(path, x=np.ones((3, 6, 6, 1), np.float32), y=np.array([0.5, 1.5, 2.5]))
+    assert load_npz(model, path, with_labels=True).targets["scores"].dtype == np.float64, "regression targets"
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"y": np.zeros(3), "y_scores": np.zeros(3)}, r"both `y` and `y_scores` hold targets of output 'scores'"),
+    ({"y_logits": np.zeros(3)}, r"y_logits name no output of model 'tiny'.*y_<output> for scores"),
+    ({"y": np.zeros(2)}, r"2 rows in `y` for 3 inputs"),
+    ({"y": np.array(["cat", "dog", "owl"])}, r"`y` is <U3; targets are numbers"),
+])
+def test_targets_that_do_not_fit_the_outputs_are_named_with_the_fix(tmp_path, tiny_model, arrays, message):
+    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    path = tmp_path / "bad.npz"
+    np.savez(path, x=np.ones((3, 6, 6, 1), np.float32), **arrays)
+    with pytest.raises(SourceError, match=message):
+        load_npz(model, path, with_labels=True)
