@@ -42,7 +42,8 @@ class Card:
     fingerprint: str
     exported_with: dict[str, str]
     # The int8 recipe search, in order: {recipe, description, result ("passes", "fails", "could not be built: ...",
-    # "not tried: ..."), accuracy_drop_points (None when not judged), seconds}.
+    # "not tried: ..."), gate (the gate's figures or failures), accuracy_drop_points (None when not judged or without
+    # a classification output), seconds}.
     int8_recipes: list[dict] = field(default_factory=list)
     # Optional variants that failed their gate (int8: every recipe), by variant: {triton_name, reason}. Not in
     # the repository; the export reads this record back (read_left_out), so an unchanged model is not retried.
@@ -141,7 +142,8 @@ def markdown(card: Card) -> str:
                   "|---|---|---|---|---|"]
         for r in card.int8_recipes:
             figure = "-" if r["accuracy_drop_points"] is None else f"{r['accuracy_drop_points']:.2f}"
-            lines.append(f"| {r['recipe']} | {r['description']} | {figure} | {r['result']} | {r['seconds']:.1f} |")
+            result = f"{r['result']}: {r['gate']}" if r["result"] == "fails" and r.get("gate") else r["result"]
+            lines.append(f"| {r['recipe']} | {r['description']} | {figure} | {result} | {r['seconds']:.1f} |")
     for output, reference in card.reference_predictions.items():
         lines += ["", f"## Reference predictions: `{output}`", "",
                   f"Share of each top-1 label among the source model's predictions on the {reference['samples']} "

@@ -156,7 +156,8 @@ def _int8_judge(model: ModelSpec, heldout: dataset.Dataset, expected: dict) -> o
 def _recipe_rows(search: optimize.Int8Search) -> list[dict]:
     rows = [{"recipe": a.recipe.name, "description": a.recipe.describe(),
              "result": (f"could not be built: {a.error}" if a.verdict is None
-                        else "passes" if a.verdict.passed else f"fails: {a.verdict.text}"),
+                        else "passes" if a.verdict.passed else "fails"),
+             "gate": a.verdict.text if a.verdict is not None else "",
              "accuracy_drop_points": (None if a.verdict is None or a.verdict.accuracy_drop is None
                                       else round(a.verdict.accuracy_drop, 4)),
              "seconds": round(a.seconds, 2)} for a in search.attempts]
@@ -276,7 +277,7 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
     variants = [cards.VariantCard(r.triton_name, r.variant, len(blobs[r.variant]), convert.op_counts(protos[r.variant]),
                                   r.accuracy, r.max_abs_diff, r.argmax_agreement, latency[r.variant],
                                   recipe.name if r.variant == "int8" and recipe else "",
-                                  {o.name: {"task": o.task, **{k: round(v, 6) for k, v in o.figures.items()}}
+                                  {o.name: {"task": o.task, **{k: float(f"{v:.6g}") for k, v in o.figures.items()}}
                                    for o in r.outputs})
                 for r in reports]
     data = (trained.data_description if trained is not None else

@@ -29,7 +29,8 @@ LATENCY_BATCH_SIZES = (1, 8, 32)
 LATENCY_RUNS = 200
 ROW_SUM_TOLERANCE = 1e-3  # softmax rows sum to 1 within float round-off; independent sigmoids do not
 
-# check name -> (figure, "max" or "min", the tolerance's name in Gate without the variant prefix, once per batch size)
+# Per task: (the check's name, its figure, whether the figure is a "max" or a "min", its Gate tolerance without the
+# variant prefix, whether a failure is reported at every batch size or once at the worst).
 CHECKS = {
     "classification": (("max |diff|", "max_abs_diff", "max", "max_abs_diff", True),
                         ("argmax agreement", "argmax_agreement", "min", "min_agreement", False),
@@ -142,7 +143,7 @@ def task_of(t: Tensor, source: np.ndarray, y: np.ndarray | None) -> str:
     return "classification"
 
 
-def _targets(task: str, t: Tensor, source: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, str]:
+def _targets(task: str, source: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, str]:
     """The targets in the form the task needs, or a reason they do not fit it."""
     width, columns = _rows(source).shape[1], _rows(y).shape[1]
     if task == "classification":
@@ -164,7 +165,7 @@ def _targets(task: str, t: Tensor, source: np.ndarray, y: np.ndarray) -> tuple[n
     return _rows(y).astype(np.float64), ""
 
 
-def _cannot_judge(task: str, t: Tensor, source: np.ndarray) -> str:
+def _cannot_judge(task: str, source: np.ndarray) -> str:
     if source.dtype.kind not in "biuf":
         return f"its values are {source.dtype}, not numbers"
     if not np.all(np.isfinite(source)):
@@ -261,10 +262,10 @@ def check_variant(model: ModelSpec, variant: str, model_bytes: bytes, heldout: D
     for t in model.outputs:
         ref, raw_y = reference[t.name], targets.get(t.name)
         task = task_of(t, ref, raw_y)
-        reason = _cannot_judge(task, t, ref)
+        reason = _cannot_judge(task, ref)
         y = None
         if not reason and raw_y is not None:
-            y, reason = _targets(task, t, ref, raw_y)
+            y, reason = _targets(task, ref, raw_y)
         if reason:
             failures.append(GateFailure(variant, t.name, "cannot be judged", math.nan, math.nan, reason=reason))
             reports.append(OutputReport(t.name, task, {}, raw_y is not None, reason))

@@ -117,7 +117,7 @@ def test_excluding_the_nodes_with_the_largest_measured_error_finds_the_normaliza
     (excluded,) = search.winner.recipe.exclude
     nodes = {n.name: n for n in onnx.load(repo / "cancer" / "1" / "model.onnx").graph.node}
     assert nodes[excluded].op_type == "Mul" and "normalization" in excluded, "the normalization's scaling"
-    assert search.winner.verdict.figure <= LIMIT and search.proto is not None
+    assert search.winner.verdict.accuracy_drop <= LIMIT and search.proto is not None
     assert any("nodes adding the most quantization error" in line for line in lines)
 
 
