@@ -264,6 +264,10 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
         log(f"  warning: {record['triton_name']} is left out (an optional variant): {record['reason']}; "
             f"the other variants are exported")
     failures = [f for f in failures if f.variant not in left_out]
+    unbuilt = sorted({f.variant for f in built_failures if f in failures})
+    if unbuilt:
+        notes += (f"To export the other variants without {', '.join(unbuilt)}, mark it optional: "
+                  f"optional_variants = {json.dumps(unbuilt)}.",)
     if failures:
         raise ParityError(model.name, failures, notes)
     reports = [r for r in reports if r.variant not in left_out]

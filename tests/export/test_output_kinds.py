@@ -262,6 +262,7 @@ def test_a_required_variant_that_cannot_be_converted_fails_the_export_with_that_
     result = export(spec, tmp_path / "model_repository")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "sensor_fp16: fp16 conversion failed at op Loop" in result.stderr
+    assert 'mark it optional: optional_variants = ["fp16"]' in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "model_repository" / "sensor").exists()
 
 
