@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -70,14 +70,13 @@ class VariantReport:
     outputs: tuple[OutputReport, ...] = ()
     severity: float = 0.0  # the worst measured / allowed ratio over every check: <= 1 passes (ranks int8 recipes)
     accuracy_drop: float | None = None  # points, on the output `accuracy` is of
-    failures: tuple[GateFailure, ...] = field(default=(), compare=False)
 
     def summary(self) -> str:
         """One line of the figures the gate judged, output by output."""
-        return "; ".join(f"{o.name}: {describe(o)}" for o in self.outputs)
+        return "; ".join(f"{o.name}: {_describe(o)}" for o in self.outputs)
 
 
-def describe(o: OutputReport) -> str:
+def _describe(o: OutputReport) -> str:
     f = o.figures
     if o.reason:
         return f"cannot be judged ({o.reason})"
@@ -253,7 +252,7 @@ def check_variant(model: ModelSpec, variant: str, model_bytes: bytes, heldout: D
     except Exception as e:  # onnxruntime's pybind exceptions (Fail, InvalidGraph, ...) share no base but Exception
         failure = conversion_failure(model, variant, step, e)
         return VariantReport(variant, variant_model_name(model.name, variant), {}, None, None, None, False,
-                             severity=math.inf, failures=(failure,)), [failure]
+                             severity=math.inf), [failure]
     failures: list[GateFailure] = []
     reports: list[OutputReport] = []
     severity = 0.0
@@ -292,7 +291,7 @@ def check_variant(model: ModelSpec, variant: str, model_bytes: bytes, heldout: D
                 worse = max if not k.endswith(("agreement", "accuracy", "micro_f1", "r2")) else min
                 worst[k] = worse(worst.get(k, v), v) if not k.startswith("source_") else v
         reports.append(OutputReport(t.name, task, worst, y is not None))
-    numeric = [n for n in names if reference[n].dtype.kind in "biuf" and outs_numeric(runs, n)]
+    numeric = [n for n in names if reference[n].dtype.kind in "biuf" and _numeric(runs, n)]
     diffs = {bs: max((float(np.max(np.abs(_rows(outs[n]).astype(np.float64) - _rows(reference[n]))))
                       for n in numeric), default=0.0) for bs, outs in runs.items()}
     first = next((o for o in reports if o.task == "classification" and not o.reason), None)
@@ -301,11 +300,11 @@ def check_variant(model: ModelSpec, variant: str, model_bytes: bytes, heldout: D
                            first.figures["argmax_agreement"] if first else None,
                            scored.figures["accuracy"] if scored else None,
                            scored.figures["source_accuracy"] if scored else None, not failures, tuple(reports),
-                           severity, scored.figures["accuracy_drop"] if scored else None, tuple(failures))
+                           severity, scored.figures["accuracy_drop"] if scored else None)
     return report, failures
 
 
-def outs_numeric(runs: dict[int, dict[str, np.ndarray]], name: str) -> bool:
+def _numeric(runs: dict[int, dict[str, np.ndarray]], name: str) -> bool:
     return all(outs[name].dtype.kind in "biuf" for outs in runs.values())
 
 
