@@ -128,7 +128,8 @@ def task_of(t: Tensor, source: np.ndarray, y: np.ndarray | None) -> str:
         columns = _rows(y).shape[1]
         if y.dtype.kind == "i" and columns == 1 and width > 1:
             return "classification"
-        if y.dtype.kind == "i" and columns == width and np.isin(y, (0, 1)).all() and (t.labels or width > 1):
+        # multi-hot rows: integers, or floats of 0 and 1 for a labelled output (unlabelled floats are values)
+        if columns == width and np.isin(y, (0, 1)).all() and (t.labels or (y.dtype.kind == "i" and width > 1)):
             return "multilabel"
         if t.labels and columns == 1 and width > 1:
             return "classification"  # class ids saved as floats: _targets says whether they are whole

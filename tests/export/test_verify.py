@@ -158,6 +158,8 @@ def test_a_sigmoid_output_with_multi_hot_targets_is_judged_label_by_label(tmp_pa
     assert int8.figures["label_agreement"] < 0.1, "label b decides the other way on almost every row"
     assert {f.check for f in failures} == {"label agreement (worst label)", "micro-F1 drop (points)"}
     assert reports[0].accuracy is None, "no top-1 accuracy on independent labels"
+    (report,), _ = judge(model, {"source": source, "fp32": source}, x, y.astype(np.float32))
+    assert report.outputs[0].task == "multilabel", "multi-hot rows saved as floats, for a labelled output"
 
 
 def test_without_targets_labelled_scores_that_do_not_sum_to_one_are_multilabel(tmp_path, features):
