@@ -232,3 +232,12 @@ def test_the_load_test_leaves_the_numeric_part_without_payloads_and_names_the_fi
     assert {"opinions", "opinions_preprocess", "opinions_numeric"} <= set(targets)
     with pytest.raises(payloads.ScenarioError, match="opinions_numeric.*no load-test payloads.*`samples`"):
         payloads.select(tuple(targets.values()), ["opinions_numeric"])
+
+
+@pytest.mark.parametrize("only", ["opinions", "opinions_numeric", "opinions_preprocess"])
+def test_only_one_part_of_the_split_model_builds_all_three(project, only):
+    from export import pipeline
+    from export.spec import load_spec
+
+    chosen = [m.name for m in pipeline.select(load_spec(project / "models.toml"), (only,))]
+    assert chosen[0] == only and sorted(chosen) == ["opinions", "opinions_numeric", "opinions_preprocess"]
