@@ -385,15 +385,15 @@ def select(spec: Spec, only: tuple[str, ...]) -> list[ModelSpec]:
 
 
 def _generated_with(spec: Spec, m: ModelSpec) -> list[ModelSpec]:
-    """The models one [[model]] table stands for beside m, which come with it: a [model.text] table's tokenizer and
-    ensemble; a raw-strings Keras model's numeric part, python step and ensemble (whichever of them m is)."""
-    groups = []
+    """The models m's [[model]] table stands for beside m, which come with it: a [model.text] table's tokenizer and
+    ensemble; a raw-strings Keras model's numeric part and python step (the ensemble has the table's name). A
+    generated model named alone rebuilds only itself."""
+    names: set[str] = set()
+    if m.onnx is not None and m.onnx.text is not None:
+        names = {m.onnx.text.tokenizer, m.onnx.text.ensemble}
     for x in spec.models:
-        if x.onnx is not None and x.onnx.text is not None:
-            groups.append({x.name, x.onnx.text.tokenizer, x.onnx.text.ensemble})
-        if x.onnx is not None and x.onnx.keras_text_layer:
-            groups.append({x.name, *keras_text_names(x), x.name.removesuffix("_numeric")})
-    names = set().union(*(g for g in groups if m.name in g)) - {m.name}
+        if x.onnx is not None and x.onnx.keras_text_layer and x.name.removesuffix("_numeric") == m.name:
+            names |= set(keras_text_names(x))
     return [x for x in spec.models if x.name in names]
 
 

@@ -69,10 +69,18 @@ def test_a_dtype_mismatch_names_both_sides_in_the_specs_own_type_names(tmp_path,
     with pytest.raises(IncompatibleModelError, match=r"input 'pixels' is TYPE_FP32 in the model, the spec says "
                                                      r"TYPE_INT64"):
         finalize(model, graph_with())
-    texts = graph_with()
-    texts.graph.input[0].type.tensor_type.elem_type = TensorProto.STRING
-    with pytest.raises(IncompatibleModelError, match=r"input 'pixels' is TYPE_STRING in the model, the spec says "
+    halves = graph_with()
+    halves.graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT16
+    with pytest.raises(IncompatibleModelError, match=r"input 'pixels' is TYPE_FP16 in the model, the spec says "
                                                      r"TYPE_INT64"):
+        finalize(model, halves)
+    complex_ = graph_with()
+    complex_.graph.input[0].type.tensor_type.elem_type = TensorProto.COMPLEX64
+    with pytest.raises(IncompatibleModelError, match=r"input 'pixels' is COMPLEX64 \(no Triton dtype\) in the model"):
+        finalize(model, complex_)
+    texts = graph_with()  # strings inside the graph: the fix is a preprocessing step, whatever the spec says
+    texts.graph.input[0].type.tensor_type.elem_type = TensorProto.STRING
+    with pytest.raises(IncompatibleModelError, match=r"input 'pixels' takes strings inside the graph"):
         finalize(model, texts)
 
 
