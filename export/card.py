@@ -17,11 +17,13 @@ class VariantCard:
     variant: str
     size_bytes: int
     ops: dict[str, int]
-    accuracy: float
+    accuracy: float | None  # the first classification output's held-out accuracy (None without one)
     max_abs_diff: dict[int, float]
-    argmax_agreement: float
+    argmax_agreement: float | None
     latency_us: dict[int, dict[str, float]]
     recipe: str = ""  # int8: the quantization recipe that passed the gate (optimize.RECIPES)
+    # Every output's task and gate figures (export/verify.py `figures`), by output name.
+    outputs: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class Card:
     fingerprint: str
     exported_with: dict[str, str]
     # The int8 recipe search, in order: {recipe, description, result ("passes", "fails", "could not be built: ...",
-    # "not tried: ..."), accuracy_drop_points (None when not judged), seconds}.
+    # "not tried: ..."), gate (the gate's figures or failures), accuracy_drop_points (None when not judged or without
+    # a classification output), seconds}.
     int8_recipes: list[dict] = field(default_factory=list)
     # Optional variants that failed their gate (int8: every recipe), by variant: {triton_name, reason}. Not in
     # the repository; the export reads this record back (read_left_out), so an unchanged model is not retried.
@@ -51,6 +54,9 @@ class Card:
     # A [model.text] model's end-to-end parity (export/text_parity.py): {texts, token_agreement, argmax_agreement,
     # max_abs_diff, reference}.
     end_to_end: dict = field(default_factory=dict)
+    # Variants served without the TensorRT accelerator, by Triton name: the ops TensorRT's ONNX parser cannot import.
+    # The config of such a variant has no gpu_execution_accelerator (repository.onnx_config).
+    without_tensorrt: dict[str, list[str]] = field(default_factory=dict)
 
 
 def reference_predictions(model: ModelSpec, outputs: dict) -> dict[str, dict]:
@@ -76,7 +82,7 @@ def display_path(path: Path) -> str:
 
 def tensor_table(ts) -> list[dict]:
     return [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims), "format": t.format,
-             **({"labels": list(t.labels)} if t.labels else {})} for t in ts]
+             **({"labels": list(t.labels)} if t.labels else {}), **({"task": t.task} if t.task else {})} for t in ts]
 
 
 def simple_card(model: ModelSpec, fingerprint: str, versions: dict[str, str]) -> Card:
@@ -105,16 +111,24 @@ def markdown(card: Card) -> str:
             labels = ", ".join(t.get("labels", [])) or "-"
             lines.append(f"| {kind} | `{t['name']}` | {t['dtype']} | {t['dims']} | {labels} |")
     if card.variants:
-        lines += ["", "## Variants and parity gate", "",
-                  f"Gate: {', '.join(f'{k} = {v:g}' for k, v in card.gate.items())}.", "",
+        gate = ", ".join(f"{k} = {v:g}" for k, v in card.gate.items() if not isinstance(v, dict))
+        gate += "".join(f"; for `{k}`: " + ", ".join(f"{n} = {x:g}" for n, x in v.items())
+                        for k, v in card.gate.items() if isinstance(v, dict) and v)
+        lines += ["", "## Variants and parity gate", "", f"Gate: {gate}.", "",
                   "| Triton model | variant | held-out accuracy | argmax agreement | max \\|diff\\| (batch: value) "
                   "| size | p50 / p99 latency µs (batch: value) |", "|---|---|---|---|---|---|---|"]
         for v in card.variants:
             diffs = ", ".join(f"{b}: {d:.2e}" for b, d in v.max_abs_diff.items())
             lat = ", ".join(f"{b}: {x['p50']:.0f} / {x['p99']:.0f}" for b, x in v.latency_us.items())
             variant = f"{v.variant} ({v.recipe})" if v.recipe else v.variant
-            lines.append(f"| `{v.triton_name}` | {variant} | {v.accuracy:.2%} | {v.argmax_agreement:.2%} | {diffs} "
-                         f"| {v.size_bytes / 1024:.1f} KiB | {lat} |")
+            lines.append(f"| `{v.triton_name}` | {variant} | {_percent(v.accuracy)} | {_percent(v.argmax_agreement)} "
+                         f"| {diffs} | {v.size_bytes / 1024:.1f} KiB | {lat} |")
+        lines += ["", "Every output, judged by its task (docs/export-gate.md); the task's metric against the held-out "
+                  "targets where there are any:", "", "| Triton model | output | task | gate figures | task metric |",
+                  "|---|---|---|---|---|"]
+        for v in card.variants:
+            for name, o in v.outputs.items():
+                lines.append(f"| `{v.triton_name}` | `{name}` | {o['task']} | {_gate_figures(o)} | {_metric(o)} |")
         lines += ["", "Latency is ONNX Runtime in process on the export machine (CPU, the spec's thread count), not "
                   "through Triton. Max |diff| is against the source model's outputs on the held-out set.", "",
                   "## Operators", ""]
@@ -128,7 +142,8 @@ def markdown(card: Card) -> str:
                   "|---|---|---|---|---|"]
         for r in card.int8_recipes:
             figure = "-" if r["accuracy_drop_points"] is None else f"{r['accuracy_drop_points']:.2f}"
-            lines.append(f"| {r['recipe']} | {r['description']} | {figure} | {r['result']} | {r['seconds']:.1f} |")
+            result = f"{r['result']}: {r['gate']}" if r["result"] == "fails" and r.get("gate") else r["result"]
+            lines.append(f"| {r['recipe']} | {r['description']} | {figure} | {result} | {r['seconds']:.1f} |")
     for output, reference in card.reference_predictions.items():
         lines += ["", f"## Reference predictions: `{output}`", "",
                   f"Share of each top-1 label among the source model's predictions on the {reference['samples']} "
@@ -141,12 +156,36 @@ def markdown(card: Card) -> str:
                   f"{e2e['texts']} held-out texts through the generated tokenizer step and the fp32 ONNX model, "
                   f"against {e2e['reference']}: token ids identical for {e2e['token_agreement']:.2%} of texts, "
                   f"argmax agreement {e2e['argmax_agreement']:.2%}, max |diff| {e2e['max_abs_diff']:.2e}."]
+    for name, ops in card.without_tensorrt.items():
+        lines += ["", f"**Without TensorRT: `{name}`.** Ops TensorRT's ONNX parser cannot import: {', '.join(ops)}; "
+                  "config.pbtxt asks for no TensorRT accelerator, so GPU instances run ONNX Runtime's CUDA provider."]
     for variant, record in card.left_out.items():
         lines += ["", f"**Left out: `{record['triton_name']}` ({variant}).** {record['reason']}"]
     tools = ", ".join(f"{k} {v}" for k, v in card.exported_with.items())
     tools = f"Exported with {tools}; " if tools else ""
     lines += ["", f"{tools}fingerprint `{card.fingerprint[:16]}`.", ""]
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _gate_figures(o: dict) -> str:
+    if o["task"] == "regression":
+        return f"range error {o['range_error']:.2e}, mean relative error {o['mean_relative_error']:.2e}"
+    agreement = "argmax_agreement" if o["task"] == "classification" else "label_agreement"
+    return f"{agreement.replace('_', ' ')} {o[agreement]:.2%}, max \\|diff\\| {o['max_abs_diff']:.2e}"
+
+
+def _metric(o: dict) -> str:
+    if "accuracy" in o:
+        return f"accuracy {o['accuracy']:.2%} (source {o['source_accuracy']:.2%})"
+    if "micro_f1" in o:
+        return f"micro-F1 {o['micro_f1']:.2%} (source {o['source_micro_f1']:.2%})"
+    if "mae" in o:
+        return f"MAE {o['mae']:.4g} (source {o['source_mae']:.4g}), R² {o['r2']:.4f} (source {o['source_r2']:.4f})"
+    return "- (no targets)"
 
 
 def write_card(card: Card, directory: Path) -> None:
@@ -166,6 +205,14 @@ def read_left_out(directory: Path) -> dict[str, dict]:
     """The optional variants the card of this model directory records as left out ({} without a card)."""
     try:
         return dict(json.loads((directory / "card.json").read_text()).get("left_out", {}))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def read_without_tensorrt(directory: Path) -> dict[str, list[str]]:
+    """The variants the card of this model directory records as served without TensorRT ({} without a card)."""
+    try:
+        return dict(json.loads((directory / "card.json").read_text()).get("without_tensorrt", {}))
     except (OSError, ValueError, TypeError):
         return {}
 

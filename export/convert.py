@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import onnx
@@ -24,20 +25,28 @@ BATCH_DIM = "batch"
 ONNX_DTYPES = {"TYPE_FP32": onnx.TensorProto.FLOAT, "TYPE_FP16": onnx.TensorProto.FLOAT16,
                "TYPE_FP64": onnx.TensorProto.DOUBLE, "TYPE_INT64": onnx.TensorProto.INT64,
                "TYPE_INT32": onnx.TensorProto.INT32, "TYPE_INT8": onnx.TensorProto.INT8,
-               "TYPE_UINT8": onnx.TensorProto.UINT8, "TYPE_BOOL": onnx.TensorProto.BOOL}
+               "TYPE_UINT8": onnx.TensorProto.UINT8, "TYPE_BOOL": onnx.TensorProto.BOOL,
+               "TYPE_STRING": onnx.TensorProto.STRING, "TYPE_INT16": onnx.TensorProto.INT16,
+               "TYPE_UINT16": onnx.TensorProto.UINT16, "TYPE_UINT32": onnx.TensorProto.UINT32,
+               "TYPE_UINT64": onnx.TensorProto.UINT64, "TYPE_BF16": onnx.TensorProto.BFLOAT16}
+SPEC_DTYPES = {onnx_type: spec for spec, onnx_type in ONNX_DTYPES.items()}
 
-# Operators the TensorRT ONNX parser (onnx-tensorrt, TensorRT 10) imports, restricted to those a Keras/TF model
-# plausibly produces. A model outside this list still serves on CPU: `tensorrt = false` in its spec skips the check.
+# Operators the TensorRT ONNX parser (onnx-tensorrt, TensorRT 10) imports, following its support matrix, control flow
+# (If, Loop, Scan) included: their bodies are checked op by op too. A model with other ops is still exported and served,
+# without the TensorRT accelerator (repository.onnx_config); the card and the export's log say so.
 # https://github.com/onnx/onnx-tensorrt/blob/main/docs/operators.md
 TENSORRT_OPS = frozenset("""
-Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast Ceil Clip Concat
+Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast Ceil Celu Clip Concat
 Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal
-Erf Exp Expand Flatten Floor Gather GatherElements GatherND Gemm GlobalAveragePool GlobalMaxPool Greater
-GreaterOrEqual GRU HardSigmoid HardSwish Identity If InstanceNormalization LayerNormalization LeakyRelu Less
-LessOrEqual Log LogSoftmax LRN LSTM MatMul Max MaxPool Mean Min Mod Mul Neg Not OneHot Or Pad Pow PRelu
-QuantizeLinear Range Reciprocal ReduceL1 ReduceL2 ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
-ReduceSumSquare Relu Reshape Resize RNN ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice Softmax
-Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh Tile TopK Transpose Trilu Unsqueeze Where Xor
+Erf Exp Expand EyeLike Flatten Floor Gather GatherElements GatherND Gelu Gemm GlobalAveragePool GlobalLpPool
+GlobalMaxPool Greater GreaterOrEqual GroupNormalization GRU HardSigmoid HardSwish Identity If InstanceNormalization
+IsInf IsNaN LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax Loop LpNormalization LpPool LRN LSTM MatMul
+Max MaxPool Mean Min Mod Mul Neg NonMaxSuppression NonZero Not OneHot Or Pad ParametricSoftplus Pow PRelu
+QuantizeLinear RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range Reciprocal ReduceL1 ReduceL2
+ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize
+ReverseSequence RNN Round Scan Scatter ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice Softmax
+Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze
+Upsample Where Xor
 """.split())
 
 
@@ -162,7 +171,8 @@ def _check_tensor(model: ModelSpec, kind: str, vi: onnx.ValueInfoProto, t: Tenso
             f"the export again once its trainer wrote it); otherwise export the model from its first numeric layer "
             f"on (token ids in, `dims = [-1]` for any length) and serve the preprocessing as a python step before it")
     if tt.elem_type != ONNX_DTYPES.get(t.dtype):
-        actual = {v: k for k, v in ONNX_DTYPES.items()}.get(tt.elem_type, onnx.TensorProto.DataType.Name(tt.elem_type))
+        onnx_name = onnx.TensorProto.DataType.Name(tt.elem_type)
+        actual = SPEC_DTYPES.get(tt.elem_type, f"{onnx_name} (no Triton dtype)")
         raise IncompatibleModelError(f"{model.name}: {kind} {t.name!r} is {actual} in the model, the spec says "
                                      f"{t.dtype}: change the spec's dtype or the model's {kind} dtype")
     dims = list(tt.shape.dim)
@@ -184,8 +194,18 @@ def _check_tensor(model: ModelSpec, kind: str, vi: onnx.ValueInfoProto, t: Tenso
                 f"size (Keras: None in its Input shape); fix the model's Input shape or the spec's dims")
 
 
+def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node, those in If / Loop / Scan bodies included."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for body in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                yield from _nodes(body)
+
+
 def unsupported_ops(proto: onnx.ModelProto) -> list[str]:
-    ops = {(n.domain or "ai.onnx", n.op_type) for n in proto.graph.node}
+    """The ops, at any depth, that TensorRT's ONNX parser cannot import (custom domains always count)."""
+    ops = {(n.domain or "ai.onnx", n.op_type) for n in _nodes(proto.graph)}
     return sorted(op if d == "ai.onnx" else f"{d}.{op}" for d, op in ops if d != "ai.onnx" or op not in TENSORRT_OPS)
 
 
@@ -197,14 +217,9 @@ def op_counts(proto: onnx.ModelProto) -> dict[str, int]:
 
 
 def finalize(model: ModelSpec, proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Simplify (constant folding, dead code), conform names and shapes, and check the ops TensorRT needs."""
+    """Simplify (constant folding, dead code), conform names and shapes. Ops TensorRT cannot run are the pipeline's
+    to report (unsupported_ops): such a model is served without the TensorRT accelerator, not refused."""
     proto = onnxslim.slim(proto)
     _conform(model, proto)
     onnx.checker.check_model(proto, full_check=True)
-    if model.onnx.tensorrt:
-        bad = unsupported_ops(proto)
-        if bad:
-            raise IncompatibleModelError(
-                f"{model.name}: ops TensorRT cannot run: {', '.join(bad)}. Replace those layers, or set "
-                f"`tensorrt = false` for this model in models.toml to serve it on CPU / CUDA only")
     return proto

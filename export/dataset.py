@@ -20,11 +20,14 @@ from export.spec import ModelSpec, Tensor
 
 @dataclass(frozen=True)
 class Dataset:
-    """Model-ready inputs by input name, and integer labels (None for calibration data). `shapes` holds, for each
-    input with variable dims, every sample's true shape [N, rank] (its array in `x` is padded to the largest)."""
+    """Model-ready inputs by input name, and the targets of the first output (`y`; None for calibration data) and of
+    every output that has them (`targets`, by output name: class ids, multi-hot rows or float targets), one row per
+    sample. `shapes` holds, for each input with variable dims, every sample's true shape [N, rank] (its array in `x`
+    is padded to the largest)."""
 
     x: dict[str, np.ndarray]
     y: np.ndarray | None
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
     shapes: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -96,18 +99,40 @@ def load_npz(model: ModelSpec, path: Path, with_labels: bool) -> Dataset:
         lengths = f"{keys[t.name]}_lengths"
         if t.variable and lengths in data:
             shapes[t.name] = _true_shapes(path, t, x[t.name], lengths, data[lengths])
-    y = None
-    if with_labels:
-        if "y" not in data:
-            raise SourceError(f"{path}: needs an array `y` of integer labels for the accuracy gate")
-        y = data["y"].astype(np.int64)
-        if len(y) != len(x[model.inputs[0].name]):
-            raise SourceError(f"{path}: {len(y)} labels for {len(x[model.inputs[0].name])} inputs")
     sizes = {len(a) for a in x.values()}
     if len(sizes) > 1:
         raise SourceError(f"{path}: the inputs have different numbers of samples: "
                           f"{', '.join(f'{n} {len(a)}' for n, a in x.items())}")
-    return Dataset(x, y, shapes)
+    if not with_labels:
+        return Dataset(x, None, shapes=shapes)
+    targets = _targets(model, path, data, len(x[model.inputs[0].name]), set(keys.values()))
+    return Dataset(x, targets.get(model.outputs[0].name), targets, shapes)
+
+
+def _targets(model: ModelSpec, path: Path, data, rows: int, inputs: set[str]) -> dict[str, np.ndarray]:
+    """`y` holds the first output's targets, `y_<output>` any output's: integers (class ids, multi-hot rows) as
+    int64, floats (regression targets) as float64. One row per sample, also for padded inputs of variable dims.
+    `inputs` are the arrays read as inputs (their `_lengths` beside them), never targets."""
+    first = model.outputs[0].name
+    if "y" in data and f"y_{first}" in data:
+        raise SourceError(f"{path}: both `y` and `y_{first}` hold targets of output {first!r}; keep one")
+    keys = {first: "y"} if "y" in data else {}
+    keys |= {t.name: f"y_{t.name}" for t in model.outputs if f"y_{t.name}" in data}
+    taken = inputs | {f"{k}_lengths" for k in inputs}
+    stray = sorted(k for k in data.files
+                   if k.startswith("y_") and k not in taken and k[2:] not in {t.name for t in model.outputs})
+    if stray:
+        raise SourceError(f"{path}: {', '.join(stray)} name no output of model {model.name!r}; targets are `y` (first "
+                          f"output) or y_<output> for {', '.join(t.name for t in model.outputs)}")
+    targets = {}
+    for name, key in keys.items():
+        a = data[key]
+        if len(a) != rows:
+            raise SourceError(f"{path}: {len(a)} rows in `{key}` for {rows} inputs")
+        if a.dtype.kind not in "biuf":
+            raise SourceError(f"{path}: `{key}` is {a.dtype}; targets are numbers: class ids, multi-hot rows or floats")
+        targets[name] = a.astype(np.int64) if a.dtype.kind in "biu" else a.astype(np.float64)
+    return targets
 
 
 def _check_array(model: ModelSpec, path: Path, t: Tensor, a: np.ndarray) -> None:

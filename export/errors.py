@@ -51,8 +51,11 @@ class GateFailure:
     measured: float
     tolerance: float
     batch_size: int | None = None
+    reason: str = ""  # an output the gate cannot judge, or a variant that could not be built: why, in words
 
     def __str__(self) -> str:
+        if self.reason:
+            return f"{self.variant} {self.tensor!r}: {self.check}: {self.reason}" if self.tensor else self.reason
         at = f" at batch size {self.batch_size}" if self.batch_size else ""
         return f"{self.variant} {self.tensor!r}: {self.check} = {self.measured:.6g}{at}, tolerance {self.tolerance:.6g}"
 

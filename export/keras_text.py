@@ -143,8 +143,9 @@ def check(model: ModelSpec, fp32: bytes, step: dict) -> tuple[KerasTextParity, l
         failures.append(GateFailure(VARIANT, model.inputs[0].name,
                                     f"texts encoded differently from the Keras layer (first: {first[:60]!r})",
                                     int(np.sum(~same)), 0))
-    if agreement < gate.fp32_min_argmax_agreement:
-        failures.append(GateFailure(VARIANT, name, "argmax agreement", agreement, gate.fp32_min_argmax_agreement))
-    if diff > gate.fp32_max_abs_diff:
-        failures.append(GateFailure(VARIANT, name, "max |diff|", diff, gate.fp32_max_abs_diff))
+    least, most = gate.limit(name, "fp32_min_argmax_agreement"), gate.limit(name, "fp32_max_abs_diff")
+    if agreement < least:
+        failures.append(GateFailure(VARIANT, name, "argmax agreement", agreement, least))
+    if diff > most:
+        failures.append(GateFailure(VARIANT, name, "max |diff|", diff, most))
     return report, failures

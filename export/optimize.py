@@ -68,6 +68,7 @@ class Verdict:
     passed: bool
     figure: float
     text: str
+    accuracy_drop: float | None = None  # points of held-out accuracy, for a model with a classification output
 
 
 Judge = Callable[[bytes], Verdict]

@@ -15,7 +15,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.card import read_left_out
+from export.card import read_left_out, read_without_tensorrt
 from export.errors import SpecError
 from export.spec import ModelSpec, Spec, Tensor, variant_model_name
 
@@ -88,6 +88,12 @@ def served_variants(model: ModelSpec, repository: Path) -> tuple[str, ...]:
     return tuple(v for v in model.onnx.variants if v not in left_out)
 
 
+def without_tensorrt(model: ModelSpec, repository: Path) -> frozenset[str]:
+    """The Triton names of the model's variants its card records as holding ops TensorRT cannot run: their configs
+    ask for no TensorRT accelerator."""
+    return frozenset(read_without_tensorrt(repository / model.name)) if model.onnx is not None else frozenset()
+
+
 def served_names(model: ModelSpec, repository: Path) -> tuple[str, ...]:
     """The Triton models of this spec entry that the repository serves (spec.triton_names less left-out variants)."""
     if model.onnx is None:
@@ -141,8 +147,9 @@ def _parameters(config: mc.ModelConfig, params: dict[str, str]) -> None:
         config.parameters[key].string_value = params[key]
 
 
-def onnx_config(model: ModelSpec, variant: str) -> mc.ModelConfig:
-    """An ONNX Runtime model: CPU instances here, GPU instances with the TensorRT EP in the NGC image (KIND_AUTO)."""
+def onnx_config(model: ModelSpec, variant: str, tensorrt: bool = True) -> mc.ModelConfig:
+    """An ONNX Runtime model: CPU instances here, GPU instances with the TensorRT EP in the NGC image (KIND_AUTO);
+    without it (tensorrt False) for a variant whose ops TensorRT cannot run."""
     assert model.onnx is not None
     config = mc.ModelConfig(name=variant_model_name(model.name, variant), backend="onnxruntime",
                             default_model_filename=ONNX_FILENAME)
@@ -153,7 +160,7 @@ def onnx_config(model: ModelSpec, variant: str) -> mc.ModelConfig:
     _response_cache(model, config)
     if model.graph_optimization_level:  # 0, ONNX Runtime's "all", is the backend's default: leave the field unset
         config.optimization.graph.level = model.graph_optimization_level
-    if model.onnx.tensorrt:
+    if model.onnx.tensorrt and tensorrt:
         trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         # Parameter names as Triton's onnxruntime_backend documents them; applied only to GPU instances.
         # The precision the gate verified: fp32 runs FP32, only the fp16 variant may use FP16 kernels.
@@ -220,10 +227,13 @@ def ensemble_config(model: ModelSpec) -> mc.ModelConfig:
     return config
 
 
-def model_configs(model: ModelSpec, variants: tuple[str, ...] | None = None) -> list[mc.ModelConfig]:
-    """The model's configs; for an onnx model, those of `variants` (default: every variant in the spec)."""
+def model_configs(model: ModelSpec, variants: tuple[str, ...] | None = None,
+                  no_tensorrt: frozenset[str] = frozenset()) -> list[mc.ModelConfig]:
+    """The model's configs; for an onnx model, those of `variants` (default: every variant in the spec), the Triton
+    names in `no_tensorrt` without the TensorRT accelerator."""
     if model.kind == "onnx":
-        return [onnx_config(model, v) for v in (model.onnx.variants if variants is None else variants)]
+        return [onnx_config(model, v, variant_model_name(model.name, v) not in no_tensorrt)
+                for v in (model.onnx.variants if variants is None else variants)]
     if model.kind == "python":
         return [python_config(model)]
     return [ensemble_config(model)]
@@ -241,11 +251,12 @@ def label_files(model: ModelSpec) -> dict[str, str]:
     return {labels_filename(model, t): "".join(f"{x}\n" for x in t.labels) for t in model.outputs if t.labels}
 
 
-def committed_files(model: ModelSpec, variants: tuple[str, ...] | None = None) -> dict[str, str]:
+def committed_files(model: ModelSpec, variants: tuple[str, ...] | None = None,
+                    no_tensorrt: frozenset[str] = frozenset()) -> dict[str, str]:
     """Relative path -> text of every committed file the spec decides for this model (configs and labels); for an
-    onnx model, of `variants` only when given (served_variants)."""
+    onnx model, of `variants` only when given (served_variants), without TensorRT for `no_tensorrt`."""
     files: dict[str, str] = {}
-    for config in model_configs(model, variants):
+    for config in model_configs(model, variants, no_tensorrt):
         files[f"{config.name}/config.pbtxt"] = render(config)
         for fname, text in label_files(model).items():
             files[f"{config.name}/{fname}"] = text
@@ -257,7 +268,8 @@ def committed_files(model: ModelSpec, variants: tuple[str, ...] | None = None) -
 def write_committed_files(spec: Spec, repository: Path, models: list[ModelSpec] | None = None) -> list[Path]:
     written = []
     for model in models if models is not None else spec.models:
-        for rel, text in committed_files(model, served_variants(model, repository)).items():
+        for rel, text in committed_files(model, served_variants(model, repository),
+                                         without_tensorrt(model, repository)).items():
             path = repository / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists() or path.read_text() != text:

@@ -30,6 +30,8 @@ NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 SOURCE_FORMATS = ("keras", "savedmodel", "onnx", "huggingface", "torch_export", "torchscript")
 TORCH_FORMATS = ("huggingface", "torch_export", "torchscript")  # export/torch_source.py; they need the torch extra
 ACTIVATIONS = ("none", "softmax", "sigmoid")
+# What an output predicts, which decides how the parity gate judges it (export/verify.py, docs/export-gate.md).
+TASKS = ("classification", "multilabel", "regression")
 TOKENIZER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a generated tokenizer model can emit
 # Optional extras (`make venv EXTRAS=NAME`, env/locks.py) and the modules that tell they are installed.
 EXTRAS = {"torch": ("torch", "transformers", "onnxscript")}
@@ -85,6 +87,7 @@ class Tensor:
     min_dims: tuple[int, ...] = ()
     opt_dims: tuple[int, ...] = ()
     max_dims: tuple[int, ...] = ()
+    task: str = ""  # an output's TASKS entry; "" = told by the held-out targets and labels (export/verify.py)
 
     def __post_init__(self) -> None:
         where = f"{self.name}"
@@ -115,6 +118,8 @@ class Tensor:
                      f"{where}.labels", list(self.labels), "non-empty single-line strings")
             _require(len(self.dims) == 1 and self.dims[0] == len(self.labels), self.model, f"{where}.labels",
                      f"{len(self.labels)} labels for dims {list(self.dims)}", "one label per class of a 1-D output")
+        _require(self.task in ("", *TASKS), self.model, f"{where}.task", self.task,
+                 f"{', '.join(TASKS)} (or leave it out: the held-out targets and the labels tell)")
 
     @property
     def variable(self) -> bool:
@@ -130,22 +135,43 @@ class Tensor:
 
 @dataclass(frozen=True)
 class Gate:
-    """Parity tolerances. The defaults are the product's promise; change them only with a reason."""
+    """Parity tolerances. The defaults are the product's promise; change them only with a reason.
+
+    Labelled outputs (classification, multi-label) are judged on their probabilities and decisions, regression and
+    other unlabelled outputs on their error relative to the source output's p1-p99 range (export/verify.py). A
+    `[model.gate.<output>]` table overrides any of these for one output (`outputs`)."""
 
     model: str
     fp32_max_abs_diff: float = 1e-4
-    fp32_min_argmax_agreement: float = 1.0
-    int8_max_accuracy_drop: float = 1.0  # percentage points of held-out accuracy
+    fp32_min_argmax_agreement: float = 1.0  # fp32: top-1 (classification) / per-label decision (multi-label) agreement
+    int8_max_accuracy_drop: float = 1.0  # percentage points of held-out accuracy (multi-label: micro-F1)
     fp16_max_abs_diff: float = 1e-2
+    fp16_min_agreement: float = 0.99
+    int8_min_agreement: float = 0.95
+    fp32_max_range_error: float = 1e-4  # max |diff| / (p99 - p1 of the source output)
+    fp16_max_range_error: float = 1e-2
+    int8_max_range_error: float = 0.05
+    fp32_max_mean_relative_error: float = 1e-4  # mean |diff| / mean |source output|
+    fp16_max_mean_relative_error: float = 1e-2
+    int8_max_mean_relative_error: float = 0.02
+    multilabel_threshold: float = 0.5  # a multi-label output's decision: score >= threshold
+    outputs: tuple[tuple[str, Gate], ...] = ()  # per-output overrides, by output name
+    table: str = field(default="gate", compare=False)  # where the values come from, for error messages
 
     def __post_init__(self) -> None:
-        for name in ("fp32_max_abs_diff", "int8_max_accuracy_drop", "fp16_max_abs_diff"):
+        for name in GATE_TOLERANCES:
             v = getattr(self, name)
-            _require(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, self.model,
-                     f"gate.{name}", v, "a number >= 0")
-        v = self.fp32_min_argmax_agreement
-        _require(isinstance(v, (int, float)) and 0 <= v <= 1, self.model, "gate.fp32_min_argmax_agreement", v,
-                 "a fraction between 0 and 1")
+            fraction = name in GATE_FRACTIONS
+            _require(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and (not fraction or v <= 1),
+                     self.model, f"{self.table}.{name}", v, "a fraction between 0 and 1" if fraction else "a number >= 0")
+
+    def limit(self, output: str, name: str) -> float:
+        """A tolerance for one output: its [model.gate.<output>] value, else the model's."""
+        return getattr(dict(self.outputs).get(output, self), name)
+
+
+GATE_TOLERANCES = tuple(f for f in Gate.__dataclass_fields__ if f not in ("model", "outputs", "table"))
+GATE_FRACTIONS = ("fp32_min_argmax_agreement", "fp16_min_agreement", "int8_min_agreement")
 
 
 @dataclass(frozen=True)
@@ -339,7 +365,7 @@ _KIND_KEYS = {
     "python": {"code", "files"},
     "ensemble": {"step"},
 }
-_TENSOR_KEYS = {"name", "dtype", "dims", "format", "labels", "min_dims", "opt_dims", "max_dims"}
+_TENSOR_KEYS = {"name", "dtype", "dims", "format", "labels", "min_dims", "opt_dims", "max_dims", "task"}
 
 
 def _tensors(model: str, table: dict, key: str) -> tuple[Tensor, ...]:
@@ -361,9 +387,28 @@ def _tensors(model: str, table: dict, key: str) -> tuple[Tensor, ...]:
             shape = t.get(bound, [])
             _require(isinstance(shape, list), model, f"{t['name']}.{bound}", shape, "a list of positive integers")
             bounds[bound] = tuple(shape)
+        _require(key == "output" or "task" not in t, model, f"{t['name']}.task", t.get("task"),
+                 "only on [[model.output]] tables")
         out.append(Tensor(model, t["name"], t["dtype"], tuple(dims), t.get("format", "FORMAT_NONE"), tuple(labels),
-                          **bounds))
+                          **bounds, task=t.get("task", "")))
     return tuple(out)
+
+
+def _gate(model: str, table: object, outputs: tuple[Tensor, ...]) -> Gate:
+    """[model.gate]: tolerances for every output, and [model.gate.<output>] tables overriding them for one output."""
+    _require(isinstance(table, dict), model, "gate", table, "a table: [model.gate]")
+    names = [t.name for t in outputs]
+    allowed = f"{', '.join(GATE_TOLERANCES)}, or a [model.gate.<output>] table for one of {', '.join(names)}"
+    for key, value in table.items():
+        if isinstance(value, dict):
+            _require(key in names, model, f"gate.{key}", value, allowed)
+            bad = sorted(set(value) - set(GATE_TOLERANCES))
+            _require(not bad, model, f"gate.{key}.{bad[0] if bad else ''}", bad, ", ".join(GATE_TOLERANCES))
+        else:
+            _require(key in GATE_TOLERANCES, model, f"gate.{key}", value, allowed)
+    base = Gate(model, **{k: v for k, v in table.items() if not isinstance(v, dict)})
+    per_output = tuple((k, replace(base, table=f"gate.{k}", **sub)) for k, sub in table.items() if isinstance(sub, dict))
+    return replace(base, outputs=per_output)
 
 
 def _path(root: Path, model: str, fld: str, value: object) -> Path:
@@ -534,7 +579,7 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
     if kind == "onnx":
         _require("source" in table, name, "source", None, "required: a .keras file, a SavedModel dir or a .onnx file")
         _require("heldout" in table, name, "heldout", None,
-                 "required: an .npz with x (model-ready inputs) and y (int labels) for the parity gate")
+                 "required: an .npz with x (model-ready inputs) and, per output, targets (y or y_<output>) for the parity gate")
         variants = table.get("variants", ["fp32"])
         _require(isinstance(variants, list) and variants and all(v in VARIANTS for v in variants)
                  and len(set(variants)) == len(variants) and "fp32" in variants, name, "variants", variants,
@@ -545,11 +590,7 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
                  "a list of variants from `variants`, except fp32 (the reference variant is always required)")
         _require("int8" not in variants or "calibration" in table, name, "calibration", None,
                  "required when variants include int8: an .npz with x (representative inputs)")
-        gate_table = table.get("gate", {})
-        _require(isinstance(gate_table, dict), name, "gate", gate_table, "a table: [model.gate]")
-        gate_keys = {"fp32_max_abs_diff", "fp32_min_argmax_agreement", "int8_max_accuracy_drop", "fp16_max_abs_diff"}
-        bad = sorted(set(gate_table) - gate_keys)
-        _require(not bad, name, f"gate.{bad[0] if bad else ''}", bad, ", ".join(sorted(gate_keys)))
+        gate = _gate(name, table.get("gate", {}), _tensors(name, table, "output"))
         trainer = table.get("trainer")
         _require(trainer is None or isinstance(trainer, str), name, "trainer", trainer,
                  "the name of a trainer in export.train.TRAINERS")
@@ -564,7 +605,7 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
             source=_path(root, name, "source", table["source"]),
             heldout=_path(root, name, "heldout", table["heldout"]),
             calibration=_path(root, name, "calibration", table["calibration"]) if "calibration" in table else None,
-            trainer=trainer, variants=tuple(variants), gate=Gate(name, **gate_table), tensorrt=tensorrt,
+            trainer=trainer, variants=tuple(variants), gate=gate, tensorrt=tensorrt,
             optional_variants=tuple(optional), declared_format=declared)
         fmt = onnx.source_format
         activation = table.get("activation", "softmax" if fmt == "huggingface" else "none")

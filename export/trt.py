@@ -74,8 +74,12 @@ def build_all(trt, spec: Spec, repo: Path, only: tuple[str, ...], log: Log) -> l
     for model in spec.models:
         if model.onnx is None or not model.onnx.tensorrt or (only and model.name not in only):
             continue
+        skipped = repository.without_tensorrt(model, repo)
         for variant in (v for v in TRT_VARIANTS if v in repository.served_variants(model, repo)):
             config = repository.trt_config(model, variant)
+            if config.name.removesuffix("_trt") in skipped:
+                log(f"{config.name}: not built: its ONNX model has ops TensorRT cannot run (see its card)")
+                continue
             source_dir = repo / config.name.removesuffix("_trt")
             onnx_path = source_dir / "1" / repository.ONNX_FILENAME
             if not onnx_path.is_file():

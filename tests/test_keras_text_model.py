@@ -232,3 +232,14 @@ def test_the_load_test_leaves_the_numeric_part_without_payloads_and_names_the_fi
     assert {"opinions", "opinions_preprocess", "opinions_numeric"} <= set(targets)
     with pytest.raises(payloads.ScenarioError, match="opinions_numeric.*no load-test payloads.*`samples`"):
         payloads.select(tuple(targets.values()), ["opinions_numeric"])
+
+
+def test_only_the_models_name_builds_the_parts_it_is_split_into(project):
+    from export import pipeline
+    from export.spec import load_spec
+
+    spec = load_spec(project / "models.toml")
+    assert [m.name for m in pipeline.select(spec, ("opinions",))] == ["opinions", "opinions_numeric",
+                                                                       "opinions_preprocess"]
+    assert [m.name for m in pipeline.select(spec, ("opinions_numeric",))] == ["opinions_numeric"], (
+        "a generated part alone rebuilds only itself")

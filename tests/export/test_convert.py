@@ -1,4 +1,4 @@
-"""Conversion output: spec tensor names, a dynamic `batch` dim, static other dims, TensorRT-supported ops only."""
+"""Conversion output: spec tensor names, a dynamic `batch` dim, static other dims; the ops TensorRT cannot run, named."""
 
 from __future__ import annotations
 
@@ -43,13 +43,45 @@ def test_a_dynamic_non_batch_dim_the_spec_declares_fixed_is_refused_with_the_fix
         finalize(model, graph_with(dims=("n", "h", 6, 1)))
 
 
-def test_an_op_tensorrt_cannot_run_fails_the_export_unless_the_spec_opts_out(model, tmp_path, tiny_model):
+def test_an_op_tensorrt_cannot_run_is_named_and_the_model_still_converts(model):
     custom = graph_with(op="Gelu", domain="com.microsoft")
     assert unsupported_ops(custom) == ["com.microsoft.Gelu"]
-    with pytest.raises(IncompatibleModelError, match=r"com\.microsoft\.Gelu.*tensorrt = false"):
-        finalize(model, custom)
-    relaxed = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, extra="tensorrt = false"))).models[0]
-    assert finalize(relaxed, custom).graph.output[0].name == "scores"
+    assert finalize(model, custom).graph.output[0].name == "scores", "served without TensorRT, not refused"
+
+
+def test_loop_bodies_are_checked_op_by_op_and_loop_itself_is_on_tensorrts_list():
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Hardmax", ["state_in"], ["state_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("state_in", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("state_out", TensorProto.FLOAT, ["batch", 3])])
+    proto = graph_with()
+    proto.graph.node.append(helper.make_node("Loop", ["", "", "output_0"], ["looped"], body=body))
+    assert unsupported_ops(proto) == ["Hardmax"], "Loop is imported by TensorRT; the Hardmax inside it is not"
+
+
+def test_a_dtype_mismatch_names_both_sides_in_the_specs_own_type_names(tmp_path, tiny_model):
+    spec = tiny_spec(tiny_model).replace('dtype = "TYPE_FP32"\ndims = [6, 6, 1]', 'dtype = "TYPE_INT64"\ndims = [6, 6, 1]')
+    model = load_spec(write_spec(tmp_path, spec)).models[0]
+    with pytest.raises(IncompatibleModelError, match=r"input 'pixels' is TYPE_FP32 in the model, the spec says "
+                                                     r"TYPE_INT64"):
+        finalize(model, graph_with())
+    halves = graph_with()
+    halves.graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT16
+    with pytest.raises(IncompatibleModelError, match=r"input 'pixels' is TYPE_FP16 in the model, the spec says "
+                                                     r"TYPE_INT64"):
+        finalize(model, halves)
+    complex_ = graph_with()
+    complex_.graph.input[0].type.tensor_type.elem_type = TensorProto.COMPLEX64
+    with pytest.raises(IncompatibleModelError, match=r"input 'pixels' is COMPLEX64 \(no Triton dtype\) in the model"):
+        finalize(model, complex_)
+    texts = graph_with()  # strings inside the graph: the fix is a preprocessing step, whatever the spec says
+    texts.graph.input[0].type.tensor_type.elem_type = TensorProto.STRING
+    with pytest.raises(IncompatibleModelError, match=r"input 'pixels' takes strings inside the graph"):
+        finalize(model, texts)
 
 
 def test_keras_positional_output_names_pair_by_number_so_output_10_comes_after_output_9(tmp_path, tiny_model):

@@ -69,3 +69,50 @@ def test_a_declared_bound_beyond_the_held_out_sizes_fails_naming_the_missing_one
     model = replace(model, inputs=(replace(model.inputs[0], min_dims=(8,)),))
     with pytest.raises(SpecError, match=r"field 'tokens\.max_dims'.*min \[8\] > max \[3\]"):
         shape_ranges(model)
+
+
+def test_targets_are_read_per_output_as_class_ids_or_floats_and_y_stays_the_first_outputs(tmp_path, tiny_model):
+    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    path = tmp_path / "targets.npz"
+    np.savez(path, x=np.ones((3, 6, 6, 1), np.float32), y_scores=np.array([2, 0, 1]))
+    data = load_npz(model, path, with_labels=True)
+    assert data.y.tolist() == [2, 0, 1] and data.targets["scores"].dtype == np.int64
+    np.savez(path, x=np.ones((3, 6, 6, 1), np.float32), y=np.array([0.5, 1.5, 2.5]))
+    assert load_npz(model, path, with_labels=True).targets["scores"].dtype == np.float64, "regression targets"
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"y": np.zeros(3), "y_scores": np.zeros(3)}, r"both `y` and `y_scores` hold targets of output 'scores'"),
+    ({"y_logits": np.zeros(3)}, r"y_logits name no output of model 'tiny'.*y_<output> for scores"),
+    ({"y": np.zeros(2)}, r"2 rows in `y` for 3 inputs"),
+    ({"y": np.array(["cat", "dog", "owl"])}, r"`y` is <U3; targets are numbers"),
+])
+def test_targets_that_do_not_fit_the_outputs_are_named_with_the_fix(tmp_path, tiny_model, arrays, message):
+    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    path = tmp_path / "bad.npz"
+    np.savez(path, x=np.ones((3, 6, 6, 1), np.float32), **arrays)
+    with pytest.raises(SourceError, match=message):
+        load_npz(model, path, with_labels=True)
+
+
+def test_targets_per_output_stay_one_row_per_sample_beside_padded_inputs(tmp_path):
+    path = tmp_path / "heldout.npz"
+    np.savez(path, x=np.array([[1, 2, 0], [3, 0, 0], [4, 5, 6]]), x_lengths=np.array([2, 1, 3]),
+             y_p=np.array([[0.5, 1.0], [1.5, 2.0], [2.5, 3.0]]))
+    data = load_npz(variable_model(), path, with_labels=True)
+    assert data.targets["p"].tolist() == [[0.5, 1.0], [1.5, 2.0], [2.5, 3.0]] and data.y is data.targets["p"]
+    assert data.map(lambda x: {"n": np.full(len(x["tokens"]), x["tokens"].shape[1])})["n"].tolist() == [2, 1, 3]
+    np.savez(path, x=np.zeros((3, 3), np.int64), x_lengths=np.array([2, 1, 3]), y_q=np.zeros(3))
+    with pytest.raises(SourceError, match=r"y_q name no output of model 'm'"):
+        load_npz(variable_model(), path, with_labels=True)
+
+
+def test_an_input_named_like_a_target_is_read_as_the_input_with_its_lengths(tmp_path):
+    from dataclasses import replace
+
+    model = variable_model()
+    model = replace(model, inputs=(replace(model.inputs[0], name="y_ids"),))
+    path = tmp_path / "heldout.npz"
+    np.savez(path, y_ids=np.array([[1, 2], [3, 0]]), y_ids_lengths=np.array([2, 1]), y=np.array([1, 0]))
+    data = load_npz(model, path, with_labels=True)
+    assert data.row(1)["y_ids"].tolist() == [[3]] and data.targets == {"p": data.y} and data.y.tolist() == [1, 0]

@@ -191,3 +191,31 @@ def test_an_optional_variant_that_fails_its_gate_is_left_out_and_the_others_are_
     assert "fp16 'scores': max |diff|" in reason and "tolerance 0" in reason
     assert any("warning: tiny_fp16 is left out" in line for line in lines), lines
     assert pipeline.is_current(spec.models[0], target), "a second export has nothing to do"
+
+
+def test_a_model_with_ops_tensorrt_cannot_run_is_served_without_the_accelerator_and_says_so(tiny_model, tmp_path):
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    from export import pipeline
+
+    graph = helper.make_graph(  # Hardmax: ONNX Runtime runs it, TensorRT's ONNX parser does not import it
+        [helper.make_node("Flatten", ["pixels"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+         helper.make_node("Hardmax", ["logits"], ["scores"])], "hardmax",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 6, 6, 1])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(np.random.default_rng(0).normal(0, 1, (36, 3)).astype(np.float32), "w")])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "hardmax.onnx")
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, source=tmp_path / "hardmax.onnx",
+                                                    variants='["fp32"]')))
+    lines = []
+    target = tmp_path / "model_repository"
+    pipeline.run(spec, pipeline.Options(target), lines.append)
+    config = repository.parse((target / "tiny" / "config.pbtxt").read_text())
+    assert config == repository.onnx_config(spec.models[0], "fp32", tensorrt=False)
+    assert not config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert json.loads((target / "tiny" / "card.json").read_text())["without_tensorrt"] == {"tiny": ["Hardmax"]}
+    assert "**Without TensorRT: `tiny`.** Ops TensorRT's ONNX parser cannot import: Hardmax" in (
+        target / "tiny" / "card.md").read_text()
+    assert any("warning: tiny: ops TensorRT cannot run: Hardmax; served without the TensorRT" in line
+               for line in lines), lines
+    assert pipeline.is_current(spec.models[0], target), "the config without TensorRT is what a second export expects"

@@ -49,6 +49,16 @@ def test_the_project_spec_loads_and_declares_the_serving_contract():
          "max_qeue_delay_microseconds", "5", "max_queue_delay_microseconds"),
         (("int8_max_accuracy_drop = 25.0", "int8_max_accuracy_drop = -1.0"), "gate.int8_max_accuracy_drop", "-1.0",
          "a number >= 0"),
+        (("int8_max_accuracy_drop = 25.0", "int8_max_accuracy_drop = 25.0\nint8_max_range_eror = 0.1"),
+         "gate.int8_max_range_eror", "0.1", "int8_max_range_error"),
+        (("int8_max_accuracy_drop = 25.0", "int8_max_accuracy_drop = 25.0\n[model.gate.logits]\nfp16_max_abs_diff = 1"),
+         "gate.logits", "fp16_max_abs_diff", "a [model.gate.<output>] table for one of scores"),
+        (("int8_max_accuracy_drop = 25.0", "int8_max_accuracy_drop = 25.0\n[model.gate.scores]\nint8_min_agreement = 2"),
+         "gate.scores.int8_min_agreement", "2", "a fraction between 0 and 1"),
+        (('labels = ["cat", "dog", "owl"]', 'labels = ["cat", "dog", "owl"]\ntask = "ranking"'), "scores.task",
+         "ranking", "classification, multilabel, regression"),
+        (('format = "FORMAT_NHWC"', 'format = "FORMAT_NHWC"\ntask = "regression"'), "pixels.task", "regression",
+         "only on [[model.output]] tables"),
         (("max_batch_size = 16", "max_batch_size = 16\nloadtest_weight = -2"), "loadtest_weight", "-2",
          "an integer >= 0"),
         (("max_batch_size = 16", 'max_batch_size = 16\noptional_variants = ["fp32"]'), "optional_variants", "fp32",
@@ -69,6 +79,13 @@ def test_a_wrong_field_fails_naming_model_field_value_and_what_is_allowed(tmp_pa
         load_spec(write_spec(tmp_path, text.replace(change[0], change[1], 1)))
     message = str(info.value)
     assert "'tiny'" in message and repr(field) in message and value in message and allowed in message, message
+
+
+def test_a_gate_table_per_output_overrides_the_models_tolerances_for_that_output_only(tmp_path, tiny_model):
+    text = tiny_spec(tiny_model, gate="fp16_max_range_error = 0.05\n[model.gate.scores]\nint8_min_agreement = 0.5")
+    gate = load_spec(write_spec(tmp_path, text)).models[0].onnx.gate
+    assert gate.limit("scores", "int8_min_agreement") == 0.5 and gate.int8_min_agreement == 0.95
+    assert gate.limit("scores", "fp16_max_range_error") == 0.05, "an output's table starts from the model's values"
 
 
 def test_int8_without_calibration_data_is_a_spec_error(tmp_path, tiny_model):

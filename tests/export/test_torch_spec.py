@@ -115,6 +115,14 @@ def test_a_wrong_text_or_torch_field_fails_naming_the_field(tmp_path, change, fi
     assert "'review_bert'" in str(info.value) and repr(field) in str(info.value) and allowed in str(info.value)
 
 
+def test_only_the_checkpoint_selects_the_tokenizer_and_ensemble_its_text_table_stands_for(tmp_path):
+    from export.pipeline import select
+
+    spec = load_spec(write_spec(tmp_path, hf_spec(tmp_path)), ALL)
+    assert [m.name for m in select(spec, ("review_bert",))] == ["review_bert", "review_tokenizer", "review"]
+    assert [m.name for m in select(spec, ("review",))] == ["review"], "an ensemble alone rebuilds only itself"
+
+
 def test_a_text_table_needs_a_hugging_face_checkpoint_and_activation_needs_a_torch_source(tmp_path):
     text = hf_spec(tmp_path).replace(str(tmp_path / "checkpoint"), str(tmp_path / "model.onnx"))
     with pytest.raises(SpecError, match=r"'text'.*a Hugging Face checkpoint folder source"):
