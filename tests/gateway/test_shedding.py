@@ -76,7 +76,9 @@ def p99(latencies: list[float]) -> float:
 @pytest.fixture(scope="module")
 def gateways(triton, tmp_path_factory):
     shedding = ("--no-auth", "--max-in-flight", "2", "--max-pending", "2", "--max-wait", "0.5")
-    unbounded = ("--no-auth", "--max-in-flight", "100000", "--max-pending", "0")
+    # unbounded in connections too: the open loop holds hundreds of connections from one client while the queue grows
+    unbounded = ("--no-auth", "--max-in-flight", "100000", "--max-pending", "0",
+                 "--max-connections", "100000", "--max-connections-per-client", "100000")
     with launch_gateway(triton, tmp_path_factory.mktemp("shed"), *shedding) as shed, \
             launch_gateway(triton, tmp_path_factory.mktemp("unbounded"), *unbounded) as unshed:
         yield shed, unshed
