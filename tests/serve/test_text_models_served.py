@@ -15,14 +15,16 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 import modelport
-from export.spec import load_spec
+from export.spec import install_hint, load_spec
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = load_spec(ROOT / "models.toml")
-TEXT_MODELS = [m for m in SPEC.models if m.onnx is not None and m.onnx.text is not None]
-IDS = [m.onnx.text.ensemble for m in TEXT_MODELS]
+# the served text models, and those whose extra is missing here as skips that say which extra installs them
+MODELS = [pytest.param(m, id=m.onnx.text.ensemble) for m in SPEC.models if m.onnx is not None and m.onnx.text]
+MODELS += [pytest.param(m, id=m.onnx.text.ensemble, marks=pytest.mark.skip(reason=install_hint(m.extra)))
+           for m in SPEC.skipped if m.onnx is not None and m.onnx.text]
 ACCURACY_TOLERANCE_SAMPLES = 1  # as tests/serve/test_spec_models.py: thread scheduling may flip a near-tie
 
 
@@ -35,7 +37,7 @@ def chunks(items, size):
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-@pytest.mark.parametrize("model", TEXT_MODELS, ids=IDS)
+@pytest.mark.parametrize("model", MODELS)
 def test_the_served_tokenizer_turns_the_heldout_texts_into_exactly_the_inputs_the_classifier_was_gated_on(triton,
                                                                                                         model):
     data = heldout(model)
@@ -51,7 +53,7 @@ def test_the_served_tokenizer_turns_the_heldout_texts_into_exactly_the_inputs_th
         np.testing.assert_array_equal(np.concatenate(served[t.name]), data[t.name], err_msg=t.name)
 
 
-@pytest.mark.parametrize("model", TEXT_MODELS, ids=IDS)
+@pytest.mark.parametrize("model", MODELS)
 def test_http_and_grpc_give_the_same_labelled_answers_with_the_cards_heldout_accuracy(triton, model):
     data = heldout(model)
     texts = [str(t) for t in data["text"]]
@@ -77,7 +79,7 @@ BAD_TEXTS = [(b"good \xff film", "not valid UTF-8: byte offset 5"), (b" \n ", "e
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-@pytest.mark.parametrize("model", TEXT_MODELS, ids=IDS)
+@pytest.mark.parametrize("model", MODELS)
 def test_bad_text_gets_a_client_error_that_says_why_as_sentiment_answers_it(triton, model, protocol):
     module = httpclient if protocol == "http" else grpcclient
     client = module.InferenceServerClient(triton.http_url if protocol == "http" else triton.grpc_url)
