@@ -24,8 +24,8 @@ from pathlib import Path
 from bench import backend_cost, response_cache
 from bench import results as results_module
 from bench.run import BenchOptions, PlanError, batching_model, run
-from export.errors import SpecError
-from export.spec import Spec, load_spec
+from core.errors import SpecError
+from core.spec import Spec, load_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -42,7 +42,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from bench import loadgen, servers
-from export.spec import Spec
+from core.spec import Spec
 from loadtest import payloads, v2
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from bench import loadgen, servers
-from export.spec import load_spec
+from core.spec import load_spec
 from loadtest import payloads, v2
 from serve.cli import cache_size
 

@@ -21,7 +21,7 @@ from bench import client_overhead, inprocess, loadgen, perf_analyzer, servers
 from bench.baselines.model import input_order, request_body
 from bench.results import (REFERENCE_COMPUTE, REFERENCE_PIPELINE, REFERENCE_TENSORS, BenchResults, Cell, CellResult, GeneratorCeiling,
                            PerfAnalyzerCell, Round)
-from export.spec import ModelSpec, Spec
+from core.spec import ModelSpec, Spec
 from loadtest import gateway as gateway_payloads
 from loadtest import payloads, triton_metrics, v2
 

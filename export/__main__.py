@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from export.errors import ExportError
+from core.errors import ModelportError
 from export.progress import stdout_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Heavy imports after argument parsing, so --help answers at once.
     from export import pipeline
-    from export.spec import load_spec
+    from core.spec import load_spec
 
     try:
         spec = load_spec(args.spec)
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.int8_search_seconds is not None:
             options = replace(options, int8_search_seconds=args.int8_search_seconds)
         pipeline.run(spec, options, stdout_log)
-    except ExportError as e:
+    except ModelportError as e:
         print(f"export failed: {e}", file=sys.stderr)
         return e.exit_code
     return 0

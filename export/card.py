@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.spec import ModelSpec
+from core.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -199,22 +199,6 @@ def read_fingerprint(directory: Path) -> str | None:
         return json.loads((directory / "card.json").read_text()).get("fingerprint")
     except (OSError, ValueError):
         return None
-
-
-def read_left_out(directory: Path) -> dict[str, dict]:
-    """The optional variants the card of this model directory records as left out ({} without a card)."""
-    try:
-        return dict(json.loads((directory / "card.json").read_text()).get("left_out", {}))
-    except (OSError, ValueError, TypeError):
-        return {}
-
-
-def read_without_tensorrt(directory: Path) -> dict[str, list[str]]:
-    """The variants the card of this model directory records as served without TensorRT ({} without a card)."""
-    try:
-        return dict(json.loads((directory / "card.json").read_text()).get("without_tensorrt", {}))
-    except (OSError, ValueError, TypeError):
-        return {}
 
 
 def read_reference_predictions(directory: Path) -> dict[str, dict]:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import onnx
 import onnxslim
 
-from export.errors import IncompatibleModelError, SourceError
-from export.spec import ModelSpec, Tensor
+from core.errors import IncompatibleModelError, SourceError
+from core.spec import ModelSpec, Tensor
 
 if TYPE_CHECKING:
     from export.train.base import TrainedModel

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.dataset import Dataset
-from export.errors import GateFailure, IncompatibleModelError, SourceError
-from export.spec import KERAS_TEXT_DIR, ModelSpec
+from core.heldout import Dataset
+from core.errors import GateFailure, IncompatibleModelError, SourceError
+from core.spec import KERAS_TEXT_DIR, ModelSpec
 from export.verify import run_onnx, session
 
 VARIANT = "end-to-end"

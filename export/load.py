@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from export.errors import SourceError, SpecError
+from core.errors import SourceError, SpecError
 from export.progress import Log
-from export.spec import ModelSpec
+from core.spec import ModelSpec
 
 if TYPE_CHECKING:
     from export.train.base import TrainedModel

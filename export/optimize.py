@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from export.dataset import Dataset
+from core.heldout import Dataset
 from export.progress import Log
 
 CALIBRATION_BATCH = 32

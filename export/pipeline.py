@@ -22,16 +22,20 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from export import card as cards
-from export import convert, dataset, load, optimize, reference, repository, verify
-from export.errors import ExportError, GateFailure, IncompatibleModelError, ParityError, SourceError, SpecError
+from core.heldout import Dataset, load_npz
+from core import repository
+from export import convert, load, optimize, reference, verify
+from export.repository import committed_files, write_committed_files
+from core.errors import GateFailure, IncompatibleModelError, ParityError, ServerError, SourceError, SpecError
 from export.progress import Log, step
-from export.spec import (GATE_TOLERANCES, TORCH_FORMATS, ModelSpec, Spec, install_hint, keras_text_names,
+from core.spec import (GATE_TOLERANCES, TORCH_FORMATS, ModelSpec, Spec, install_hint, keras_text_names,
                          variant_model_name)
 
-CODE_FILES = ("spec.py", "load.py", "dataset.py", "convert.py", "reference.py", "torch_source.py", "text_parity.py",
-              "hf_tokenizer/model.py", "hf_tokenizer/hf_tokenization.py", "keras_text.py", "keras_text_step/model.py",
-              "keras_text_step/text_vectorization.py", "optimize.py", "verify.py", "repository.py", "card.py",
-              "pipeline.py")
+# Paths from the project root: the export's own code and the core modules it builds on.
+CODE_FILES = ("core/spec.py", "core/heldout.py", "core/repository.py", *(f"export/{name}" for name in (
+    "load.py", "convert.py", "reference.py", "torch_source.py", "text_parity.py", "hf_tokenizer/model.py",
+    "hf_tokenizer/hf_tokenization.py", "keras_text.py", "keras_text_step/model.py",
+    "keras_text_step/text_vectorization.py", "optimize.py", "verify.py", "repository.py", "card.py", "pipeline.py")))
 GENERATED_SUFFIXES = (".onnx", ".plan")
 # Packages whose installed version can change what the export of a model produces, by source format.
 ONNX_TOOLS = ("onnx", "onnxruntime", "onnxconverter-common", "onnxslim")
@@ -58,10 +62,10 @@ class Outcome:
 # ---- fingerprints --------------------------------------------------------------------------------------------------
 
 def code_version() -> str:
-    here = Path(__file__).parent
+    root = Path(__file__).parents[1]
     digest = hashlib.sha256()
     for name in CODE_FILES:
-        digest.update((here / name).read_bytes())
+        digest.update((root / name).read_bytes())
     return digest.hexdigest()
 
 
@@ -138,13 +142,13 @@ def is_current(model: ModelSpec, repo: Path) -> bool:
     if any(not (repo / rel).is_file() for rel in _artifacts(model, repo)):
         return False
     return all((repo / rel).is_file() and (repo / rel).read_text() == text
-               for rel, text in repository.committed_files(model, repository.served_variants(model, repo),
+               for rel, text in committed_files(model, repository.served_variants(model, repo),
                                                            repository.without_tensorrt(model, repo)).items())
 
 
 # ---- building one model --------------------------------------------------------------------------------------------
 
-def _int8_judge(model: ModelSpec, heldout: dataset.Dataset, expected: dict) -> optimize.Judge:
+def _int8_judge(model: ModelSpec, heldout: Dataset, expected: dict) -> optimize.Judge:
     """The parity gate's int8 check as the recipe search's judge: its figure is the worst measured / allowed ratio
     over every output's checks (<= 1 passes), its text the figures or the failures."""
 
@@ -180,14 +184,14 @@ def _no_recipe_passed(model: ModelSpec, search: optimize.Int8Search) -> str:
     return text
 
 
-def model_data(model: ModelSpec, path: Path, with_labels: bool) -> dataset.Dataset:
+def model_data(model: ModelSpec, path: Path, with_labels: bool) -> Dataset:
     """An .npz as the model takes it; for the numeric part of a raw-strings Keras model, the layer's own ids for the
     file's texts (export/keras_text.py)."""
     if model.onnx.keras_text_layer:
         from export import keras_text
 
         return keras_text.token_dataset(model, path, with_labels)
-    return dataset.load_npz(model, path, with_labels)
+    return load_npz(model, path, with_labels)
 
 
 def _gate_record(gate) -> dict:
@@ -415,7 +419,7 @@ def _exclusive(repo: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ExportError(f"another export is writing {repo} (it holds {lock}); wait for it to finish") from None
+            raise ServerError(f"another export is writing {repo} (it holds {lock}); wait for it to finish") from None
         yield
 
 
@@ -469,9 +473,9 @@ def _run(spec: Spec, options: Options, repo: Path, log: Log) -> Outcome:
                 build_ensemble(m, staging)
             if m.samples is not None:
                 ensure_files(m, spec, [m.samples], "load-test samples (field `samples`) are", log)
-            repository.write_committed_files(spec, staging, [m])
+            write_committed_files(spec, staging, [m])
         wrote = ", ".join(n for m in stale for n in repository.served_names(m, staging)) or "no model"
-        left_out = [r["triton_name"] for m in stale for r in cards.read_left_out(staging / m.name).values()]
+        left_out = [r["triton_name"] for m in stale for r in repository.read_left_out(staging / m.name).values()]
         _swap(staging, repo)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -11,9 +11,9 @@ import os
 import numpy as np
 
 from export.convert import pair
-from export.dataset import Dataset
-from export.errors import IncompatibleModelError
-from export.spec import ModelSpec
+from core.heldout import Dataset
+from core.errors import IncompatibleModelError
+from core.spec import ModelSpec
 
 SIGNATURE = "serving_default"  # the signature tf2onnx converts (convert.tf2onnx_convert)
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from export import torch_source
-from export.errors import GateFailure, SourceError
-from export.spec import HF_TOKENIZER_DIR, ModelSpec
+from core.errors import GateFailure, SourceError
+from core.spec import HF_TOKENIZER_DIR, ModelSpec
 from export.verify import run_onnx, session
 
 VARIANT = "end-to-end"  # how its failures are listed in the ParityError

@@ -28,9 +28,9 @@ import onnx
 import torch
 
 from export import convert
-from export.dataset import Dataset
-from export.errors import IncompatibleModelError, SourceError
-from export.spec import ModelSpec
+from core.heldout import Dataset
+from core.errors import IncompatibleModelError, SourceError
+from core.spec import ModelSpec
 
 # The dynamo exporter's own opset: it translates to 18 and reaches 17 only through ONNX's version converter.
 OPSET = 18

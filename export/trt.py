@@ -16,10 +16,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from export.errors import ExportError, IncompatibleModelError, SourceError, TensorRTUnavailable
+from core.errors import ModelportError, IncompatibleModelError, SourceError, TensorRTUnavailable
 from export.progress import Log, stdout_log, step
-from export.repository import trt_profiles as profiles
-from export.spec import ModelSpec, Spec, load_spec
+from core.repository import trt_profiles as profiles
+from core.spec import ModelSpec, Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TRT_VARIANTS = ("fp32", "int8")
@@ -68,7 +68,7 @@ def build_plan(trt, onnx_path: Path, model: ModelSpec, variant: str) -> bytes:
 
 
 def build_all(trt, spec: Spec, repo: Path, only: tuple[str, ...], log: Log) -> list[str]:
-    from export import repository
+    from core import repository
 
     built = []
     for model in spec.models:
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trt = require_tensorrt()  # first: on a CPU host this is the answer, whatever the spec says
         built = build_all(trt, load_spec(args.spec), args.repository, tuple(args.only), stdout_log)
-    except ExportError as e:
+    except ModelportError as e:
         print(f"trt failed: {e}", file=sys.stderr)
         return e.exit_code
     print(f"trt: built {', '.join(built) or 'nothing (no model with tensorrt = true)'}")

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from export.dataset import Dataset
-from export.errors import GateFailure, ParityError
-from export.spec import Gate, ModelSpec, Tensor, variant_model_name
+from core.heldout import Dataset
+from core.errors import GateFailure, ParityError
+from core.spec import Gate, ModelSpec, Tensor, variant_model_name
 
 LATENCY_BATCH_SIZES = (1, 8, 32)
 LATENCY_RUNS = 200

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 import modelport
-from export.spec import Spec
+from core.spec import Spec
 from gateway import bodies, docs, images, inputs, problems
 from gateway.accesslog import RequestContext, access_logger
 from gateway.backend import TritonBackend

@@ -4,7 +4,7 @@ response JSON Schemas (OpenAPI shows one per model) and the description GET /v1/
 Nothing here knows a model by name. A TYPE_STRING input takes a JSON string (sent as UTF-8) or {"b64": "..."} (bytes,
 for images), and a model whose one input is TYPE_STRING also takes multipart uploads, one file per item. Any other
 input takes nested lists of exactly its dims per item; a -1 dim takes any size within the input's range
-(export.repository.shape_ranges), the same for every item of one request (Triton takes one array per input).
+(core.repository.shape_ranges), the same for every item of one request (Triton takes one array per input).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from export.repository import served_names, shape_ranges
-from export.spec import ModelSpec, Spec, Tensor
+from core.repository import served_names, shape_ranges
+from core.spec import ModelSpec, Spec, Tensor
 
 JSON_TYPES = {"TYPE_BOOL": "boolean", "TYPE_STRING": "string"}
 MIN_JSON_VALUES = 65_536  # about 10 ms of parsing, whatever the body holds

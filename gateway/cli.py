@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from export.errors import SpecError
+from core.errors import SpecError
 from gateway import keys as api_keys
 from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, Shedding, TokenOptions
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from gateway.catalogue import INTEGER_DTYPES, Endpoint
 from gateway.problems import InvalidInput
-from export.spec import Tensor
+from core.spec import Tensor
 
 
 @dataclass(frozen=True)

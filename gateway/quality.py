@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from export.card import read_reference_predictions
-from export.spec import Spec
+from core.spec import Spec
 
 PSI_FLOOR = 1e-4  # an empty bin would make the log infinite; the common fix is a small floor
 

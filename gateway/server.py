@@ -17,7 +17,7 @@ from pathlib import Path
 import prometheus_client
 import uvicorn
 
-from export.spec import load_spec
+from core.spec import load_spec
 from gateway import keys as api_keys
 from gateway.app import create_app
 from gateway.options import GatewayOptions

@@ -31,8 +31,8 @@ import logging  # noqa: E402
 from locust import LoadTestShape, events  # noqa: E402
 from locust.runners import WorkerRunner  # noqa: E402
 
-from export.errors import SpecError  # noqa: E402
-from export.spec import load_spec  # noqa: E402
+from core.errors import SpecError  # noqa: E402
+from core.spec import load_spec  # noqa: E402
 from loadtest import hdr, payloads, report, shapes, slo, users  # noqa: E402
 
 _log = logging.getLogger("loadtest")

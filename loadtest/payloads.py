@@ -2,7 +2,7 @@
 the spec names. Nothing here knows a model by name.
 
 - `heldout` (onnx-kind models and their variants): one row of the held-out .npz per request, every input of the
-  model (the .npz holds `x` for a single-input model, or one array per input name; export.dataset.load_npz reads it),
+  model (the .npz holds `x` for a single-input model, or one array per input name; core.heldout.load_npz reads it),
   an input with -1 dims at each row's own size (its `_lengths`), so the load is of varied sizes as the data is;
 - `samples` (models whose one input is TYPE_STRING: ensembles, python models): a folder of files, each file's bytes
   one request, or a text file, each non-empty line one request (UTF-8).
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from export.errors import ExportError
-from export.dataset import load_npz
-from export.repository import served_names
-from export.spec import ModelSpec, Spec
+from core.errors import ModelportError
+from core.heldout import load_npz
+from core.repository import served_names
+from core.spec import ModelSpec, Spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = REPO_ROOT / "models.toml"
@@ -156,7 +156,7 @@ def samples(target: Target, limit: int = SAMPLES_PER_MODEL) -> tuple[Sample, ...
 def _heldout_rows(target: Target, path: Path, limit: int) -> tuple[Sample, ...]:
     try:
         data = load_npz(target.model, path, with_labels=False)
-    except ExportError as error:
+    except ModelportError as error:
         raise PayloadUnavailable(f"{target.name}: models.toml field `heldout`: {error}") from None
     model = target.model
     outputs = tuple(t.name for t in model.outputs)

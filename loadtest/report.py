@@ -14,7 +14,7 @@ from pathlib import Path
 import gevent
 
 from loadtest import hdr, triton_metrics
-from operate import promql
+from core import promql
 
 
 

@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from export.errors import ExportError
-from export.spec import load_declared_spec
+from core.errors import ModelportError
+from core.spec import load_declared_spec
 from operate import generate, k8s, measure, monitor, prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                     (("supervisor", args.supervisor), ("gateway", args.gateway))}
         options = monitor.MonitorOptions(prometheus.Targets(args.triton, **optional), args.listen, args.workdir)
         return monitor.serve(options)
-    except (ExportError, monitor.MonitorError, ValueError) as error:
+    except (ModelportError, monitor.MonitorError, ValueError) as error:
         print(f"operate: error: {error}", file=sys.stderr)
         return 2
 

@@ -12,10 +12,10 @@ import math
 import re
 from pathlib import Path
 
-from export.spec import Spec
-from operate import promql, rules
-from serve.command import METRICS_FLAGS
-from serve.options import ADMIN_HEADER, ADMIN_KEY_ENV, RESTRICTED_APIS
+from core.spec import Spec
+from core import promql
+from operate import rules
+from core.triton import ADMIN_KEY_ENV, serving_flags
 
 # tritonserver 2.51's own pattern for an S3 repository on a custom endpoint (from the strings of libtritonserver.so).
 S3_URL = re.compile(r"^s3://(http://|https://|)([0-9a-zA-Z\-.]+):([0-9]+)/([0-9a-z.\-]+)(((/[0-9a-zA-Z.\-_]+)*)?)$")
@@ -94,14 +94,8 @@ class Cluster:
 
 def triton_args(repository: str) -> list[str]:
     """tritonserver's command line in the manifests; `$(VAR)` is expanded by the kubelet from the container's env.
-    The same security and model-control flags as `python -m serve` and triton.Dockerfile; tests/operate/
-    test_s3_repository.py runs exactly these against a local S3 endpoint."""
-    restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}=$({ADMIN_KEY_ENV})"
-    return [
-        "tritonserver", f"--model-repository={repository}", "--model-control-mode=explicit", "--load-model=*",
-        "--strict-readiness=true", f"--exit-timeout-secs={EXIT_TIMEOUT_S}", *METRICS_FLAGS,
-        f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}",
-    ]
+    tests/operate/test_s3_repository.py runs exactly these against a local S3 endpoint."""
+    return ["tritonserver", *serving_flags(repository, f"$({ADMIN_KEY_ENV})", EXIT_TIMEOUT_S)]
 
 
 def expand(args: list[str], env: dict[str, str]) -> list[str]:

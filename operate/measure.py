@@ -9,8 +9,9 @@ import secrets
 from pathlib import Path
 
 from operate.k8s import Measured
-from serve import command, launcher
-from serve.options import ServeOptions
+from core.triton import shm_prefix, tritonserver_argv
+from serve import launcher
+from core.triton import ServeOptions
 from serve.process import TritonProcess, free_ports
 
 
@@ -20,8 +21,8 @@ def measure(repository: Path, workdir: Path) -> Measured:
                            log_file=workdir / "measure.log", state_dir=workdir, admin_key=secrets.token_hex(16))
     found, models = launcher.preflight(options)
     tag = f"measure_{secrets.token_hex(3)}"
-    triton = TritonProcess(command.tritonserver_argv(options, found, tag), found.environment(), options,
-                           command.shm_prefix(tag))
+    triton = TritonProcess(tritonserver_argv(options, found, tag), found.environment(), options,
+                           shm_prefix(tag))
     try:
         seconds = triton.start(models)
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from operate import promql
+from core import promql
 
 RULES_FILE = "rules.yml"
 

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from serve import launcher
-from serve.errors import ServeError
-from serve.options import ADMIN_KEY_ENV, ServeOptions
+from core.errors import ModelportError
+from core.triton import ADMIN_KEY_ENV, ServeOptions
 from serve.security import resolve_admin_key
 
 DEFAULTS = ServeOptions(repository=Path("model_repository"), admin_key="unused")
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "start":
             return launcher.start(options, source)
         return launcher.run(options, source, background=args.background)
-    except ServeError as error:
+    except ModelportError as error:
         print(f"serve: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:

@@ -10,10 +10,11 @@ import threading
 import time
 from pathlib import Path
 
-from serve import command, endpoints, process, repository, runtime
-from serve.errors import NotRunningError, PortInUseError, ServeError, ServerStartError
+from core.triton import redact, shm_prefix, tritonserver_argv
+from serve import endpoints, process, repository, runtime
+from core.errors import NotRunningError, PortInUseError, ServerStartError, UserError
 from serve.metrics import SupervisorMetrics
-from serve.options import ADMIN_KEY_ENV, ServeOptions
+from core.triton import ADMIN_KEY_ENV, ServeOptions
 from serve.process import TritonProcess
 from serve.security import admin_key_exposure
 from serve.state import ServerState, is_our_server, pid_alive, read_state, remove_state, state_path, write_state
@@ -51,7 +52,7 @@ def run(options: ServeOptions, admin_key_source: str, background: bool = False) 
     found, models = preflight(options)
     tag = f"{os.getpid()}_{secrets.token_hex(3)}"
     triton = TritonProcess(
-        command.tritonserver_argv(options, found, tag), found.environment(), options, command.shm_prefix(tag)
+        tritonserver_argv(options, found, tag), found.environment(), options, shm_prefix(tag)
     )
     started = threading.Event()
     stop = threading.Event()
@@ -85,7 +86,7 @@ def run(options: ServeOptions, admin_key_source: str, background: bool = False) 
         log(f"supervisor metrics on http://{options.url_host}:{options.supervisor_metrics_port}/metrics")
     supervisor = Supervisor(options, triton, models, log, on_start=lambda t: record("ready"), metrics=metrics)
     log(f"starting Triton on {options.address} (repository {options.repository}, admin key from {admin_key_source})")
-    log(f"command: {' '.join(command.redact(triton.argv, options.admin_key))}")
+    log(f"command: {' '.join(redact(triton.argv, options.admin_key))}")
     exposure = admin_key_exposure()
     if exposure:
         log(f"warning: {exposure}")
@@ -126,7 +127,7 @@ def child_args(options: ServeOptions) -> list[str]:
 def start(options: ServeOptions, admin_key_source: str) -> int:
     existing = read_state(options.state_dir)
     if existing is not None and is_our_server(existing.pid):
-        raise ServeError(
+        raise UserError(
             f"a server started by `make start` is already running (pid {existing.pid}, http://{existing.http_url}): "
             "run `make stop` first"
         )

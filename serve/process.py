@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from serve import endpoints
-from serve.errors import PortInUseError, RuntimeMissingError, ServerStartError
-from serve.options import ServeOptions
+from core.errors import PortInUseError, RuntimeMissingError, ServerStartError
+from core.triton import ServeOptions
 
 # Under heavy load Triton can abort at start with this boost error; a second try succeeds.
 LOCK_EXCEPTION = "boost::interprocess::lock_exception"

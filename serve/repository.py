@@ -7,7 +7,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from serve.errors import RepositoryError
+from core.errors import RepositoryError
 
 EXPORT_HINT = "run `make export` to write the model repository"
 # Model files a backend loads from <model>/<version>/ when the config names none.

@@ -15,7 +15,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from serve.errors import RuntimeMissingError
+from core.errors import RuntimeMissingError
 
 REINSTALL = "reinstall the pinned environment with `make venv` (nvidia-pytriton in requirements-py3XX.lock)"
 OUR_BACKENDS = Path(__file__).parent / "backends"

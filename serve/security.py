@@ -12,7 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
-from serve.options import ADMIN_KEY_ENV
+from core.triton import ADMIN_KEY_ENV
 
 # hidepid values (numeric and, since Linux 5.8, named) that keep other users out of /proc/PID/cmdline.
 HIDING_HIDEPID = frozenset({"1", "2", "4", "noaccess", "invisible", "ptraceable"})

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 from serve import endpoints
-from serve.errors import ServeError
+from core.errors import ModelportError
 from serve.metrics import SupervisorMetrics
-from serve.options import ADMIN_HEADER, ServeOptions
+from core.triton import ADMIN_HEADER, ServeOptions
 from serve.process import TritonProcess
 
 STUB_NAME = "triton_python_b"  # /proc/<pid>/stat truncates the command name to 15 characters
@@ -215,7 +215,7 @@ class Supervisor:
         began = time.monotonic()
         try:
             return self.start()
-        except ServeError:
+        except ModelportError:
             if not self.triton.crashed_after_coming_up():
                 raise
         self.restart_after_crash(stop)
@@ -251,7 +251,7 @@ class Supervisor:
                 return
             try:
                 seconds = self.start()
-            except (ServeError, OSError) as error:
+            except (ModelportError, OSError) as error:
                 # Seen here: a restart that segfaults while clients keep calling; it counts as one more crash. A
                 # port taken or a file gone meanwhile may come back too: keep trying, the alerts tell a person.
                 self.log(f"restarting tritonserver failed: {str(error).splitlines()[0]}")

@@ -143,7 +143,7 @@ def stop_launcher(proc: subprocess.Popen) -> None:
 
 
 def exported_repository() -> Path:
-    from serve.errors import RepositoryError
+    from core.errors import RepositoryError
     from serve.repository import scan
 
     try:

@@ -124,7 +124,7 @@ def keras_model(project):
 
 
 def test_the_export_splits_the_layer_off_behind_an_ensemble_under_the_models_name(project):
-    from export import repository
+    from core import repository
 
     repo = project / "model_repository"
     ensemble = repository.parse((repo / "opinions" / "config.pbtxt").read_text())
@@ -208,8 +208,8 @@ def test_the_lookup_encoding_reproduces_string_lookup_with_and_without_a_mask_to
 def test_a_string_layer_the_export_cannot_reproduce_is_refused_naming_it(tmp_path, layer, allowed):
     import keras
 
-    from export.errors import SpecError
-    from export.spec import load_spec
+    from core.errors import SpecError
+    from core.spec import load_spec
 
     text = keras.Input((1,), dtype="string", name="text")
     if layer == "Hashing":
@@ -225,7 +225,7 @@ def test_a_string_layer_the_export_cannot_reproduce_is_refused_naming_it(tmp_pat
 
 
 def test_the_load_test_leaves_the_numeric_part_without_payloads_and_names_the_fix(project):
-    from export.spec import load_spec
+    from core.spec import load_spec
     from loadtest import payloads
 
     targets = {t.name: t for t in payloads.targets(load_spec(project / "models.toml"))}
@@ -236,7 +236,7 @@ def test_the_load_test_leaves_the_numeric_part_without_payloads_and_names_the_fi
 
 def test_only_the_models_name_builds_the_parts_it_is_split_into(project):
     from export import pipeline
-    from export.spec import load_spec
+    from core.spec import load_spec
 
     spec = load_spec(project / "models.toml")
     assert [m.name for m in pipeline.select(spec, ("opinions",))] == ["opinions", "opinions_numeric",

@@ -89,7 +89,7 @@ def keras_outputs(project: Path, tokens: np.ndarray) -> np.ndarray:
 
 
 def test_the_config_declares_the_variable_dim_and_the_held_out_range(project):
-    from export import repository
+    from core import repository
 
     config = repository.parse((project / "model_repository" / "reviews" / "config.pbtxt").read_text())
     assert list(config.input[0].dims) == [-1]
@@ -144,7 +144,7 @@ def test_the_server_refuses_a_length_outside_the_range_and_keeps_serving(project
 
 
 def test_the_gateway_takes_a_length_within_the_range_and_refuses_others(project):
-    from export.spec import load_spec
+    from core.spec import load_spec
     from gateway.catalogue import endpoints
     from gateway.inputs import from_json
     from gateway.problems import InvalidInput
@@ -161,7 +161,7 @@ def test_the_gateway_takes_a_length_within_the_range_and_refuses_others(project)
 
 
 def test_the_load_test_sends_each_held_out_row_at_its_own_length(project):
-    from export.spec import load_spec
+    from core.spec import load_spec
     from loadtest import payloads
 
     (target,) = payloads.targets(load_spec(project / "models.toml"))

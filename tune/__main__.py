@@ -21,8 +21,8 @@ import signal
 import sys
 from pathlib import Path
 
-from export.errors import SpecError
-from serve.errors import ServeError
+from core.errors import SpecError
+from core.errors import ModelportError
 from tune.choose import Criteria
 from tune.measure import GENERATORS, Sweep
 from tune.run import TuneOptions, run
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, TuneTargetError, FileNotFoundError) as error:
         print(f"tune: {error}", file=sys.stderr)
         return 2
-    except ServeError as error:
+    except ModelportError as error:
         print(f"tune: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:

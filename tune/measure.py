@@ -17,7 +17,7 @@ from typing import Protocol
 from bench import loadgen
 from bench import perf_analyzer as pa
 from bench.run import batching_model, payload_target, triton_requests
-from export.spec import Spec
+from core.spec import Spec
 from loadtest import payloads, triton_metrics
 from tune.choose import Point, Trial
 from tune.serving import CandidateNotServed, TuneServer

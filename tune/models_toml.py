@@ -2,7 +2,7 @@
 
 Only the fields a candidate sets are touched, and only where the value differs. Above the first of them in the entry
 go `# make tune:` comment lines with the figures the values were chosen on; a later run replaces those lines, so
-they always describe the values below them. The result is parsed with export.spec.load_spec before it replaces
+they always describe the values below them. The result is parsed with core.spec.load_spec before it replaces
 the file: a write that the export would refuse never lands.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import tomlkit
 from tomlkit.items import AoT, Comment, Table
 
-from export.spec import load_declared_spec
+from core.spec import load_declared_spec
 
 MARK = "make tune:"
 WIDTH = 118

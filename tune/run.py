@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from export.spec import Spec, load_spec
+from core.spec import Spec, load_spec
 from tune import measure, models_toml, report, search, serving
 from tune.choose import Criteria
 from tune.measure import Sweep

@@ -19,11 +19,12 @@ from pathlib import Path
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export import repository as export_repository
-from export.spec import Spec
-from serve import command, endpoints, runtime
-from serve.errors import PortInUseError
-from serve.options import ADMIN_HEADER, ServeOptions
+from core import repository as export_repository
+from core.spec import Spec
+from core.triton import shm_prefix, tritonserver_argv
+from serve import endpoints, runtime
+from core.errors import PortInUseError
+from core.triton import ADMIN_HEADER, ServeOptions
 from serve.process import TritonProcess, free_ports
 from tune.space import Candidate, Space, apply
 
@@ -159,8 +160,8 @@ def start(spec: Spec, space: Space, source: Path, work_dir: Path, untuned: Candi
                                build_dir=REPO_ROOT / "build" / "backends", admin_key=secrets.token_hex(16),
                                startup_timeout_s=startup_timeout_s)
         tag = f"tune_{secrets.token_hex(4)}"
-        process = TritonProcess(command.tritonserver_argv(options, found, tag), found.environment(), options,
-                                command.shm_prefix(tag))
+        process = TritonProcess(tritonserver_argv(options, found, tag), found.environment(), options,
+                                shm_prefix(tag))
         server = TuneServer(spec, space, repository, options, process)
         server.write(untuned)
         try:

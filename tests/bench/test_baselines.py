@@ -9,7 +9,7 @@ import pytest
 
 from bench import loadgen, run, servers
 from bench.baselines.model import Predictor, request_body
-from export.spec import load_spec
+from core.spec import load_spec
 from loadtest import payloads
 from tests.loadtest.user_spec import churn_reference, heldout_arrays, write_churn_onnx, write_user_spec
 

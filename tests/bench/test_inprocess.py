@@ -1,7 +1,7 @@
 """The in-process limit runs any ONNX model on its held-out batches, in a fresh process."""
 
 from bench import inprocess, run
-from export.spec import load_spec
+from core.spec import load_spec
 from tests.loadtest.user_spec import write_churn_onnx, write_user_spec
 
 

@@ -129,7 +129,7 @@ def test_provisioning_says_in_one_line_why_it_cannot_download(tmp_path, monkeypa
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_a_short_real_run_against_triton_reports_throughput_and_tritons_breakdown(triton, tmp_path, protocol):
-    from export.spec import load_spec
+    from core.spec import load_spec
     from loadtest import payloads
     from tests.conftest import ROOT
 

@@ -11,7 +11,7 @@ import pytest
 
 from bench import run
 from bench.results import Cell
-from export.spec import load_spec
+from core.spec import load_spec
 from loadtest import payloads
 from tests.loadtest.user_spec import SPEC, heldout_arrays, write_churn_onnx, write_user_spec
 

@@ -7,8 +7,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from export.convert import finalize, unsupported_ops
-from export.errors import IncompatibleModelError
-from export.spec import load_spec
+from core.errors import IncompatibleModelError
+from core.spec import load_spec
 from tests.export.conftest import tiny_spec, write_spec
 
 
@@ -86,7 +86,7 @@ def test_a_dtype_mismatch_names_both_sides_in_the_specs_own_type_names(tmp_path,
 
 def test_keras_positional_output_names_pair_by_number_so_output_10_comes_after_output_9(tmp_path, tiny_model):
     from export.convert import pair
-    from export.spec import Tensor
+    from core.spec import Tensor
 
     model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
     wanted = tuple(Tensor("tiny", f"out{i}", "TYPE_FP32", (1,)) for i in range(11))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from export import pipeline
-from export.spec import load_spec
+from core.spec import load_spec
 from export.train import RUNS
 from tests.export.conftest import tiny_spec, write_spec
 

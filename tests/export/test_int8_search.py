@@ -13,9 +13,11 @@ import numpy as np
 import onnx
 import pytest
 
-from export import dataset, optimize, pipeline, reference, repository
-from export.errors import ParityError
-from export.spec import load_spec
+from core.heldout import Dataset, load_npz
+from core import repository
+from export import optimize, pipeline, reference
+from core.errors import ParityError
+from core.spec import load_spec
 from tests.export.test_pipeline import export_cli, snapshot
 
 LIMIT = 1.0  # the default int8_max_accuracy_drop, in points
@@ -106,8 +108,8 @@ def test_the_tabular_model_fails_the_default_int8_recipe_and_gets_the_first_reci
 def test_excluding_the_nodes_with_the_largest_measured_error_finds_the_normalization(cancer, monkeypatch):
     directory, spec_path, repo, _ = cancer
     model = load_spec(spec_path).models[0]
-    heldout = dataset.load_npz(model, model.onnx.heldout, with_labels=True)
-    calibration = dataset.load_npz(model, model.onnx.calibration, with_labels=False)
+    heldout = load_npz(model, model.onnx.heldout, with_labels=True)
+    calibration = load_npz(model, model.onnx.calibration, with_labels=False)
     expected = reference.reference_outputs(model, heldout)
     monkeypatch.setattr(optimize, "RECIPES", (optimize.DEFAULT,))  # straight from the default to exclusion
     lines = []

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from export.dataset import Dataset
+from core.heldout import Dataset
 from export.optimize import convert_fp16, quantize_int8
 from export.verify import run_onnx
 from tests.export.test_verify import linear_softmax

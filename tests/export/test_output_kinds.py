@@ -16,9 +16,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from export.dataset import load_npz
-from export.errors import ParityError
-from export.spec import load_spec
+from core.heldout import load_npz
+from core.errors import ParityError
+from core.spec import load_spec
 from export.verify import gate, run_onnx
 from tests.conftest import launch_triton
 

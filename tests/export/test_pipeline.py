@@ -12,8 +12,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export import repository
-from export.spec import load_spec
+from core import repository
+from core.spec import load_spec
 from export.train import TRAINERS
 from tests.export.conftest import tiny_spec, write_spec
 

@@ -8,10 +8,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from export.dataset import Dataset, load_npz
-from export.errors import IncompatibleModelError
+from core.heldout import Dataset, load_npz
+from core.errors import IncompatibleModelError
 from export.reference import reference_outputs
-from export.spec import load_spec
+from core.spec import load_spec
 from tests.export.conftest import tiny_spec, write_spec
 
 

@@ -9,8 +9,9 @@ import subprocess
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export import repository
-from export.spec import load_spec
+from core import repository
+from export.repository import committed_files, label_files
+from core.spec import load_spec
 from tests.export.conftest import tiny_spec, write_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ def test_every_config_survives_a_round_trip_through_the_protobuf_text_parser(pro
 def test_committed_configs_and_labels_match_what_the_spec_generates(project_spec):
     drift = []
     for model in project_spec.models:
-        for rel, text in repository.committed_files(model, repository.served_variants(model, COMMITTED)).items():
+        for rel, text in committed_files(model, repository.served_variants(model, COMMITTED)).items():
             path = COMMITTED / rel
             if not path.is_file() or path.read_text() != text:
                 drift.append(rel)
@@ -53,7 +54,7 @@ def test_the_configs_in_git_match_what_the_spec_generates(project_spec):
         pytest.skip("not a git checkout with a commit")
     drift = []
     for model in project_spec.models:
-        for rel, text in repository.committed_files(model, repository.served_variants(model, COMMITTED)).items():
+        for rel, text in committed_files(model, repository.served_variants(model, COMMITTED)).items():
             shown = _git("show", f"HEAD:model_repository/{rel}")
             if shown.returncode == 0 and shown.stdout != text:  # files not yet committed are not judged
                 drift.append(rel)
@@ -84,7 +85,7 @@ def test_onnx_configs_carry_batching_queue_policy_threads_warmup_and_the_tensorr
     (warmup,) = config.model_warmup
     assert warmup.batch_size == 1 and list(warmup.inputs["pixels"].dims) == [6, 6, 1]
     assert config.output[0].label_filename == "labels.txt"
-    assert repository.label_files(spec.models[0]) == {"labels.txt": "cat\ndog\nowl\n"}
+    assert label_files(spec.models[0]) == {"labels.txt": "cat\ndog\nowl\n"}
 
 
 @pytest.mark.parametrize("variant, precision", [("fp32", "FP32"), ("fp16", "FP16"), ("int8", "INT8")])
@@ -143,7 +144,7 @@ def test_ensembles_wire_their_steps_and_label_their_outputs(project_spec):
     assert [s.model_name for s in config.ensemble_scheduling.step] == ["sentiment_tokenizer", "sentiment_classifier"]
     assert dict(config.ensemble_scheduling.step[1].output_map) == {"probabilities": "probabilities"}
     assert config.output[0].label_filename == "labels.txt"
-    files = repository.committed_files(model)
+    files = committed_files(model)
     assert files["sentiment/labels.txt"] == "negative\npositive\n"
     assert "sentiment/1/.gitkeep" in files  # Triton needs the empty version directory
 

@@ -15,8 +15,8 @@ pytest.importorskip("torch", reason="the torch extra is not installed: make venv
 pytest.importorskip("transformers", reason="the torch extra is not installed: make venv EXTRAS=torch")
 
 from export import pipeline, text_parity  # noqa: E402
-from export.errors import IncompatibleModelError  # noqa: E402
-from export.spec import HF_TOKENIZER_DIR, load_spec  # noqa: E402
+from core.errors import IncompatibleModelError  # noqa: E402
+from core.spec import HF_TOKENIZER_DIR, load_spec  # noqa: E402
 from tests.export.conftest import write_spec  # noqa: E402
 from tests.export.torch_models import (MAX_LENGTH, TEXTS, hf_checkpoint, hf_spec, module_spec,  # noqa: E402
                                        tokenizer_files, torch_module_files)

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export import repository
-from export.errors import SpecError
-from export import spec as spec_module
-from export.spec import HF_TOKENIZER_DIR, TEXT_ENCODING, load_declared_spec, load_spec
+from core import repository
+from export.repository import committed_files
+from core.errors import SpecError
+from core import spec as spec_module
+from core.spec import HF_TOKENIZER_DIR, TEXT_ENCODING, load_declared_spec, load_spec
 from loadtest import payloads
 from tests.export.conftest import write_spec
 from tests.export.torch_models import hf_spec, module_spec
@@ -51,7 +52,7 @@ def test_a_text_table_stands_for_a_generated_tokenizer_model_and_a_text_in_ensem
 
 def test_the_generated_models_get_configs_from_the_schema_like_any_other(tmp_path):
     spec = load_spec(write_spec(tmp_path, hf_spec(tmp_path)), ALL)
-    files = {rel: text for m in spec.models for rel, text in repository.committed_files(m).items()}
+    files = {rel: text for m in spec.models for rel, text in committed_files(m).items()}
     assert sorted(files) == ["review/1/.gitkeep", "review/config.pbtxt", "review/labels.txt",
                              "review_bert/config.pbtxt", "review_bert/labels.txt", "review_bert_fp16/config.pbtxt",
                              "review_bert_fp16/labels.txt", "review_tokenizer/config.pbtxt"]

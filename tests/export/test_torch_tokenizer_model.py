@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from export.spec import HF_TOKENIZER_DIR, TEXT_ENCODING
+from core.spec import HF_TOKENIZER_DIR, TEXT_ENCODING
 from tests.export.torch_models import tokenizer_files
 from tests.model_repository.fake_triton import Request, TritonError, TritonModelException, fake_pb_utils, strings
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export import repository
-from export.spec import load_spec
+from core import repository
+from core.spec import load_spec
 from export.trt import profiles
 from tests.export.conftest import tiny_spec, write_spec
 

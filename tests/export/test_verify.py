@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.errors import ParityError
-from export.dataset import Dataset
-from export.spec import load_spec
+from core.errors import ParityError
+from core.heldout import Dataset
+from core.spec import load_spec
 from export.verify import check, gate, latency_us, run_onnx
 from tests.export.conftest import tiny_spec, write_spec
 
@@ -227,8 +227,8 @@ def mean_and_max(offset: float = 0.0) -> bytes:
 
 
 def test_a_variable_length_model_is_judged_on_rows_at_their_true_length_against_targets_per_output(tmp_path):
-    from export.dataset import load_npz
-    from export.spec import Gate, ModelSpec, OnnxSource, Tensor
+    from core.heldout import load_npz
+    from core.spec import Gate, ModelSpec, OnnxSource, Tensor
 
     rng = np.random.default_rng(3)
     lengths = rng.integers(1, 9, 40)

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 import modelport
-from export.spec import load_spec
+from core.spec import load_spec
 from loadtest import payloads
 from loadtest.gateway import gateway_request
 from gateway.catalogue import endpoints

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from export.card import reference_predictions as card_reference
-from export.spec import load_spec
+from core.spec import load_spec
 from gateway import bodies, inputs, keys, problems
 from gateway.catalogue import endpoints
 from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, Shedding

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from export.spec import load_spec
+from core.spec import load_spec
 from loadtest import payloads
 from serve.process import free_ports
 from tests.conftest import REFERENCE_MIX

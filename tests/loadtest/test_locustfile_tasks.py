@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from export.spec import load_spec
+from core.spec import load_spec
 from loadtest import payloads
 from tests.conftest import REFERENCE_MIX
 from tests.loadtest.user_spec import write_user_spec

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.spec import load_spec
+from core.spec import load_spec
 from loadtest import payloads, v2
 from tests.conftest import REFERENCE_MIX
 from tests.loadtest.user_spec import SPEC, heldout_arrays, write_user_spec

@@ -11,9 +11,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from operate import k8s, promql
-from serve.command import METRICS_FLAGS, tritonserver_argv
-from serve.options import ServeOptions
+from core import promql
+from operate import k8s
+from core.triton import METRICS_FLAGS, tritonserver_argv
+from core.triton import ServeOptions
 from serve.runtime import Runtime
 from tests.conftest import ROOT
 

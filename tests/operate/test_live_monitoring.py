@@ -19,8 +19,9 @@ import urllib.request
 import psutil
 import pytest
 
-from export.spec import load_spec
-from operate import dashboard, monitor, promql, prometheus, rules
+from core.spec import load_spec
+from core import promql
+from operate import dashboard, monitor, prometheus, rules
 from serve.process import free_ports
 from tests.conftest import ROOT, exported_repository, launch_triton
 

@@ -18,11 +18,12 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from export.repository import served_names
-from export.spec import load_spec
+from core.repository import served_names
+from core.spec import load_spec
 from operate import k8s
-from serve import command, runtime
-from serve.options import ADMIN_HEADER, ADMIN_KEY_ENV
+from core.triton import shm_prefix
+from serve import runtime
+from core.triton import ADMIN_HEADER, ADMIN_KEY_ENV
 from serve.process import clean_shm, free_ports
 from tests.conftest import ROOT, exported_repository
 
@@ -86,7 +87,7 @@ def test_triton_serves_the_repository_from_s3_with_the_manifests_flags(s3_endpoi
     manifest = k8s.triton_args(url)
     tag = f"s3test_{secrets.token_hex(3)}"
     local = [
-        f"--backend-directory={found.backend_dir}", f"--backend-config=python,shm-region-prefix-name={command.shm_prefix(tag)}",
+        f"--backend-directory={found.backend_dir}", f"--backend-config=python,shm-region-prefix-name={shm_prefix(tag)}",
         "--http-address=127.0.0.1", f"--http-port={http}", "--grpc-address=127.0.0.1", f"--grpc-port={grpc}",
         "--metrics-address=127.0.0.1", f"--metrics-port={metrics}", "--allow-gpu-metrics=false", "--exit-timeout-secs=3",
         f"--log-file={tmp_path / 'triton.log'}",
@@ -129,4 +130,4 @@ def test_triton_serves_the_repository_from_s3_with_the_manifests_flags(s3_endpoi
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        clean_shm(command.shm_prefix(tag))
+        clean_shm(shm_prefix(tag))

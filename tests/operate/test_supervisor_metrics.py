@@ -8,9 +8,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve.errors import ServeError
+from core.errors import UserError
 from serve.metrics import SupervisorMetrics
-from serve.options import ServeOptions
+from core.triton import ServeOptions
 from serve.process import free_ports
 
 
@@ -49,7 +49,7 @@ def test_heals_and_restarts_count_by_outcome_and_are_served_over_http():
 
 def test_the_supervisor_metrics_port_must_be_off_or_a_port_of_its_own():
     ServeOptions(repository=Path("r"), admin_key="k", supervisor_metrics_port=0)
-    with pytest.raises(ServeError, match="--supervisor-metrics-port"):
+    with pytest.raises(UserError, match="--supervisor-metrics-port"):
         ServeOptions(repository=Path("r"), admin_key="k", supervisor_metrics_port=8002)
-    with pytest.raises(ServeError, match="--supervisor-metrics-port"):
+    with pytest.raises(UserError, match="--supervisor-metrics-port"):
         ServeOptions(repository=Path("r"), admin_key="k", supervisor_metrics_port=70000)

@@ -1,11 +1,11 @@
 """triton.Dockerfile, checked statically (Docker is not available where the tests run)."""
 from __future__ import annotations
 
+import json
 import re
 
 from operate import k8s
-from serve.command import METRICS_FLAGS
-from serve.options import ADMIN_HEADER, RESTRICTED_APIS
+from core.triton import ADMIN_KEY_ENV, ServeOptions, serving_flags
 from tests.conftest import ROOT
 
 DOCKERFILE = (ROOT / "triton.Dockerfile").read_text()
@@ -50,10 +50,9 @@ def test_ports_and_readiness_healthcheck():
     assert "/v2/health/ready" in healthcheck and "CMD" in healthcheck
 
 
-def test_server_uses_the_same_model_control_and_restricted_api_flags_as_the_local_launcher():
+def test_server_command_is_the_one_core_triton_builds_for_every_deployment():
+    """The container's command line drifts from the local launcher's and the manifests' only by failing here."""
     (cmd,) = instruction("CMD")
-    assert "--model-control-mode=explicit" in cmd and "--load-model=*" in cmd
-    restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}=${{MODELPORT_ADMIN_KEY"
-    assert f"--http-restricted-api={restricted}" in cmd and f"--grpc-restricted-protocol={restricted}" in cmd
-    assert "--model-repository=/models" in cmd
-    assert all(flag in cmd for flag in METRICS_FLAGS), "the dashboard's latency summaries need the same metrics flags"
+    key = f"${{{ADMIN_KEY_ENV}:?set {ADMIN_KEY_ENV} to the admin key}}"  # the shell refuses to start without it
+    flags = serving_flags("/models", key, ServeOptions.exit_timeout_s)
+    assert json.loads(cmd) == ["/bin/sh", "-c", " ".join(["exec", "tritonserver", *flags])]

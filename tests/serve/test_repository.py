@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from serve.errors import RepositoryError
+from core.errors import RepositoryError
 from serve.repository import scan
 
 ONNX_CONFIG = 'name: "m"\nbackend: "onnxruntime"\nmax_batch_size: 4\n'

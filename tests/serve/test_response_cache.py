@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import modelport
-from export import repository
-from export.spec import load_spec
+from core import repository
+from core.spec import load_spec
 from tests.conftest import REPOSITORY, ROOT, exported_repository, launch_triton
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@ import subprocess
 
 import pytest
 
-from serve.errors import RuntimeMissingError
+from core.errors import RuntimeMissingError
 from serve.runtime import apt_hint, check_glibc, locate, parse_missing_libraries
 
 LDD_OUTPUT = """\

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from export.dataset import load_npz
-from export.repository import served_names
-from export.spec import ModelSpec, Tensor, load_spec
+from core.heldout import load_npz
+from core.repository import served_names
+from core.spec import ModelSpec, Tensor, load_spec
 
 pytestmark = pytest.mark.integration
 

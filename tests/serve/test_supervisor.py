@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from serve.errors import PortInUseError, RuntimeMissingError, ServeError, ServerStartError
-from serve.options import ServeOptions
+from core.errors import PortInUseError, RuntimeMissingError, ServerStartError
+from core.triton import ServeOptions
 from serve.metrics import SupervisorMetrics
 from serve.process import TritonProcess, check_ports_free, clean_shm, explain_start_failure, free_ports
 from serve.security import admin_key_exposure, proc_hides_other_users, resolve_admin_key
@@ -151,7 +151,7 @@ def test_a_first_start_that_fails_by_itself_raises_at_once_with_its_message(tmp_
     (closed,) = free_ports(1)
     supervisor, events = supervisor_running(script, endpoint_port if endpoint_up else closed, tmp_path)
     began = time.monotonic()
-    with pytest.raises(ServeError, match="exited with code"):
+    with pytest.raises(ServerStartError, match="exited with code"):
         supervisor.start_first(threading.Event())
     assert time.monotonic() - began < 5 and not any("restarting" in e for e in events), why
 

@@ -15,7 +15,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 import modelport
-from export.spec import install_hint, load_spec
+from core.spec import install_hint, load_spec
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from export.spec import load_declared_spec
+from core.spec import load_declared_spec
 from tests.conftest import ROOT
 from tests.tune.helpers import entry_figures
 from tune import models_toml

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from export.spec import load_spec
+from core.spec import load_spec
 from tests.conftest import ROOT
 from tune.run import select
 from tune.space import tunable

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from export.errors import SpecError
-from export.spec import load_spec
+from core.errors import SpecError
+from core.spec import load_spec
 from tests.conftest import ROOT
 from tune.space import Candidate, TuneTargetError, apply, space_for, tunable
 

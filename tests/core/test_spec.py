@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from export.errors import SpecError
-from export.spec import load_spec
+from core.errors import SpecError
+from core.spec import load_spec
 from tests.export.conftest import tiny_spec, write_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,7 +176,7 @@ def test_the_readme_example_of_adding_your_own_model_is_a_valid_spec(tmp_path):
 
 
 def test_a_variable_dim_is_minus_one_with_an_optional_range_of_full_shapes():
-    from export.spec import Tensor
+    from core.spec import Tensor
 
     tokens = Tensor("m", "tokens", "TYPE_INT64", (-1, 4), min_dims=(2, 4), opt_dims=(8, 4), max_dims=(16, 4))
     assert tokens.variable and not Tensor("m", "x", "TYPE_FP32", (4,)).variable
@@ -189,7 +189,7 @@ def test_a_variable_dim_is_minus_one_with_an_optional_range_of_full_shapes():
 
 
 def test_variable_dims_need_a_declared_range_outside_onnx_models_and_no_zero_data_warmup():
-    from export.spec import ModelSpec, Tensor
+    from core.spec import ModelSpec, Tensor
 
     tokens = Tensor("m", "tokens", "TYPE_INT64", (-1,))
     out = Tensor("m", "p", "TYPE_FP32", (2,))

@@ -3,7 +3,7 @@
 Triton exports per (model, version) counters of successful requests, inferences (samples: a batch of 8 counts 8),
 executions (one per batch the scheduler formed) and cumulative microseconds (request, queue, compute input / infer /
 output), a pending-request gauge, failures by `reason`, and, with `--metrics-config summary_latencies=true`, latency
-summaries with the quantiles `serve.command.METRICS_FLAGS` asks for.
+summaries with the quantiles `core.triton.METRICS_FLAGS` asks for.
 https://github.com/triton-inference-server/server/blob/r24.10/docs/user_guide/metrics.md
 
 Ratios are weighted: the counters are summed over every series first (versions, servers, pods), and divided after.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 TRITON_JOB = "modelport-triton"  # the local scrape job; in Kubernetes the ServiceMonitor's job is the Service's name
 SUPERVISOR_JOB = "modelport-supervisor"
-QUANTILES = ("0.5", "0.9", "0.99")  # what serve.command.METRICS_FLAGS asks Triton to summarise
+QUANTILES = ("0.5", "0.9", "0.99")  # what core.triton.METRICS_FLAGS asks Triton to summarise
 # What a pod-level series keeps: job/instance locally, namespace/pod under the Prometheus operator.
 SERVER_LABELS = "job, instance, namespace, pod"
 QUEUE_RECORD = "modelport:queue_us_per_request:rate1m"
@@ -60,7 +60,7 @@ def latency_quantile_ms(quantile: str, match: str) -> str:
     """A summary quantile is computed inside each server and cannot be merged: the worst server's is shown."""
     if quantile not in QUANTILES:
         raise ValueError(f"quantile must be one Triton summarises ({', '.join(QUANTILES)}), got {quantile!r}; "
-                         "add it to summary_quantiles in serve.command.METRICS_FLAGS first")
+                         "add it to summary_quantiles in core.triton.METRICS_FLAGS first")
     summary = sel("nv_inference_request_summary_us", match, f'quantile="{quantile}"')
     return f"max by (model) ({summary}) / 1000"
 

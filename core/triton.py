@@ -1,11 +1,13 @@
-"""Launcher options: one frozen value built and validated once, then passed to every step."""
+"""Triton's options and its command line: one frozen value built and validated once, and every command line that
+starts tritonserver (the local launcher, triton.Dockerfile, the Kubernetes manifests) built from it."""
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
 from pathlib import Path
+from typing import Protocol
 
-from serve.errors import ServeError
+from core.errors import UserError
 
 # The APIs a client needs to call a model stay open: health, metadata, model-config (clients read it to learn
 # shapes), inference, statistics. Everything that changes or inspects the server's internals needs the admin key.
@@ -42,35 +44,35 @@ class ServeOptions:
         for name in ("http_port", "grpc_port", "metrics_port"):
             port = getattr(self, name)
             if not isinstance(port, int) or not 0 < port < 65536:
-                raise ServeError(f"{name} must be a port number in 1..65535, got {port!r}: pass --{name.replace('_', '-')} N")
+                raise UserError(f"{name} must be a port number in 1..65535, got {port!r}: pass --{name.replace('_', '-')} N")
         ports = [self.http_port, self.grpc_port, self.metrics_port]
         if len(set(ports)) != 3:
-            raise ServeError(
+            raise UserError(
                 f"http_port, grpc_port and metrics_port must differ, got {ports}: pick three distinct ports"
             )
         port = self.supervisor_metrics_port
         if not isinstance(port, int) or not 0 <= port < 65536 or port in ports:
-            raise ServeError(
+            raise UserError(
                 f"supervisor_metrics_port must be 0 (off) or a port in 1..65535 other than {ports}, got {port!r}: "
                 "pass --supervisor-metrics-port N"
             )
         size = self.cache_size_bytes
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ServeError(f"cache_size_bytes must be an integer >= 0 (0: no response cache), got {size!r}: "
+            raise UserError(f"cache_size_bytes must be an integer >= 0 (0: no response cache), got {size!r}: "
                              "pass --cache-size BYTES, e.g. --cache-size 64MiB")
         try:
             ipaddress.ip_address(self.address)
         except ValueError:
-            raise ServeError(
+            raise UserError(
                 f"address must be an IP address such as 127.0.0.1 or 0.0.0.0, got {self.address!r}: pass --address IP"
             ) from None
         if not self.admin_key or any(c.isspace() or c in ",=" for c in self.admin_key):
-            raise ServeError(
+            raise UserError(
                 f"admin key (env {ADMIN_KEY_ENV}) must be non-empty without spaces, commas or '=': "
                 "set it to a random token, e.g. `export MODELPORT_ADMIN_KEY=$(openssl rand -hex 16)`"
             )
         if self.exit_timeout_s < 0 or self.startup_timeout_s <= 0:
-            raise ServeError(
+            raise UserError(
                 f"exit_timeout_s must be >= 0 and startup_timeout_s > 0, got {self.exit_timeout_s}, {self.startup_timeout_s}"
             )
 
@@ -90,3 +92,73 @@ class ServeOptions:
     @property
     def metrics_url(self) -> str:
         return f"{self.url_host}:{self.metrics_port}"
+
+
+# Latency summaries (off by default in Triton) feed the dashboard's p50/p99 panels and the p99 alert. Quantile:error
+# pairs as Triton's --metrics-config documents them.
+METRICS_FLAGS = (
+    "--metrics-config=summary_latencies=true",
+    "--metrics-config=summary_quantiles=0.5:0.05,0.9:0.01,0.99:0.001",
+)
+
+
+class Installation(Protocol):
+    """Where a tritonserver and its backends are (serve/runtime.py finds the wheel's)."""
+
+    tritonserver: Path
+    backend_dir: Path
+    cache_dir: Path | None
+
+
+def serving_flags(repository: str, admin_key: str, exit_timeout_s: int) -> list[str]:
+    """The flags every deployment shares. `admin_key` may be a reference the container expands, such as
+    `$(MODELPORT_ADMIN_KEY)` in a manifest."""
+    restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={admin_key}"
+    return [
+        f"--model-repository={repository}",
+        # Explicit mode: nothing outside the repository's models can be loaded without the admin key,
+        # and every repository model is loaded at start.
+        "--model-control-mode=explicit",
+        "--load-model=*",
+        "--strict-readiness=true",
+        f"--exit-timeout-secs={exit_timeout_s}",
+        *METRICS_FLAGS,
+        f"--http-restricted-api={restricted}",
+        f"--grpc-restricted-protocol={restricted}",
+    ]
+
+
+def shm_prefix(tag: str) -> str:
+    """Prefix of the python backend's /dev/shm regions, unique per launch so that cleanup removes only ours."""
+    return f"modelport_{tag}_"
+
+
+def tritonserver_argv(options: ServeOptions, installation: Installation, shm_tag: str) -> list[str]:
+    return [
+        str(installation.tritonserver),
+        *serving_flags(str(options.repository.resolve()), options.admin_key, options.exit_timeout_s),
+        f"--backend-directory={installation.backend_dir}",
+        f"--http-address={options.address}",
+        f"--http-port={options.http_port}",
+        f"--grpc-address={options.address}",
+        f"--grpc-port={options.grpc_port}",
+        f"--metrics-address={options.address}",
+        f"--metrics-port={options.metrics_port}",
+        "--allow-gpu-metrics=false",
+        f"--backend-config=python,shm-region-prefix-name={shm_prefix(shm_tag)}",
+        f"--log-file={options.log_file.resolve()}",
+        f"--log-verbose={options.log_verbose}",
+        *cache_flags(options, installation),
+    ]
+
+
+def cache_flags(options: ServeOptions, installation: Installation) -> list[str]:
+    """Triton's local response cache, for the models whose config has `response_cache { enable: true }`."""
+    if not options.cache_size_bytes:
+        return []
+    directory = [f"--cache-directory={installation.cache_dir}"] if installation.cache_dir is not None else []
+    return [*directory, f"--cache-config=local,size={options.cache_size_bytes}"]
+
+
+def redact(argv: list[str], secret: str) -> list[str]:
+    return [arg.replace(secret, "***") for arg in argv] if secret else list(argv)

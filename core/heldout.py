@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export.errors import SourceError
-from export.spec import ModelSpec, Tensor
+from core.errors import SourceError
+from core.spec import ModelSpec, Tensor
 
 
 @dataclass(frozen=True)

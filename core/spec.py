@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.errors import SpecError
+from core.errors import SpecError
 
 KINDS = ("onnx", "python", "ensemble")
 VARIANTS = ("fp32", "int8", "fp16")

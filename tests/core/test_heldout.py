@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export.dataset import load_npz
-from export.errors import SourceError
-from export.spec import load_spec
+from core.heldout import load_npz
+from core.errors import SourceError
+from core.spec import load_spec
 from tests.export.conftest import tiny_spec, write_spec
 
 
@@ -28,7 +28,7 @@ def test_a_multi_input_model_reads_one_array_per_input_name(tmp_path, tiny_model
 
 
 def variable_model():
-    from export.spec import ModelSpec, Tensor
+    from core.spec import ModelSpec, Tensor
 
     return ModelSpec("m", "onnx", (Tensor("m", "tokens", "TYPE_INT64", (-1,)),),
                      (Tensor("m", "p", "TYPE_FP32", (2,)),), max_batch_size=4)
@@ -57,9 +57,9 @@ def test_lengths_beyond_the_padded_size_name_the_array_and_the_allowed_sizes(tmp
 def test_a_declared_bound_beyond_the_held_out_sizes_fails_naming_the_missing_one(tmp_path):
     from dataclasses import replace
 
-    from export.errors import SpecError
-    from export.repository import shape_ranges
-    from export.spec import Gate, OnnxSource
+    from core.errors import SpecError
+    from core.repository import shape_ranges
+    from core.spec import Gate, OnnxSource
 
     np.savez(tmp_path / "heldout.npz", x=np.zeros((2, 3), np.int64), x_lengths=np.array([2, 3]))
     model = variable_model()
