@@ -23,8 +23,9 @@ from pathlib import Path
 
 from bench import backend_cost, response_cache
 from bench import results as results_module
-from bench.run import BenchOptions, PlanError, batching_model, run
+from bench.run import BenchOptions, PlanError, run
 from core.errors import SpecError
+from core.measure import triton_metrics
 from core.spec import Spec, load_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def backend_cost_run(args: argparse.Namespace, spec: Spec, formed_batches: dict[
 
 def formed_batches(spec, outcome: results_module.BenchResults) -> dict[str, float]:
     """The batch Triton formed at 64 connections, per model that formed it (an ensemble's ONNX step)."""
-    return {batching_model(spec, r.cell.model): r.avg_batch for r in outcome.cells
+    return {triton_metrics.batching_model(spec, r.cell.model): r.avg_batch for r in outcome.cells
             if r.cell.server == "triton" and r.cell.encoding == "binary" and r.cell.connections == 64 and r.avg_batch}
 
 

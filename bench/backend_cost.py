@@ -41,9 +41,11 @@ import psutil
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from bench import loadgen, servers
+from core.measure import loadgen
+
+from bench import servers
 from core.spec import Spec
-from loadtest import payloads, v2
+from core.measure import payloads, v2
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ONNXRUNTIME_BACKEND = REPO_ROOT / "serve" / "backends" / "onnxruntime" / "model.py"

@@ -11,7 +11,7 @@ import statistics
 import time
 
 from bench.results import ClientOverhead
-from loadtest.payloads import Sample
+from core.measure.payloads import Sample
 
 
 def _call_times_us(call, calls: int) -> list[float]:

@@ -23,9 +23,11 @@ import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from bench import loadgen, servers
+from core.measure import loadgen
+
+from bench import servers
 from core.spec import load_spec
-from loadtest import payloads, v2
+from core.measure import payloads, v2
 from serve.cli import cache_size
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import json
 import statistics
 from dataclasses import asdict, dataclass, field
 
-from bench.perf_analyzer import PerfResult
+from core.measure.perf_analyzer import PerfResult
 
 # The models issues 5 and 9's targets name: throughput against the baselines on a model of raw tensors, batching and
 # the in-process limit on a text pipeline, the in-process limit on a compute-bound model (for `digits` HTTP is the

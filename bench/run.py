@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import client_overhead, inprocess, loadgen, perf_analyzer, servers
+from core.measure import loadgen, perf_analyzer
+
+from bench import client_overhead, inprocess, servers
 from bench.baselines.model import input_order, request_body
 from bench.results import (REFERENCE_COMPUTE, REFERENCE_PIPELINE, REFERENCE_TENSORS, BenchResults, Cell, CellResult, GeneratorCeiling,
                            PerfAnalyzerCell, Round)
 from core.spec import ModelSpec, Spec
-from loadtest import gateway as gateway_payloads
-from loadtest import payloads, triton_metrics, v2
+from core.measure import gateway_payloads
+from core.measure import payloads, triton_metrics, v2
 
 BASELINES = ("fastapi", "flask")
 
@@ -93,7 +95,7 @@ def plan(spec: Spec, repository: Path, model: str | None = None) -> tuple[list[C
         if spec.model(name) is None:
             notes.append(f"{name} skipped: not in {spec.path}")
             continue
-        onnx = onnx_file(repository, batching_model(spec, name))
+        onnx = onnx_file(repository, triton_metrics.batching_model(spec, name))
         if onnx.is_file():
             cells += cells_for(name)
         else:
@@ -105,17 +107,13 @@ def onnx_models(spec: Spec) -> list[str]:
     return [name for m in spec.models if m.kind == "onnx" for name in m.triton_names]
 
 
-def onnx_steps(spec: Spec, model: ModelSpec) -> list[str]:
-    return [s.model for s in model.steps if spec.model(s.model) is not None and spec.model(s.model).kind == "onnx"]
-
-
 def check_model(spec: Spec, repository: Path, name: str) -> None:
     model = spec.model(name)
     available = ", ".join(onnx_models(spec)) or "(none)"
     if model is None:
         raise PlanError(f"--model {name}: no model of that name in {spec.path}; onnx models: {available}")
     if model.kind != "onnx":
-        steps = onnx_steps(spec, model)
+        steps = triton_metrics.onnx_steps(spec, model)
         hint = f"its ONNX step: {', '.join(steps)}; " if steps else ""
         raise PlanError(f"--model {name}: kind = {model.kind!r}; the benchmark serves one model.onnx on every "
                         f"contender, so it needs an onnx-kind model ({hint}onnx models: {available})")
@@ -125,26 +123,6 @@ def check_model(spec: Spec, repository: Path, name: str) -> None:
 
 def onnx_file(repository: Path, triton_name: str) -> Path:
     return repository / triton_name / "1" / "model.onnx"
-
-
-def batching_model(spec: Spec, name: str) -> str:
-    """The model whose executions show the batch formed: for an ensemble, its (first) ONNX step."""
-    model = spec.model(name)
-    if model is not None and model.kind == "ensemble":
-        return next(iter(onnx_steps(spec, model)), name)
-    return name
-
-
-def payload_target(spec: Spec, name: str) -> payloads.Target:
-    return next(t for t in payloads.targets(spec) if t.name == name)
-
-
-def triton_requests(model: payloads.Target, encoding: str, host: str) -> tuple[bytes, ...]:
-    built = []
-    for sample in payloads.samples(model):
-        request = v2.http_request(sample, encoding)
-        built.append(loadgen.http_request(host, request.path, request.body, request.headers))
-    return tuple(built)
 
 
 def baseline_bodies(model: payloads.Target, onnx: Path, encoding: str) -> tuple[tuple[str, bytes, str], ...]:
@@ -187,7 +165,7 @@ def _batches(samples: tuple[payloads.Sample, ...], size: int) -> tuple[dict[str,
 def in_process_job(spec: Spec, repository: Path, name: str, batch_size: int):
     """What the served model does, without serving: the ONNX model itself, or a tokenizer ensemble's two steps."""
     model = spec.model(name)
-    samples = payloads.samples(payload_target(spec, name))
+    samples = payloads.samples(payloads.target(spec, name))
     if model.kind == "onnx":
         return inprocess.OnnxJob(name, onnx_file(repository, name), batches(samples, batch_size), batch_size)
     steps = [s.model for s in model.steps]
@@ -243,7 +221,7 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
             running["triton-nobatch"] = stack.enter_context(servers.triton("triton-nobatch", copy, options.work_dir))
         if baseline_model is not None:
             onnx = onnx_file(options.repository, baseline_model)
-            probe = baseline_bodies(payload_target(spec, baseline_model), onnx, "binary")[0][1]
+            probe = baseline_bodies(payloads.target(spec, baseline_model), onnx, "binary")[0][1]
             for name, start in (("fastapi", servers.fastapi_uvicorn), ("flask", servers.flask_gunicorn)):
                 if name in wanted:
                     running[name] = stack.enter_context(start(onnx, options.workers, options.work_dir, probe))
@@ -255,8 +233,8 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
             host = f"{server.host}:{server.port}"
             key = (cell.model, cell.server, cell.encoding)
             if key not in targets:
-                model = payload_target(spec, cell.model)
-                requests = (triton_requests(model, cell.encoding, host) if cell.server.startswith("triton")
+                model = payloads.target(spec, cell.model)
+                requests = (loadgen.triton_requests(model, cell.encoding, host) if cell.server.startswith("triton")
                             else gateway_requests(model, host, server.api_key) if cell.server == "gateway"
                             else baseline_requests(model, onnx_file(options.repository, cell.model), cell.encoding,
                                                    host))
@@ -267,7 +245,7 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
             # rotate the order every round so slow drift (other tenants, thermal) spreads over all cells
             shift = index * max(1, len(cells) // options.rounds)
             for cell in cells[shift:] + cells[:shift]:
-                formed_by = batching_model(spec, cell.model)
+                formed_by = triton_metrics.batching_model(spec, cell.model)
                 rounds[cell].append(_measure(cell, running[cell.server], targets[(cell.model, cell.server,
                                                                                    cell.encoding)], formed_by, options,
                                              running.get("triton") if cell.server == "gateway" else None))
@@ -278,7 +256,7 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
         client = None
         client_model = baseline_model or cells[0].model
         if "triton" in running and options.client_blocks:
-            sample = payloads.samples(payload_target(spec, client_model))[0]
+            sample = payloads.samples(payloads.target(spec, client_model))[0]
             try:
                 client = client_overhead.measure(f"127.0.0.1:{running['triton'].port}", sample, options.client_blocks)
                 _log(f"client overhead: {client.overhead:+.1%}")
@@ -327,7 +305,7 @@ def perf_analyzer_cells(spec: Spec, cells: list[Cell], server: servers.Running, 
     work_dir = options.work_dir / "perf_analyzer"
     measured = []
     for cell in (c for c in cells if c.server == "triton" and c.encoding == "binary"):
-        data = perf_analyzer.write_input_data(payloads.samples(payload_target(spec, cell.model)),
+        data = perf_analyzer.write_input_data(payloads.samples(payloads.target(spec, cell.model)),
                                               work_dir / f"{cell.model}-input.json")
         run = perf_analyzer.Run(cell.model, f"{server.host}:{server.port}", "http", cell.connections,
                                 round(options.duration_s * 1000), data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench.loadgen import content_length
+from core.measure.loadgen import content_length
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 

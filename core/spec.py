@@ -36,13 +36,14 @@ TOKENIZER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a g
 # Optional extras (`make venv EXTRAS=NAME`, env/locks.py) and the modules that tell they are installed.
 EXTRAS = {"torch": ("torch", "transformers", "onnxscript")}
 # The python backend model the export deploys for a [model.text] table (no model.py to write).
-HF_TOKENIZER_DIR = Path(__file__).resolve().parent / "hf_tokenizer"
+ROOT = Path(__file__).resolve().parents[1]
+HF_TOKENIZER_DIR = ROOT / "export" / "hf_tokenizer"
 # The python step the export deploys for a Keras model that takes raw strings through TextVectorization.
-KERAS_TEXT_DIR = Path(__file__).resolve().parent / "keras_text_step"
+KERAS_TEXT_DIR = ROOT / "export" / "keras_text_step"
 KERAS_STRING_LAYERS = ("TextVectorization", "StringLookup", "IntegerLookup", "Hashing")
 KERAS_SPLIT_LAYERS = ("TextVectorization", "StringLookup")  # those the generated step reproduces
 # Text validation shared with `sentiment_tokenizer`, so bad texts get the same answers (deployed beside the model).
-TEXT_ENCODING = Path(__file__).resolve().parents[1] / "model_repository/sentiment_tokenizer/1/text_encoding.py"
+TEXT_ENCODING = ROOT / "model_repository/sentiment_tokenizer/1/text_encoding.py"
 
 
 def installed_extras() -> frozenset[str]:

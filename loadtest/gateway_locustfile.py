@@ -20,7 +20,7 @@ import os  # noqa: E402
 from locust import FastHttpUser, constant, events  # noqa: E402
 
 import loadtest.locustfile as base  # noqa: E402  (registers the shared options, report and SLO gate)
-from loadtest import gateway, payloads  # noqa: E402
+from core.measure import gateway_payloads, payloads  # noqa: E402
 from loadtest.locustfile import OptionShape  # noqa: E402,F401  (Locust finds the load shape by its name here)
 from loadtest.users import _cycle  # noqa: E402
 
@@ -42,14 +42,14 @@ class GatewayUser(FastHttpUser):
 
     def infer(self, target: payloads.Target) -> None:
         if target not in self._requests:
-            self._requests[target] = _cycle(gateway.gateway_requests(target))
+            self._requests[target] = _cycle(gateway_payloads.gateway_requests(target))
         request = next(self._requests[target])
         with self.client.post(request.path, data=request.body, headers=self._headers, name=request.name,
                               catch_response=True) as response:
             if response.status_code == 0:
                 response.failure(f"no response from {self.host}{request.path}: {response.error!r}")
                 return
-            error = gateway.response_error(response.status_code, response.content, request)
+            error = gateway_payloads.response_error(response.status_code, response.content, request)
             if error:
                 response.failure(error)
             else:

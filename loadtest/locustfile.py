@@ -33,7 +33,8 @@ from locust.runners import WorkerRunner  # noqa: E402
 
 from core.errors import SpecError  # noqa: E402
 from core.spec import load_spec  # noqa: E402
-from loadtest import hdr, payloads, report, shapes, slo, users  # noqa: E402
+from core.measure import payloads  # noqa: E402
+from loadtest import hdr, report, shapes, slo, users  # noqa: E402
 
 _log = logging.getLogger("loadtest")
 

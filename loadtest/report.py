@@ -13,7 +13,9 @@ from pathlib import Path
 
 import gevent
 
-from loadtest import hdr, triton_metrics
+from core.measure import triton_metrics
+
+from loadtest import hdr
 from core import promql
 
 

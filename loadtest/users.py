@@ -16,7 +16,7 @@ from functools import lru_cache
 from locust import FastHttpUser, TaskSet, User, constant, tag
 from tritonclient.utils import InferenceServerException
 
-from loadtest import payloads, v2
+from core.measure import payloads, v2
 
 
 def add_arguments(parser) -> None:

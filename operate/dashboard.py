@@ -1,6 +1,6 @@
 """The Grafana dashboard, built with grafana-foundation-sdk (types generated from Grafana's own schema), so its JSON
 has the structure Grafana defines. Models come from models.toml: the `model` variable lists them, and one row per
-model repeats over it. Every query is a function of operate/promql.py."""
+model repeats over it. Every query is a function of core/promql.py."""
 from __future__ import annotations
 
 import dataclasses

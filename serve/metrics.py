@@ -1,6 +1,6 @@
 """The supervisor's own counters as Prometheus metrics: models healed after a backend process died, and tritonserver
 restarts after a crash. Triton cannot count these (they happen around it), so the supervisor serves them on a port of
-its own (`--supervisor-metrics-port`), next to Triton's /metrics. operate/promql.py and the alert rules read them.
+its own (`--supervisor-metrics-port`), next to Triton's /metrics. core/promql.py and the alert rules read them.
 """
 from __future__ import annotations
 

@@ -226,7 +226,7 @@ def test_a_string_layer_the_export_cannot_reproduce_is_refused_naming_it(tmp_pat
 
 def test_the_load_test_leaves_the_numeric_part_without_payloads_and_names_the_fix(project):
     from core.spec import load_spec
-    from loadtest import payloads
+    from core.measure import payloads
 
     targets = {t.name: t for t in payloads.targets(load_spec(project / "models.toml"))}
     assert {"opinions", "opinions_preprocess", "opinions_numeric"} <= set(targets)

@@ -162,7 +162,7 @@ def test_the_gateway_takes_a_length_within_the_range_and_refuses_others(project)
 
 def test_the_load_test_sends_each_held_out_row_at_its_own_length(project):
     from core.spec import load_spec
-    from loadtest import payloads
+    from core.measure import payloads
 
     (target,) = payloads.targets(load_spec(project / "models.toml"))
     lengths = {sample.inputs[0].array.shape[1] for sample in payloads.samples(target)}

@@ -67,7 +67,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=1.5, help="measured seconds per connection count")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds of load before each measurement")
     parser.add_argument("--generator", choices=GENERATORS, default="loadgen",
-                        help="bench/loadgen.py, or NVIDIA's perf_analyzer (downloaded once into build/)")
+                        help="core/measure/loadgen.py, or NVIDIA's perf_analyzer (downloaded once into build/)")
     parser.add_argument("--spec", type=Path, default=REPO_ROOT / "models.toml",
                         help="the models.toml to read and write")
     parser.add_argument("--repository", type=Path, default=REPO_ROOT / "model_repository",

@@ -2,8 +2,8 @@
 
 The sweep stops early where more connections cannot help the choice: once p99 is over the latency budget (in a
 closed loop more connections only queue longer) or once throughput stops growing (the server is saturated).
-Generators: bench/loadgen.py (our closed-loop HTTP/1.1 generator, the one `make bench` uses) or NVIDIA's
-perf_analyzer (bench/perf_analyzer.py), both sending the model's own payloads from the spec.
+Generators: core/measure/loadgen.py (our closed-loop HTTP/1.1 generator, the one `make bench` uses) or NVIDIA's
+perf_analyzer (core/measure/perf_analyzer.py), both sending the model's own payloads from the spec.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from bench import loadgen
-from bench import perf_analyzer as pa
-from bench.run import batching_model, payload_target, triton_requests
+from core.measure import loadgen
+from core.measure import perf_analyzer as pa
 from core.spec import Spec
-from loadtest import payloads, triton_metrics
+from core.measure import payloads, triton_metrics
 from tune.choose import Point, Trial
 from tune.serving import CandidateNotServed, TuneServer
 from tune.space import Candidate
@@ -62,7 +61,7 @@ class LoadgenGenerator:
 
     def __init__(self, spec: Spec, target: str, http_url: str, sweep: Sweep) -> None:
         host, port = http_url.rsplit(":", 1)
-        requests = triton_requests(payload_target(spec, target), "binary", http_url)
+        requests = loadgen.triton_requests(payloads.target(spec, target), "binary", http_url)
         self.target = loadgen.HttpTarget(host, int(port), requests)
         self.sweep = sweep
 
@@ -78,7 +77,7 @@ class PerfAnalyzerGenerator:
 
     def __init__(self, spec: Spec, target: str, http_url: str, sweep: Sweep, work_dir: Path) -> None:
         self.installation = pa.provision()
-        self.input_data = pa.write_input_data(payloads.samples(payload_target(spec, target)),
+        self.input_data = pa.write_input_data(payloads.samples(payloads.target(spec, target)),
                                               work_dir / f"{target}-input.json")
         self.target, self.http_url, self.work_dir = target, http_url, work_dir
         self.window_ms = max(100, round(sweep.duration_s * 1000 / pa.WINDOWS))
@@ -108,7 +107,7 @@ def measure(server: TuneServer, candidate: Candidate, load: Generator, sweep: Sw
         server.serve(candidate)
     except CandidateNotServed as error:
         return Trial(candidate, (), time.monotonic() - began, error=str(error))
-    formed_by = batching_model(server.spec, server.space.target)
+    formed_by = triton_metrics.batching_model(server.spec, server.space.target)
     points: list[Point] = []
     stopped = ""
     for connections in sweep.connections:

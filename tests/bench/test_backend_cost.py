@@ -6,7 +6,7 @@ import numpy as np
 from bench import backend_cost
 from bench.backend_cost import BatchCost, BatchRound, CostResults, ModelCost
 from core.spec import load_spec
-from loadtest import payloads
+from core.measure import payloads
 
 REPOSITORY = payloads.DEFAULT_SPEC.parent / "model_repository"
 

@@ -7,10 +7,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from bench import loadgen, run, servers
+from core.measure import loadgen
+
+from bench import run, servers
 from bench.baselines.model import Predictor, request_body
 from core.spec import load_spec
-from loadtest import payloads
+from core.measure import payloads
 from tests.loadtest.user_spec import churn_reference, heldout_arrays, write_churn_onnx, write_user_spec
 
 DIGITS_ONNX = Path(__file__).resolve().parents[2] / "model_repository" / "digits" / "1" / "model.onnx"
@@ -19,7 +21,7 @@ DIGITS_ONNX = Path(__file__).resolve().parents[2] / "model_repository" / "digits
 @pytest.fixture
 def churn(tmp_path):
     spec = load_spec(write_user_spec(tmp_path / "spec"))
-    return run.payload_target(spec, "churn"), write_churn_onnx(tmp_path / "churn.onnx")
+    return payloads.target(spec, "churn"), write_churn_onnx(tmp_path / "churn.onnx")
 
 
 def test_the_binary_format_splits_a_body_into_every_input_in_the_files_order_and_joins_every_output(churn):
@@ -76,7 +78,7 @@ def test_baseline_serves_a_users_multi_input_model_for_every_request_of_a_closed
 @pytest.mark.skipif(not DIGITS_ONNX.is_file(), reason="needs `make export` (model_repository/digits/1/model.onnx)")
 @pytest.mark.parametrize("start", [servers.flask_gunicorn, servers.fastapi_uvicorn], ids=["flask", "fastapi"])
 def test_baseline_answers_every_digits_request_of_a_short_closed_loop_run(tmp_path, start):
-    target = run.payload_target(load_spec(payloads.DEFAULT_SPEC), "digits")
+    target = payloads.target(load_spec(payloads.DEFAULT_SPEC), "digits")
     probe = run.baseline_bodies(target, DIGITS_ONNX, "binary")[0][1]
     with start(DIGITS_ONNX, 1, tmp_path, probe) as server:
         requests = run.baseline_requests(target, DIGITS_ONNX, "json", f"{server.host}:{server.port}")

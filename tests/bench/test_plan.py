@@ -12,7 +12,7 @@ import pytest
 from bench import run
 from bench.results import Cell
 from core.spec import load_spec
-from loadtest import payloads
+from core.measure import payloads
 from tests.loadtest.user_spec import SPEC, heldout_arrays, write_churn_onnx, write_user_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -96,48 +96,13 @@ def test_model_refuses_an_unknown_name_and_an_unexported_model_with_the_fix(user
         run.plan(spec, tmp_path / "empty", "churn")
 
 
-def test_the_batch_formed_is_read_from_an_ensembles_onnx_step_found_in_its_steps(tmp_path):
-    # an ensemble of the user's own naming: nothing about it is known but its [[model.step]] tables
-    text = SPEC + """
-[[model]]
-name = "churn_api"
-kind = "ensemble"
-max_batch_size = 8
-
-[[model.input]]
-name = "features"
-dtype = "TYPE_FP32"
-dims = [3]
-
-[[model.input]]
-name = "plan_ids"
-dtype = "TYPE_INT64"
-dims = [2]
-
-[[model.output]]
-name = "spend"
-dtype = "TYPE_FP32"
-dims = [1]
-
-[[model.step]]
-model = "churn_fp16"
-input_map = { features = "features", plan_ids = "plan_ids" }
-output_map = { spend = "spend" }
-"""
-    spec = load_spec(write_user_spec(tmp_path, text))
-
-    assert run.batching_model(spec, "churn_api") == "churn_fp16"
-    assert run.batching_model(spec, "churn") == "churn"
-    assert run.batching_model(load_spec(payloads.DEFAULT_SPEC), "sentiment") == "sentiment_classifier"
-
-
 def test_baseline_bodies_carry_the_heldout_rows_in_the_model_files_input_order(user):
     spec, repository = user
     rows = heldout_arrays()
     onnx = repository / "churn" / "1" / "model.onnx"
 
-    binary = run.baseline_bodies(run.payload_target(spec, "churn"), onnx, "binary")
-    json_bodies = run.baseline_bodies(run.payload_target(spec, "churn"), onnx, "json")
+    binary = run.baseline_bodies(payloads.target(spec, "churn"), onnx, "binary")
+    json_bodies = run.baseline_bodies(payloads.target(spec, "churn"), onnx, "json")
 
     path, body, kind = binary[2]
     # the file lists plan_ids first, the spec lists features first: the body follows the file
@@ -149,7 +114,7 @@ def test_baseline_bodies_carry_the_heldout_rows_in_the_model_files_input_order(u
 
 def test_batches_group_heldout_rows_and_repeat_them_when_there_are_fewer_rows_than_the_batch(user):
     spec, _repository = user
-    samples = payloads.samples(run.payload_target(spec, "churn"))
+    samples = payloads.samples(payloads.target(spec, "churn"))
 
     fours = run.batches(samples, 4)
     big = run.batches(samples, 20)

@@ -6,7 +6,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from bench.response_cache import repository_copy, unique_samples
-from loadtest.payloads import Input, Sample
+from core.measure.payloads import Input, Sample
 from tests.conftest import REPOSITORY, exported_repository
 
 

@@ -18,7 +18,7 @@ from export.repository import committed_files
 from core.errors import SpecError
 from core import spec as spec_module
 from core.spec import HF_TOKENIZER_DIR, TEXT_ENCODING, load_declared_spec, load_spec
-from loadtest import payloads
+from core.measure import payloads
 from tests.export.conftest import write_spec
 from tests.export.torch_models import hf_spec, module_spec
 

@@ -11,8 +11,8 @@ import requests
 
 import modelport
 from core.spec import load_spec
-from loadtest import payloads
-from loadtest.gateway import gateway_request
+from core.measure import payloads
+from core.measure.gateway_payloads import gateway_request
 from gateway.catalogue import endpoints
 from tests.conftest import REPOSITORY
 

@@ -18,7 +18,7 @@ from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, She
 from gateway.quality import DriftMonitor, psi, reference_predictions
 from gateway.ratelimit import RateLimiter
 from gateway.shedding import ModelGate
-from loadtest import payloads
+from core.measure import payloads
 from tests.conftest import REPOSITORY
 
 SPEC = load_spec(payloads.DEFAULT_SPEC)

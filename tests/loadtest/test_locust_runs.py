@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.spec import load_spec
-from loadtest import payloads
+from core.measure import payloads
 from serve.process import free_ports
 from tests.conftest import REFERENCE_MIX
 from tests.loadtest.user_spec import SPEC, write_user_spec

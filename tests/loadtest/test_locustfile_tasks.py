@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from core.spec import load_spec
-from loadtest import payloads
+from core.measure import payloads
 from tests.conftest import REFERENCE_MIX
 from tests.loadtest.user_spec import write_user_spec
 

@@ -10,10 +10,10 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 
-from bench import perf_analyzer as pa
+from core.measure import perf_analyzer as pa
 from bench.results import (BenchResults, Cell, CellResult, PerfAnalyzerCell, Round, format_markdown, from_json,
                            to_json)
-from loadtest.payloads import Input, Sample
+from core.measure.payloads import Input, Sample
 
 # Recorded from perf_analyzer 2.41.0 -f ... --verbose-csv against `sentiment` (an ensemble) at concurrency 4.
 RECORDED_CSV = (
@@ -130,7 +130,7 @@ def test_provisioning_says_in_one_line_why_it_cannot_download(tmp_path, monkeypa
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_a_short_real_run_against_triton_reports_throughput_and_tritons_breakdown(triton, tmp_path, protocol):
     from core.spec import load_spec
-    from loadtest import payloads
+    from core.measure import payloads
     from tests.conftest import ROOT
 
     spec = load_spec(ROOT / "models.toml")

@@ -12,6 +12,8 @@ import re
 import urllib.request
 from dataclasses import dataclass, fields
 
+from core.spec import ModelSpec, Spec
+
 # metric name in Triton -> field of ModelCounters
 _METRICS = {
     "nv_inference_request_success": "request_success",
@@ -68,6 +70,18 @@ class ModelActivity:
             queue_us_per_request=delta.queue_us / requests if requests else 0.0,
             compute_us_per_request=delta.compute_infer_us / requests if requests else 0.0,
         )
+
+
+def onnx_steps(spec: Spec, model: ModelSpec) -> list[str]:
+    return [s.model for s in model.steps if spec.model(s.model) is not None and spec.model(s.model).kind == "onnx"]
+
+
+def batching_model(spec: Spec, name: str) -> str:
+    """The model whose executions show the batch formed: for an ensemble, its (first) ONNX step."""
+    model = spec.model(name)
+    if model is not None and model.kind == "ensemble":
+        return next(iter(onnx_steps(spec, model)), name)
+    return name
 
 
 def parse(text: str) -> dict[str, ModelCounters]:

@@ -1,4 +1,8 @@
-from loadtest.triton_metrics import ModelCounters, activity, format_activity, metrics_endpoint, parse
+from core.measure import payloads
+from core.measure.triton_metrics import (ModelCounters, activity, batching_model, format_activity, metrics_endpoint,
+                                         parse)
+from core.spec import load_spec
+from tests.loadtest.user_spec import SPEC, write_user_spec
 
 BEFORE = """# HELP nv_inference_count Number of inferences performed
 # TYPE nv_inference_count counter
@@ -45,3 +49,38 @@ def test_activity_gives_average_batch_and_per_request_times_for_models_that_serv
 def test_metrics_endpoint_accepts_host_port_or_full_url():
     assert metrics_endpoint("127.0.0.1:8002") == "http://127.0.0.1:8002/metrics"
     assert metrics_endpoint("http://h:1/metrics") == "http://h:1/metrics"
+
+
+def test_the_batch_formed_is_read_from_an_ensembles_onnx_step_found_in_its_steps(tmp_path):
+    # an ensemble of the user's own naming: nothing about it is known but its [[model.step]] tables
+    text = SPEC + """
+[[model]]
+name = "churn_api"
+kind = "ensemble"
+max_batch_size = 8
+
+[[model.input]]
+name = "features"
+dtype = "TYPE_FP32"
+dims = [3]
+
+[[model.input]]
+name = "plan_ids"
+dtype = "TYPE_INT64"
+dims = [2]
+
+[[model.output]]
+name = "spend"
+dtype = "TYPE_FP32"
+dims = [1]
+
+[[model.step]]
+model = "churn_fp16"
+input_map = { features = "features", plan_ids = "plan_ids" }
+output_map = { spend = "spend" }
+"""
+    spec = load_spec(write_user_spec(tmp_path, text))
+
+    assert batching_model(spec, "churn_api") == "churn_fp16"
+    assert batching_model(spec, "churn") == "churn"
+    assert batching_model(load_spec(payloads.DEFAULT_SPEC), "sentiment") == "sentiment_classifier"

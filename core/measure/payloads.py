@@ -26,7 +26,7 @@ from core.heldout import load_npz
 from core.repository import served_names
 from core.spec import ModelSpec, Spec
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SPEC = REPO_ROOT / "models.toml"
 SPEC_ENV = "MODELPORT_SPEC"  # how Locust workers (and anyone running `locust -f` without --spec) find the spec
 SAMPLES_PER_MODEL = 256
@@ -99,6 +99,10 @@ def targets(spec: Spec) -> tuple[Target, ...]:
         Target(name, m, m.loadtest_weight if name == m.name else 0)
         for m in spec.models for name in served_names(m, repository)
     )
+
+
+def target(spec: Spec, name: str) -> Target:
+    return next(t for t in targets(spec) if t.name == name)
 
 
 def select(catalogue: tuple[Target, ...], tags: list[str] | None,

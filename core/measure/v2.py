@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import tritonclient.http as httpclient
 
-from loadtest.payloads import Sample
+from core.measure.payloads import Sample
 
 ENCODINGS = ("binary", "json")
 HEADER_LENGTH = "Inference-Header-Content-Length"

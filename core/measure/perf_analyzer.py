@@ -1,4 +1,4 @@
-"""NVIDIA's perf_analyzer, from packages only, as a second load generator next to bench/loadgen.py.
+"""NVIDIA's perf_analyzer, from packages only, as a second load generator next to core/measure/loadgen.py.
 
 The `tritonclient==2.41.0` manylinux wheel carries the binary (the last release that ships it in the wheel); we
 download that wheel with pip, unpack only `perf_analyzer` (the wheel is never installed: the project pins a newer
@@ -28,7 +28,7 @@ import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO_ROOT / "build" / "perf_analyzer"
 VERSION = "2.41.0"
 WHEEL_MEMBER = f"tritonclient-{VERSION}.data/data/bin/perf_analyzer"
@@ -185,7 +185,7 @@ def _link_libraries(lib_dir: Path) -> None:
 
 
 def input_document(samples) -> dict:
-    """perf_analyzer's --input-data JSON for one-row payload samples (loadtest.payloads.Sample): numbers as flat
+    """perf_analyzer's --input-data JSON for one-row payload samples (core.measure.payloads.Sample): numbers as flat
     content with the shape without the batch dimension, BYTES as base64 of Triton's serialized form (each element
     prefixed with its 4-byte little-endian length), which is what perf_analyzer sends as is."""
     data = []

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.measure import payloads, v2
+
 
 @dataclass(frozen=True)
 class HttpTarget:
@@ -53,6 +55,15 @@ def http_request(host: str, path: str, body: bytes, headers: dict[str, str]) -> 
     head = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
     head += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+def triton_requests(target: payloads.Target, encoding: str, host: str) -> tuple[bytes, ...]:
+    """The target's payloads as framed HTTP/1.1 requests to Triton's v2 API."""
+    built = []
+    for sample in payloads.samples(target):
+        request = v2.http_request(sample, encoding)
+        built.append(http_request(host, request.path, request.body, request.headers))
+    return tuple(built)
 
 
 def content_length(head: bytes) -> int | None:

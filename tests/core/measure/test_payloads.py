@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from core.spec import load_spec
-from loadtest import payloads, v2
+from core.measure import payloads, v2
 from tests.conftest import REFERENCE_MIX
 from tests.loadtest.user_spec import SPEC, heldout_arrays, write_user_spec
 

@@ -1,6 +1,6 @@
 """The same scenarios through the gateway (gateway/): its label-aware JSON API instead of KServe v2.
 
-Each sample of loadtest/payloads.py becomes one `POST /v1/models/<model>:predict` body: tensors as nested lists by
+Each sample of core/measure/payloads.py becomes one `POST /v1/models/<model>:predict` body: tensors as nested lists by
 input name, strings as JSON strings when they are UTF-8 and as {"b64": ...} otherwise (encoded images). A response
 must carry one prediction per item. The Locust user is in loadtest/gateway_locustfile.py; this module imports no
 Locust, so tests and the benchmark build the same bodies.
@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 
-from loadtest import payloads
+from core.measure import payloads
 
 @dataclass(frozen=True)
 class GatewayRequest:

@@ -3,7 +3,9 @@
 import asyncio
 import threading
 
-from bench import loadgen, servers
+from core.measure import loadgen
+
+from bench import servers
 
 
 def test_the_generator_drives_a_real_endpoint_with_every_connection_and_no_errors(tmp_path):
