@@ -23,8 +23,9 @@ from pathlib import Path
 
 from bench import backend_cost, response_cache
 from bench import results as results_module
-from bench.run import BenchOptions, PlanError, run
-from core.errors import SpecError
+from bench.run import BenchOptions, run
+from core.cli import parser as program_parser
+from core.cli import program
 from core.measure import triton_metrics
 from core.spec import Spec, load_spec
 
@@ -32,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser = program_parser("bench", __doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s per cell: checks the harness, not speed")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 1)")
     parser.add_argument("--duration", type=float, default=None, help="measured seconds per cell and round (default 5)")
@@ -74,6 +75,7 @@ def formed_batches(spec, outcome: results_module.BenchResults) -> dict[str, floa
             if r.cell.server == "triton" and r.cell.encoding == "binary" and r.cell.connections == 64 and r.avg_batch}
 
 
+@program("bench")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.backend_cost:
@@ -103,12 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         stem = REPO_ROOT / "build" / "bench" / "results" / (f"quick-{args.model}" if args.model else "quick")
     else:
         stem = REPO_ROOT / "bench" / "results" / (f"model-{args.model}" if args.model else "latest")
-    try:
-        spec = load_spec(args.spec)
-        outcome = run(spec, options)
-    except (SpecError, PlanError) as error:
-        print(f"bench: {error}", file=sys.stderr)
-        return 2
+    spec = load_spec(args.spec)
+    outcome = run(spec, options)
     markdown = results_module.format_markdown(outcome)
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".md").write_text(markdown, encoding="utf-8")

@@ -28,7 +28,9 @@ from core.measure import loadgen
 from bench import servers
 from core.spec import load_spec
 from core.measure import payloads, v2
-from serve.cli import cache_size
+from core.cli import parser as program_parser
+from core.cli import program
+from core.triton import cache_size
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPEATED_DISTINCT = 16  # the repeated cell cycles this many different inputs
@@ -128,8 +130,9 @@ def table(cells: list[CacheCell]) -> str:
     return "\n".join(lines)
 
 
+@program("bench.response_cache")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.response_cache", description=__doc__.split("\n\n")[0])
+    parser = program_parser("bench.response_cache", __doc__.split("\n\n")[0])
     parser.add_argument("--model", default="digits", help="a model of models.toml (default %(default)s)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (default 2)")

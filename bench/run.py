@@ -23,6 +23,7 @@ from bench import client_overhead, inprocess, servers
 from bench.baselines.model import input_order, request_body
 from bench.results import (REFERENCE_COMPUTE, REFERENCE_PIPELINE, REFERENCE_TENSORS, BenchResults, Cell, CellResult, GeneratorCeiling,
                            PerfAnalyzerCell, Round)
+from core.errors import UserError
 from core.spec import ModelSpec, Spec
 from core.measure import gateway_payloads
 from core.measure import payloads, triton_metrics, v2
@@ -46,7 +47,7 @@ class BenchOptions:
     gateway_only: bool = False  # --gateway: only the gateway cells and Triton's own JSON beside them
 
 
-class PlanError(ValueError):
+class PlanError(UserError):
     """`--model` names a model the benchmark cannot run; the message says which ones it can."""
 
 

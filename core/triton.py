@@ -2,6 +2,7 @@
 starts tritonserver (the local launcher, triton.Dockerfile, the Kubernetes manifests) built from it."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import ipaddress
 from pathlib import Path
@@ -162,3 +163,16 @@ def cache_flags(options: ServeOptions, installation: Installation) -> list[str]:
 
 def redact(argv: list[str], secret: str) -> list[str]:
     return [arg.replace(secret, "***") for arg in argv] if secret else list(argv)
+
+
+UNITS = {"": 1, "B": 1, "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+
+
+def cache_size(text: str) -> int:
+    """`--cache-size`: bytes, or a whole number with a unit (KB/MB/GB powers of 10, KiB/MiB/GiB of 2)."""
+    number = text.rstrip("KMGiBkmgib")
+    unit = text[len(number):].strip().upper()
+    if not number.strip().isdigit() or unit not in UNITS:
+        raise argparse.ArgumentTypeError(
+            f"takes bytes or a whole number with a unit (64MiB, 512MB, 1GiB), got {text!r}")
+    return int(number) * UNITS[unit]

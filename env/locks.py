@@ -19,7 +19,6 @@ it never moves a pin of the base environment. It is checked as above, over the b
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -33,6 +32,9 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from core.cli import parser, program
+from core.errors import ServerError, UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "requirements.txt"
@@ -103,7 +105,7 @@ class Target:
         }
 
 
-class LockError(Exception):
+class LockError(UserError):
     """A lock that would not install on its Python, with every problem found."""
 
     def __init__(self, lock: Path, target: Target, problems: list[str]):
@@ -176,10 +178,10 @@ def find_wheels(pins: dict[str, str], target: Target) -> tuple[dict[str, dict], 
                 installed = json.loads(report.read_text())["install"]
                 return {canonicalize_name(item["metadata"]["name"]): item["metadata"] for item in installed}, problems
         if re.search(r"Retrying|NewConnectionError|Failed to establish|name resolution|Name or service", done.stderr):
-            raise RuntimeError(f"pip could not reach the package index (PyPI):\n{done.stderr[-3000:]}")
+            raise ServerError(f"pip could not reach the package index (PyPI):\n{done.stderr[-3000:]}")
         missing = _missing_pin(done.stderr)
         if missing is None or missing[0] not in remaining:
-            raise RuntimeError(f"pip failed for a reason other than a missing wheel:\n{done.stderr[-3000:]}")
+            raise ServerError(f"pip failed for a reason other than a missing wheel:\n{done.stderr[-3000:]}")
         problems.append(f"{remaining.pop(missing[0])}: no wheel for CPython {target.python} on {target.platform}; "
                         f"{missing[1]}")
     if remaining:
@@ -338,14 +340,15 @@ def check_all(pythons) -> int:
     return 1 if failed else 0
 
 
+@program("env.locks", usage_errors=(ValueError,))
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m env.locks", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    root = parser("env.locks", __doc__.split("\n\n")[0])
+    commands = root.add_subparsers(dest="command", required=True)
     lock_command = commands.add_parser("lock", help="resolve requirements.txt into a lock per supported Python")
     lock_command.add_argument("--upgrade", action="store_true", help="move every pin to its newest fitting release")
     check_command = commands.add_parser("check", help="prove each lock installs from wheels on its Python")
     check_command.add_argument("pythons", nargs="*", default=SUPPORTED, metavar="3.X")
-    args = parser.parse_args(argv)
+    args = root.parse_args(argv)
     if args.command == "lock":
         return lock(args.upgrade)
     return check_all(args.pythons)

@@ -7,13 +7,15 @@ exits 2, so no test starts without them. Already installed: it says nothing and 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.cli import parser as program_parser
+from core.cli import program
 
 
 @dataclass(frozen=True)
@@ -109,11 +111,12 @@ def ensure(packages: tuple[Package, ...] = PACKAGES) -> int:
     return 0
 
 
+@program("env.system")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m env.system",
-        description="Install the Debian packages the test suite needs (prometheus, chromium, chromium-driver) "
-                    "when they are missing: as root with apt-get, else through sudo, else print the command.")
+    parser = program_parser(
+        "env.system",
+        "Install the Debian packages the test suite needs (prometheus, chromium, chromium-driver) "
+        "when they are missing: as root with apt-get, else through sudo, else print the command.")
     parser.add_argument("--check", action="store_true",
                         help="only list what is missing; exit 2 if anything is, install nothing")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from core.errors import ModelportError
+from core.cli import parser, program
 from export.progress import stdout_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,13 +28,13 @@ examples:
   python -m export --force              rebuild even what is up to date
   python -m export --clean              remove generated .onnx/.plan/tokenizer files, keep committed ones
 
-exit status: 0 done, 1 export failed (gate, conversion, missing source), 2 wrong spec or flags.
+exit status: 0 done, 1 export failed (gate, conversion, missing source), 2 wrong spec or flags,
+70 a bug in modelport (MODELPORT_TRACEBACK=1 shows its traceback).
 """
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m export", description=__doc__, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser("export", __doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spec", type=Path, default=ROOT / "models.toml", metavar="PATH",
                    help="the model spec (default: models.toml at the project root)")
     p.add_argument("--repository", type=Path, default=ROOT / "model_repository", metavar="PATH",
@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@program("export")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # TensorFlow's C++ start-up lines would drown the progress lines; warnings and errors still show.
@@ -57,18 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     from export import pipeline
     from core.spec import load_spec
 
-    try:
-        spec = load_spec(args.spec)
-        if args.clean:
-            pipeline.clean(spec, args.repository, stdout_log)
-            return 0
-        options = pipeline.Options(args.repository, tuple(args.only), args.force)
-        if args.int8_search_seconds is not None:
-            options = replace(options, int8_search_seconds=args.int8_search_seconds)
-        pipeline.run(spec, options, stdout_log)
-    except ModelportError as e:
-        print(f"export failed: {e}", file=sys.stderr)
-        return e.exit_code
+    spec = load_spec(args.spec)
+    if args.clean:
+        pipeline.clean(spec, args.repository, stdout_log)
+        return 0
+    options = pipeline.Options(args.repository, tuple(args.only), args.force)
+    if args.int8_search_seconds is not None:
+        options = replace(options, int8_search_seconds=args.int8_search_seconds)
+    pipeline.run(spec, options, stdout_log)
     return 0
 
 

@@ -16,7 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from core.errors import ModelportError, IncompatibleModelError, SourceError, TensorRTUnavailable
+from core.cli import parser, program
+from core.errors import IncompatibleModelError, SourceError, TensorRTUnavailable
 from export.progress import Log, stdout_log, step
 from core.repository import trt_profiles as profiles
 from core.spec import ModelSpec, Spec, load_spec
@@ -98,19 +99,15 @@ def build_all(trt, spec: Spec, repo: Path, only: tuple[str, ...], log: Log) -> l
     return built
 
 
+@program("export.trt")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.trt", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser("export.trt", __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spec", type=Path, default=ROOT / "models.toml", metavar="PATH")
     p.add_argument("--repository", type=Path, default=ROOT / "model_repository", metavar="PATH")
     p.add_argument("--only", action="append", default=[], metavar="NAME", help="one base model name; repeatable")
     args = p.parse_args(argv)
-    try:
-        trt = require_tensorrt()  # first: on a CPU host this is the answer, whatever the spec says
-        built = build_all(trt, load_spec(args.spec), args.repository, tuple(args.only), stdout_log)
-    except ModelportError as e:
-        print(f"trt failed: {e}", file=sys.stderr)
-        return e.exit_code
+    trt = require_tensorrt()  # first: on a CPU host this is the answer, whatever the spec says
+    built = build_all(trt, load_spec(args.spec), args.repository, tuple(args.only), stdout_log)
     print(f"trt: built {', '.join(built) or 'nothing (no model with tensorrt = true)'}")
     return 0
 

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.errors import SpecError
+from core.cli import parser as program_parser
+from core.cli import program
 from gateway import keys as api_keys
 from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, Shedding, TokenOptions
 
@@ -75,8 +76,7 @@ def _serve_arguments(sub: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m gateway",
-                                   description="A label-aware JSON API and a web page in front of Triton.")
+    root = program_parser("gateway", "A label-aware JSON API and a web page in front of Triton.")
     commands = root.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="serve in the foreground (Ctrl-C stops)")
     _serve_arguments(run)
@@ -134,34 +134,25 @@ def options_from(args: argparse.Namespace) -> GatewayOptions:
         startup_timeout_s=args.startup_timeout)
 
 
+@program("gateway")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     # the server's imports (FastAPI, uvicorn, tritonclient) take seconds: not for keys or a wrong option
-    try:
-        if args.command == "keys":
-            return keys_command(args)
-        if args.command == "soak":
-            return soak_command(args)
-        options = options_from(args) if args.command in ("run", "start") else None
-    except OptionsError as error:
-        print(f"gateway: error: {error}", file=sys.stderr)
-        return 2
+    if args.command == "keys":
+        return keys_command(args)
+    if args.command == "soak":
+        return soak_command(args)
+    options = options_from(args) if args.command in ("run", "start") else None
     from gateway import server
 
-    try:
-        if args.command == "stop":
-            return server.stop(args.state_dir)
-        if args.command == "status":
-            return server.status(args.state_dir)
-        if args.command == "start":
-            return server.start(options, argv[1:])
-        return server.run(options, quiet=args.quiet)
-    except (OptionsError, SpecError, server.GatewayError) as error:
-        print(f"gateway: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    if args.command == "stop":
+        return server.stop(args.state_dir)
+    if args.command == "status":
+        return server.status(args.state_dir)
+    if args.command == "start":
+        return server.start(options, argv[1:])
+    return server.run(options, quiet=args.quiet)
 
 
 def soak_command(args: argparse.Namespace) -> int:

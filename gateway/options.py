@@ -6,10 +6,12 @@ import dataclasses
 import ipaddress
 from pathlib import Path
 
+from core.errors import UserError
+
 API_KEY_ENV = "MODELPORT_API_KEY"
 
 
-class OptionsError(ValueError):
+class OptionsError(UserError):
     """A wrong option; the message names it, the value and what is allowed."""
 
 

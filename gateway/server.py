@@ -22,14 +22,17 @@ from gateway import keys as api_keys
 from gateway.app import create_app
 from gateway.options import GatewayOptions
 from gateway.protocol import with_limits
+from core.errors import ServerError
 from serve.state import pid_alive
 
 STATE_FILE = "gateway.json"
 STOP_GRACE_S = 10.0
 
 
-class GatewayError(RuntimeError):
+class GatewayError(ServerError):
     """A start or stop that cannot go ahead; the message says why and what to do."""
+
+    exit_code = 2
 
 
 def summary(options: GatewayOptions, key_note: str) -> str:

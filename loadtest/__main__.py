@@ -21,6 +21,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from core.cli import parser as program_parser
+from core.cli import program
+from core.errors import ServerError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO_ROOT / "loadtest" / "locustfile.py"
 GATEWAY_LOCUSTFILE = REPO_ROOT / "loadtest" / "gateway_locustfile.py"
@@ -31,7 +35,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if "--" in argv:
         extra = argv[argv.index("--") + 1:]
         argv = argv[: argv.index("--")]
-    parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.split("\n")[0])
+    parser = program_parser("loadtest", __doc__.split("\n")[0])
     parser.add_argument("--http-url", default="127.0.0.1:8000", help="Triton HTTP address")
     parser.add_argument("--grpc-url", default="127.0.0.1:8001", help="Triton gRPC address")
     parser.add_argument("--metrics-url", default="127.0.0.1:8002", help="Triton metrics address")
@@ -66,7 +70,7 @@ def check_server(http_url: str) -> None:
         problem = f"HTTP {error.code}"
     except OSError as error:
         problem = repr(error)
-    raise SystemExit(
+    raise ServerError(
         f"Triton is not ready at {url} ({problem}). Start it with `make start` (or point --http-url/--grpc-url/"
         f"--metrics-url at your server)."
     )
@@ -89,6 +93,7 @@ def locust_command(args: argparse.Namespace, extra: list[str], report_dir: Path)
     ]
 
 
+@program("loadtest")
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(sys.argv[1:] if argv is None else argv)
     check_server(args.http_url)

@@ -16,6 +16,7 @@ from functools import lru_cache
 from locust import FastHttpUser, TaskSet, User, constant, tag
 from tritonclient.utils import InferenceServerException
 
+from core.errors import ServerError
 from core.measure import payloads, v2
 
 
@@ -112,7 +113,7 @@ class HttpModelUser(FastHttpUser):
                 response.success()
 
 
-class GrpcInferError(RuntimeError):
+class GrpcInferError(ServerError):
     """A gRPC inference the server refused or failed; Locust groups failures by this message."""
 
 

@@ -7,11 +7,11 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from core.errors import ModelportError
+from core.cli import parser as program_parser
+from core.cli import program
 from core.spec import load_declared_spec
 from operate import generate, k8s, measure, monitor, prometheus
 
@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m operate", description=__doc__.split("\n")[0])
+def parser():
+    root = program_parser("operate", __doc__.split("\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="write deploy/ from models.toml")
     gen.add_argument("--spec", type=Path, default=ROOT / "models.toml")
@@ -39,36 +39,34 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+# The deploy generators validate their inputs (Cluster, Budgets, Targets, the measurement file) with ValueError.
+@program("operate", usage_errors=(ValueError,))
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        if args.command == "generate":
-            files = generate.render(load_declared_spec(args.spec), k8s.Measured.read(args.out / generate.MEASURED))
-            if args.check:
-                stale = generate.stale(files, args.out)
-                for name in stale:
-                    print(f"stale: {args.out / name}")
-                if stale:
-                    print("deploy/ is out of date with models.toml or the generator: run `make deploy`")
-                return 1 if stale else 0
-            changed = generate.write(files, args.out)
-            for name in changed:
-                print(f"wrote {args.out / name}")
-            print(f"{len(files) - len(changed)} of {len(files)} files in {args.out}/ unchanged")
-            return 0
-        if args.command == "measure":
-            measured = measure.measure(args.repository, ROOT / ".cache" / "measure")
-            measure.record(measured, args.out)
-            print(f"Triton loaded and warmed up {measured.models} models in {measured.startup_s} s "
-                  f"({measured.where}); startup probe budget {measured.startup_budget_s()} s; wrote {args.out}")
-            return 0
-        optional = {name: None if value == "none" else value for name, value in
-                    (("supervisor", args.supervisor), ("gateway", args.gateway))}
-        options = monitor.MonitorOptions(prometheus.Targets(args.triton, **optional), args.listen, args.workdir)
-        return monitor.serve(options)
-    except (ModelportError, monitor.MonitorError, ValueError) as error:
-        print(f"operate: error: {error}", file=sys.stderr)
-        return 2
+    if args.command == "generate":
+        files = generate.render(load_declared_spec(args.spec), k8s.Measured.read(args.out / generate.MEASURED))
+        if args.check:
+            stale = generate.stale(files, args.out)
+            for name in stale:
+                print(f"stale: {args.out / name}")
+            if stale:
+                print("deploy/ is out of date with models.toml or the generator: run `make deploy`")
+            return 1 if stale else 0
+        changed = generate.write(files, args.out)
+        for name in changed:
+            print(f"wrote {args.out / name}")
+        print(f"{len(files) - len(changed)} of {len(files)} files in {args.out}/ unchanged")
+        return 0
+    if args.command == "measure":
+        measured = measure.measure(args.repository, ROOT / ".cache" / "measure")
+        measure.record(measured, args.out)
+        print(f"Triton loaded and warmed up {measured.models} models in {measured.startup_s} s "
+              f"({measured.where}); startup probe budget {measured.startup_budget_s()} s; wrote {args.out}")
+        return 0
+    optional = {name: None if value == "none" else value for name, value in
+                (("supervisor", args.supervisor), ("gateway", args.gateway))}
+    options = monitor.MonitorOptions(prometheus.Targets(args.triton, **optional), args.listen, args.workdir)
+    return monitor.serve(options)
 
 
 if __name__ == "__main__":

@@ -411,7 +411,7 @@ def locust(cluster: Cluster) -> list[dict]:
     ]
 
 
-GATEWAY_PACKAGES = ("gateway", "export", "serve")  # what gateway/ imports from this repository (test_k8s.py checks)
+GATEWAY_PACKAGES = ("gateway", "core", "export", "serve")  # what gateway/ imports from this repository (test_k8s.py checks)
 
 
 def gateway_dockerfile() -> str:
@@ -452,8 +452,7 @@ def loadtest_dockerfile(spec: Spec) -> str:
         "RUN python -m pip install --no-cache-dir -r requirements-py311.lock",
         "COPY models.toml ./",
         "COPY loadtest loadtest",
-        "COPY export export",
-        "COPY operate operate",  # the report's Prometheus queries
+        "COPY core core",
         *(f"COPY {path} {path}" for path in payloads),
         f"USER {UID}",
         'ENTRYPOINT ["python", "-m", "locust"]',

@@ -18,6 +18,7 @@ from typing import Iterator
 
 import yaml
 
+from core.errors import ServerError
 from operate import prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +30,10 @@ INSTALL_HINT = (
 READY_TIMEOUT_S = 30.0
 
 
-class MonitorError(RuntimeError):
+class MonitorError(ServerError):
     """Prometheus is missing, or did not start; the message says what to do."""
+
+    exit_code = 2  # as a missing Triton runtime
 
 
 def binary(name: str = "prometheus") -> str:

@@ -2,22 +2,20 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from serve import launcher
-from core.errors import ModelportError
-from core.triton import ADMIN_KEY_ENV, ServeOptions
+from core.cli import parser as program_parser
+from core.cli import program
+from core.triton import ADMIN_KEY_ENV, ServeOptions, cache_size
 from serve.security import resolve_admin_key
 
 DEFAULTS = ServeOptions(repository=Path("model_repository"), admin_key="unused")
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
-        prog="python -m serve",
-        description="Run the model repository on the Triton Inference Server shipped in the nvidia-pytriton wheel.",
-    )
+    root = program_parser(
+        "serve", "Run the model repository on the Triton Inference Server shipped in the nvidia-pytriton wheel.")
     commands = root.add_subparsers(dest="command", required=True)
     for name, help_text in [
         ("run", "serve in the foreground (Ctrl-C stops)"),
@@ -53,19 +51,6 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-UNITS = {"": 1, "B": 1, "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
-
-
-def cache_size(text: str) -> int:
-    """`--cache-size`: bytes, or a whole number with a unit (KB/MB/GB powers of 10, KiB/MiB/GiB of 2)."""
-    number = text.rstrip("KMGiBkmgib")
-    unit = text[len(number):].strip().upper()
-    if not number.strip().isdigit() or unit not in UNITS:
-        raise argparse.ArgumentTypeError(
-            f"takes bytes or a whole number with a unit (64MiB, 512MB, 1GiB), got {text!r}")
-    return int(number) * UNITS[unit]
-
-
 def options_from(args: argparse.Namespace) -> tuple[ServeOptions, str]:
     key = resolve_admin_key(args.state_dir)
     options = ServeOptions(
@@ -79,19 +64,14 @@ def options_from(args: argparse.Namespace) -> tuple[ServeOptions, str]:
     return options, source
 
 
+@program("serve")
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        if args.command == "stop":
-            return launcher.stop(args.state_dir)
-        if args.command == "status":
-            return launcher.status(args.state_dir)
-        options, source = options_from(args)
-        if args.command == "start":
-            return launcher.start(options, source)
-        return launcher.run(options, source, background=args.background)
-    except ModelportError as error:
-        print(f"serve: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        return 130
+    if args.command == "stop":
+        return launcher.stop(args.state_dir)
+    if args.command == "status":
+        return launcher.status(args.state_dir)
+    options, source = options_from(args)
+    if args.command == "start":
+        return launcher.start(options, source)
+    return launcher.run(options, source, background=args.background)

@@ -21,12 +21,11 @@ import signal
 import sys
 from pathlib import Path
 
-from core.errors import SpecError
-from core.errors import ModelportError
+from core.cli import parser as program_parser
+from core.cli import INTERRUPTED, program
 from tune.choose import Criteria
 from tune.measure import GENERATORS, Sweep
 from tune.run import TuneOptions, run
-from tune.space import TuneTargetError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUDGET_S = 300.0
@@ -49,8 +48,7 @@ def connection_list(text: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tune", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = program_parser("tune", __doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", action="append", default=[],
                         help="a model to tune (repeatable): an onnx model or variant, or an ensemble with python "
                              "steps; default: all of them")
@@ -83,33 +81,26 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt  # a SIGTERM (a stopped `make`) stops the Triton we started, as Ctrl-C does
 
 
+# The options' dataclasses refuse bad values with ValueError; a repository that lacks the exported models is
+# FileNotFoundError (run `make export`).
+@program("tune", usage_errors=(ValueError, FileNotFoundError))
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    try:
-        options = TuneOptions(
-            spec_path=args.spec.resolve(), repository=args.repository.resolve(), models=tuple(args.model),
-            budget_s=args.budget,
-            criteria=Criteria(args.latency_budget_ms, args.idle_slack, args.min_gain),
-            sweep=Sweep(args.connections, args.duration, args.warmup), generator=args.generator,
-            reports_dir=args.reports_dir.resolve(), work_dir=REPO_ROOT / "build" / "tune", write=args.write,
-            command=shlex.join(["python", "-m", "tune", *argv]),
-        )
-    except ValueError as error:
-        print(f"tune: {error}", file=sys.stderr)
-        return 2
+    options = TuneOptions(
+        spec_path=args.spec.resolve(), repository=args.repository.resolve(), models=tuple(args.model),
+        budget_s=args.budget,
+        criteria=Criteria(args.latency_budget_ms, args.idle_slack, args.min_gain),
+        sweep=Sweep(args.connections, args.duration, args.warmup), generator=args.generator,
+        reports_dir=args.reports_dir.resolve(), work_dir=REPO_ROOT / "build" / "tune", write=args.write,
+        command=shlex.join(["python", "-m", "tune", *argv]),
+    )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = run(options, log=lambda line: print(f"[tune] {line}", flush=True))
-    except (SpecError, TuneTargetError, FileNotFoundError) as error:
-        print(f"tune: {error}", file=sys.stderr)
-        return 2
-    except ModelportError as error:
-        print(f"tune: {error}", file=sys.stderr)
-        return error.exit_code
     except KeyboardInterrupt:
         print("tune: interrupted; models.toml was not changed", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     print(f"\nreport: {outcome.report_dir / 'report.md'}")
     for tuning in outcome.tunings:
         changed = outcome.written.get(tuning.space.target, {})

@@ -12,12 +12,13 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from core.errors import UserError
 from core.spec import ModelSpec, Spec
 
 QUEUE_DELAYS_US = (0, 100, 500, 2000)
 
 
-class TuneTargetError(ValueError):
+class TuneTargetError(UserError):
     """`--model` names nothing tunable; the message lists what is."""
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ModelportError
+from core.errors import ModelportError, UserError
 from core.heldout import load_npz
 from core.repository import served_names
 from core.spec import ModelSpec, Spec
@@ -32,11 +32,11 @@ SPEC_ENV = "MODELPORT_SPEC"  # how Locust workers (and anyone running `locust -f
 SAMPLES_PER_MODEL = 256
 
 
-class PayloadUnavailable(RuntimeError):
+class PayloadUnavailable(UserError):
     """A model's payload file is missing or unusable; the message names the spec field and the fix."""
 
 
-class ScenarioError(ValueError):
+class ScenarioError(UserError):
     """The selected scenario cannot run (unknown tag, a tagged model without payloads, an empty mix)."""
 
 

@@ -28,6 +28,8 @@ import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from core.errors import ServerError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO_ROOT / "build" / "perf_analyzer"
 VERSION = "2.41.0"
@@ -42,11 +44,11 @@ WINDOWS = 3
 STABILITY_PERCENT = 1000
 
 
-class PerfAnalyzerUnavailable(RuntimeError):
+class PerfAnalyzerUnavailable(ServerError):
     """perf_analyzer could not be provisioned (no network for pip, an unsupported platform, libraries missing)."""
 
 
-class PerfAnalyzerFailed(RuntimeError):
+class PerfAnalyzerFailed(ServerError):
     """perf_analyzer ran but reported no measurement; the message carries the tail of its output."""
 
 

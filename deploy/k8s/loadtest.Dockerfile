@@ -7,8 +7,7 @@ COPY requirements-py311.lock ./
 RUN python -m pip install --no-cache-dir -r requirements-py311.lock
 COPY models.toml ./
 COPY loadtest loadtest
-COPY export export
-COPY operate operate
+COPY core core
 COPY models/digits/heldout.npz models/digits/heldout.npz
 COPY models/digits/samples models/digits/samples
 COPY models/digits_mobilenet/heldout.npz models/digits_mobilenet/heldout.npz

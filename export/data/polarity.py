@@ -40,7 +40,7 @@ DEFAULT_CACHE_DIR = REPO_ROOT / ".cache" / "datasets"
 
 class DatasetUnavailableError(SourceError):
     """The corpus could not be fetched or read; the message says why and how to fix it, on one line (the export
-    prints it as `export failed: ...` and exits 1, without a traceback)."""
+    prints it as `export: error: ...` and exits 1, without a traceback)."""
 
 
 def load_polarity(cache_dir: Path = DEFAULT_CACHE_DIR) -> tuple[list[str], np.ndarray]:

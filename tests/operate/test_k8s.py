@@ -257,7 +257,7 @@ def test_distributed_locust_workers_find_the_master_and_the_master_waits_for_all
     assert int(master_args[master_args.index("--expect-workers") + 1]) == workers["spec"]["replicas"]
     assert settings["LOCUST_HOST"] == f"http://{k8s.NAME}:8000" and settings["LOCUST_LOCUSTFILE"] == "loadtest/locustfile.py"
     dockerfile = (K8S / "loadtest.Dockerfile").read_text()
-    for path in ("models.toml", "loadtest", "export", "operate", "models/digits/heldout.npz",
+    for path in ("models.toml", "loadtest", "core", "models/digits/heldout.npz",
                  "models/sentiment/samples.txt"):
         assert f"COPY {path} " in dockerfile
 

@@ -91,14 +91,6 @@ def test_every_flag_the_serving_page_shows_exists():
     assert shown <= known, shown - known
 
 
-@pytest.mark.parametrize("text, size", [("1048576", 1 << 20), ("64MiB", 64 << 20), ("512MB", 512 * 10 ** 6),
-                                        ("1gib", 1 << 30), ("0", 0)])
-def test_cache_size_takes_bytes_or_a_whole_number_with_a_unit(text, size):
-    from serve.cli import cache_size
-
-    assert cache_size(text) == size
-
-
 def test_a_cache_size_that_is_not_a_size_is_refused_before_anything_starts(tmp_path):
     result = serve("run", "--cache-size", "lots", "--state-dir", str(tmp_path))
     assert result.returncode == 2 and "--cache-size: takes bytes or a whole number with a unit" in result.stderr, (
