@@ -44,8 +44,8 @@ from tritonclient.grpc import model_config_pb2
 from core.measure import loadgen
 
 from bench import servers
-from core.spec import Spec
 from core.measure import payloads, v2
+from core.spec import Spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ONNXRUNTIME_BACKEND = REPO_ROOT / "serve" / "backends" / "onnxruntime" / "model.py"

@@ -26,10 +26,10 @@ from tritonclient.grpc import model_config_pb2
 from core.measure import loadgen
 
 from bench import servers
-from core.spec import load_spec
-from core.measure import payloads, v2
 from core.cli import parser as program_parser
 from core.cli import program
+from core.measure import payloads, v2
+from core.spec import load_spec
 from core.triton import cache_size
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

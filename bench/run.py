@@ -24,9 +24,8 @@ from bench.baselines.model import input_order, request_body
 from bench.results import (REFERENCE_COMPUTE, REFERENCE_PIPELINE, REFERENCE_TENSORS, BenchResults, Cell, CellResult, GeneratorCeiling,
                            PerfAnalyzerCell, Round)
 from core.errors import UserError
+from core.measure import gateway_payloads, payloads, triton_metrics, v2
 from core.spec import ModelSpec, Spec
-from core.measure import gateway_payloads
-from core.measure import payloads, triton_metrics, v2
 
 BASELINES = ("fastapi", "flask")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.heldout import Dataset
 from core.errors import GateFailure, IncompatibleModelError, SourceError
+from core.heldout import Dataset
 from core.spec import KERAS_TEXT_DIR, ModelSpec
 from export.verify import run_onnx, session
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import SourceError, SpecError
-from export.progress import Log
 from core.spec import ModelSpec
+from export.progress import Log
 
 if TYPE_CHECKING:
     from export.train.base import TrainedModel

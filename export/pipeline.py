@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from export import card as cards
-from core.heldout import Dataset, load_npz
 from core import repository
-from export import convert, load, optimize, reference, verify
-from export.repository import committed_files, write_committed_files
 from core.errors import GateFailure, IncompatibleModelError, ParityError, ServerError, SourceError, SpecError
-from export.progress import Log, step
+from core.heldout import Dataset, load_npz
 from core.spec import (GATE_TOLERANCES, TORCH_FORMATS, ModelSpec, Spec, install_hint, keras_text_names,
                          variant_model_name)
+from export import card as cards
+from export import convert, load, optimize, reference, verify
+from export.progress import Log, step
+from export.repository import committed_files, write_committed_files
 
 # Paths from the project root: the export's own code and the core modules it builds on.
 CODE_FILES = ("core/spec.py", "core/heldout.py", "core/repository.py", *(f"export/{name}" for name in (

@@ -10,10 +10,10 @@ import os
 
 import numpy as np
 
-from export.convert import pair
-from core.heldout import Dataset
 from core.errors import IncompatibleModelError
+from core.heldout import Dataset
 from core.spec import ModelSpec
+from export.convert import pair
 
 SIGNATURE = "serving_default"  # the signature tf2onnx converts (convert.tf2onnx_convert)
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export import torch_source
 from core.errors import GateFailure, SourceError
 from core.spec import HF_TOKENIZER_DIR, ModelSpec
+from export import torch_source
 from export.verify import run_onnx, session
 
 VARIANT = "end-to-end"  # how its failures are listed in the ParityError

@@ -27,10 +27,10 @@ import numpy as np
 import onnx
 import torch
 
-from export import convert
-from core.heldout import Dataset
 from core.errors import IncompatibleModelError, SourceError
+from core.heldout import Dataset
 from core.spec import ModelSpec
+from export import convert
 
 # The dynamo exporter's own opset: it translates to 18 and reaches 17 only through ONNX's version converter.
 OPSET = 18

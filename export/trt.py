@@ -18,9 +18,9 @@ from pathlib import Path
 
 from core.cli import parser, program
 from core.errors import IncompatibleModelError, SourceError, TensorRTUnavailable
-from export.progress import Log, stdout_log, step
 from core.repository import trt_profiles as profiles
 from core.spec import ModelSpec, Spec, load_spec
+from export.progress import Log, stdout_log, step
 
 ROOT = Path(__file__).resolve().parents[1]
 TRT_VARIANTS = ("fp32", "int8")

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from core.heldout import Dataset
 from core.errors import GateFailure, ParityError
+from core.heldout import Dataset
 from core.spec import Gate, ModelSpec, Tensor, variant_model_name
 
 LATENCY_BATCH_SIZES = (1, 8, 32)

@@ -10,9 +10,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from core.spec import Tensor
 from gateway.catalogue import INTEGER_DTYPES, Endpoint
 from gateway.problems import InvalidInput
-from core.spec import Tensor
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
-from export.card import read_reference_predictions
 from core.spec import Spec
+from export.card import read_reference_predictions
 
 PSI_FLOOR = 1e-4  # an empty bin would make the log infinite; the common fix is a small floor
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import prometheus_client
 import uvicorn
 
+from core.errors import ServerError
 from core.spec import load_spec
 from gateway import keys as api_keys
 from gateway.app import create_app
 from gateway.options import GatewayOptions
 from gateway.protocol import with_limits
-from core.errors import ServerError
 from serve.state import pid_alive
 
 STATE_FILE = "gateway.json"

@@ -15,8 +15,8 @@ import gevent
 
 from core.measure import triton_metrics
 
-from loadtest import hdr
 from core import promql
+from loadtest import hdr
 
 
 

@@ -11,8 +11,8 @@ from grafana_foundation_sdk.builders import prometheus, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as gm
 
-from core.spec import Spec
 from core import promql
+from core.spec import Spec
 from operate.rules import model_names
 
 UID = "modelport-triton"

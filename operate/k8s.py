@@ -12,10 +12,10 @@ import math
 import re
 from pathlib import Path
 
-from core.spec import Spec
 from core import promql
-from operate import rules
+from core.spec import Spec
 from core.triton import ADMIN_KEY_ENV, serving_flags
+from operate import rules
 
 # tritonserver 2.51's own pattern for an S3 repository on a custom endpoint (from the strings of libtritonserver.so).
 S3_URL = re.compile(r"^s3://(http://|https://|)([0-9a-zA-Z\-.]+):([0-9]+)/([0-9a-z.\-]+)(((/[0-9a-zA-Z.\-_]+)*)?)$")

@@ -8,10 +8,9 @@ import platform
 import secrets
 from pathlib import Path
 
+from core.triton import ServeOptions, shm_prefix, tritonserver_argv
 from operate.k8s import Measured
-from core.triton import shm_prefix, tritonserver_argv
 from serve import launcher
-from core.triton import ServeOptions
 from serve.process import TritonProcess, free_ports
 
 

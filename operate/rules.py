@@ -10,9 +10,9 @@ import dataclasses
 import math
 import re
 
+from core import promql
 from core.repository import served_names
 from core.spec import Spec
-from core import promql
 
 DURATION = re.compile(r"^\d+[smhd]$")
 OPS = (">", "<", "==", ">=", "<=")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from serve import launcher
 from core.cli import parser as program_parser
 from core.cli import program
 from core.triton import ADMIN_KEY_ENV, ServeOptions, cache_size
+from serve import launcher
 from serve.security import resolve_admin_key
 
 DEFAULTS = ServeOptions(repository=Path("model_repository"), admin_key="unused")

@@ -10,11 +10,10 @@ import threading
 import time
 from pathlib import Path
 
-from core.triton import redact, shm_prefix, tritonserver_argv
-from serve import endpoints, process, repository, runtime
 from core.errors import NotRunningError, PortInUseError, ServerStartError, UserError
+from core.triton import ADMIN_KEY_ENV, ServeOptions, redact, shm_prefix, tritonserver_argv
+from serve import endpoints, process, repository, runtime
 from serve.metrics import SupervisorMetrics
-from core.triton import ADMIN_KEY_ENV, ServeOptions
 from serve.process import TritonProcess
 from serve.security import admin_key_exposure
 from serve.state import ServerState, is_our_server, pid_alive, read_state, remove_state, state_path, write_state

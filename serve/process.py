@@ -9,9 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from serve import endpoints
 from core.errors import PortInUseError, RuntimeMissingError, ServerStartError
 from core.triton import ServeOptions
+from serve import endpoints
 
 # Under heavy load Triton can abort at start with this boost error; a second try succeeds.
 LOCK_EXCEPTION = "boost::interprocess::lock_exception"

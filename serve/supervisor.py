@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from serve import endpoints
 from core.errors import ModelportError
-from serve.metrics import SupervisorMetrics
 from core.triton import ADMIN_HEADER, ServeOptions
+from serve import endpoints
+from serve.metrics import SupervisorMetrics
 from serve.process import TritonProcess
 
 STUB_NAME = "triton_python_b"  # /proc/<pid>/stat truncates the command name to 15 characters

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from core.measure import loadgen
+from core.measure import loadgen, payloads, triton_metrics
 from core.measure import perf_analyzer as pa
 from core.spec import Spec
-from core.measure import payloads, triton_metrics
 from tune.choose import Point, Trial
 from tune.serving import CandidateNotServed, TuneServer
 from tune.space import Candidate

@@ -20,11 +20,10 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from core import repository as export_repository
-from core.spec import Spec
-from core.triton import shm_prefix, tritonserver_argv
-from serve import endpoints, runtime
 from core.errors import PortInUseError
-from core.triton import ADMIN_HEADER, ServeOptions
+from core.spec import Spec
+from core.triton import ADMIN_HEADER, ServeOptions, shm_prefix, tritonserver_argv
+from serve import endpoints, runtime
 from serve.process import TritonProcess, free_ports
 from tune.space import Candidate, Space, apply
 

@@ -5,8 +5,8 @@ import numpy as np
 
 from bench import backend_cost
 from bench.backend_cost import BatchCost, BatchRound, CostResults, ModelCost
-from core.spec import load_spec
 from core.measure import payloads
+from core.spec import load_spec
 
 REPOSITORY = payloads.DEFAULT_SPEC.parent / "model_repository"
 

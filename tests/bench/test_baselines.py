@@ -11,8 +11,8 @@ from core.measure import loadgen
 
 from bench import run, servers
 from bench.baselines.model import Predictor, request_body
-from core.spec import load_spec
 from core.measure import payloads
+from core.spec import load_spec
 from tests.loadtest.user_spec import churn_reference, heldout_arrays, write_churn_onnx, write_user_spec
 
 DIGITS_ONNX = Path(__file__).resolve().parents[2] / "model_repository" / "digits" / "1" / "model.onnx"

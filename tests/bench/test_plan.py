@@ -11,8 +11,8 @@ import pytest
 
 from bench import run
 from bench.results import Cell
-from core.spec import load_spec
 from core.measure import payloads
+from core.spec import load_spec
 from tests.loadtest.user_spec import SPEC, heldout_arrays, write_churn_onnx, write_user_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.heldout import load_npz
 from core.errors import SourceError
+from core.heldout import load_npz
 from core.spec import load_spec
 from tests.export.conftest import tiny_spec, write_spec
 

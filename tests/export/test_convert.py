@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.convert import finalize, unsupported_ops
 from core.errors import IncompatibleModelError
 from core.spec import load_spec
+from export.convert import finalize, unsupported_ops
 from tests.export.conftest import tiny_spec, write_spec
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from export import pipeline
 from core.spec import load_spec
+from export import pipeline
 from export.train import RUNS
 from tests.export.conftest import tiny_spec, write_spec
 

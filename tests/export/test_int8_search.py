@@ -13,11 +13,11 @@ import numpy as np
 import onnx
 import pytest
 
-from core.heldout import Dataset, load_npz
 from core import repository
-from export import optimize, pipeline, reference
 from core.errors import ParityError
+from core.heldout import Dataset, load_npz
 from core.spec import load_spec
+from export import optimize, pipeline, reference
 from tests.export.test_pipeline import export_cli, snapshot
 
 LIMIT = 1.0  # the default int8_max_accuracy_drop, in points

@@ -16,8 +16,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from core.heldout import load_npz
 from core.errors import ParityError
+from core.heldout import load_npz
 from core.spec import load_spec
 from export.verify import gate, run_onnx
 from tests.conftest import launch_triton

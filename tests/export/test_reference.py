@@ -8,10 +8,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from core.heldout import Dataset, load_npz
 from core.errors import IncompatibleModelError
-from export.reference import reference_outputs
+from core.heldout import Dataset, load_npz
 from core.spec import load_spec
+from export.reference import reference_outputs
 from tests.export.conftest import tiny_spec, write_spec
 
 

@@ -10,8 +10,8 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from core import repository
-from export.repository import committed_files, label_files
 from core.spec import load_spec
+from export.repository import committed_files, label_files
 from tests.export.conftest import tiny_spec, write_spec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from core import repository
-from export.repository import committed_files
-from core.errors import SpecError
 from core import spec as spec_module
-from core.spec import HF_TOKENIZER_DIR, TEXT_ENCODING, load_declared_spec, load_spec
+from core.errors import SpecError
 from core.measure import payloads
+from core.spec import HF_TOKENIZER_DIR, TEXT_ENCODING, load_declared_spec, load_spec
+from export.repository import committed_files
 from tests.export.conftest import write_spec
 from tests.export.torch_models import hf_spec, module_spec
 

@@ -10,15 +10,15 @@ import stat
 import numpy as np
 import pytest
 
-from export.card import reference_predictions as card_reference
+from core.measure import payloads
 from core.spec import load_spec
+from export.card import reference_predictions as card_reference
 from gateway import bodies, inputs, keys, problems
 from gateway.catalogue import endpoints
 from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, Shedding
 from gateway.quality import DriftMonitor, psi, reference_predictions
 from gateway.ratelimit import RateLimiter
 from gateway.shedding import ModelGate
-from core.measure import payloads
 from tests.conftest import REPOSITORY
 
 SPEC = load_spec(payloads.DEFAULT_SPEC)

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from core.spec import load_spec
 from core.measure import payloads
+from core.spec import load_spec
 from serve.process import free_ports
 from tests.conftest import REFERENCE_MIX
 from tests.loadtest.user_spec import SPEC, write_user_spec

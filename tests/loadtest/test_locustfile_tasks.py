@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.spec import load_spec
 from core.measure import payloads
+from core.spec import load_spec
 from tests.conftest import REFERENCE_MIX
 from tests.loadtest.user_spec import write_user_spec
 

@@ -9,8 +9,8 @@ import sys
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from core.spec import load_declared_spec
 from core import promql
+from core.spec import load_declared_spec
 from operate import dashboard, generate, k8s, rules
 from tests.conftest import ROOT
 

@@ -12,9 +12,8 @@ import pytest
 import yaml
 
 from core import promql
+from core.triton import METRICS_FLAGS, ServeOptions, tritonserver_argv
 from operate import k8s
-from core.triton import METRICS_FLAGS, tritonserver_argv
-from core.triton import ServeOptions
 from serve.runtime import Runtime
 from tests.conftest import ROOT
 

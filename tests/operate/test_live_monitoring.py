@@ -19,8 +19,8 @@ import urllib.request
 import psutil
 import pytest
 
-from core.spec import load_spec
 from core import promql
+from core.spec import load_spec
 from operate import dashboard, monitor, prometheus, rules
 from serve.process import free_ports
 from tests.conftest import ROOT, exported_repository, launch_triton

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core import promql
 from core.repository import read_left_out
 from core.spec import load_declared_spec
-from core import promql
 from operate import k8s, rules
 from operate.monitor import INSTALL_HINT
 from tests.conftest import ROOT

@@ -20,10 +20,9 @@ from moto.server import ThreadedMotoServer
 
 from core.repository import served_names
 from core.spec import load_spec
+from core.triton import ADMIN_HEADER, ADMIN_KEY_ENV, shm_prefix
 from operate import k8s
-from core.triton import shm_prefix
 from serve import runtime
-from core.triton import ADMIN_HEADER, ADMIN_KEY_ENV
 from serve.process import clean_shm, free_ports
 from tests.conftest import ROOT, exported_repository
 

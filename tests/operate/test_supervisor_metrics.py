@@ -9,8 +9,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.errors import UserError
-from serve.metrics import SupervisorMetrics
 from core.triton import ServeOptions
+from serve.metrics import SupervisorMetrics
 from serve.process import free_ports
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import re
 
-from operate import k8s
 from core.triton import ADMIN_KEY_ENV, ServeOptions, serving_flags
+from operate import k8s
 from tests.conftest import ROOT
 
 DOCKERFILE = (ROOT / "triton.Dockerfile").read_text()

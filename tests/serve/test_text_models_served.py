@@ -14,8 +14,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-import modelport
 from core.spec import install_hint, load_spec
+import modelport
 
 pytestmark = pytest.mark.integration
 

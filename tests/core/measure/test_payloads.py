@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.spec import load_spec
 from core.measure import payloads, v2
+from core.spec import load_spec
 from tests.conftest import REFERENCE_MIX
 from tests.loadtest.user_spec import SPEC, heldout_arrays, write_user_spec
 

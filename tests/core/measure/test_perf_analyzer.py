@@ -10,9 +10,9 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 
-from core.measure import perf_analyzer as pa
 from bench.results import (BenchResults, Cell, CellResult, PerfAnalyzerCell, Round, format_markdown, from_json,
                            to_json)
+from core.measure import perf_analyzer as pa
 from core.measure.payloads import Input, Sample
 
 # Recorded from perf_analyzer 2.41.0 -f ... --verbose-csv against `sentiment` (an ensemble) at concurrency 4.
