@@ -183,7 +183,8 @@ labels = ["setosa", "versicolor", "virginica"]
 # gateway's catalogue, the bench plan): run in the project copy, they must pass with the user's models added as they
 # do without. The export's own tests build their specs in tmp dirs and do not depend on models.toml's contents.
 SPEC_DRIVEN_TESTS = (
-    "tests/loadtest", "tests/core/measure/test_payloads.py", "tests/operate/test_generate.py", "tests/operate/test_rules.py", "tests/operate/test_k8s.py",
+    "tests/loadtest", "tests/core/measure/test_payloads.py", "tests/operate/test_generate.py",
+    "tests/operate/test_rules.py", "tests/operate/test_k8s.py",
     "tests/tune/test_models_toml.py", "tests/tune/test_space.py", "tests/tune/test_run.py",
     "tests/gateway/test_units.py", "tests/gateway/test_api.py", "tests/serve/test_spec_models.py",
     "tests/serve/test_contract_models.py", "tests/export/test_repository.py", "tests/bench/test_plan.py",
