@@ -24,8 +24,7 @@ from pathlib import Path
 from bench import backend_cost, response_cache
 from bench import results as results_module
 from bench.run import BenchOptions, run
-from core.cli import parser as program_parser
-from core.cli import program
+from core import cli
 from core.measure import triton_metrics
 from core.spec import Spec, load_spec
 
@@ -33,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = program_parser("bench", __doc__.split("\n")[0])
+    parser = cli.parser("bench", __doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s per cell: checks the harness, not speed")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 1)")
     parser.add_argument("--duration", type=float, default=None, help="measured seconds per cell and round (default 5)")
@@ -75,7 +74,7 @@ def formed_batches(spec, outcome: results_module.BenchResults) -> dict[str, floa
             if r.cell.server == "triton" and r.cell.encoding == "binary" and r.cell.connections == 64 and r.avg_batch}
 
 
-@program("bench")
+@cli.program("bench")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.backend_cost:

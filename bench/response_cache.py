@@ -26,9 +26,8 @@ from tritonclient.grpc import model_config_pb2
 from core.measure import loadgen
 
 from bench import servers
-from core.cli import parser as program_parser
-from core.cli import program
-from core.measure import payloads, v2
+from core import cli
+from core.measure import payloads
 from core.spec import load_spec
 from core.triton import cache_size
 
@@ -80,11 +79,6 @@ def cache_counts(http_url: str, model: str) -> tuple[int, int]:
     return int(stats["cache_hit"]["count"]), int(stats["cache_miss"]["count"])
 
 
-def requests(samples, host: str) -> tuple[bytes, ...]:
-    built = (v2.http_request(sample, "binary") for sample in samples)
-    return tuple(loadgen.http_request(host, r.path, r.body, r.headers) for r in built)
-
-
 def measure(model: str, steps: tuple[str, ...], cache_bytes: int, load: loadgen.LoadSpec, unique_count: int,
             rounds: int, work_dir: Path) -> list[CacheCell]:
     """Cache off, then on, `rounds` times over: a machine whose load drifts then biases neither side."""
@@ -103,7 +97,8 @@ def measure(model: str, steps: tuple[str, ...], cache_bytes: int, load: loadgen.
             for inputs, chosen in (("repeated", samples[:REPEATED_DISTINCT]),
                                    ("unique", unique_samples(samples, unique_count))):
                 before = cache_counts(host, model)
-                measured = loadgen.run(loadgen.HttpTarget(server.host, server.port, requests(chosen, host)), load)
+                requests = loadgen.triton_requests(chosen, "binary", host)
+                measured = loadgen.run(loadgen.HttpTarget(server.host, server.port, requests), load)
                 after = cache_counts(host, model)
                 cells.append(CacheCell(inputs, cache, index, measured, after[0] - before[0], after[1] - before[1]))
     return cells
@@ -130,9 +125,9 @@ def table(cells: list[CacheCell]) -> str:
     return "\n".join(lines)
 
 
-@program("bench.response_cache")
+@cli.program("bench.response_cache")
 def main(argv: list[str] | None = None) -> int:
-    parser = program_parser("bench.response_cache", __doc__.split("\n\n")[0])
+    parser = cli.parser("bench.response_cache", __doc__.split("\n\n")[0])
     parser.add_argument("--model", default="digits", help="a model of models.toml (default %(default)s)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (default 2)")

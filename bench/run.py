@@ -234,7 +234,8 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
             key = (cell.model, cell.server, cell.encoding)
             if key not in targets:
                 model = payloads.target(spec, cell.model)
-                requests = (loadgen.triton_requests(model, cell.encoding, host) if cell.server.startswith("triton")
+                requests = (loadgen.triton_requests(payloads.samples(model), cell.encoding, host)
+                            if cell.server.startswith("triton")
                             else gateway_requests(model, host, server.api_key) if cell.server == "gateway"
                             else baseline_requests(model, onnx_file(options.repository, cell.model), cell.encoding,
                                                    host))

@@ -1,10 +1,6 @@
-"""How every `python -m <step>` program starts and ends.
-
-`parser` names the program as it is typed; `program` wraps its `main(argv) -> int` so that a failure ends the same
-way everywhere: a ModelportError prints `<name>: error: <message>` on stderr and exits with its class's code
-(core/errors.py), Ctrl-C exits 130, and anything else is a bug in modelport: one line naming it, exit 70, and the
-traceback only when MODELPORT_TRACEBACK=1. argparse's own usage errors keep argparse's exit code 2.
-"""
+"""How every `python -m <step>` program starts and ends (docs/core.md): a ModelportError prints one line,
+`<name>: error: <message>`, and exits with its class's code; Ctrl-C exits 130; anything else is a bug: one line,
+exit 70, and the traceback only with MODELPORT_TRACEBACK=1."""
 
 from __future__ import annotations
 
@@ -20,19 +16,15 @@ from core.errors import BugError, ModelportError, UserError
 TRACEBACK_ENV = "MODELPORT_TRACEBACK"
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program Ctrl-C stopped
 
-Main = Callable[[list[str] | None], int]
-
 
 def parser(name: str, description: str | None = None, **kwargs) -> argparse.ArgumentParser:
-    """The program's parser, named as it is typed: `python -m <name>`."""
     return argparse.ArgumentParser(prog=f"python -m {name}", description=description, **kwargs)
 
 
-def program(name: str, usage_errors: tuple[type[Exception], ...] = ()) -> Callable[[Main], Main]:
-    """Decorate a step's main. `usage_errors`: builtin exceptions the step's validation raises for bad input (its
-    dataclasses' ValueError), reported as a UserError."""
-
-    def wrap(main: Main) -> Main:
+def program(name: str, usage_errors: tuple[type[Exception], ...] = ()) -> Callable:
+    """Decorate a step's `main(argv) -> int`. `usage_errors`: builtin exceptions its options' validation raises for
+    bad input (a dataclass's ValueError), reported as a UserError."""
+    def wrap(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
         @functools.wraps(main)
         def run(argv: list[str] | None = None) -> int:
             try:
@@ -48,9 +40,7 @@ def program(name: str, usage_errors: tuple[type[Exception], ...] = ()) -> Callab
                     traceback.print_exc()
                 return fail(name, f"{type(error).__name__}: {error} (a bug in modelport; {TRACEBACK_ENV}=1 shows "
                                   "the traceback)", BugError.exit_code)
-
         return run
-
     return wrap
 
 

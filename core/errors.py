@@ -1,15 +1,6 @@
-"""modelport's one exception tree, split by who has to act. Each class carries the exit code a CLI returns for it
-(core/cli.py prints the message alone, no traceback) and the HTTP status an API answers with.
-
-    ModelportError
-    ├── UserError      the input is wrong: flags, models.toml, a request, a repository that was never exported (2, 400)
-    ├── ModelError     the model cannot be served as specified: conversion, shapes, the parity gate           (1, 422)
-    ├── ServerError    the server or the machine: a busy port, a missing runtime, a server that will not start (1, 503)
-    └── BugError       modelport itself is wrong; core/cli.py reports any other exception as this            (70, 500)
-
-A step's own leaves (bench's PlanError, the gateway's OptionsError...) live next to the code that raises them and
-derive from a branch here; the leaves that cross steps live here.
-"""
+"""modelport's one exception tree, split by who has to act: the user, the model's author, the server or machine, or
+modelport itself. Each class carries the exit code a program returns (core/cli.py) and the HTTP status an API answers
+with; docs/core.md has the table. A step's own leaves live beside the code that raises them."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from core.cli import parser, program
+from core import cli
 from core.errors import ServerError, UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -340,9 +340,9 @@ def check_all(pythons) -> int:
     return 1 if failed else 0
 
 
-@program("env.locks", usage_errors=(ValueError,))
+@cli.program("env.locks", usage_errors=(ValueError,))
 def main(argv: list[str] | None = None) -> int:
-    root = parser("env.locks", __doc__.split("\n\n")[0])
+    root = cli.parser("env.locks", __doc__.split("\n\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
     lock_command = commands.add_parser("lock", help="resolve requirements.txt into a lock per supported Python")
     lock_command.add_argument("--upgrade", action="store_true", help="move every pin to its newest fitting release")

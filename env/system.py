@@ -14,8 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.cli import parser as program_parser
-from core.cli import program
+from core import cli
 
 
 @dataclass(frozen=True)
@@ -111,9 +110,9 @@ def ensure(packages: tuple[Package, ...] = PACKAGES) -> int:
     return 0
 
 
-@program("env.system")
+@cli.program("env.system")
 def main(argv: list[str] | None = None) -> int:
-    parser = program_parser(
+    parser = cli.parser(
         "env.system",
         "Install the Debian packages the test suite needs (prometheus, chromium, chromium-driver) "
         "when they are missing: as root with apt-get, else through sudo, else print the command.")

@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from core.cli import parser, program
+from core import cli
 from export.progress import stdout_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ exit status: 0 done, 1 export failed (gate, conversion, missing source), 2 wrong
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = parser("export", __doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser("export", __doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spec", type=Path, default=ROOT / "models.toml", metavar="PATH",
                    help="the model spec (default: models.toml at the project root)")
     p.add_argument("--repository", type=Path, default=ROOT / "model_repository", metavar="PATH",
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@program("export")
+@cli.program("export")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # TensorFlow's C++ start-up lines would drown the progress lines; warnings and errors still show.

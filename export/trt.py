@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from core.cli import parser, program
+from core import cli
 from core.errors import IncompatibleModelError, SourceError, TensorRTUnavailable
 from core.repository import trt_profiles as profiles
 from core.spec import ModelSpec, Spec, load_spec
@@ -99,9 +99,9 @@ def build_all(trt, spec: Spec, repo: Path, only: tuple[str, ...], log: Log) -> l
     return built
 
 
-@program("export.trt")
+@cli.program("export.trt")
 def main(argv: list[str] | None = None) -> int:
-    p = parser("export.trt", __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser("export.trt", __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spec", type=Path, default=ROOT / "models.toml", metavar="PATH")
     p.add_argument("--repository", type=Path, default=ROOT / "model_repository", metavar="PATH")
     p.add_argument("--only", action="append", default=[], metavar="NAME", help="one base model name; repeatable")

@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.cli import parser as program_parser
-from core.cli import program
+from core import cli
 from gateway import keys as api_keys
 from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, Shedding, TokenOptions
 
@@ -76,7 +75,7 @@ def _serve_arguments(sub: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = program_parser("gateway", "A label-aware JSON API and a web page in front of Triton.")
+    root = cli.parser("gateway", "A label-aware JSON API and a web page in front of Triton.")
     commands = root.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="serve in the foreground (Ctrl-C stops)")
     _serve_arguments(run)
@@ -134,7 +133,7 @@ def options_from(args: argparse.Namespace) -> GatewayOptions:
         startup_timeout_s=args.startup_timeout)
 
 
-@program("gateway")
+@cli.program("gateway")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)

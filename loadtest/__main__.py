@@ -21,8 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from core.cli import parser as program_parser
-from core.cli import program
+from core import cli
 from core.errors import ServerError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +34,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if "--" in argv:
         extra = argv[argv.index("--") + 1:]
         argv = argv[: argv.index("--")]
-    parser = program_parser("loadtest", __doc__.split("\n")[0])
+    parser = cli.parser("loadtest", __doc__.split("\n")[0])
     parser.add_argument("--http-url", default="127.0.0.1:8000", help="Triton HTTP address")
     parser.add_argument("--grpc-url", default="127.0.0.1:8001", help="Triton gRPC address")
     parser.add_argument("--metrics-url", default="127.0.0.1:8002", help="Triton metrics address")
@@ -93,7 +92,7 @@ def locust_command(args: argparse.Namespace, extra: list[str], report_dir: Path)
     ]
 
 
-@program("loadtest")
+@cli.program("loadtest")
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(sys.argv[1:] if argv is None else argv)
     check_server(args.http_url)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from core.cli import parser as program_parser
-from core.cli import program
+from core import cli
 from core.spec import load_declared_spec
 from operate import generate, k8s, measure, monitor, prometheus
 
@@ -20,7 +19,7 @@ DEPLOY = ROOT / "deploy"
 
 
 def parser():
-    root = program_parser("operate", __doc__.split("\n")[0])
+    root = cli.parser("operate", __doc__.split("\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="write deploy/ from models.toml")
     gen.add_argument("--spec", type=Path, default=ROOT / "models.toml")
@@ -40,7 +39,7 @@ def parser():
 
 
 # The deploy generators validate their inputs (Cluster, Budgets, Targets, the measurement file) with ValueError.
-@program("operate", usage_errors=(ValueError,))
+@cli.program("operate", usage_errors=(ValueError,))
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "generate":

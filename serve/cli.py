@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.cli import parser as program_parser
-from core.cli import program
+from core import cli
 from core.triton import ADMIN_KEY_ENV, ServeOptions, cache_size
 from serve import launcher
 from serve.security import resolve_admin_key
@@ -14,7 +13,7 @@ DEFAULTS = ServeOptions(repository=Path("model_repository"), admin_key="unused")
 
 
 def parser() -> argparse.ArgumentParser:
-    root = program_parser(
+    root = cli.parser(
         "serve", "Run the model repository on the Triton Inference Server shipped in the nvidia-pytriton wheel.")
     commands = root.add_subparsers(dest="command", required=True)
     for name, help_text in [
@@ -64,7 +63,7 @@ def options_from(args: argparse.Namespace) -> tuple[ServeOptions, str]:
     return options, source
 
 
-@program("serve")
+@cli.program("serve")
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "stop":

@@ -21,8 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
-from core.cli import parser as program_parser
-from core.cli import INTERRUPTED, program
+from core import cli
 from tune.choose import Criteria
 from tune.measure import GENERATORS, Sweep
 from tune.run import TuneOptions, run
@@ -48,7 +47,7 @@ def connection_list(text: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = program_parser("tune", __doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli.parser("tune", __doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", action="append", default=[],
                         help="a model to tune (repeatable): an onnx model or variant, or an ensemble with python "
                              "steps; default: all of them")
@@ -83,7 +82,7 @@ def _interrupt(signum, frame):
 
 # The options' dataclasses refuse bad values with ValueError; a repository that lacks the exported models is
 # FileNotFoundError (run `make export`).
-@program("tune", usage_errors=(ValueError, FileNotFoundError))
+@cli.program("tune", usage_errors=(ValueError, FileNotFoundError))
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run(options, log=lambda line: print(f"[tune] {line}", flush=True))
     except KeyboardInterrupt:
         print("tune: interrupted; models.toml was not changed", file=sys.stderr)
-        return INTERRUPTED
+        return cli.INTERRUPTED
     print(f"\nreport: {outcome.report_dir / 'report.md'}")
     for tuning in outcome.tunings:
         changed = outcome.written.get(tuning.space.target, {})

@@ -60,8 +60,8 @@ class LoadgenGenerator:
 
     def __init__(self, spec: Spec, target: str, http_url: str, sweep: Sweep) -> None:
         host, port = http_url.rsplit(":", 1)
-        requests = loadgen.triton_requests(payloads.target(spec, target), "binary", http_url)
-        self.target = loadgen.HttpTarget(host, int(port), requests)
+        samples = payloads.samples(payloads.target(spec, target))
+        self.target = loadgen.HttpTarget(host, int(port), loadgen.triton_requests(samples, "binary", http_url))
         self.sweep = sweep
 
     def run(self, connections: int) -> Load:

@@ -57,13 +57,10 @@ def http_request(host: str, path: str, body: bytes, headers: dict[str, str]) -> 
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
-def triton_requests(target: payloads.Target, encoding: str, host: str) -> tuple[bytes, ...]:
-    """The target's payloads as framed HTTP/1.1 requests to Triton's v2 API."""
-    built = []
-    for sample in payloads.samples(target):
-        request = v2.http_request(sample, encoding)
-        built.append(http_request(host, request.path, request.body, request.headers))
-    return tuple(built)
+def triton_requests(samples: tuple[payloads.Sample, ...], encoding: str, host: str) -> tuple[bytes, ...]:
+    """Payload samples as framed HTTP/1.1 requests to Triton's v2 API."""
+    built = (v2.http_request(sample, encoding) for sample in samples)
+    return tuple(http_request(host, r.path, r.body, r.headers) for r in built)
 
 
 def content_length(head: bytes) -> int | None:
