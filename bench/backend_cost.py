@@ -41,10 +41,8 @@ import psutil
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from core.measure import loadgen
-
 from bench import servers
-from core.measure import payloads, v2
+from core.measure import loadgen, payloads, v2
 from core.spec import Spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

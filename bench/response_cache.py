@@ -23,11 +23,9 @@ import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from core.measure import loadgen
-
 from bench import servers
 from core import cli
-from core.measure import payloads
+from core.measure import loadgen, payloads
 from core.spec import load_spec
 from core.triton import cache_size
 

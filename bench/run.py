@@ -17,14 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.measure import loadgen, perf_analyzer
-
 from bench import client_overhead, inprocess, servers
 from bench.baselines.model import input_order, request_body
 from bench.results import (REFERENCE_COMPUTE, REFERENCE_PIPELINE, REFERENCE_TENSORS, BenchResults, Cell, CellResult, GeneratorCeiling,
                            PerfAnalyzerCell, Round)
 from core.errors import UserError
-from core.measure import gateway_payloads, payloads, triton_metrics, v2
+from core.measure import gateway_payloads, loadgen, payloads, perf_analyzer, triton_metrics, v2
 from core.spec import ModelSpec, Spec
 
 BASELINES = ("fastapi", "flask")

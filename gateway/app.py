@@ -27,6 +27,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+import modelport
 from core.spec import Spec
 from gateway import bodies, docs, images, inputs, problems
 from gateway.accesslog import RequestContext, access_logger
@@ -39,7 +40,6 @@ from gateway.quality import reference_predictions
 from gateway.ratelimit import RateLimiter
 from gateway.shedding import ModelGate
 from gateway.tokens import TokenGrant, TokenVerifier, looks_like_jwt
-import modelport
 
 STATIC = Path(__file__).parent / "static"
 # The page loads nothing from anywhere else: no CDN, no inline script.

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import requests
 
+import modelport
 from core.measure import payloads
 from core.measure.gateway_payloads import gateway_request
 from core.spec import load_spec
 from gateway.catalogue import endpoints
-import modelport
 from tests.conftest import REPOSITORY
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import urllib.request
 import numpy as np
 import pytest
 
+import modelport
 from core import repository
 from core.spec import load_spec
-import modelport
 from tests.conftest import REPOSITORY, ROOT, exported_repository, launch_triton
 
 pytestmark = pytest.mark.integration

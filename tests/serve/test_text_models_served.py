@@ -14,8 +14,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from core.spec import install_hint, load_spec
 import modelport
+from core.spec import install_hint, load_spec
 
 pytestmark = pytest.mark.integration
 
