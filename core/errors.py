@@ -1,6 +1,6 @@
 """modelport's one exception tree, split by who has to act: the user, the model's author, the server or machine, or
-modelport itself. Each class carries the exit code a program returns (core/cli.py) and the HTTP status an API answers
-with; docs/core.md has the table. A step's own leaves live beside the code that raises them."""
+modelport itself. Each class carries the exit code a program returns (core/cli.py; the table is in docs/core.md).
+A step's own leaves live beside the code that raises them."""
 
 from __future__ import annotations
 
@@ -11,29 +11,24 @@ class ModelportError(Exception):
     """Base class: every failure modelport reports on purpose."""
 
     exit_code = 1
-    http_status = 500
 
 
 # UserError is a ValueError and ServerError a RuntimeError, so that callers written against the builtins still
 # catch them.
 class UserError(ModelportError, ValueError):
     exit_code = 2
-    http_status = 400
 
 
 class ModelError(ModelportError):
     exit_code = 1
-    http_status = 422
 
 
 class ServerError(ModelportError, RuntimeError):
     exit_code = 1
-    http_status = 503
 
 
 class BugError(ModelportError):
     exit_code = 70  # EX_SOFTWARE (sysexits.h)
-    http_status = 500
 
 
 # ---- the user's input ------------------------------------------------------------------------------------------
