@@ -18,6 +18,7 @@ from core.errors import ParityError
 from core.heldout import Dataset, load_npz
 from core.spec import load_spec
 from export import optimize, pipeline, reference
+from export.repository import committed_files
 from tests.export.test_pipeline import export_cli, snapshot
 
 LIMIT = 1.0  # the default int8_max_accuracy_drop, in points
@@ -139,7 +140,7 @@ def test_an_optional_int8_that_no_recipe_passes_is_left_out_and_fp32_is_still_ex
     assert "Left out: `cancer_int8`" in (previous / "cancer" / "card.md").read_text()
     model = load_spec(spec_path).models[0]
     assert repository.served_names(model, previous) == ("cancer",)
-    assert set(repository.committed_files(model, repository.served_variants(model, previous))) == {
+    assert set(committed_files(model, repository.served_variants(model, previous))) == {
         "cancer/config.pbtxt", "cancer/labels.txt"}
     again = export_cli("--spec", str(spec_path), "--repository", str(previous))
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.tail
