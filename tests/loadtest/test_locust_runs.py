@@ -11,7 +11,7 @@ import pytest
 
 from export.spec import load_spec
 from loadtest import payloads
-from serve.process import free_ports
+from core.process import free_ports
 from tests.conftest import REFERENCE_MIX
 from tests.loadtest.user_spec import SPEC, write_user_spec
 

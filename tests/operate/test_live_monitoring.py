@@ -21,7 +21,7 @@ import pytest
 
 from export.spec import load_spec
 from operate import dashboard, monitor, promql, prometheus, rules
-from serve.process import free_ports
+from core.process import free_ports
 from tests.conftest import ROOT, exported_repository, launch_triton
 
 pytestmark = pytest.mark.integration

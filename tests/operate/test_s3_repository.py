@@ -23,7 +23,8 @@ from export.spec import load_spec
 from operate import k8s
 from serve import command, runtime
 from serve.options import ADMIN_HEADER, ADMIN_KEY_ENV
-from serve.process import clean_shm, free_ports
+from core.process import free_ports
+from serve.process import clean_shm
 from tests.conftest import ROOT, exported_repository
 
 pytestmark = pytest.mark.integration
