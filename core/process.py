@@ -233,7 +233,7 @@ class _Running:
 
     def __init__(self):
         self.children: list[Child] = []
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # the handler may interrupt the main thread inside track() or forget()
         self.installed = False
 
     def track(self, child: Child) -> None:
