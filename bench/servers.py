@@ -156,14 +156,16 @@ def _baseline(name: str, command: Callable[[int], list[str]], onnx_path: Path, l
     return _server(launch)
 
 
-def flask_gunicorn(onnx_path: Path, workers: int, work_dir: Path, probe: bytes) -> contextlib.AbstractContextManager[Running]:
+def flask_gunicorn(onnx_path: Path, workers: int, work_dir: Path,
+                   probe: bytes) -> contextlib.AbstractContextManager[Running]:
     return _baseline("flask", lambda port: [
         sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
         "--log-level", "warning", "bench.baselines.flask_app:app",
     ], onnx_path, work_dir / "flask" / "gunicorn.log", probe)
 
 
-def fastapi_uvicorn(onnx_path: Path, workers: int, work_dir: Path, probe: bytes) -> contextlib.AbstractContextManager[Running]:
+def fastapi_uvicorn(onnx_path: Path, workers: int, work_dir: Path,
+                    probe: bytes) -> contextlib.AbstractContextManager[Running]:
     return _baseline("fastapi", lambda port: [
         sys.executable, "-m", "uvicorn", "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log",

@@ -220,7 +220,8 @@ def start(launch: Child | Callable[[list[int]], Child], timeout_s: float, ports:
             return child
         code = child.returncode  # by itself, before the stop below
         child.stop()
-        failure = StartFailed(child, reason, code, [port for port in child.ports if code is not None and bind_error(port)])
+        busy = [port for port in child.ports if code is not None and bind_error(port)]
+        failure = StartFailed(child, reason, code, busy)
         if attempt == attempts or not ((ports and failure.busy_ports) or retry_if(failure)):
             raise failure
         if not failure.busy_ports:

@@ -145,8 +145,10 @@ def start(options: ServeOptions, admin_key_source: str) -> int:
         core_process.start(child, options.startup_timeout_s * process.START_ATTEMPTS + 10, attempts=1)
     except core_process.StartFailed as failure:
         if failure.exit_code is None:
-            raise ServerStartError(f"the background server did not become ready in time; see {events} and {options.log_file}") from None
-        raise ServerStartError(f"the background server exited (code {failure.exit_code}):\n{child.output(1000)[-4000:]}") from None
+            raise ServerStartError(f"the background server did not become ready in time; see {events} and "
+                                   f"{options.log_file}") from None
+        raise ServerStartError(f"the background server exited (code {failure.exit_code}):\n"
+                               f"{child.output(1000)[-4000:]}") from None
     child.detach()
     state = read_state(options.state_dir)
     print(summary(options, list(state.models), state.startup_s or 0.0))

@@ -92,8 +92,9 @@ class TritonProcess:
                           ports=3 if self.argv_for else 0, attempts=START_ATTEMPTS,
                           retry_if=lambda failure: LOCK_EXCEPTION in self.output())
         except process.StartFailed as failure:
+            pending = ", ".join(self.not_ready) or "server"
             why = f"tritonserver exited with code {failure.exit_code}" if failure.exit_code is not None else \
-                f"not ready after {self.options.startup_timeout_s:.0f} s (models not ready: {', '.join(self.not_ready) or 'server'})"
+                f"not ready after {self.options.startup_timeout_s:.0f} s (models not ready: {pending})"
             raise explain_start_failure(why, self.output(), self.options) from None
         return time.monotonic() - began
 

@@ -90,7 +90,8 @@ def launch_triton(repository: Path, workdir: Path, extra_args: tuple[str, ...] =
         attempt = len(servers) + 1
         log_path = workdir / f"triton-{attempt}.log"
         servers.append(TritonServer(
-            http_url=f"127.0.0.1:{http_port}", grpc_url=f"127.0.0.1:{grpc_port}", metrics_url=f"127.0.0.1:{metrics_port}",
+            http_url=f"127.0.0.1:{http_port}", grpc_url=f"127.0.0.1:{grpc_port}",
+            metrics_url=f"127.0.0.1:{metrics_port}",
             admin_key=key, log_path=log_path, events_path=log_path.with_name(log_path.stem + ".events.log"),
             repository=repository, pid=0,
         ))
