@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import shutil
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -117,13 +116,15 @@ def running(options: MonitorOptions) -> Iterator[PrometheusServer]:
 
 def wait_for_scrapes(server: PrometheusServer, timeout_s: float) -> list[dict]:
     """Every active target once it has been scraped at least once (or what there is when time runs out)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+    targets: list[dict] = []
+
+    def scraped() -> bool:
+        nonlocal targets
         targets = server.targets()
-        scraped = targets and all(t.get("health") in ("up", "down") for t in targets)
-        if scraped or time.monotonic() > deadline:
-            return targets
-        time.sleep(0.5)
+        return bool(targets) and all(t.get("health") in ("up", "down") for t in targets)
+
+    process.wait_until(scraped, timeout_s)
+    return targets
 
 
 def serve(options: MonitorOptions) -> int:
