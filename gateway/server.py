@@ -3,20 +3,16 @@ and stop it again: the record in <state dir>/gateway.json says which process `st
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import signal
-import ssl
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import prometheus_client
 import uvicorn
 
+from core import process
 from core.errors import ServerError
 from core.spec import load_spec
 from gateway import keys as api_keys
@@ -78,12 +74,7 @@ def read_state(state_dir: Path) -> dict | None:
 
 
 def ready(url: str, timeout: float = 2.0) -> bool:
-    context = ssl._create_unverified_context() if url.startswith("https") else None  # our own child's certificate
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=timeout, context=context) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+    return process.answers(f"{url}/readyz", timeout)
 
 
 def start(options: GatewayOptions, argv: list[str]) -> int:
@@ -93,24 +84,20 @@ def start(options: GatewayOptions, argv: list[str]) -> int:
                            f"{existing['url']}): run `make stop` first")
     store, note = api_keys.resolve(options) if options.auth else (None, "")  # generate the key here, and say so
     log = options.state_dir / "gateway.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        child = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--quiet", *argv], stdin=subprocess.DEVNULL,
-                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    child = process.Child("the gateway", [sys.executable, "-m", "gateway", "run", "--quiet", *argv], log,
+                          functools.partial(ready, options.url), keep_log=True, grace_s=STOP_GRACE_S)
+    try:
+        process.start(child, options.startup_timeout_s, attempts=1)
+    except process.StartFailed as failure:
+        if failure.exit_code is None:
+            raise GatewayError(f"the gateway did not become ready in {options.startup_timeout_s:g} s (is Triton up "
+                               f"at {options.triton_url}?); see {log}") from None
+        raise GatewayError(f"the gateway exited with code {failure.exit_code} while starting; see {log}:\n"
+                           + child.output(15)) from None
+    child.detach()
     state_path(options.state_dir).write_text(json.dumps({"pid": child.pid, "url": options.url, "log": str(log)}))
-    deadline = time.monotonic() + options.startup_timeout_s
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            state_path(options.state_dir).unlink(missing_ok=True)
-            raise GatewayError(f"the gateway exited with code {child.returncode} while starting; see {log}:\n"
-                               + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
-        if ready(options.url):
-            print(summary(options, note) + f"\n  log      {log}\nStop it with `make stop` (python -m gateway stop).")
-            return 0
-        time.sleep(0.2)
-    stop(options.state_dir)
-    raise GatewayError(f"the gateway did not become ready in {options.startup_timeout_s:g} s (is Triton up at "
-                       f"{options.triton_url}?); see {log}")
+    print(summary(options, note) + f"\n  log      {log}\nStop it with `make stop` (python -m gateway stop).")
+    return 0
 
 
 def stop(state_dir: Path) -> int:
@@ -120,12 +107,7 @@ def stop(state_dir: Path) -> int:
         return 0
     pid = state["pid"]
     if pid_alive(pid) and _is_gateway(pid):
-        os.killpg(pid, signal.SIGTERM)  # uvicorn drains in-flight requests, then exits
-        deadline = time.monotonic() + STOP_GRACE_S
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if pid_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
+        process.stop_group(pid, signal.SIGTERM, STOP_GRACE_S)  # uvicorn drains in-flight requests, then exits
         print(f"stopped the gateway on {state['url']} (pid {pid})")
     else:
         print(f"the gateway recorded in {state_path(state_dir)} was no longer running")

@@ -8,20 +8,19 @@ import platform
 import secrets
 from pathlib import Path
 
-from core.triton import ServeOptions, shm_prefix, tritonserver_argv
+from core.triton import ServeOptions
 from operate.k8s import Measured
-from serve import launcher
-from serve.process import TritonProcess, free_ports
+from serve import runtime
+from serve import repository as serve_repository
+from serve.process import TritonProcess
 
 
 def measure(repository: Path, workdir: Path) -> Measured:
-    http, grpc, metrics = free_ports(3)
-    options = ServeOptions(repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                           log_file=workdir / "measure.log", state_dir=workdir, admin_key=secrets.token_hex(16))
-    found, models = launcher.preflight(options)
-    tag = f"measure_{secrets.token_hex(3)}"
-    triton = TritonProcess(tritonserver_argv(options, found, tag), found.environment(), options,
-                           shm_prefix(tag))
+    options = ServeOptions(repository=repository, log_file=workdir / "measure.log", state_dir=workdir,
+                           admin_key=secrets.token_hex(16))
+    found = runtime.locate(options.build_dir)
+    models = [model.name for model in serve_repository.scan(options.repository)]
+    triton = TritonProcess.on_free_ports(options, found, f"measure_{secrets.token_hex(3)}")
     try:
         seconds = triton.start(models)
     finally:

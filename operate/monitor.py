@@ -7,9 +7,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,6 +15,7 @@ from typing import Iterator
 
 import yaml
 
+from core import process
 from core.errors import ServerError
 from operate import prometheus
 
@@ -61,7 +59,7 @@ class MonitorOptions:
 @dataclasses.dataclass(frozen=True)
 class PrometheusServer:
     url: str
-    process: subprocess.Popen
+    process: process.Child
     log: Path
 
     def query(self, expr: str, at: float | None = None) -> list[dict]:
@@ -102,59 +100,39 @@ def argv(options: MonitorOptions, config_path: Path) -> list[str]:
     ]
 
 
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def running(options: MonitorOptions) -> Iterator[PrometheusServer]:
     config_path = write_config(options)
     log = options.workdir / "prometheus.log"
-    with open(log, "wb") as output:
-        process = subprocess.Popen(argv(options, config_path), stdin=subprocess.DEVNULL, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    server = PrometheusServer(options.url, process, log)
+    port = int(options.listen.rsplit(":", 1)[1])
+    child = process.Child("Prometheus", argv(options, config_path), log, f"{options.url}/-/ready", ports=(port,),
+                          grace_s=15)
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not ready(options.url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-                raise MonitorError(f"Prometheus did not become ready on {options.listen} (exit code {process.poll()}); "
-                                   f"is the port taken? choose another with PROMETHEUS_PORT=N / --listen\n{tail}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        stop(process)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.start(child, READY_TIMEOUT_S, attempts=1)
+    except process.StartFailed as failure:
+        taken = f"port {port} is taken by another process:" if failure.busy_ports else "is the port taken?"
+        raise MonitorError(f"Prometheus did not become ready on {options.listen} (exit code {failure.exit_code}); "
+                           f"{taken} choose another with PROMETHEUS_PORT=N / --listen\n{child.output(15)}") from None
+    with child:
+        yield PrometheusServer(options.url, child, log)
 
 
 def wait_for_scrapes(server: PrometheusServer, timeout_s: float) -> list[dict]:
     """Every active target once it has been scraped at least once (or what there is when time runs out)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+    targets: list[dict] = []
+
+    def scraped() -> bool:
+        nonlocal targets
         targets = server.targets()
-        scraped = targets and all(t.get("health") in ("up", "down") for t in targets)
-        if scraped or time.monotonic() > deadline:
-            return targets
-        time.sleep(0.5)
+        return bool(targets) and all(t.get("health") in ("up", "down") for t in targets)
+
+    process.wait_until(scraped, timeout_s)
+    return targets
 
 
 def serve(options: MonitorOptions) -> int:
-    """Foreground: start, report each target's first scrape, run until Ctrl-C (which stops Prometheus too: it runs
-    in a session of its own, so only we get the terminal's SIGINT, and stop it on the way out)."""
+    """Foreground: start, report each target's first scrape, run until Ctrl-C or SIGTERM/SIGHUP (which stop Prometheus
+    too: it runs in a session of its own, so only we get the terminal's signals, and core.process stops it)."""
     try:
         with running(options) as server:
             print(f"Prometheus {server.url} (config {options.workdir / 'prometheus.yml'}, rules {options.rules})",
@@ -164,7 +142,7 @@ def serve(options: MonitorOptions) -> int:
                 note = f": {target.get('lastError')}" if health != "up" and target.get("lastError") else ""
                 print(f"  {job:22s} {target['scrapeUrl']:38s} {health}{note}", flush=True)
             print(f"Ctrl-C stops it. Alerts: {server.url}/alerts", flush=True)
-            code = server.process.wait()
+            code = server.process.popen.wait()
             raise MonitorError(f"Prometheus exited on its own (code {code}); see {server.log}")
     except KeyboardInterrupt:
         return 0

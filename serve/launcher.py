@@ -4,12 +4,12 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from core import process as core_process
 from core.errors import NotRunningError, PortInUseError, ServerStartError, UserError
 from core.triton import ADMIN_KEY_ENV, ServeOptions, redact, shm_prefix, tritonserver_argv
 from serve import endpoints, process, repository, runtime
@@ -132,56 +132,39 @@ def start(options: ServeOptions, admin_key_source: str) -> int:
         )
     preflight(options)  # fail here, in the foreground, with the clear message
     events = events_path(options)
-    events.parent.mkdir(parents=True, exist_ok=True)
-    offset = events.stat().st_size if events.exists() else 0
-    env = dict(os.environ, **{ADMIN_KEY_ENV: options.admin_key})
-    with open(events, "ab") as stderr:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "serve", "run", "--background", *child_args(options)],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-        )
-    deadline = time.monotonic() + options.startup_timeout_s * process.START_ATTEMPTS + 10
-    while time.monotonic() < deadline:
+
+    def recorded_ready() -> bool:
         state = read_state(options.state_dir)
-        if state is not None and state.pid == child.pid and state.status == "ready":
-            print(summary(options, list(state.models), state.startup_s or 0.0))
-            print(f"  admin key from {admin_key_source}\nStop it with `make stop` (python -m serve stop).")
-            exposure = admin_key_exposure()
-            if exposure:
-                print(f"  warning: {exposure}")
-            return 0
-        if child.poll() is not None:
-            raise ServerStartError(f"the background server exited (code {child.returncode}):\n{new_text(events, offset)}")
-        time.sleep(0.1)
-    stop_process(child.pid, None, "")
-    raise ServerStartError(f"the background server did not become ready in time; see {events} and {options.log_file}")
+        return state is not None and state.pid == child.pid and state.status == "ready"
 
-
-def new_text(path: Path, offset: int) -> str:
+    child = core_process.Child(
+        "the background server", [sys.executable, "-m", "serve", "run", "--background", *child_args(options)], events,
+        recorded_ready, dict(os.environ, **{ADMIN_KEY_ENV: options.admin_key}), keep_log=True,
+    )
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode(errors="replace").strip()[-4000:]
-    except OSError:
-        return ""
+        core_process.start(child, options.startup_timeout_s * process.START_ATTEMPTS + 10, attempts=1)
+    except core_process.StartFailed as failure:
+        if failure.exit_code is None:
+            raise ServerStartError(f"the background server did not become ready in time; see {events} and "
+                                   f"{options.log_file}") from None
+        raise ServerStartError(f"the background server exited (code {failure.exit_code}):\n"
+                               f"{child.output(1000)[-4000:]}") from None
+    child.detach()
+    state = read_state(options.state_dir)
+    print(summary(options, list(state.models), state.startup_s or 0.0))
+    print(f"  admin key from {admin_key_source}\nStop it with `make stop` (python -m serve stop).")
+    exposure = admin_key_exposure()
+    if exposure:
+        print(f"  warning: {exposure}")
+    return 0
 
 
-def stop_process(pid: int, triton_pid: int | None, shm_prefix: str) -> None:
+def stop_process(pid: int | None, triton_pid: int | None, shm_prefix: str) -> None:
     """SIGTERM the supervisor (it stops Triton fast); if anything is left, SIGKILL Triton's group and clean up."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + STOP_GRACE_S
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    if pid is not None:
+        core_process.stop_group(pid, signal.SIGTERM, STOP_GRACE_S)
     if triton_pid is not None and pid_alive(triton_pid):
-        try:
-            os.killpg(triton_pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        core_process.signal_group(triton_pid, signal.SIGKILL)
     if shm_prefix:
         process.clean_shm(shm_prefix)
 
@@ -196,7 +179,7 @@ def stop(state_dir: Path) -> int:
         print(f"stopped the server on http://{state.http_url} (pid {state.pid}) in {time.monotonic() - began:.1f} s")
     else:
         # The supervisor is gone; its Triton may not be (for example after a kill -9 of the supervisor).
-        stop_process(state.pid, state.triton_pid if state.triton_pid and is_tritonserver(state.triton_pid) else None,
+        stop_process(None, state.triton_pid if state.triton_pid and is_tritonserver(state.triton_pid) else None,
                      state.shm_prefix)
         print(f"the server recorded in {state_path(state_dir)} was no longer running; cleaned up its leftovers")
     state_path(state_dir).unlink(missing_ok=True)

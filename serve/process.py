@@ -2,54 +2,30 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import socket
-import subprocess
+import functools
 import time
 from pathlib import Path
+from typing import Callable
 
+from core import process
 from core.errors import PortInUseError, RuntimeMissingError, ServerStartError
-from core.triton import ServeOptions
-from serve import endpoints
+from core.triton import ServeOptions, shm_prefix, tritonserver_argv
+from serve import endpoints, runtime
 
 # Under heavy load Triton can abort at start with this boost error; a second try succeeds.
 LOCK_EXCEPTION = "boost::interprocess::lock_exception"
 START_ATTEMPTS = 3
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct ports the kernel just handed out; all held open together so that none repeats."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def check_ports_free(options: ServeOptions) -> None:
     for flag, port in (("--http-port", options.http_port), ("--grpc-port", options.grpc_port), ("--metrics-port", options.metrics_port)):
-        with socket.socket(socket.AF_INET6 if ":" in options.address else socket.AF_INET) as probe:
-            # Like a server would: a port in TIME_WAIT after our own stop is free, a listening one is not.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((options.address, port))
-            except OSError as error:
-                raise PortInUseError(
-                    f"port {port} on {options.address} is already in use ({error.strerror}): "
-                    f"stop whatever listens there (`make stop` if it is ours, `ss -ltnp 'sport = :{port}'` to see who) "
-                    f"or choose another port with {flag} N"
-                ) from None
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+        error = process.bind_error(port, options.address)
+        if error is not None:
+            raise PortInUseError(
+                f"port {port} on {options.address} is already in use ({error.strerror}): "
+                f"stop whatever listens there (`make stop` if it is ours, `ss -ltnp 'sport = :{port}'` to see who) "
+                f"or choose another port with {flag} N"
+            )
 
 
 @dataclasses.dataclass
@@ -58,10 +34,18 @@ class TritonProcess:
     env: dict[str, str]
     options: ServeOptions
     shm_prefix: str
-    popen: subprocess.Popen | None = None
+    # Set: every start takes free loopback ports and builds argv for them with this (a Triton nobody else calls).
+    argv_for: Callable[[ServeOptions], list[str]] | None = None
+    child: process.Child | None = None
     # Whether this run's server endpoint answered ready: a crash after that came from something it was sent (a
     # request), not from anything it was started with.
     came_up: bool = False
+    not_ready: list[str] = dataclasses.field(default_factory=list)  # the models not ready yet in this start
+
+    @classmethod
+    def on_free_ports(cls, options: ServeOptions, found: runtime.Runtime, tag: str) -> TritonProcess:
+        return cls([], found.environment(), options, shm_prefix(tag),
+                   argv_for=lambda options: tritonserver_argv(options, found, tag))
 
     @property
     def console_path(self) -> Path:
@@ -70,78 +54,59 @@ class TritonProcess:
 
     @property
     def pid(self) -> int | None:
-        return self.popen.pid if self.popen else None
+        return self.child.pid if self.child else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.child.returncode if self.child else None
 
     def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+        return self.child is not None and self.child.alive()
 
     def crashed_after_coming_up(self) -> bool:
         """Killed by a signal (a segfault, a kill) after its endpoint answered: not a start that failed by itself."""
-        return self.came_up and self.popen is not None and (self.popen.poll() or 0) < 0
+        return self.came_up and (self.returncode or 0) < 0
 
-    def spawn(self) -> None:
-        self.came_up = False
-        self.options.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.console_path, "wb") as console:
-            # Own session: Ctrl-C in a terminal reaches the launcher, which then stops Triton and its stubs as a group.
-            self.popen = subprocess.Popen(
-                self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+    def launch(self, model_names: list[str], ports: list[int]) -> process.Child:
+        if ports:
+            http, grpc, metrics = ports
+            self.options = dataclasses.replace(self.options, http_port=http, grpc_port=grpc, metrics_port=metrics)
+            self.argv = self.argv_for(self.options)
+        self.came_up, self.not_ready = False, list(model_names)
+        self.child = process.Child("tritonserver", self.argv, self.console_path, self.ready, self.env, ports=ports,
+                                   grace_s=self.options.exit_timeout_s + 2.0)
+        return self.child
+
+    def ready(self) -> bool:
+        if not endpoints.ready(self.options.http_url, timeout=1.0):
+            return False
+        self.came_up = True
+        self.not_ready = [m for m in self.not_ready if not endpoints.ready(self.options.http_url, m, timeout=1.0)]
+        return not self.not_ready
 
     def start(self, model_names: list[str]) -> float:
         """Start and wait until the server and every model are ready; seconds it took. Retries the boost lock abort."""
         began = time.monotonic()
-        for attempt in range(1, START_ATTEMPTS + 1):
-            self.spawn()
-            failure = self.wait_ready(model_names, began + self.options.startup_timeout_s)
-            if failure is None:
-                return time.monotonic() - began
-            self.stop()
-            output = tail(self.console_path, 200) + "\n" + tail(self.options.log_file, 200)
-            if LOCK_EXCEPTION in output and attempt < START_ATTEMPTS:
-                time.sleep(0.5 * attempt)
-                continue
-            raise explain_start_failure(failure, output, self.options)
-        raise AssertionError("unreachable")
+        try:
+            process.start(functools.partial(self.launch, model_names), self.options.startup_timeout_s,
+                          ports=3 if self.argv_for else 0, attempts=START_ATTEMPTS,
+                          retry_if=lambda failure: LOCK_EXCEPTION in self.output())
+        except process.StartFailed as failure:
+            pending = ", ".join(self.not_ready) or "server"
+            why = f"tritonserver exited with code {failure.exit_code}" if failure.exit_code is not None else \
+                f"not ready after {self.options.startup_timeout_s:.0f} s (models not ready: {pending})"
+            raise explain_start_failure(why, self.output(), self.options) from None
+        return time.monotonic() - began
 
-    def wait_ready(self, model_names: list[str], deadline: float) -> str | None:
-        """None when ready, else why not."""
-        pending = list(model_names)
-        while time.monotonic() < deadline:
-            if not self.alive():
-                return f"tritonserver exited with code {self.popen.returncode}"
-            if endpoints.ready(self.options.http_url, timeout=1.0):
-                self.came_up = True
-                pending = [m for m in pending if not endpoints.ready(self.options.http_url, m, timeout=1.0)]
-                if not pending:
-                    return None
-            time.sleep(0.1)
-        return f"not ready after {self.options.startup_timeout_s:.0f} s (models not ready: {', '.join(pending) or 'server'})"
+    def output(self) -> str:
+        return (self.child.output(200) if self.child else "") + "\n" + process.tail(self.options.log_file, 200)
 
     def stop(self) -> None:
-        """SIGTERM (Triton waits at most --exit-timeout-secs for in-flight work), then SIGKILL the whole group."""
-        if self.popen is None:
+        """SIGTERM (Triton waits at most --exit-timeout-secs for in-flight work), then SIGKILL the whole group: stubs
+        share Triton's process group, and a dead or stuck one must not outlive the server."""
+        if self.child is None:
             return
-        grace = self.options.exit_timeout_s + 2.0
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
-        # Stubs share Triton's process group; a dead or stuck one must not outlive the server.
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.popen.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        self.child.stop()
         clean_shm(self.shm_prefix)
 
 

@@ -242,7 +242,7 @@ class Supervisor:
             self.crashes_in_a_row = 0
         while not stop.is_set():
             self.crashes_in_a_row += 1
-            code = self.triton.popen.returncode if self.triton.popen else None
+            code = self.triton.returncode
             delay = restart_delay(self.crashes_in_a_row)
             self.log(f"tritonserver exited unexpectedly (code {code}, {self.crashes_in_a_row} in a row); "
                      f"restarting it" + (f" in {delay:.2f} s" if delay else ""))

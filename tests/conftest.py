@@ -7,9 +7,7 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +15,7 @@ from typing import Iterator
 import psutil
 import pytest
 
-from serve.process import free_ports
+from core import process
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
@@ -78,14 +76,6 @@ class TritonServer:
         return "\n".join(parts)
 
 
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{url}", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def launch_triton(repository: Path, workdir: Path, extra_args: tuple[str, ...] = (), attempts: int = 3,
                   wrapper: tuple[str, ...] = ()) -> Iterator[TritonServer]:
@@ -93,53 +83,36 @@ def launch_triton(repository: Path, workdir: Path, extra_args: tuple[str, ...] =
     `wrapper` goes before the command (e.g. `unshare ...` to run it in namespaces of its own)."""
     workdir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(16)
-    env = dict(os.environ, MODELPORT_ADMIN_KEY=key)
-    for attempt in range(1, attempts + 1):
-        http_port, grpc_port, metrics_port = free_ports(3)
+    servers: list[TritonServer] = []
+
+    def launch(ports: list[int]) -> process.Child:
+        http_port, grpc_port, metrics_port = ports
+        attempt = len(servers) + 1
         log_path = workdir / f"triton-{attempt}.log"
-        output_path = workdir / f"serve-{attempt}.out"
-        server = TritonServer(
-            http_url=f"127.0.0.1:{http_port}", grpc_url=f"127.0.0.1:{grpc_port}", metrics_url=f"127.0.0.1:{metrics_port}",
+        servers.append(TritonServer(
+            http_url=f"127.0.0.1:{http_port}", grpc_url=f"127.0.0.1:{grpc_port}",
+            metrics_url=f"127.0.0.1:{metrics_port}",
             admin_key=key, log_path=log_path, events_path=log_path.with_name(log_path.stem + ".events.log"),
             repository=repository, pid=0,
-        )
+        ))
         argv = [
             *wrapper, sys.executable, "-m", "serve", "run", "--repository", str(repository),
             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
             "--log-file", str(log_path), "--state-dir", str(workdir / "state"), *extra_args,
         ]
-        with open(output_path, "wb") as output:
-            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-        server = dataclasses.replace(server, pid=proc.pid)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline and proc.poll() is None and not http_ok(f"{server.http_url}/v2/health/ready"):
-            time.sleep(0.2)
-        if proc.poll() is None and http_ok(f"{server.http_url}/v2/health/ready"):
-            break
-        stop_launcher(proc)
-        output_text = output_path.read_text(errors="replace")
-        # Another process may grab a port between our probe and Triton's bind: take new ports and try again.
-        if "port" in output_text and "in use" in output_text and attempt < attempts:
-            continue
-        pytest.fail(
-            f"Triton did not become ready (launcher exit code {proc.returncode}).\n"
-            f"--- launcher output ---\n{output_text[-4000:]}\n{server.log_tail()}",
-            pytrace=False,
-        )
+        # SIGINT is what Ctrl-C does: the launcher stops Triton and its stubs
+        return process.Child("the launcher", argv, workdir / f"serve-{attempt}.out",
+                             f"http://127.0.0.1:{http_port}/v2/health/ready", dict(os.environ, MODELPORT_ADMIN_KEY=key),
+                             ROOT, ports, signal.SIGINT, grace_s=30)
+
     try:
-        yield server
-    finally:
-        stop_launcher(proc)
-
-
-def stop_launcher(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C does: the launcher stops Triton and its stubs
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        launcher = process.start(launch, STARTUP_TIMEOUT_S, ports=3, attempts=attempts)
+    except process.StartFailed as failure:
+        pytest.fail(f"Triton did not become ready (launcher exit code {failure.exit_code}).\n"
+                    f"--- launcher output ---\n{failure.child.output(1000)[-4000:]}\n{servers[-1].log_tail()}",
+                    pytrace=False)
+    with launcher:
+        yield dataclasses.replace(servers[-1], pid=launcher.pid)
 
 
 def exported_repository() -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +19,14 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from core import repository as export_repository
-from core.errors import PortInUseError
+from core.process import wait_until
 from core.spec import Spec
-from core.triton import ADMIN_HEADER, ServeOptions, shm_prefix, tritonserver_argv
+from core.triton import ADMIN_HEADER, ServeOptions
 from serve import endpoints, runtime
-from serve.process import TritonProcess, free_ports
+from serve.process import TritonProcess
 from tune.space import Candidate, Space, apply
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-START_ATTEMPTS = 3
 LOAD_TIMEOUT_S = 120.0
 
 
@@ -75,8 +73,11 @@ class TuneServer:
     spec: Spec
     space: Space
     repository: Path
-    options: ServeOptions
     process: TritonProcess
+
+    @property
+    def options(self) -> ServeOptions:
+        return self.process.options
 
     @property
     def http_url(self) -> str:
@@ -116,12 +117,10 @@ class TuneServer:
             if status != 200:
                 raise CandidateNotServed(f"Triton refused to load {name} with {candidate.label()}: HTTP {status} "
                                          f"{body[:300].decode(errors='replace')}")
-        deadline = time.monotonic() + LOAD_TIMEOUT_S
-        while not all(endpoints.ready(self.http_url, m, timeout=2.0) for m in self.models):
-            if time.monotonic() > deadline:
-                raise CandidateNotServed(f"{', '.join(self.models)} not ready {LOAD_TIMEOUT_S:.0f} s after loading "
-                                         f"{candidate.label()}")
-            time.sleep(0.1)
+        if not wait_until(lambda: all(endpoints.ready(self.http_url, m, timeout=2.0) for m in self.models),
+                          LOAD_TIMEOUT_S):
+            raise CandidateNotServed(f"{', '.join(self.models)} not ready {LOAD_TIMEOUT_S:.0f} s after loading "
+                                     f"{candidate.label()}")
         wanted = configs_for(apply(self.spec, candidate), self.models)
         for name in self.models:
             status, body = endpoints.request(f"{self.http_url}/v2/models/{name}/config", timeout=5)
@@ -149,24 +148,14 @@ def copy_repository(source: Path, target: Path, models: list[str]) -> Path:
 
 def start(spec: Spec, space: Space, source: Path, work_dir: Path, untuned: Candidate,
           startup_timeout_s: float = 180.0) -> TuneServer:
-    """Triton serving the untuned candidate, ready. Free ports are taken again if another process grabs one first."""
+    """Triton serving the untuned candidate, ready, on free loopback ports (new ones if another process takes one)."""
     repository = copy_repository(source, work_dir / "repository", served_models(spec, space))
     found = runtime.locate(REPO_ROOT / "build" / "backends")
-    for attempt in range(1, START_ATTEMPTS + 1):
-        http, grpc, metrics = free_ports(3)
-        options = ServeOptions(repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                               log_file=work_dir / "tritonserver.log", state_dir=work_dir,
-                               build_dir=REPO_ROOT / "build" / "backends", admin_key=secrets.token_hex(16),
-                               startup_timeout_s=startup_timeout_s)
-        tag = f"tune_{secrets.token_hex(4)}"
-        process = TritonProcess(tritonserver_argv(options, found, tag), found.environment(), options,
-                                shm_prefix(tag))
-        server = TuneServer(spec, space, repository, options, process)
-        server.write(untuned)
-        try:
-            process.start(server.models)
-            return server
-        except PortInUseError:
-            if attempt == START_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+    options = ServeOptions(repository=repository, log_file=work_dir / "tritonserver.log", state_dir=work_dir,
+                           build_dir=REPO_ROOT / "build" / "backends", admin_key=secrets.token_hex(16),
+                           startup_timeout_s=startup_timeout_s)
+    process = TritonProcess.on_free_ports(options, found, f"tune_{secrets.token_hex(4)}")
+    server = TuneServer(spec, space, repository, process)
+    server.write(untuned)
+    process.start(server.models)
+    return server

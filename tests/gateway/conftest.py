@@ -22,7 +22,7 @@ import requests
 import urllib3
 
 from gateway.keys import ApiKey, new_key, save
-from serve.process import free_ports, tail
+from core.process import free_ports, tail
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 90.0

@@ -11,7 +11,7 @@ import sys
 import pytest
 import requests
 
-from serve.process import free_ports
+from core.process import free_ports
 from tests.conftest import ROOT
 
 

@@ -19,7 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from PIL import Image, ImageDraw
 
-from serve.process import free_ports
+from core.process import free_ports
 from tests.gateway.conftest import launch_gateway
 from tests.gateway.test_hostile import exchange
 

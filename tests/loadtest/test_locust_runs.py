@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from core.measure import payloads
+from core.process import free_ports
 from core.spec import load_spec
-from serve.process import free_ports
 from tests.conftest import REFERENCE_MIX
 from tests.loadtest.user_spec import SPEC, write_user_spec
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from serve.process import free_ports
+from core.process import free_ports
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration

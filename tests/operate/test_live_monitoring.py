@@ -20,9 +20,9 @@ import psutil
 import pytest
 
 from core import promql
+from core.process import free_ports
 from core.spec import load_spec
 from operate import dashboard, monitor, prometheus, rules
-from serve.process import free_ports
 from tests.conftest import ROOT, exported_repository, launch_triton
 
 pytestmark = pytest.mark.integration

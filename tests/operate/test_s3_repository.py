@@ -23,7 +23,8 @@ from core.spec import load_spec
 from core.triton import ADMIN_HEADER, ADMIN_KEY_ENV, shm_prefix
 from operate import k8s
 from serve import runtime
-from serve.process import clean_shm, free_ports
+from core.process import free_ports
+from serve.process import clean_shm
 from tests.conftest import ROOT, exported_repository
 
 pytestmark = pytest.mark.integration

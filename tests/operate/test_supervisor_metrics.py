@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.errors import UserError
 from core.triton import ServeOptions
 from serve.metrics import SupervisorMetrics
-from serve.process import free_ports
+from core.process import free_ports
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, exported_repository, free_ports
+from core.process import free_ports
+from tests.conftest import ROOT, exported_repository
 
 
 def serve(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

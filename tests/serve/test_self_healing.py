@@ -15,7 +15,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve.process import free_ports
+from core.process import free_ports
 from serve.supervisor import LEFTOVER_GRACE_PER_STUB_S, LEFTOVER_GRACE_S
 from tests.conftest import exported_repository, launch_triton
 

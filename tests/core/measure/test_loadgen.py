@@ -3,9 +3,9 @@
 import asyncio
 import threading
 
-from core.measure import loadgen
-
 from bench import servers
+from core.measure import loadgen
+from core.process import free_ports
 
 
 def test_the_generator_drives_a_real_endpoint_with_every_connection_and_no_errors(tmp_path):
@@ -53,7 +53,7 @@ def test_non_200_answers_count_as_errors_with_the_first_one_quoted():
 
 
 def test_a_refused_connection_is_an_error_not_a_hang():
-    port = servers.free_port()  # nothing listens there
+    (port,) = free_ports(1)  # nothing listens there
 
     m = loadgen.run_here(loadgen.HttpTarget("127.0.0.1", port, (b"GET / HTTP/1.1\r\n\r\n",)),
                          loadgen.LoadSpec(connections=3, duration_s=0.2, warmup_s=0.0))
