@@ -20,8 +20,6 @@ ALLOWED = {
     ("tune/serving.py", "serve.process"),
     ("operate/measure.py", "serve"),
     ("operate/measure.py", "serve.process"),
-    ("bench/servers.py", "serve"),
-    ("bench/servers.py", "serve.process"),
     ("gateway/server.py", "serve.state"),
     # Export state read from the model card; it moves to a state file of its own.
     ("gateway/quality.py", "export.card"),
