@@ -2,7 +2,7 @@
 
 Everything here depends on the spec alone, not on converted models, so the committed configs can be regenerated and
 compared without converting anything (tests/export/test_repository.py does exactly that). The one exception is an
-optional variant the export left out because no recipe passed its gate: the model's card records it, and
+optional variant the export left out because no recipe passed its gate: the model's state records it, and
 `served_variants` is what every consumer of the repository's model list asks.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.card import read_left_out, read_without_tensorrt
+from core.state import read_state
 from export.errors import SpecError
 from export.spec import ModelSpec, Spec, Tensor, variant_model_name
 
@@ -80,18 +80,18 @@ def shape_range_parameters(model: ModelSpec) -> dict[str, str]:
 
 
 def served_variants(model: ModelSpec, repository: Path) -> tuple[str, ...]:
-    """The model's variants that are (or are to be) in the repository: all but the optional ones its card records as
+    """The model's variants that are (or are to be) in the repository: all but the optional ones its state records as
     left out. A left-out variant that is no longer optional in the spec counts as wanted again."""
     if model.onnx is None:
         return ()
-    left_out = set(read_left_out(repository / model.name)) & set(model.onnx.optional_variants)
+    left_out = set(read_state(repository / model.name).left_out) & set(model.onnx.optional_variants)
     return tuple(v for v in model.onnx.variants if v not in left_out)
 
 
 def without_tensorrt(model: ModelSpec, repository: Path) -> frozenset[str]:
-    """The Triton names of the model's variants its card records as holding ops TensorRT cannot run: their configs
+    """The Triton names of the model's variants its state records as holding ops TensorRT cannot run: their configs
     ask for no TensorRT accelerator."""
-    return frozenset(read_without_tensorrt(repository / model.name)) if model.onnx is not None else frozenset()
+    return frozenset(read_state(repository / model.name).without_tensorrt) if model.onnx is not None else frozenset()
 
 
 def served_names(model: ModelSpec, repository: Path) -> tuple[str, ...]:
