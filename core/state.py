@@ -25,7 +25,8 @@ class ModelState:
     without_tensorrt: dict[str, list[str]] = field(default_factory=dict)
     # The source model's top-1 predictions on the held-out set, by labelled output: {samples, shares: {label: share}}.
     reference_predictions: dict[str, dict] = field(default_factory=dict)
-    # This run's timings: {"latency_us": {triton name: {batch: {p50, p99}}}, "int8_recipe_seconds": {recipe: s}}.
+    # This run's figures: {"latency_us": {triton name: {batch: {p50, p99}}}, "size_bytes": {triton name: bytes},
+    # "int8_recipe_seconds": {recipe: seconds}}.
     measurements: dict = field(default_factory=dict)
 
 

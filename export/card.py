@@ -19,7 +19,7 @@ from export.spec import ModelSpec
 class VariantCard:
     triton_name: str
     variant: str
-    size_bytes: int
+    size_kib: int  # two significant digits: the exact size varies with generated node names (the state has it)
     ops: dict[str, int]
     accuracy: float | None  # the first classification output's held-out accuracy (None without one)
     max_abs_diff: dict[int, float]
@@ -71,6 +71,10 @@ def reference_predictions(model: ModelSpec, outputs: dict) -> dict[str, dict]:
     return found
 
 
+def size_kib(size_bytes: int) -> int:
+    return round(float(f"{size_bytes / 1024:.2g}"))
+
+
 def display_path(path: Path) -> str:
     """Paths in cards are relative to the project, so committed cards do not name one machine's directories."""
     try:
@@ -120,7 +124,7 @@ def markdown(card: Card) -> str:
             diffs = ", ".join(f"{b}: {d:.2e}" for b, d in v.max_abs_diff.items())
             variant = f"{v.variant} ({v.recipe})" if v.recipe else v.variant
             lines.append(f"| `{v.triton_name}` | {variant} | {_percent(v.accuracy)} | {_percent(v.argmax_agreement)} "
-                         f"| {diffs} | {v.size_bytes / 1024:.1f} KiB |")
+                         f"| {diffs} | {v.size_kib} KiB |")
         lines += ["", "Every output, judged by its task (docs/export-gate.md); the task's metric against the held-out "
                   "targets where there are any:", "", "| Triton model | output | task | gate figures | task metric |",
                   "|---|---|---|---|---|"]

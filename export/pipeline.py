@@ -305,7 +305,8 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
         latency = {v: verify.latency_us(model, b, heldout) for v, b in blobs.items()}
 
     recipe = search.winner.recipe if search is not None and search.winner is not None else None
-    variants = [cards.VariantCard(r.triton_name, r.variant, len(blobs[r.variant]), convert.op_counts(protos[r.variant]),
+    variants = [cards.VariantCard(r.triton_name, r.variant, cards.size_kib(len(blobs[r.variant])),
+                                  convert.op_counts(protos[r.variant]),
                                   r.accuracy, r.max_abs_diff, r.argmax_agreement,
                                   recipe.name if r.variant == "int8" and recipe else "",
                                   {o.name: {"task": o.task, **{k: float(f"{v:.6g}") for k, v in o.figures.items()}}
@@ -326,6 +327,7 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
     state = ModelState(fingerprint(model), left_out, card.without_tensorrt,
                        cards.reference_predictions(model, expected),
                        {"latency_us": {r.triton_name: latency[r.variant] for r in reports},
+                        "size_bytes": {r.triton_name: len(blobs[r.variant]) for r in reports},
                         "int8_recipe_seconds": {a.recipe.name: round(a.seconds, 2) for a in search.attempts}
                         if search is not None else {}})
     for r in reports:

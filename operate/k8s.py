@@ -417,7 +417,7 @@ def locust(cluster: Cluster) -> list[dict]:
     ]
 
 
-GATEWAY_PACKAGES = ("gateway", "export", "serve")  # what gateway/ imports from this repository (test_k8s.py checks)
+GATEWAY_PACKAGES = ("gateway", "core", "export", "serve")  # what gateway/ imports from this repository (test_k8s.py checks)
 
 
 def gateway_dockerfile() -> str:

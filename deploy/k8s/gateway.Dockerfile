@@ -9,6 +9,7 @@ COPY client client
 RUN python -m pip install --no-cache-dir --no-deps ./client
 COPY models.toml ./
 COPY gateway gateway
+COPY core core
 COPY export export
 COPY serve serve
 COPY model_repository model_repository

@@ -64,7 +64,7 @@ def test_the_card_carries_parity_figures_accuracy_size_and_ops_and_the_state_the
     assert [v["variant"] for v in card["variants"]] == ["fp32", "int8", "fp16"]
     fp32 = card["variants"][0]
     assert max(fp32["max_abs_diff"].values()) <= 1e-4 and fp32["argmax_agreement"] == 1.0
-    assert fp32["size_bytes"] > 0 and "Conv" in fp32["ops"]
+    assert fp32["size_kib"] > 0 and "Conv" in fp32["ops"]
     assert card["source_accuracy"] == 1.0 and card["heldout_samples"] == 40
     markdown = (repo / "tiny" / "card.md").read_text()
     assert "| `tiny_fp16` | fp16 |" in markdown and "QuantizeLinear" in markdown
