@@ -30,9 +30,9 @@ from export.spec import (GATE_TOLERANCES, TORCH_FORMATS, TRITONMODELS, ModelSpec
                          keras_text_names, variant_model_name)
 
 CODE_FILES = ("spec.py", "load.py", "dataset.py", "convert.py", "reference.py", "torch_source.py", "text_parity.py",
-              "keras_text.py", "optimize.py", "verify.py", "repository.py", "card.py", "pipeline.py",
-              "../tritonmodels/onnxruntime_session.py", "../tritonmodels/text_vectorization.py",
-              "../tritonmodels/hf_tokenization.py")
+              "keras_text.py", "optimize.py", "verify.py", "repository.py", "card.py", "pipeline.py")
+# What the export runs from the python models' package: the gate's sessions, the generated steps' encodings.
+PACKAGE_FILES = ("onnxruntime_session.py", "text_vectorization.py", "hf_tokenization.py")
 # The python models' shared config reader, deployed into every python model's version folder (tritonmodels/).
 MODEL_CONFIG = TRITONMODELS / "model_config.py"
 GENERATED_SUFFIXES = (".onnx", ".plan")
@@ -63,8 +63,8 @@ class Outcome:
 def code_version() -> str:
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in CODE_FILES:
-        digest.update((here / name).read_bytes())
+    for path in (*(here / n for n in CODE_FILES), *(TRITONMODELS / n for n in PACKAGE_FILES)):
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -164,8 +164,8 @@ def _recipe_rows(search: optimize.Int8Search) -> list[dict]:
                         else "passes" if a.verdict.passed else "fails"),
              "gate": a.verdict.text if a.verdict is not None else "",
              "accuracy_drop_points": (None if a.verdict is None or a.verdict.accuracy_drop is None
-                                      else round(a.verdict.accuracy_drop, 4)),
-             } for a in search.attempts]
+                                      else round(a.verdict.accuracy_drop, 4))}
+            for a in search.attempts]
     return rows + [{"recipe": name, "description": "-", "accuracy_drop_points": None,
                     "result": f"not tried: the time budget ({search.budget_seconds:g} s) was spent"}
                    for name in search.skipped]
