@@ -2,14 +2,13 @@
 
 One session with as many intra-op threads as cores, fed ready batches of the benchmark's own payloads in a tight loop.
 For an ensemble whose first step is the repository's tokenizer (a python step shipping text_encoding.py, as
-`sentiment` does) the loop also does what that step does (UTF-8 check and tokenizing with its text_encoding.py and
-tokenizer.json) before the ONNX step, so both sides do the same work. Runs in a fresh process so nothing else of the
-benchmark shares its interpreter.
+`sentiment` does) the loop also does what that step does (UTF-8 check and tokenizing with
+tritonmodels/text_encoding.py and the step's tokenizer.json) before the ONNX step, so both sides do the same work.
+Runs in a fresh process so nothing else of the benchmark shares its interpreter.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing
 import os
 import time
@@ -19,14 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.results import InProcess
+from tritonmodels.onnxruntime_session import ort_session, threads_config
 
 
 def _session(path: Path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort_session(threads_config(os.cpu_count() or 1, 0), str(path))
 
 
 def _timed(step, seconds: float, batch_size: int) -> float:
@@ -57,18 +53,17 @@ class OnnxJob:
 
 @dataclass(frozen=True, eq=False)
 class TokenizedTextJob:
-    """Raw UTF-8 texts through the tokenizer step's own text_encoding.py and tokenizer.json, then the ONNX step."""
+    """Raw UTF-8 texts through the tokenizer step's text_encoding.py and tokenizer.json, then the ONNX step."""
 
     model: str
     onnx: Path
-    tokenizer_dir: Path  # the python step's version folder in the repository: text_encoding.py, tokenizer.json
+    tokenizer_dir: Path  # the python step's version folder in the repository: tokenizer.json
     texts: tuple[bytes, ...]
     batch_size: int
 
     def run(self, seconds: float) -> InProcess:
-        spec = importlib.util.spec_from_file_location("text_encoding", self.tokenizer_dir / "text_encoding.py")
-        text_encoding = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(text_encoding)
+        from tritonmodels import text_encoding  # the module the step deploys
+
         tokenizer_json = next(self.tokenizer_dir.rglob("tokenizer.json"), None)
         if tokenizer_json is None:
             raise FileNotFoundError(f"no tokenizer.json under {self.tokenizer_dir}: run `make export`")

@@ -10,7 +10,6 @@ A full `make bench` runs it last.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os

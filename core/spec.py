@@ -35,15 +35,13 @@ TASKS = ("classification", "multilabel", "regression")
 TOKENIZER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a generated tokenizer model can emit
 # Optional extras (`make venv EXTRAS=NAME`, env/locks.py) and the modules that tell they are installed.
 EXTRAS = {"torch": ("torch", "transformers", "onnxscript")}
-# The python backend model the export deploys for a [model.text] table (no model.py to write).
-ROOT = Path(__file__).resolve().parents[1]
-HF_TOKENIZER_DIR = ROOT / "export" / "hf_tokenizer"
-# The python step the export deploys for a Keras model that takes raw strings through TextVectorization.
-KERAS_TEXT_DIR = ROOT / "export" / "keras_text_step"
+# The python models' package: the export deploys its hf_tokenizer.py for a [model.text] table and its
+# keras_text_step.py for a Keras model that takes raw strings through TextVectorization (no model.py to write).
+TRITONMODELS = Path(__file__).resolve().parents[1] / "tritonmodels"
 KERAS_STRING_LAYERS = ("TextVectorization", "StringLookup", "IntegerLookup", "Hashing")
 KERAS_SPLIT_LAYERS = ("TextVectorization", "StringLookup")  # those the generated step reproduces
 # Text validation shared with `sentiment_tokenizer`, so bad texts get the same answers (deployed beside the model).
-TEXT_ENCODING = ROOT / "model_repository/sentiment_tokenizer/1/text_encoding.py"
+TEXT_ENCODING = TRITONMODELS / "text_encoding.py"
 
 
 def installed_extras() -> frozenset[str]:
@@ -469,9 +467,9 @@ def text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec]:
         description=f"Generated from {m.name}'s [model.text]: UTF-8 text -> {ids} (int64 [{m.inputs[0].dims[0]}]) "
                     f"with the checkpoint's own tokenizer.json.",
         samples=text.samples, loadtest_weight=0, raw=m.raw, extra=m.extra,
-        python=PythonCode(HF_TOKENIZER_DIR / "model.py", (
+        python=PythonCode(TRITONMODELS / "hf_tokenizer.py", (
             m.onnx.source / "tokenizer.json", m.onnx.source / "tokenizer_config.json",
-            HF_TOKENIZER_DIR / "hf_tokenization.py", TEXT_ENCODING)))
+            TRITONMODELS / "hf_tokenization.py", TEXT_ENCODING)))
     ensemble = ModelSpec(
         name=text.ensemble, kind="ensemble", inputs=(Tensor(text.ensemble, text.input, "TYPE_STRING", (1,)),),
         outputs=tuple(replace(t, model=text.ensemble) for t in m.outputs), max_batch_size=m.max_batch_size,
@@ -542,7 +540,8 @@ def keras_text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec, ModelSpec]:
         max_batch_size=m.max_batch_size, instance_kind="KIND_CPU",
         description=f"Generated from {m.name}'s {kind} layer: UTF-8 text -> token_ids (int64 [{length}]).",
         loadtest_weight=0, raw=m.raw,
-        python=PythonCode(KERAS_TEXT_DIR / "model.py", (KERAS_TEXT_DIR / "text_vectorization.py", TEXT_ENCODING)))
+        python=PythonCode(TRITONMODELS / "keras_text_step.py", (TRITONMODELS / "text_vectorization.py",
+                                                                TEXT_ENCODING)))
     ensemble = ModelSpec(
         name=m.name, kind="ensemble", inputs=m.inputs, outputs=m.outputs, max_batch_size=m.max_batch_size,
         description=m.description or f"UTF-8 text in: {step} -> {numeric}.", samples=m.samples,

@@ -1,5 +1,5 @@
 """A Keras model that takes raw strings through a `TextVectorization` (or `StringLookup`) layer, split for serving: the layer becomes the
-generated python step (export/keras_text_step, settings and vocabulary from the layer itself, spec.keras_text_models),
+generated python step (tritonmodels/keras_text_step.py, settings and vocabulary from the layer itself, spec.keras_text_models),
 the rest is the numeric model exported to ONNX. Held-out data stays what the Keras model takes (`x`: the raw texts,
 `y`: labels); the numeric model is verified on the layer's own ids for them, and the whole served path end to end:
 
@@ -11,9 +11,7 @@ TensorFlow is imported only here, inside the functions.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import numpy as np
 
 from core.errors import GateFailure, IncompatibleModelError, SourceError
 from core.heldout import Dataset
-from core.spec import KERAS_TEXT_DIR, ModelSpec
+from core.spec import ModelSpec
 from export.verify import run_onnx, session
 
 VARIANT = "end-to-end"
@@ -45,14 +43,10 @@ class KerasTextParity:
 
 
 def served_encoding():
-    """export/keras_text_step/text_vectorization.py, the module the generated step deploys and imports."""
-    name = "modelport_text_vectorization"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, KERAS_TEXT_DIR / "text_vectorization.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
+    """tritonmodels/text_vectorization.py, the module the generated step deploys and imports."""
+    from tritonmodels import text_vectorization
+
+    return text_vectorization
 
 
 def split(model: ModelSpec):

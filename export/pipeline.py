@@ -2,8 +2,8 @@
 
 Everything is built in a staging copy of the repository next to it and swapped in only when every selected model
 passed its gate, so a failing export leaves the previous repository as it was. A model whose fingerprint (spec entry,
-source and data files, export and trainer code, tool versions) matches the one in its card, and whose files are all
-in place, is not rebuilt.
+source and data files, export and trainer code, tool versions) matches the one in its state (core/state.py), and
+whose files are all in place, is not rebuilt.
 """
 
 from __future__ import annotations
@@ -24,18 +24,22 @@ from pathlib import Path
 from core import repository
 from core.errors import GateFailure, IncompatibleModelError, ParityError, ServerError, SourceError, SpecError
 from core.heldout import Dataset, load_npz
-from core.spec import (GATE_TOLERANCES, TORCH_FORMATS, ModelSpec, Spec, install_hint, keras_text_names,
-                         variant_model_name)
+from core.spec import (GATE_TOLERANCES, TORCH_FORMATS, TRITONMODELS, ModelSpec, Spec, install_hint, keras_text_names,
+                       variant_model_name)
+from core.state import STATE_FILE, ModelState, read_state, write_state
 from export import card as cards
 from export import convert, load, optimize, reference, verify
 from export.progress import Log, step
 from export.repository import committed_files, write_committed_files
 
 # Paths from the project root: the export's own code and the core modules it builds on.
-CODE_FILES = ("core/spec.py", "core/heldout.py", "core/repository.py", *(f"export/{name}" for name in (
-    "load.py", "convert.py", "reference.py", "torch_source.py", "text_parity.py", "hf_tokenizer/model.py",
-    "hf_tokenizer/hf_tokenization.py", "keras_text.py", "keras_text_step/model.py",
-    "keras_text_step/text_vectorization.py", "optimize.py", "verify.py", "repository.py", "card.py", "pipeline.py")))
+CODE_FILES = ("core/spec.py", "core/heldout.py", "core/repository.py", "core/state.py", *(f"export/{name}" for name in (
+    "load.py", "convert.py", "reference.py", "torch_source.py", "text_parity.py", "keras_text.py", "optimize.py",
+    "verify.py", "repository.py", "card.py", "pipeline.py")))
+# What the export runs from the python models' package: the gate's sessions, the generated steps' encodings.
+PACKAGE_FILES = ("onnxruntime_session.py", "text_vectorization.py", "hf_tokenization.py")
+# The python models' shared config reader, deployed into every python model's version folder (tritonmodels/).
+MODEL_CONFIG = TRITONMODELS / "model_config.py"
 GENERATED_SUFFIXES = (".onnx", ".plan")
 # Packages whose installed version can change what the export of a model produces, by source format.
 ONNX_TOOLS = ("onnx", "onnxruntime", "onnxconverter-common", "onnxslim")
@@ -64,8 +68,8 @@ class Outcome:
 def code_version() -> str:
     root = Path(__file__).parents[1]
     digest = hashlib.sha256()
-    for name in CODE_FILES:
-        digest.update((root / name).read_bytes())
+    for path in (*(root / n for n in CODE_FILES), *(TRITONMODELS / n for n in PACKAGE_FILES)):
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -86,7 +90,7 @@ def inputs_of(model: ModelSpec) -> list[Path]:
     if model.onnx is not None:
         return [p for p in (model.onnx.source, model.onnx.heldout, model.onnx.calibration) if p is not None]
     if model.python is not None:
-        return [model.python.code, *model.python.files]
+        return [model.python.code, MODEL_CONFIG, *model.python.files]
     return []
 
 
@@ -124,18 +128,18 @@ def _artifacts(model: ModelSpec, repo: Path) -> list[str]:
     if model.onnx is not None:
         return [f"{n}/1/{repository.ONNX_FILENAME}" for n in repository.served_names(model, repo)]
     if model.python is not None:
-        return [f"{model.name}/1/model.py", *(f"{model.name}/1/{p.name}" for p in model.python.files)]
+        return [f"{model.name}/1/{p.name}" for p in (Path("model.py"), MODEL_CONFIG, *model.python.files)]
     return []
 
 
 def is_current(model: ModelSpec, repo: Path) -> bool:
-    """Built from exactly this spec entry, sources and code, with every file in place. An optional variant the card
+    """Built from exactly this spec entry, sources and code, with every file in place. An optional variant the state
     records as left out (no recipe passed its gate) is not missing: it is retried when the fingerprint changes."""
     fp = fingerprint(model)
     if fp is None:
         return False
     served = repository.served_names(model, repo)
-    if any(cards.read_fingerprint(repo / n) != fp for n in served):
+    if any(read_state(repo / n).fingerprint != fp for n in served):
         return False
     if any((repo / n).exists() for n in model.triton_names if n not in served):
         return False
@@ -165,9 +169,9 @@ def _recipe_rows(search: optimize.Int8Search) -> list[dict]:
                         else "passes" if a.verdict.passed else "fails"),
              "gate": a.verdict.text if a.verdict is not None else "",
              "accuracy_drop_points": (None if a.verdict is None or a.verdict.accuracy_drop is None
-                                      else round(a.verdict.accuracy_drop, 4)),
-             "seconds": round(a.seconds, 2)} for a in search.attempts]
-    return rows + [{"recipe": name, "description": "-", "accuracy_drop_points": None, "seconds": 0.0,
+                                      else round(a.verdict.accuracy_drop, 4))}
+            for a in search.attempts]
+    return rows + [{"recipe": name, "description": "-", "accuracy_drop_points": None,
                     "result": f"not tried: the time budget ({search.budget_seconds:g} s) was spent"}
                    for name in search.skipped]
 
@@ -306,8 +310,9 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
         latency = {v: verify.latency_us(model, b, heldout) for v, b in blobs.items()}
 
     recipe = search.winner.recipe if search is not None and search.winner is not None else None
-    variants = [cards.VariantCard(r.triton_name, r.variant, len(blobs[r.variant]), convert.op_counts(protos[r.variant]),
-                                  r.accuracy, r.max_abs_diff, r.argmax_agreement, latency[r.variant],
+    variants = [cards.VariantCard(r.triton_name, r.variant, cards.size_kib(len(blobs[r.variant])),
+                                  convert.op_counts(protos[r.variant]),
+                                  r.accuracy, r.max_abs_diff, r.argmax_agreement,
                                   recipe.name if r.variant == "int8" and recipe else "",
                                   {o.name: {"task": o.task, **{k: float(f"{v:.6g}") for k, v in o.figures.items()}}
                                    for o in r.outputs})
@@ -318,18 +323,24 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
                       reports[0].source_accuracy, len(heldout),
                       _gate_record(src.gate),
                       cards.tensor_table(model.inputs), cards.tensor_table(model.outputs), variants,
-                      fingerprint(model), {**tool_versions(model), "opset": str(
+                      {**tool_versions(model), "opset": str(
                           next(o.version for o in fp32.opset_import if o.domain in ("", "ai.onnx")))},
                       _recipe_rows(search) if search is not None else [], left_out,
-                      cards.reference_predictions(model, expected),
                       end_to_end=end_to_end.as_dict() if end_to_end is not None else {},
                       without_tensorrt={n: ops for n, ops in no_tensorrt.items()
                                         if n in {r.triton_name for r in reports}})
+    state = ModelState(fingerprint(model), left_out, card.without_tensorrt,
+                       cards.reference_predictions(model, expected),
+                       {"latency_us": {r.triton_name: latency[r.variant] for r in reports},
+                        "size_bytes": {r.triton_name: len(blobs[r.variant]) for r in reports},
+                        "int8_recipe_seconds": {a.recipe.name: round(a.seconds, 2) for a in search.attempts}
+                        if search is not None else {}})
     for r in reports:
         directory = staging / r.triton_name
         (directory / "1").mkdir(parents=True, exist_ok=True)
         (directory / "1" / repository.ONNX_FILENAME).write_bytes(blobs[r.variant])
         cards.write_card(card, directory)
+        write_state(state, directory)
     for record in left_out.values():
         shutil.rmtree(staging / record["triton_name"], ignore_errors=True)  # a model an earlier export wrote
     if step_settings is not None:  # the generated step's settings and vocabulary, from the layer itself
@@ -356,16 +367,23 @@ def build_python(model: ModelSpec, spec: Spec, staging: Path, log: Log) -> None:
     ensure_files(model, spec, list(model.python.files), "files to deploy are", log)
     version = staging / model.name / "1"
     version.mkdir(parents=True, exist_ok=True)
-    if model.python.code.resolve() != (version / "model.py").resolve():
-        shutil.copy2(model.python.code, version / "model.py")
-    for f in model.python.files:
-        if f.resolve() != (version / f.name).resolve():
-            shutil.copy2(f, version / f.name)
-    cards.write_card(cards.simple_card(model, fingerprint(model), {}), staging / model.name)
+    for source, name in deployed_files(model):
+        if source.resolve() != (version / name).resolve():
+            shutil.copy2(source, version / name)
+    write_simple(model, staging / model.name)
 
 
-def build_ensemble(model: ModelSpec, staging: Path) -> None:
-    cards.write_card(cards.simple_card(model, fingerprint(model), {}), staging / model.name)
+def deployed_files(model: ModelSpec) -> list[tuple[Path, str]]:
+    """(source, name in the version folder) of every file a python model's folder holds: self-contained, since the
+    stub imports nothing from outside it."""
+    return [(model.python.code, "model.py"), (MODEL_CONFIG, MODEL_CONFIG.name),
+            *((f, f.name) for f in model.python.files)]
+
+
+def write_simple(model: ModelSpec, directory: Path) -> None:
+    """The card and state of a python model or an ensemble (also the whole build of an ensemble)."""
+    cards.write_card(cards.simple_card(model), directory)
+    write_state(ModelState(fingerprint(model)), directory)
 
 
 # ---- the whole export ----------------------------------------------------------------------------------------------
@@ -470,12 +488,12 @@ def _run(spec: Spec, options: Options, repo: Path, log: Log) -> Outcome:
             elif m.kind == "python":
                 build_python(m, spec, staging, log)
             else:
-                build_ensemble(m, staging)
+                write_simple(m, staging / m.name)
             if m.samples is not None:
                 ensure_files(m, spec, [m.samples], "load-test samples (field `samples`) are", log)
             write_committed_files(spec, staging, [m])
         wrote = ", ".join(n for m in stale for n in repository.served_names(m, staging)) or "no model"
-        left_out = [r["triton_name"] for m in stale for r in repository.read_left_out(staging / m.name).values()]
+        left_out = [r["triton_name"] for m in stale for r in read_state(staging / m.name).left_out.values()]
         _swap(staging, repo)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -490,13 +508,13 @@ def clean(spec: Spec, repo: Path, log: Log) -> list[Path]:
     """Remove what the export generates and git ignores; committed configs, labels, cards and code stay."""
     repo = repo.resolve()
     removed: list[Path] = []
-    # Deployed copies of files that live elsewhere (the tokenizer); files already in place are committed code.
-    deployed = {(m.name, p.name) for m in spec.models if m.python is not None for p in m.python.files
-                if p.resolve() != (repo / m.name / "1" / p.name).resolve()}
+    # Deployed copies of files that live elsewhere (tritonmodels/, the tokenizer); files in place are committed code.
+    deployed = {(m.name, name) for m in spec.models if m.python is not None for source, name in deployed_files(m)
+                if source.resolve() != (repo / m.name / "1" / name).resolve()}
     if repo.is_dir():
         for f in sorted(repo.rglob("*")):
             rel = f.relative_to(repo).parts
-            if f.is_file() and (f.suffix in GENERATED_SUFFIXES or (rel[0], f.name) in deployed):
+            if f.is_file() and (f.suffix in GENERATED_SUFFIXES or f.name == STATE_FILE or (rel[0], f.name) in deployed):
                 f.unlink()
                 removed.append(f)
     for leftover in repo.parent.glob(f".staging*-{repo.name}-*"):

@@ -12,8 +12,6 @@ Needs the torch extra; the pipeline imports this module only for models with a [
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import numpy as np
 import torch
 
 from core.errors import GateFailure, SourceError
-from core.spec import HF_TOKENIZER_DIR, ModelSpec
+from core.spec import ModelSpec
 from export import torch_source
 from export.verify import run_onnx, session
 
@@ -43,14 +41,10 @@ class TextParity:
 
 
 def generated_encoding():
-    """export/hf_tokenizer/hf_tokenization.py, the module the generated tokenizer model deploys and imports."""
-    name = "modelport_hf_tokenization"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HF_TOKENIZER_DIR / "hf_tokenization.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
+    """tritonmodels/hf_tokenization.py, the module the generated tokenizer model deploys and imports."""
+    from tritonmodels import hf_tokenization
+
+    return hf_tokenization
 
 
 def heldout_texts(model: ModelSpec) -> list[str]:

@@ -26,6 +26,7 @@ import onnxruntime as ort
 from core.errors import GateFailure, ParityError
 from core.heldout import Dataset
 from core.spec import Gate, ModelSpec, Tensor, variant_model_name
+from tritonmodels.onnxruntime_session import ort_session, threads_config
 
 LATENCY_BATCH_SIZES = (1, 8, 32)
 LATENCY_RUNS = 200
@@ -97,11 +98,7 @@ def _describe(o: OutputReport) -> str:
 
 
 def session(model_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    return ort_session(threads_config(threads), model_bytes)
 
 
 def run_onnx(model_bytes: bytes | ort.InferenceSession, inputs: dict[str, np.ndarray], batch_size: int,

@@ -14,7 +14,7 @@ from typing import Iterable
 
 from PIL import Image
 
-# what the image models here decode (model_repository/digits_image_decode/1/image_decoding.py), by their signatures
+# what the image models here decode (tritonmodels/image_decoding.py), by their signatures
 FORMATS = ("PNG", "JPEG")
 _SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8")
 # Pillow refuses headers past this (DecompressionBombError); such an image costs as much as the largest it reads

@@ -4,7 +4,7 @@ Requests are histograms (they add up across gateway replicas; Triton's summaries
 
 - `modelport_gateway_top1_confidence{model,output}`: histogram of the top-1 score of every predicted item;
 - `modelport_gateway_predictions_total{model,output,label}`: items predicted per top-1 label;
-- `modelport_gateway_reference_share{model,output,label}`: the reference distribution from the model's card;
+- `modelport_gateway_reference_share{model,output,label}`: the reference distribution from the model's export state;
 - `modelport_gateway_prediction_drift_psi{model,output}`: PSI of the last `--drift-window` predictions against that
   reference (NaN until `--drift-min-samples` predictions), and `..._drift_window_predictions` how many it covers.
 """
@@ -44,7 +44,7 @@ class GatewayMetrics:
         self.predictions = Counter("modelport_gateway_predictions_total", "Predicted items by top-1 label",
                                    ["model", "output", "label"], registry=r)
         reference = Gauge("modelport_gateway_reference_share",
-                          "Share of each label among the source model's held-out predictions (the model card)",
+                          "Share of each label among the source model's held-out predictions (the export's state)",
                           ["model", "output", "label"], registry=r)
         drift = Gauge("modelport_gateway_prediction_drift_psi",
                       "Population stability index of the recent predictions against the reference",

@@ -1,9 +1,9 @@
 """Model-quality signals: how the recent predictions are distributed against the reference, as a drift figure.
 
 The reference is the source model's top-1 predictions on its held-out set, which the export records in the model's
-card (`reference_predictions`). Drift is the population stability index over the last `window` predictions:
-PSI = sum over labels of (actual - expected) * ln(actual / expected). By the usual reading, below 0.1 is stable,
-0.1-0.25 a moderate shift and above 0.25 a significant one.
+state (core/state.py, `reference_predictions`). Drift is the population stability index over the last `window`
+predictions: PSI = sum over labels of (actual - expected) * ln(actual / expected). By the usual reading, below 0.1 is
+stable, 0.1-0.25 a moderate shift and above 0.25 a significant one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from core.spec import Spec
-from export.card import read_reference_predictions
+from core.state import read_state
 
 PSI_FLOOR = 1e-4  # an empty bin would make the log infinite; the common fix is a small floor
 
@@ -57,8 +57,8 @@ class DriftMonitor:
 
 def reference_predictions(spec: Spec, repository: Path, triton_name: str) -> dict[str, dict[str, float]]:
     """Output name -> {label: share} for a served model. An ensemble's output takes the reference of the step model
-    that produces it (its card has the figures; the ensemble's card has none)."""
-    found = {name: ref["shares"] for name, ref in read_reference_predictions(repository / triton_name).items()}
+    that produces it (its state has the figures; the ensemble's has none)."""
+    found = {name: ref["shares"] for name, ref in read_state(repository / triton_name).reference_predictions.items()}
     model = spec.model(triton_name)
     if model is None or model.kind != "ensemble":
         return found

@@ -19,6 +19,8 @@ from core.errors import RuntimeMissingError
 
 REINSTALL = "reinstall the pinned environment with `make venv` (nvidia-pytriton in requirements-py3XX.lock)"
 OUR_BACKENDS = Path(__file__).parent / "backends"
+# Deployed beside each of our backends' model.py: the stub puts the backend folder on sys.path, nothing else of ours.
+SESSION_MODULE = Path(__file__).resolve().parents[1] / "tritonmodels" / "onnxruntime_session.py"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +132,7 @@ def build_backend_dir(build_dir: Path, python_backend: Path, stub: Path) -> Path
         if (backend / "model.py").exists():
             (build_dir / backend.name).mkdir(exist_ok=True)
             copies.append((backend / "model.py", build_dir / backend.name / "model.py"))
+            copies.append((SESSION_MODULE, build_dir / backend.name / SESSION_MODULE.name))
     for source, target in copies:
         if not target.exists() or source.read_bytes() != target.read_bytes():
             tmp = target.with_suffix(target.suffix + ".tmp")

@@ -1,16 +1,15 @@
 """Write tuned values into models.toml, keeping every comment and the layout (tomlkit edits the document in place).
 
-Only the fields a candidate sets are touched, and only where the value differs. Above the first of them in the entry
-go `# make tune:` comment lines with the figures the values were chosen on; a later run replaces those lines, so
-they always describe the values below them. The result is parsed with core.spec.load_spec before it replaces
-the file: a write that the export would refuse never lands.
+Only the fields a candidate sets are touched, and only where the value differs. Above the first of them in the
+entry goes one `# make tune:` line pointing to the report under reports/ that holds the figures the values were
+chosen on; a later run replaces it, so it always points to the evidence of the values below it. The result is
+parsed with core.spec.load_spec before it replaces the file: a write that the export would refuse never lands.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import textwrap
 from pathlib import Path
 
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from tomlkit.items import AoT, Comment, Table
 from core.spec import load_declared_spec
 
 MARK = "make tune:"
-WIDTH = 118
 
 
 @dataclass(frozen=True)
@@ -29,13 +27,8 @@ class EntryUpdate:
     """What one run writes into one [[model]] table."""
 
     values: dict  # field -> new value, for the fields that change
-    comment: str  # the figures, one paragraph; wrapped into `# make tune:` lines
-    fields: tuple[str, ...] = ()  # every field the run tuned: the comment goes above the first of them
-
-
-def comment_lines(text: str) -> list[str]:
-    """`text` as `# make tune: ...` lines (tomlkit adds the `# `)."""
-    return [f"{MARK} {line}" for line in textwrap.wrap(text, WIDTH - len(MARK) - 3)]
+    pointer: str  # one line: when, and which report holds the figures
+    fields: tuple[str, ...] = ()  # every field the run tuned: the pointer goes above the first of them
 
 
 def _is_ours(item) -> bool:
@@ -66,8 +59,8 @@ def _anchor(body: list, fields) -> int:
 
 
 def update_entry(table: Table, update: EntryUpdate) -> Table:
-    """A copy of one [[model]] table with the update's values set and its comment lines in front of the first tuned
-    field."""
+    """A copy of one [[model]] table with the update's values set and its pointer line in front of the first tuned
+    field (an earlier run's `# make tune:` lines removed)."""
     values = update.values
     for key, value in values.items():
         if key in table and table[key] != _plain(value):
@@ -77,8 +70,7 @@ def update_entry(table: Table, update: EntryUpdate) -> Table:
     rebuilt = tomlkit.table()
     for index, (key, item) in enumerate([*body, (None, None)]):
         if index == anchor:
-            for line in comment_lines(update.comment):
-                rebuilt.add(tomlkit.comment(line))
+            rebuilt.add(tomlkit.comment(f"{MARK} {' '.join(update.pointer.split())}"))
             for name in (k for k in values if k not in table):
                 rebuilt.add(name, _plain(values[name]))
         if item is not None:

@@ -92,28 +92,10 @@ def changed_values(tuning: Tuning) -> dict[str, dict]:
     return changed
 
 
-def figures_comment(tuning: Tuning, conditions: dict, report_path: str) -> str:
-    """The paragraph above the tuned fields in models.toml: what was measured, how, and where the report is."""
-    choice, entry = tuning.choice, tuning.space.entry
-    loads = [t.load_average for t in tuning.trials if t.load_average is not None]
-    load = f"{min(loads):g}-{max(loads):g}" if loads else conditions["load_average_start"]
-    head = (f"{conditions['date']}, {conditions['cpus']} CPUs at load average {load}, {conditions['generator']} "
-            f"through `{tuning.space.target}`:")
-    if choice.changed:
-        before = ", ".join(f"{field if model == entry else f'{model}.{field}'} {_shown(value)}"
-                           for (model, field, value), (_, _, new)
-                           in zip(tuning.untuned.settings, choice.winner.candidate.settings) if new != value)
-        body = (f"{report.figures(choice, choice.winner)}; untuned ({before}): "
-                f"{report.figures(choice, choice.untuned)}; {choice.note}.")
-    else:
-        body = f"{report.figures(choice, choice.untuned)}; {choice.note}."
-    criteria = choice.criteria
-    return (f"{head} {body} Rule: p99 <= {criteria.latency_budget_ms:g} ms, idle slack {criteria.idle_slack:.0%}, "
-            f"min gain {criteria.min_gain:.0%}; {report_path}")
-
-
-def _shown(value) -> str:
-    return f"[{', '.join(map(str, value))}]" if isinstance(value, tuple) else str(value)
+def pointer(tuning: Tuning, conditions: dict, report_path: str) -> str:
+    """The one line above the tuned fields in models.toml: when, what became of the values, where the evidence is."""
+    what = "values changed" if tuning.choice.changed else "kept the values"
+    return f"{conditions['date']}, `{tuning.space.target}`: {what}; figures and rule in {report_path}"
 
 
 def run(options: TuneOptions, log: Callable[[str], None] = print) -> Outcome:
@@ -177,6 +159,6 @@ def run(options: TuneOptions, log: Callable[[str], None] = print) -> Outcome:
             for entry in tuning.space.models:
                 fields = tuple(d.field for d in tuning.space.dimensions if d.model == entry)
                 updates[entry] = models_toml.EntryUpdate(changed.get(entry, {}),
-                                                         figures_comment(tuning, conditions, report_ref), fields)
+                                                         pointer(tuning, conditions, report_ref), fields)
         models_toml.write(options.spec_path, updates)
     return Outcome(report_dir, tuple(tunings), written, options.write)

@@ -19,6 +19,8 @@ import os
 import numpy as np
 import onnxruntime as ort
 
+from tritonmodels.onnxruntime_session import ort_session, threads_config
+
 MODEL_ENV = "BENCH_ONNX_MODEL"
 # ONNX Runtime's type strings -> numpy; a model with other input types cannot be served by the baselines
 ONNX_TYPES = {
@@ -32,11 +34,7 @@ def load_session() -> ort.InferenceSession:
     path = os.environ.get(MODEL_ENV)
     if not path or not os.path.isfile(path):
         raise RuntimeError(f"{MODEL_ENV} must name an ONNX file, got {path!r}: run `make export` first")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return ort_session(threads_config(1, 1), path)  # sequential execution: the config's default
 
 
 class Predictor:

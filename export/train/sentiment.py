@@ -12,8 +12,6 @@ Input: int64 [L] token ids from `text_encoding.encode_texts`, the same function 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 from export.data import polarity
 from export.data.split import stratified_split
 from export.train import base
+from tritonmodels import text_encoding
 
 NAME = "sentiment"
 MAX_TOKENS = 64  # L: the classifier's input length and the tokenizer model's max_tokens parameter
@@ -34,21 +33,6 @@ MIN_WINDOW_TOKENS = 8
 TOKENIZER_FILE = "tokenizer.json"
 SAMPLES_FILE = "samples.txt"  # held-out sentences, one per line: the sentiment load-test payloads
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TEXT_ENCODING_PATH = REPO_ROOT / "model_repository" / "sentiment_tokenizer" / "1" / "text_encoding.py"
-
-
-def load_text_encoding():
-    """The serving model's encoding module, imported from its file so training and serving share one copy."""
-    name = "modelport_sentiment_text_encoding"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TEXT_ENCODING_PATH)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
 def train_tokenizer(texts: list[str], path: Path):
     """WordPiece over NFKC + lowercase words split on whitespace and punctuation; [PAD] = 0, [UNK] = 1.
 
@@ -58,7 +42,7 @@ def train_tokenizer(texts: list[str], path: Path):
     decompose) and then the most frequent words, ties broken alphabetically.
     """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    encoding = load_text_encoding()
+    encoding = text_encoding  # the serving model's own: training and serving share one copy
     normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     pre_tokenizer = pre_tokenizers.Whitespace()
     counts = Counter(word for text in texts
@@ -109,7 +93,7 @@ def fit(out_dir: Path, seed: int, progress: base.Progress) -> tuple[float, str, 
     train_idx, heldout_idx = stratified_split(labels, HELDOUT_FRACTION, seed)
     train_texts = [texts[i] for i in train_idx]
     tokenizer = train_tokenizer(train_texts + reviews, out_dir / TOKENIZER_FILE)
-    encode = load_text_encoding().encode_texts
+    encode = text_encoding.encode_texts
     x_train = encode(tokenizer, train_texts, MAX_TOKENS)
     x_heldout = encode(tokenizer, [texts[i] for i in heldout_idx], MAX_TOKENS)
     x_windows, y_windows = review_windows(tokenizer, reviews, review_labels)
@@ -139,7 +123,7 @@ def fit(out_dir: Path, seed: int, progress: base.Progress) -> tuple[float, str, 
 RUN = base.TrainingRun(
     name=NAME,
     sources=(Path(__file__), Path(base.__file__), Path(polarity.__file__),
-             Path(__file__).parents[1] / "data" / "split.py", TEXT_ENCODING_PATH),
+             Path(__file__).parents[1] / "data" / "split.py", Path(text_encoding.__file__)),
     fit=fit,
 )
 

@@ -3,8 +3,8 @@ run formed: on recorded numbers, no servers."""
 
 import numpy as np
 
-from bench import backend_cost
-from bench.backend_cost import BatchCost, BatchRound, CostResults, ModelCost
+from bench import backend_cost, cost_results
+from bench.cost_results import BatchCost, BatchRound, CostResults, ModelCost
 from core.measure import payloads
 from core.spec import load_spec
 
@@ -58,12 +58,12 @@ def test_the_fit_recovers_per_execute_and_per_request_and_the_target_uses_the_ba
 
     assert np.allclose(lean.fit("infer_overhead_us"), (200.0, 30.0))
     assert np.isclose(lean.per_request_at(10.0, "infer_overhead_us"), 50.0)  # 200 / 10 + 30: exactly the target
-    target = "\n".join(backend_cost.format_target(results))
+    target = "\n".join(cost_results.format_target(results))
     assert "| lean | 10.00 | 50.0 |" in target and target.count("| yes |") == 1
     assert "| heavy | 10.00 | 80.0 |" in target and "**no** (30.0 µs over)" in target
 
 
 def test_without_a_bench_run_there_is_no_batch_formed_and_no_verdict():
-    text = "\n".join(backend_cost.format_target(CostResults({}, (_model("lean", 200.0, 30.0),))))
+    text = "\n".join(cost_results.format_target(CostResults({}, (_model("lean", 200.0, 30.0),))))
 
     assert "No target check" in text and "| yes |" not in text

@@ -14,6 +14,8 @@ import pytest
 
 from core import repository
 from core.spec import load_spec
+from core.state import STATE_FILE, read_state
+from export import pipeline
 from export.train import TRAINERS
 from tests.export.conftest import tiny_spec, write_spec
 
@@ -57,16 +59,35 @@ def test_a_users_keras_model_becomes_three_verified_triton_models(exported):
     assert "parity gate" in proc.stdout and "done in" in proc.stdout, "long steps report progress with timings"
 
 
-def test_the_model_card_carries_parity_figures_accuracy_size_ops_and_latency(exported):
-    _, repo, _ = exported
+def test_the_card_carries_parity_figures_accuracy_size_and_ops_and_the_state_the_runs_figures(exported):
+    spec_path, repo, _ = exported
     card = json.loads((repo / "tiny_int8" / "card.json").read_text())
     assert [v["variant"] for v in card["variants"]] == ["fp32", "int8", "fp16"]
     fp32 = card["variants"][0]
     assert max(fp32["max_abs_diff"].values()) <= 1e-4 and fp32["argmax_agreement"] == 1.0
-    assert fp32["size_bytes"] > 0 and "Conv" in fp32["ops"] and set(fp32["latency_us"]) == {"1", "8"}
+    assert fp32["size_kib"] > 0 and "Conv" in fp32["ops"]
     assert card["source_accuracy"] == 1.0 and card["heldout_samples"] == 40
     markdown = (repo / "tiny" / "card.md").read_text()
     assert "| `tiny_fp16` | fp16 |" in markdown and "QuantizeLinear" in markdown
+    state = read_state(repo / "tiny_int8")
+    assert state.fingerprint == pipeline.fingerprint(load_spec(spec_path).models[0])
+    assert set(state.measurements["latency_us"]["tiny_int8"]) == {"1", "8"}
+    assert set(state.reference_predictions["scores"]["shares"]) == {"cat", "dog", "owl"}
+    assert "fingerprint" not in card and "latency_us" not in fp32, "the card is documentation, not run state"
+
+
+def test_a_forced_re_export_rewrites_the_state_but_leaves_the_cards_byte_for_byte(exported, tmp_path):
+    spec_path, repo, _ = exported
+    copy = tmp_path / "model_repository"
+    shutil.copytree(repo, copy)
+    cards = {p: p.read_bytes() for p in copy.glob("*/card.*")}
+    (copy / "tiny" / STATE_FILE).write_text("{}")
+
+    proc = export_cli("--spec", str(spec_path), "--repository", str(copy), "--force")
+
+    assert proc.returncode == 0, proc.tail
+    assert {p: p.read_bytes() for p in copy.glob("*/card.*")} == cards
+    assert read_state(copy / "tiny").fingerprint is not None
 
 
 def test_a_second_export_with_nothing_changed_does_no_work_and_says_so(exported):
@@ -188,6 +209,7 @@ def test_an_optional_variant_that_fails_its_gate_is_left_out_and_the_others_are_
     pipeline.run(spec, pipeline.Options(target), lines.append)
     assert sorted(p.name for p in target.iterdir()) == ["tiny", "tiny_int8"]
     reason = json.loads((target / "tiny" / "card.json").read_text())["left_out"]["fp16"]["reason"]
+    assert read_state(target / "tiny").left_out["fp16"]["reason"] == reason
     assert "fp16 'scores': max |diff|" in reason and "tolerance 0" in reason
     assert any("warning: tiny_fp16 is left out" in line for line in lines), lines
     assert pipeline.is_current(spec.models[0], target), "a second export has nothing to do"
@@ -214,6 +236,7 @@ def test_a_model_with_ops_tensorrt_cannot_run_is_served_without_the_accelerator_
     assert config == repository.onnx_config(spec.models[0], "fp32", tensorrt=False)
     assert not config.optimization.execution_accelerators.gpu_execution_accelerator
     assert json.loads((target / "tiny" / "card.json").read_text())["without_tensorrt"] == {"tiny": ["Hardmax"]}
+    assert read_state(target / "tiny").without_tensorrt == {"tiny": ["Hardmax"]}
     assert "**Without TensorRT: `tiny`.** Ops TensorRT's ONNX parser cannot import: Hardmax" in (
         target / "tiny" / "card.md").read_text()
     assert any("warning: tiny: ops TensorRT cannot run: Hardmax; served without the TensorRT" in line

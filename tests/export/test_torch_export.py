@@ -16,7 +16,7 @@ pytest.importorskip("transformers", reason="the torch extra is not installed: ma
 
 from export import pipeline, text_parity  # noqa: E402
 from core.errors import IncompatibleModelError  # noqa: E402
-from core.spec import HF_TOKENIZER_DIR, load_spec  # noqa: E402
+from core.spec import TRITONMODELS, load_spec  # noqa: E402
 from tests.export.conftest import write_spec  # noqa: E402
 from tests.export.torch_models import (MAX_LENGTH, TEXTS, hf_checkpoint, hf_spec, module_spec,  # noqa: E402
                                        tokenizer_files, torch_module_files)
@@ -70,10 +70,10 @@ def test_the_end_to_end_parity_from_raw_text_is_on_the_card(checkpoint_export):
 def test_the_tokenizer_model_is_deployed_with_the_checkpoints_own_tokenizer_and_no_written_model_py(checkpoint_export):
     work, _, repo, _, _ = checkpoint_export
     version = repo / "review_tokenizer" / "1"
-    assert sorted(p.name for p in version.iterdir()) == ["hf_tokenization.py", "model.py", "text_encoding.py",
-                                                         "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(p.name for p in version.iterdir()) == ["hf_tokenization.py", "model.py", "model_config.py",
+                                                         "text_encoding.py", "tokenizer.json", "tokenizer_config.json"]
     assert (version / "tokenizer.json").read_bytes() == (work / "checkpoint" / "tokenizer.json").read_bytes()
-    assert (version / "model.py").read_text() == (HF_TOKENIZER_DIR / "model.py").read_text()
+    assert (version / "model.py").read_text() == (TRITONMODELS / "hf_tokenizer.py").read_text()
     assert (repo / "review" / "labels.txt").read_text() == "negative\npositive\n"
 
 

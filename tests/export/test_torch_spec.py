@@ -17,7 +17,7 @@ from core import repository
 from core import spec as spec_module
 from core.errors import SpecError
 from core.measure import payloads
-from core.spec import HF_TOKENIZER_DIR, TEXT_ENCODING, load_declared_spec, load_spec
+from core.spec import TEXT_ENCODING, TRITONMODELS, load_declared_spec, load_spec
 from export.repository import committed_files
 from tests.export.conftest import write_spec
 from tests.export.torch_models import hf_spec, module_spec
@@ -33,7 +33,7 @@ def test_a_text_table_stands_for_a_generated_tokenizer_model_and_a_text_in_ensem
     assert (bert.onnx.source_format, bert.onnx.activation, bert.extra) == ("huggingface", "softmax", "torch")
     assert bert.triton_names == ("review_bert", "review_bert_fp16")
 
-    assert tokenizer.kind == "python" and tokenizer.python.code == HF_TOKENIZER_DIR / "model.py"
+    assert tokenizer.kind == "python" and tokenizer.python.code == TRITONMODELS / "hf_tokenizer.py"
     assert [(t.name, t.dtype, t.dims) for t in tokenizer.inputs] == [("text", "TYPE_STRING", (1,))]
     assert [(t.name, t.dtype, t.dims) for t in tokenizer.outputs] == [("input_ids", "TYPE_INT64", (16,)),
                                                                       ("attention_mask", "TYPE_INT64", (16,))]

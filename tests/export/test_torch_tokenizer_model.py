@@ -12,9 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from core.spec import HF_TOKENIZER_DIR, TEXT_ENCODING
+from core.spec import TEXT_ENCODING, TRITONMODELS
+from export.pipeline import MODEL_CONFIG
 from tests.export.torch_models import tokenizer_files
-from tests.model_repository.fake_triton import Request, TritonError, TritonModelException, fake_pb_utils, strings
+from tests.tritonmodels.fake_triton import Request, TritonError, TritonModelException, fake_pb_utils, strings
 
 CONFIG = {
     "name": "review_tokenizer",
@@ -31,15 +32,17 @@ def version_dir(tmp_path):
     """The model's version directory as the export deploys it."""
     version = tmp_path / "review_tokenizer" / "1"
     tokenizer_files(version)
-    for source in (HF_TOKENIZER_DIR / "model.py", HF_TOKENIZER_DIR / "hf_tokenization.py", TEXT_ENCODING):
+    shutil.copy2(TRITONMODELS / "hf_tokenizer.py", version / "model.py")
+    for source in (TRITONMODELS / "hf_tokenization.py", TEXT_ENCODING, MODEL_CONFIG):
         shutil.copy2(source, version / source.name)
     return version
 
 
 def load(monkeypatch, version_dir, config=CONFIG):
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils())
-    for name in ("hf_tokenization", "text_encoding"):  # imported afresh from this version directory
+    for name in ("hf_tokenization", "text_encoding", "model_config"):  # imported afresh from this version directory
         monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(version_dir))  # as the stub does
     spec = importlib.util.spec_from_file_location(f"generated_tokenizer_{id(version_dir)}", version_dir / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -41,14 +41,14 @@ def test_the_plan_config_is_a_gpu_tensorrt_model_with_the_same_contract(tmp_path
     assert config.max_batch_size == 16
 
 
-def test_no_plan_is_built_for_a_variant_whose_card_records_ops_tensorrt_cannot_run(tmp_path, tiny_model):
+def test_no_plan_is_built_for_a_variant_whose_state_records_ops_tensorrt_cannot_run(tmp_path, tiny_model):
     import json
 
     from export.trt import build_all
 
     spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, variants='["fp32"]')))
     (tmp_path / "repo" / "tiny").mkdir(parents=True)
-    (tmp_path / "repo" / "tiny" / "card.json").write_text(json.dumps({"without_tensorrt": {"tiny": ["Hardmax"]}}))
+    (tmp_path / "repo" / "tiny" / "state.json").write_text(json.dumps({"without_tensorrt": {"tiny": ["Hardmax"]}}))
     lines = []
     # TensorRT is never reached: the only variant is skipped before its plan would be built
     assert build_all(None, spec, tmp_path / "repo", (), lines.append) == []

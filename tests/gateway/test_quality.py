@@ -1,4 +1,4 @@
-"""Model-quality metrics on the running gateway: the reference distribution from the card, confidence and per-class
+"""Model-quality metrics on the running gateway: the reference distribution from the export's state, confidence and per-class
 counts, and a drift gauge that skewed traffic moves (the session gateway's window: 100 predictions, 50 minimum)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from export.card import read_reference_predictions
+from core.state import read_state
 from tests.conftest import REPOSITORY
 
 pytestmark = pytest.mark.integration
@@ -24,12 +24,12 @@ def send(gateway, texts: list[str]) -> list[str]:
     return labels
 
 
-def test_the_reference_distribution_is_the_one_the_export_recorded_in_the_card(gateway):
-    shares = read_reference_predictions(REPOSITORY / "sentiment_classifier")["probabilities"]["shares"]
+def test_the_reference_distribution_is_the_one_the_export_recorded_in_the_state(gateway):
+    shares = read_state(REPOSITORY / "sentiment_classifier").reference_predictions["probabilities"]["shares"]
     for label, share in shares.items():
         assert gateway.metric("modelport_gateway_reference_share", model="sentiment", label=label) == \
             pytest.approx(share)  # the ensemble's output takes the reference of the step that produces it
-    digits = read_reference_predictions(REPOSITORY / "digits")["probabilities"]
+    digits = read_state(REPOSITORY / "digits").reference_predictions["probabilities"]
     assert digits["samples"] == 359 and sum(digits["shares"].values()) == pytest.approx(1, abs=1e-5)
 
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from core import promql
-from core.repository import read_left_out
 from core.spec import load_declared_spec
+from core.state import read_state
 from operate import k8s, rules
 from operate.monitor import INSTALL_HINT
 from tests.conftest import ROOT
@@ -106,8 +106,8 @@ def test_model_not_loaded_watches_every_model_the_spec_declares():
 
     # every declared model, those whose optional extra is not installed here too (the rules depend on models.toml and
     # the committed cards alone), less an optional variant the export left out: Triton never loads it
-    left_out = {v["triton_name"] for m in SPEC.models for v in read_left_out(SPEC.root / "model_repository" / m.name)
-                .values()}
+    left_out = {v["triton_name"] for m in SPEC.models for v in read_state(SPEC.root / "model_repository" / m.name)
+                .left_out.values()}
     assert set(names) == {n for m in SPEC.models for n in m.triton_names} - left_out
     assert "sentiment_bert_classifier" in names
     assert {"digits", "digits_int8", "digits_image", "sentiment"} <= set(names)

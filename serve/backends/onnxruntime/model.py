@@ -3,9 +3,8 @@
 It behaves like the real C++ onnxruntime_backend where it matters:
 - all requests of one execute() call become one batch per input, ONNX Runtime runs once, the outputs are split back
   per request in order;
-- it honours the real backend's model-config knobs: `default_model_filename`, parameters `intra_op_thread_count`,
-  `inter_op_thread_count`, `execution_mode`, `enable_mem_arena`, `enable_mem_pattern`, and
-  `optimization { graph { level } }` (https://github.com/triton-inference-server/onnxruntime_backend#model-config-options);
+- it honours the real backend's model-config knobs: `default_model_filename` and the session settings
+  tritonmodels/onnxruntime_session.py reads (serve/runtime.py deploys that module beside this file);
 - a bad request gets its own error response while the rest of the batch succeeds, and nothing raised here may take
   the instance down.
 
@@ -26,14 +25,8 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-# optimization.graph.level as the real backend maps it: unset/0 = all, -1 = basic, 1 = basic + extended, 2 = none.
-GRAPH_LEVELS = {
-    0: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    -1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    1: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    2: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-}
-EXECUTION_MODES = {0: ort.ExecutionMode.ORT_SEQUENTIAL, 1: ort.ExecutionMode.ORT_PARALLEL}
+from onnxruntime_session import ort_session
+
 # Error codes by name: pb_utils.TritonError only exists once the stub has set the module up, not at import.
 INVALID_ARG = "INVALID_ARG"
 INTERNAL = "INTERNAL"
@@ -41,35 +34,6 @@ INTERNAL = "INTERNAL"
 
 def triton_error(message: str, code: str) -> "pb_utils.TritonError":
     return pb_utils.TritonError(message, getattr(pb_utils.TritonError, code))
-
-
-def parameter(config: dict, key: str, default: int) -> int:
-    raw = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    if raw == "":
-        return default
-    if raw.lower() in ("true", "false"):
-        return int(raw.lower() == "true")
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"model config parameter {key!r} must be an integer, got {raw!r}") from None
-
-
-def session_options(config: dict) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = parameter(config, "intra_op_thread_count", 0)
-    options.inter_op_num_threads = parameter(config, "inter_op_thread_count", 0)
-    mode = parameter(config, "execution_mode", 0)
-    if mode not in EXECUTION_MODES:
-        raise ValueError(f"model config parameter 'execution_mode' must be 0 (sequential) or 1 (parallel), got {mode}")
-    options.execution_mode = EXECUTION_MODES[mode]
-    level = int(config.get("optimization", {}).get("graph", {}).get("level", 0))
-    if level not in GRAPH_LEVELS:
-        raise ValueError(f"optimization.graph.level must be one of -1, 0, 1, 2, got {level}")
-    options.graph_optimization_level = GRAPH_LEVELS[level]
-    options.enable_cpu_mem_arena = bool(parameter(config, "enable_mem_arena", 1))
-    options.enable_mem_pattern = bool(parameter(config, "enable_mem_pattern", 1))
-    return options
 
 
 def shape_range(config: dict, name: str):
@@ -99,7 +63,7 @@ class TritonPythonModel:
             pb_utils.Logger.log_warn(
                 f"{self.model_name}: execution accelerators {ignored} are ignored by the CPU onnxruntime backend"
             )
-        self.session = ort.InferenceSession(path, session_options(config), providers=["CPUExecutionProvider"])
+        self.session = ort_session(config, path)
         self.batching = config.get("max_batch_size", 0) > 0
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]

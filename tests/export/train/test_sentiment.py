@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import numpy as np
 
 from export.train import sentiment
+from tests.conftest import ROOT
 
 TEXTS = ["a gorgeous , witty film .", "dull and lifeless .", "witty , witty , witty !", "Gorgeous FILM"]
 
@@ -26,8 +29,8 @@ def test_unseen_words_fall_back_to_seen_characters_not_unknown(tmp_path):
 
 def test_training_inputs_come_from_the_serving_encoder(tmp_path):
     tokenizer = sentiment.train_tokenizer(TEXTS, tmp_path / "tokenizer.json")
-    encoding = sentiment.load_text_encoding()
-    assert encoding.__file__ == str(sentiment.TEXT_ENCODING_PATH)
+    encoding = sentiment.text_encoding
+    assert Path(encoding.__file__) == ROOT / "tritonmodels" / "text_encoding.py"  # the file the export deploys
     ids = encoding.encode_texts(tokenizer, TEXTS, sentiment.MAX_TOKENS)
     assert ids.shape == (4, 64) and ids.dtype == np.int64
     assert ids[0, :6].tolist() == tokenizer.encode(TEXTS[0], add_special_tokens=False).ids

@@ -7,8 +7,8 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from export.data.digits import load_digits_images
 from export.data.split import stratified_split
-from tests.model_repository.images import png_declaring
-from tests.model_repository.loading import load_helper
+from tests.tritonmodels.images import png_declaring
+from tests.tritonmodels.loading import load_helper
 
 decoding = load_helper("digits_image_decode", "image_decoding")
 

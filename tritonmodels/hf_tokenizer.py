@@ -13,46 +13,33 @@ whitespace-only text and text over max_text_bytes get that request's own INVALID
 `sentiment_tokenizer` answers them (text_encoding.py is its validation code).
 """
 
-import json
-import os
-import sys
-
 import triton_python_backend_utils as pb_utils
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the stub does not put the model dir on sys.path
-
-import hf_tokenization  # noqa: E402
-import text_encoding  # noqa: E402
+import hf_tokenization
+import text_encoding
+from model_config import ModelConfig, invalid_request
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        name = config["name"]
-        inputs = config.get("input", [])
-        if len(inputs) != 1 or inputs[0]["data_type"] != "TYPE_STRING":
-            raise pb_utils.TritonModelException(f"{name}: needs exactly one TYPE_STRING input, got {inputs}")
-        self.input_name = inputs[0]["name"]
-        outputs = config.get("output", [])
+        config = ModelConfig(args)
+        self.input_name = config.string_input()
+        outputs = config.outputs
         self.output_names = [o["name"] for o in outputs]
         dims = {tuple(o["dims"]) for o in outputs}
         wrong = [o["name"] for o in outputs
                  if o["name"] not in hf_tokenization.FIELDS or o["data_type"] != "TYPE_INT64"]
         if wrong or len(dims) != 1 or len(next(iter(dims), ())) != 1:
-            raise pb_utils.TritonModelException(
-                f"{name}: outputs must be TYPE_INT64 tensors among {', '.join(hf_tokenization.FIELDS)} with one "
+            raise config.error(
+                f"outputs must be TYPE_INT64 tensors among {', '.join(hf_tokenization.FIELDS)} with one "
                 f"dims [max length]; got {[(o['name'], o['data_type'], o['dims']) for o in outputs]}; fix models.toml")
         self.max_length = int(next(iter(dims))[0])
-        raw = config.get("parameters", {}).get("max_text_bytes", {}).get("string_value")
-        self.max_text_bytes = int(raw) if raw else text_encoding.DEFAULT_MAX_TEXT_BYTES
-        directory = os.path.join(args["model_repository"], args["model_version"])
-        if not os.path.isfile(os.path.join(directory, hf_tokenization.TOKENIZER_FILE)):
-            raise pb_utils.TritonModelException(
-                f"{name}: {os.path.join(directory, hf_tokenization.TOKENIZER_FILE)} is missing; run `make export`")
+        self.max_text_bytes = config.integer("max_text_bytes", text_encoding.DEFAULT_MAX_TEXT_BYTES)
+        config.deployed_file(hf_tokenization.TOKENIZER_FILE)
         try:
-            self.tokenizer = hf_tokenization.load(directory, self.max_length)
+            self.tokenizer = hf_tokenization.load(config.version_dir, self.max_length)
         except ValueError as error:
-            raise pb_utils.TritonModelException(f"{name}: {error}") from None
+            raise config.error(str(error)) from None
 
     def execute(self, requests):
         return [self._respond(request) for request in requests]
@@ -62,7 +49,6 @@ class TritonPythonModel:
         try:
             texts = [text_encoding.decode_text(bytes(raw), self.max_text_bytes) for raw in raw_texts]
         except text_encoding.TextRejected as error:
-            return pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG))
+            return invalid_request(str(error))
         arrays = hf_tokenization.encode(self.tokenizer, texts, self.output_names)
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, arrays[n]) for n in self.output_names])

@@ -14,7 +14,7 @@ from export.data.polarity import load_polarity
 from export.data.split import stratified_split
 from export.train import sentiment
 from tests.conftest import ROOT
-from tests.model_repository.images import png_declaring
+from tests.tritonmodels.images import png_declaring
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from export.train import sentiment
-from tests.model_repository.loading import load_helper
+from tests.tritonmodels.loading import load_helper
 
 encoding = load_helper("sentiment_tokenizer", "text_encoding")
 

@@ -9,7 +9,7 @@ import types
 
 import numpy as np
 
-from tests.model_repository.loading import REPOSITORY, load_helper
+from tests.tritonmodels.loading import load_helper, version_dir
 
 
 class Tensor:
@@ -77,12 +77,14 @@ def fake_pb_utils():
     return module
 
 
-def load_model(monkeypatch, model: str, config: dict):
-    """Import `model`'s model.py against the fake utils and run initialize with `config` as Triton would."""
+def load_model(monkeypatch, model: str, config: dict, directory=None):
+    """Import `model`'s model.py against the fake utils and run initialize with `config` as Triton would, on the
+    model `directory` (default: the deployed copy of its python files)."""
     monkeypatch.setitem(__import__("sys").modules, "triton_python_backend_utils", fake_pb_utils())
     module = load_helper(model, "model")
     instance = module.TritonPythonModel()
-    instance.initialize({"model_config": json.dumps(config), "model_repository": str(REPOSITORY / model),
+    repository = directory or version_dir(model).parent
+    instance.initialize({"model_config": json.dumps(config), "model_repository": str(repository),
                          "model_version": "1", "model_name": model})
     return instance
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.model_repository.fake_triton import Request, TritonError, TritonModelException, load_model, strings
-from tests.model_repository.loading import load_helper
+from tests.tritonmodels.fake_triton import Request, TritonError, TritonModelException, load_model, strings
+from tests.tritonmodels.loading import load_helper
 
 CONFIG = {
     "name": "digits_image_decode",
@@ -69,7 +69,14 @@ def test_each_request_gets_exactly_its_own_decoded_images_around_a_bad_one(model
         np.testing.assert_array_equal(response.output("image"), alone)
 
 
-def test_a_config_without_the_image_bytes_input_fails_loading(monkeypatch):
-    config = {**CONFIG, "input": [{"name": "png", "data_type": "TYPE_STRING", "dims": [1]}]}
-    with pytest.raises(TritonModelException, match=r"exactly one input 'image_bytes', got \['png'\]"):
+def test_tensor_names_come_from_the_config(monkeypatch):
+    config = {**CONFIG, "input": [{"name": "png", "data_type": "TYPE_STRING", "dims": [1]}],
+              "output": [{**CONFIG["output"][0], "name": "pixels"}]}
+    (response,) = load_model(monkeypatch, "digits_image_decode", config).execute([Request(png=strings(png(16)))])
+    assert response.output("pixels").shape == (1, 8, 8, 1)
+
+
+def test_a_config_whose_input_is_not_a_string_fails_loading(monkeypatch):
+    config = {**CONFIG, "input": [{"name": "png", "data_type": "TYPE_FP32", "dims": [1]}]}
+    with pytest.raises(TritonModelException, match=r"digits_image_decode: needs exactly one TYPE_STRING input"):
         load_model(monkeypatch, "digits_image_decode", config)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from export.train import sentiment
-from tests.model_repository.fake_triton import Request, TritonError, TritonModelException, load_model, strings
-from tests.model_repository.loading import REPOSITORY, load_helper
+from tests.tritonmodels.fake_triton import Request, TritonError, TritonModelException, load_model, strings
+from tests.tritonmodels.loading import load_helper, version_dir
 
 CONFIG = {
     "name": "sentiment_tokenizer",
@@ -21,10 +21,9 @@ TEXTS = ["a gorgeous , witty film .", "dull and lifeless ."]
 def model_dir(tmp_path, monkeypatch):
     """A copy of the model's version directory with a freshly trained tokenizer, as the export deploys it."""
     version = tmp_path / "sentiment_tokenizer" / "1"
-    shutil.copytree(REPOSITORY / "sentiment_tokenizer" / "1", version,
-                    ignore=shutil.ignore_patterns("tokenizer.json", "__pycache__"))
+    shutil.copytree(version_dir("sentiment_tokenizer"), version, ignore=shutil.ignore_patterns("__pycache__"))
     sentiment.train_tokenizer(TEXTS, version / "tokenizer.json")
-    monkeypatch.setattr("tests.model_repository.fake_triton.REPOSITORY", tmp_path)
+    monkeypatch.setattr("tests.tritonmodels.fake_triton.version_dir", lambda model: version)
     return version
 
 
@@ -80,7 +79,15 @@ def test_the_tokenizer_runs_once_per_batch_and_each_request_gets_exactly_its_own
         np.testing.assert_array_equal(response.output("input_ids"), alone)
 
 
-def test_a_config_without_the_text_input_fails_loading(model_dir, monkeypatch):
-    config = {**CONFIG, "input": [{"name": "sentence", "data_type": "TYPE_STRING", "dims": [1]}]}
-    with pytest.raises(TritonModelException, match=r"exactly one input 'text', got \['sentence'\]"):
+def test_tensor_names_come_from_the_config(model_dir, monkeypatch):
+    config = {**CONFIG, "input": [{"name": "sentence", "data_type": "TYPE_STRING", "dims": [1]}],
+              "output": [{"name": "ids", "data_type": "TYPE_INT64", "dims": [8]}]}
+    model = load_model(monkeypatch, "sentiment_tokenizer", config)
+    (response,) = model.execute([Request(sentence=strings(b"witty"))])
+    assert response.output("ids").tolist() == [[model.tokenizer.token_to_id("witty")] + [0] * 7]
+
+
+def test_a_config_with_two_inputs_fails_loading(model_dir, monkeypatch):
+    config = {**CONFIG, "input": CONFIG["input"] * 2}
+    with pytest.raises(TritonModelException, match=r"sentiment_tokenizer: needs exactly one TYPE_STRING input"):
         load_model(monkeypatch, "sentiment_tokenizer", config)
