@@ -13,7 +13,8 @@ from bench import run
 from bench.results import Cell
 from export.spec import load_spec
 from loadtest import payloads
-from tests.loadtest.user_spec import SPEC, heldout_arrays, write_churn_onnx, write_user_spec
+from tests import specs
+from tests.loadtest.user_spec import heldout_arrays, user_models, write_churn_onnx, write_user_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,33 +99,12 @@ def test_model_refuses_an_unknown_name_and_an_unexported_model_with_the_fix(user
 
 def test_the_batch_formed_is_read_from_an_ensembles_onnx_step_found_in_its_steps(tmp_path):
     # an ensemble of the user's own naming: nothing about it is known but its [[model.step]] tables
-    text = SPEC + """
-[[model]]
-name = "churn_api"
-kind = "ensemble"
-max_batch_size = 8
-
-[[model.input]]
-name = "features"
-dtype = "TYPE_FP32"
-dims = [3]
-
-[[model.input]]
-name = "plan_ids"
-dtype = "TYPE_INT64"
-dims = [2]
-
-[[model.output]]
-name = "spend"
-dtype = "TYPE_FP32"
-dims = [1]
-
-[[model.step]]
-model = "churn_fp16"
-input_map = { features = "features", plan_ids = "plan_ids" }
-output_map = { spend = "spend" }
-"""
-    spec = load_spec(write_user_spec(tmp_path, text))
+    inputs = {"features": "features", "plan_ids": "plan_ids"}
+    churn_api = specs.model("churn_api", "ensemble",
+                            inputs=[specs.tensor("features", [3]), specs.tensor("plan_ids", [2], "TYPE_INT64")],
+                            outputs=[specs.tensor("spend", [1])],
+                            step=[specs.step("churn_fp16", inputs, {"spend": "spend"})])
+    spec = load_spec(write_user_spec(tmp_path, *user_models(), churn_api))
 
     assert run.batching_model(spec, "churn_api") == "churn_fp16"
     assert run.batching_model(spec, "churn") == "churn"
