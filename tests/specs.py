@@ -1,9 +1,9 @@
 """models.toml entries for tests, built from keyword overrides and written as TOML.
 
-A test names only the fields it is about; `model()` fills in a small valid onnx entry (input `x`, output `y`, two
-floats each, batches of 8). Entries are the plain tables a user writes, so the spec parser under test reads them as it
-reads models.toml; a field given as None is left out. Tests whose point is the text itself (parse errors, a user's
-file verbatim) write their TOML by hand.
+A test names only the fields it is about; `model()` fills in a small valid onnx entry (model.onnx, input `x`, output
+`y`, two floats each, batches of 8). Entries are the plain tables a user writes, so the spec parser under test reads
+them as it reads models.toml; a field given as None is left out. Tests whose point is the text itself (parse errors,
+a user's file verbatim) write their TOML by hand.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ def tensor(name: str, dims: tuple[int, ...] | list[int] = (2,), dtype: str = "TY
 
 def model(name: str = "m", kind: str = "onnx", *, inputs: tuple[dict, ...] = (), outputs: tuple[dict, ...] = (),
           max_batch_size: int = 8, **fields) -> dict:
-    """A [[model]] table; `inputs`/`outputs` default to one FP32 tensor of 2 values each (`x`, `y`). Sub-tables
-    (gate, text, step) follow the tensors, as in models.toml."""
+    """A [[model]] table; `inputs`/`outputs` default to one FP32 tensor of 2 values each (`x`, `y`), an onnx model's
+    files to model.onnx and heldout.npz beside models.toml. Sub-tables (gate, text, step) follow the tensors, as in
+    models.toml."""
+    if kind == "onnx":
+        fields = {"source": "model.onnx", "heldout": "heldout.npz", **fields}
     tables = {k: v for k, v in fields.items() if isinstance(v, dict) or k == "step"}
     scalars = {k: v for k, v in fields.items() if k not in tables}
     return _table({"name": name, "kind": kind, "max_batch_size": max_batch_size, **scalars,

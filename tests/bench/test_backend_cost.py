@@ -7,7 +7,7 @@ from bench import backend_cost
 from bench.backend_cost import BatchCost, BatchRound, CostResults, ModelCost
 from export.spec import load_spec
 from loadtest import payloads
-from tests import specs
+from tests import exported, specs
 
 REPOSITORY = payloads.DEFAULT_SPEC.parent / "model_repository"
 
@@ -27,10 +27,11 @@ def _model(name: str, per_execute_us: float, per_request_us: float) -> ModelCost
 
 def test_every_exported_onnx_model_and_every_python_model_with_a_timed_helper_is_measured():
     spec = load_spec(payloads.DEFAULT_SPEC)
+    onnx = [m.name for m in spec.models if m.kind == "onnx"]
+    exported.require(*(REPOSITORY / name / "config.pbtxt" for name in onnx))
 
     models, notes = backend_cost.measured_models(spec, REPOSITORY)
 
-    onnx = [m.name for m in spec.models if m.kind == "onnx" and (REPOSITORY / m.name / "config.pbtxt").is_file()]
     assert [m for m in models if m in onnx] == onnx and "digits" in models
     assert {"sentiment_tokenizer", "digits_image_decode"} <= set(models)
     assert not {m.name for m in spec.models if m.kind == "ensemble"} & set(models)

@@ -13,7 +13,7 @@ from bench import run
 from bench.results import Cell
 from export.spec import load_spec
 from loadtest import payloads
-from tests import specs
+from tests import exported, specs
 from tests.loadtest.user_spec import heldout_arrays, user_models, write_churn_onnx, write_user_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -150,8 +150,7 @@ def test_the_in_process_limit_of_an_onnx_model_feeds_its_heldout_batches(user):
 
 def test_the_in_process_limit_of_the_text_ensemble_runs_its_tokenizer_step_then_its_onnx_step(tmp_path):
     spec = load_spec(payloads.DEFAULT_SPEC)
-    if spec.model("sentiment").samples is None or not spec.model("sentiment").samples.exists():
-        pytest.skip("needs `make export` (sentiment samples)")
+    exported.require(spec.model("sentiment").samples)
 
     job = run.in_process_job(spec, REPO_ROOT / "model_repository", "sentiment", 8)
 

@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 
 from export.card import reference_predictions as card_reference
+from export.repository import served_names
 from export.spec import load_spec
 from gateway import bodies, inputs, keys, problems
-from gateway.catalogue import endpoints
+from gateway.catalogue import Endpoint, endpoints
 from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, Shedding
 from gateway.quality import DriftMonitor, psi, reference_predictions
 from gateway.ratelimit import RateLimiter
 from gateway.shedding import ModelGate
 from loadtest import payloads
+from tests import exported, specs
 from tests.conftest import REPOSITORY
 
 SPEC = load_spec(payloads.DEFAULT_SPEC)
@@ -89,14 +91,27 @@ def test_wrong_inputs_name_the_field(model, document, field, phrase):
 
 # ---- catalogue -----------------------------------------------------------------------------------------------------
 
-def test_every_exported_model_of_the_spec_has_an_endpoint_and_schemas():
-    exported = {n for m in SPEC.models for n in m.triton_names if (REPOSITORY / n / "config.pbtxt").is_file()}
-    assert set(BY_NAME) == exported and {"digits", "digits_image", "sentiment"} <= exported
+def test_every_model_the_repository_serves_has_an_endpoint_and_schemas():
+    served = [n for m in SPEC.models for n in served_names(m, REPOSITORY)]
+    exported.require(*(REPOSITORY / n / "config.pbtxt" for n in served))
+    assert list(BY_NAME) == served and {"digits", "digits_image", "sentiment"} <= set(served)
     for endpoint in BY_NAME.values():
         json.dumps(endpoint.request_schema()), json.dumps(endpoint.response_schema())
-        assert endpoint.max_items == endpoint.spec.max_batch_size
     assert BY_NAME["sentiment"].flat and BY_NAME["digits_image"].takes_files
     assert not BY_NAME["digits_image_decode"].flat and not BY_NAME["digits"].takes_files
+
+
+def test_a_request_takes_up_to_max_batch_size_items_and_one_more_is_refused_naming_the_limit(tmp_path):
+    (model,) = specs.load(tmp_path, specs.model("pairs", max_batch_size=3)).models
+    endpoint = Endpoint("pairs", model)
+
+    assert inputs.from_json(endpoint, {"inputs": [[0.5, 1.5]] * 3}).arrays["x"].shape == (3, 2)
+    with pytest.raises(problems.InvalidInput) as refused:
+        inputs.from_json(endpoint, {"inputs": [[0.5, 1.5]] * 4})
+    assert refused.value.field == "/inputs" and "4 items in one request; it takes at most 3" in refused.value.detail
+    assert "at most 3 items" in refused.value.fix
+    schema = endpoint.request_schema()["properties"]["inputs"]["oneOf"][0]
+    assert schema["maxItems"] == 3 and endpoint.describe()["max_items"] == 3
 
 
 def test_an_ensemble_takes_the_reference_of_the_step_that_produces_its_output():

@@ -12,6 +12,7 @@ from PIL import Image
 
 from export.spec import load_spec
 from loadtest import payloads, v2
+from tests import exported
 from tests.conftest import REFERENCE_MIX
 from tests.loadtest.user_spec import churn, heldout_arrays, text_model, write_user_spec
 
@@ -25,11 +26,6 @@ def user_catalogue(tmp_path):
 
 def by_name(catalogue, name):
     return next(t for t in catalogue if t.name == name)
-
-
-def exported(*paths):
-    missing = [p for p in paths if not p.exists()]
-    return pytest.mark.skipif(bool(missing), reason=f"needs `make export` ({', '.join(map(str, missing))})")
 
 
 # ---- a user's spec -----------------------------------------------------------------------------------------------
@@ -239,8 +235,8 @@ def test_the_reference_mix_is_digits_5_digits_image_2_sentiment_3_from_the_spec(
 _REPO = load_spec(REPO_SPEC)
 
 
-@exported(_REPO.model("digits").onnx.heldout)
 def test_digits_payloads_are_its_heldout_rows_in_the_serving_scale():
+    exported.require(_REPO.model("digits").onnx.heldout)
     samples = payloads.samples(by_name(payloads.targets(_REPO), "digits"), 16)
 
     assert len(samples) == 16
@@ -248,8 +244,8 @@ def test_digits_payloads_are_its_heldout_rows_in_the_serving_scale():
     assert max(float(s.inputs[0].array.max()) for s in samples) > 200  # 0..255, not sklearn's 0..16
 
 
-@exported(_REPO.model("digits_image").samples)
 def test_digits_image_payloads_are_the_png_files_the_trainer_wrote_several_sizes_half_dark_ink_on_light_paper():
+    exported.require(_REPO.model("digits_image").samples)
     samples = payloads.samples(by_name(payloads.targets(_REPO), "digits_image"), 8)
     pictures = [Image.open(io.BytesIO(s.inputs[0].array[0, 0])) for s in samples]
 
@@ -259,8 +255,8 @@ def test_digits_image_payloads_are_the_png_files_the_trainer_wrote_several_sizes
     assert corners[0] < 128 and corners[1] > 128
 
 
-@exported(_REPO.model("sentiment").samples)
 def test_sentiment_payloads_are_real_utf8_sentences_of_varied_length():
+    exported.require(_REPO.model("sentiment").samples)
     texts = [s.inputs[0].array[0, 0].decode("utf-8") for s in payloads.samples(by_name(payloads.targets(_REPO),
                                                                                         "sentiment"), 64)]
 
