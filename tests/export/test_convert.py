@@ -8,8 +8,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.convert import finalize, unsupported_ops
 from export.errors import IncompatibleModelError
-from tests.export.conftest import tiny_spec
 from tests import specs
+from tests.export.conftest import tiny_spec
 
 
 def graph_with(op: str = "Softmax", output: str = "output_0", dims=("unk__7", 6, 6, 1), domain: str = ""):

@@ -7,8 +7,8 @@ import pytest
 
 from export.dataset import load_npz
 from export.errors import SourceError
-from tests.export.conftest import tiny_spec
 from tests import specs
+from tests.export.conftest import tiny_spec
 
 
 def test_held_out_data_of_the_wrong_shape_names_the_file_the_input_and_the_expected_shape(tmp_path, tiny_model):

@@ -10,8 +10,8 @@ import pytest
 
 from export import pipeline
 from export.train import RUNS
-from tests.export.conftest import tiny_spec
 from tests import specs
+from tests.export.conftest import tiny_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,8 @@ import pytest
 from export import repository
 from export.spec import load_spec
 from export.train import TRAINERS
-from tests.export.conftest import tiny_spec
 from tests import specs
+from tests.export.conftest import tiny_spec
 from tests.specs import write_spec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ import pytest
 from export.dataset import Dataset, load_npz
 from export.errors import IncompatibleModelError
 from export.reference import reference_outputs
-from tests.export.conftest import tiny_spec
 from tests import specs
+from tests.export.conftest import tiny_spec
 
 
 def test_a_saved_model_source_gives_the_same_reference_outputs_as_its_keras_file(tmp_path, tiny_model):

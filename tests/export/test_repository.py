@@ -11,8 +11,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export import repository
 from export.spec import load_spec
-from tests.export.conftest import tiny_spec
 from tests import specs
+from tests.export.conftest import tiny_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "model_repository"

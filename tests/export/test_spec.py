@@ -9,8 +9,8 @@ import pytest
 
 from export.errors import SpecError
 from export.spec import load_spec
-from tests.export.conftest import tiny_spec
 from tests import specs
+from tests.export.conftest import tiny_spec
 from tests.specs import spec_text
 
 ROOT = Path(__file__).resolve().parents[2]

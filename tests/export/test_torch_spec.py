@@ -18,8 +18,8 @@ from export import spec as spec_module
 from export.spec import HF_TOKENIZER_DIR, TEXT_ENCODING, TORCH_FORMATS, load_declared_spec, load_spec
 from loadtest import payloads
 from tests import specs
-from tests.specs import spec_text, write_spec
 from tests.export.torch_models import hf_spec, module_spec
+from tests.specs import spec_text, write_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL = frozenset({"torch"})  # as if the extra were installed: the spec alone, no torch needed

@@ -12,8 +12,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export import repository
 from export.trt import profiles
-from tests.export.conftest import tiny_spec
 from tests import specs
+from tests.export.conftest import tiny_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 from export.errors import ParityError
 from export.dataset import Dataset
 from export.verify import check, gate, latency_us, run_onnx
-from tests.export.conftest import tiny_spec
 from tests import specs
+from tests.export.conftest import tiny_spec
 
 
 def linear_softmax(weights: np.ndarray) -> bytes:
