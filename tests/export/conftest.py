@@ -42,13 +42,13 @@ def tiny_model(tmp_path_factory) -> TinyModel:
     return TinyModel(directory, directory / "tiny.keras", directory / "heldout.npz", directory / "calibration.npz")
 
 
-def tiny_spec(model: TinyModel, *, gate: dict | None = None, **fields) -> dict:
+def tiny_spec(model: TinyModel, *, gate: dict | None = None, max_batch_size: int = 16, **fields) -> dict:
     """The models.toml entry a user adds for the tiny model; `fields` override or (None) leave out its fields, `gate`
     adds tolerances to its [model.gate]."""
     entry = {"source": model.keras_path, "heldout": model.heldout, "calibration": model.calibration,
              "variants": ["fp32", "int8", "fp16"], "preferred_batch_size": [4, 16], "warmup_batch_sizes": [1], **fields}
     # random weights on random pixels: int8 only has to run, not to be good
     entry["gate"] = {"int8_max_accuracy_drop": 25.0, **(gate or {})}
-    return specs.model("tiny", max_batch_size=entry.pop("max_batch_size", 16),
+    return specs.model("tiny", max_batch_size=max_batch_size,
                        inputs=[specs.tensor("pixels", [6, 6, 1], format="FORMAT_NHWC")],
                        outputs=[specs.tensor("scores", [3], labels=LABELS)], **entry)

@@ -112,8 +112,8 @@ def test_tags_select_variants_and_exclude_tags_drop_models_from_the_mix(user_cat
 
 
 def test_a_mix_with_no_weight_is_an_error_that_says_how_to_fix_it(tmp_path):
-    notes = text_model("notes", samples="notes.txt", loadtest_weight=0)
-    catalogue = payloads.targets(load_spec(write_user_spec(tmp_path, churn(loadtest_weight=0), notes, text_model("bare"))))
+    unweighted = churn(loadtest_weight=0), text_model("notes", samples="notes.txt", loadtest_weight=0)
+    catalogue = payloads.targets(load_spec(write_user_spec(tmp_path, *unweighted, text_model("bare"))))
 
     with pytest.raises(payloads.ScenarioError, match="loadtest_weight > 0.*--tags"):
         payloads.select(catalogue, None)

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,13 @@ def test_serve_run_without_flags_starts_triton_on_loopback_on_the_standard_ports
 
 def test_a_background_start_hands_every_option_to_its_child_unchanged(monkeypatch, tmp_path):
     monkeypatch.setenv(ADMIN_KEY_ENV, "k" * 16)
-    chosen = options(http_port=9100, grpc_port=9101, metrics_port=9102, address="0.0.0.0", log_file=tmp_path / "t.log",
-                     state_dir=tmp_path / "state", build_dir=tmp_path / "build", exit_timeout_s=7,
-                     startup_timeout_s=33.5, heal=False, log_verbose=2, supervisor_metrics_port=9103,
-                     cache_size_bytes=1 << 20)
+    chosen = options(repository=tmp_path / "repo", http_port=9100, grpc_port=9101, metrics_port=9102,
+                     address="0.0.0.0", log_file=tmp_path / "t.log", state_dir=tmp_path / "state",
+                     build_dir=tmp_path / "build", exit_timeout_s=7, startup_timeout_s=33.5, heal=False, log_verbose=2,
+                     supervisor_metrics_port=9103, cache_size_bytes=1 << 20)
+    # every option away from its default, so that one the child's command line leaves out shows
+    assert [f.name for f in dataclasses.fields(ServeOptions)
+            if getattr(chosen, f.name) == getattr(cli.DEFAULTS, f.name)] == []
     assert parsed(*launcher.child_args(chosen)) == chosen
 
 
