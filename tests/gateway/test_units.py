@@ -14,6 +14,7 @@ from export.card import reference_predictions as card_reference
 from export.repository import served_names
 from export.spec import load_spec
 from gateway import bodies, inputs, keys, problems
+from gateway import cli as gateway_cli
 from gateway.catalogue import Endpoint, endpoints
 from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, Shedding
 from gateway.quality import DriftMonitor, psi, reference_predictions
@@ -202,7 +203,11 @@ def test_options_refuse_half_a_tls_pair_and_wildcard_cors(tmp_path):
         GatewayOptions(tls_cert=tmp_path / "cert.pem")
     with pytest.raises(OptionsError, match="no path, no"):
         GatewayOptions(cors_origins=("https://a.example/path",))
-    assert GatewayOptions().url == "http://127.0.0.1:8080" and not GatewayOptions().cors_origins
+
+
+def test_gateway_run_without_flags_serves_loopback_on_8080_to_no_other_origin():
+    run = gateway_cli.options_from(gateway_cli.parser().parse_args(["run"]))
+    assert run.url == "http://127.0.0.1:8080" and not run.cors_origins
 
 
 def test_every_problem_type_has_a_slug_status_and_description():
