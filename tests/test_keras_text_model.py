@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import specs
 from tests.conftest import launch_triton
 
 pytestmark = pytest.mark.integration
@@ -26,43 +27,21 @@ TRAIN = ["A moving, GREAT film!", "dull and far too long...", "great acting; gre
 # runs of whitespace and tabs, a no-break space (not ASCII whitespace), texts longer than LENGTH tokens.
 TEXTS = ["GREAT film", "a  moving\tstory, truly great!!", "Über café straße", "dull\u00a0plot", "x" * 40,
          "i hated it: too long, too dull, too boring and far too tedious", "what?", "lovely-surprise great acting"]
-SPEC = """
-[[model]]
-name = "opinions"
-kind = "onnx"
-source = "models/opinions.keras"
-heldout = "models/heldout.npz"
-max_batch_size = 8
-tensorrt = false
 
-[[model.input]]
-name = "text"
-dtype = "TYPE_STRING"
-dims = [1]
 
-[[model.output]]
-name = "probabilities"
-dtype = "TYPE_FP32"
-dims = [2]
-labels = ["negative", "positive"]
+def opinions(source: str = "models/opinions.keras") -> dict:
+    """Raw text in, through TextVectorization (the export splits it off into a python step)."""
+    return specs.model("opinions", source=source, heldout="models/heldout.npz", tensorrt=False,
+                       inputs=[specs.tensor("text", [1], "TYPE_STRING")],
+                       outputs=[specs.tensor("probabilities", [2], labels=["negative", "positive"])])
 
-[[model]]
-name = "colours"
-kind = "onnx"
-source = "models/colours.keras"
-heldout = "models/colours.npz"
-max_batch_size = 8
 
-[[model.input]]
-name = "colour"
-dtype = "TYPE_STRING"
-dims = [1]
+def colours() -> dict:
+    """A categorical string through StringLookup."""
+    return specs.model("colours", source="models/colours.keras", heldout="models/colours.npz",
+                       inputs=[specs.tensor("colour", [1], "TYPE_STRING")], outputs=[specs.tensor("warmth", [1])])
 
-[[model.output]]
-name = "warmth"
-dtype = "TYPE_FP32"
-dims = [1]
-"""
+
 COLOURS = ["red", "orange", "blue", "teal", "grün", "Red", "purple", "", "orange "]
 
 
@@ -102,7 +81,7 @@ def project(tmp_path_factory) -> Path:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     project = tmp_path_factory.mktemp("keras_text")
     build(project)
-    (project / "models.toml").write_text(SPEC)
+    specs.write_spec(project, opinions(), colours())
     result = subprocess.run([sys.executable, "-m", "export", "--spec", str(project / "models.toml"), "--repository",
                              str(project / "model_repository")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
@@ -219,7 +198,7 @@ def test_a_string_layer_the_export_cannot_reproduce_is_refused_naming_it(tmp_pat
     else:  # without output_sequence_length the layer pads to the longest text of each batch
         ids = keras.layers.TextVectorization(vocabulary=["a", "b"])(text)
     keras.Model(text, keras.layers.Dense(2)(keras.layers.Embedding(4, 2)(ids)[:, 0])).save(tmp_path / "m.keras")
-    (tmp_path / "models.toml").write_text(SPEC.replace("models/opinions.keras", "m.keras"))
+    specs.write_spec(tmp_path, opinions(source="m.keras"), colours())
     with pytest.raises(SpecError, match=r"model 'opinions', field 'text.*" + re.escape(allowed)):
         load_spec(tmp_path / "models.toml")
 

@@ -13,32 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import specs
 from tests.conftest import launch_triton
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCABULARY, CLASSES, SHORTEST, LONGEST = 40, 3, 3, 12
-SPEC = """
-[[model]]
-name = "reviews"
-kind = "onnx"
-source = "models/reviews.keras"
-heldout = "models/heldout.npz"
-max_batch_size = 8
-max_queue_delay_microseconds = 2000
-
-[[model.input]]
-name = "tokens"
-dtype = "TYPE_INT64"
-dims = [-1]
-
-[[model.output]]
-name = "probabilities"
-dtype = "TYPE_FP32"
-dims = [3]
-labels = ["bad", "fine", "good"]
-"""
+REVIEWS = specs.model("reviews", source="models/reviews.keras", heldout="models/heldout.npz",
+                      max_queue_delay_microseconds=2000, inputs=[specs.tensor("tokens", [-1], "TYPE_INT64")],
+                      outputs=[specs.tensor("probabilities", [3], labels=["bad", "fine", "good"])])
 
 
 def build(project: Path) -> None:
@@ -69,7 +53,7 @@ def build(project: Path) -> None:
 def project(tmp_path_factory) -> Path:
     project = tmp_path_factory.mktemp("variable")
     build(project)
-    (project / "models.toml").write_text(SPEC)
+    specs.write_spec(project, REVIEWS)
     result = subprocess.run([sys.executable, "-m", "export", "--spec", str(project / "models.toml"), "--repository",
                              str(project / "model_repository")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]

@@ -5,8 +5,9 @@ import numpy as np
 
 from bench import backend_cost, cost_results
 from bench.cost_results import BatchCost, BatchRound, CostResults, ModelCost
-from core.measure import payloads
 from core.spec import load_spec
+from core.measure import payloads
+from tests import exported, specs
 
 REPOSITORY = payloads.DEFAULT_SPEC.parent / "model_repository"
 
@@ -26,10 +27,11 @@ def _model(name: str, per_execute_us: float, per_request_us: float) -> ModelCost
 
 def test_every_exported_onnx_model_and_every_python_model_with_a_timed_helper_is_measured():
     spec = load_spec(payloads.DEFAULT_SPEC)
+    onnx = [m.name for m in spec.models if m.kind == "onnx"]
+    exported.require(*(REPOSITORY / name / "config.pbtxt" for name in onnx))
 
     models, notes = backend_cost.measured_models(spec, REPOSITORY)
 
-    onnx = [m.name for m in spec.models if m.kind == "onnx" and (REPOSITORY / m.name / "config.pbtxt").is_file()]
     assert [m for m in models if m in onnx] == onnx and "digits" in models
     assert {"sentiment_tokenizer", "digits_image_decode"} <= set(models)
     assert not {m.name for m in spec.models if m.kind == "ensemble"} & set(models)
@@ -41,13 +43,11 @@ def test_every_exported_onnx_model_and_every_python_model_with_a_timed_helper_is
 def test_a_python_model_without_an_in_process_equivalent_is_named_not_measured(tmp_path):
     (tmp_path / "mine" / "1").mkdir(parents=True)
     (tmp_path / "mine" / "config.pbtxt").write_text('name: "mine"\nbackend: "python"\n')
-    spec_file = tmp_path / "models.toml"
-    spec_file.write_text('[[model]]\nname = "mine"\nkind = "python"\ncode = "mine/1/model.py"\nmax_batch_size = 8\n'
-                         '[[model.input]]\nname = "x"\ndtype = "TYPE_FP32"\ndims = [1]\n'
-                         '[[model.output]]\nname = "y"\ndtype = "TYPE_FP32"\ndims = [1]\n')
     (tmp_path / "mine" / "1" / "model.py").write_text("")
+    mine = specs.model("mine", "python", code="mine/1/model.py", inputs=[specs.tensor("x", [1])],
+                       outputs=[specs.tensor("y", [1])])
 
-    models, notes = backend_cost.measured_models(load_spec(spec_file), tmp_path)
+    models, notes = backend_cost.measured_models(specs.load(tmp_path, mine), tmp_path)
 
     assert models == () and len(notes) == 1 and notes[0].startswith("mine: no in-process equivalent")
 

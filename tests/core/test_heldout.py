@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import SourceError
 from core.heldout import load_npz
-from core.spec import load_spec
-from tests.export.conftest import tiny_spec, write_spec
+from core.errors import SourceError
+from tests import specs
+from tests.export.conftest import tiny_spec
 
 
 def test_held_out_data_of_the_wrong_shape_names_the_file_the_input_and_the_expected_shape(tmp_path, tiny_model):
-    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    model = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.zeros((5, 8, 8, 1), np.float32), y=np.zeros(5, np.int64))
     with pytest.raises(SourceError, match=r"bad\.npz: input 'pixels' has shape \[5, 8, 8, 1\].*\[N, 6, 6, 1\]"):
@@ -20,7 +20,7 @@ def test_held_out_data_of_the_wrong_shape_names_the_file_the_input_and_the_expec
 
 
 def test_a_multi_input_model_reads_one_array_per_input_name(tmp_path, tiny_model):
-    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    model = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
     path = tmp_path / "named.npz"
     np.savez(path, pixels=np.ones((3, 6, 6, 1), np.float64), y=np.array([0, 1, 2]))
     data = load_npz(model, path, with_labels=True)
@@ -72,7 +72,7 @@ def test_a_declared_bound_beyond_the_held_out_sizes_fails_naming_the_missing_one
 
 
 def test_targets_are_read_per_output_as_class_ids_or_floats_and_y_stays_the_first_outputs(tmp_path, tiny_model):
-    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    model = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
     path = tmp_path / "targets.npz"
     np.savez(path, x=np.ones((3, 6, 6, 1), np.float32), y_scores=np.array([2, 0, 1]))
     data = load_npz(model, path, with_labels=True)
@@ -88,7 +88,7 @@ def test_targets_are_read_per_output_as_class_ids_or_floats_and_y_stays_the_firs
     ({"y": np.array(["cat", "dog", "owl"])}, r"`y` is <U3; targets are numbers"),
 ])
 def test_targets_that_do_not_fit_the_outputs_are_named_with_the_fix(tmp_path, tiny_model, arrays, message):
-    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    model = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
     path = tmp_path / "bad.npz"
     np.savez(path, x=np.ones((3, 6, 6, 1), np.float32), **arrays)
     with pytest.raises(SourceError, match=message):

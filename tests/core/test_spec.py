@@ -9,7 +9,9 @@ import pytest
 
 from core.errors import SpecError
 from core.spec import load_spec
-from tests.export.conftest import tiny_spec, write_spec
+from tests import specs
+from tests.export.conftest import tiny_spec
+from tests.specs import spec_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,100 +75,56 @@ def test_the_project_spec_loads_and_declares_the_serving_contract():
 )
 def test_a_wrong_field_fails_naming_model_field_value_and_what_is_allowed(tmp_path, tiny_model, change, field, value,
                                                                            allowed):
-    text = tiny_spec(tiny_model)
+    text = spec_text(tiny_spec(tiny_model))
     assert change[0] in text, "the test's edit must apply to the spec"
     with pytest.raises(SpecError) as info:
-        load_spec(write_spec(tmp_path, text.replace(change[0], change[1], 1)))
+        specs.load(tmp_path, text.replace(change[0], change[1], 1))
     message = str(info.value)
     assert "'tiny'" in message and repr(field) in message and value in message and allowed in message, message
 
 
 def test_a_gate_table_per_output_overrides_the_models_tolerances_for_that_output_only(tmp_path, tiny_model):
-    text = tiny_spec(tiny_model, gate="fp16_max_range_error = 0.05\n[model.gate.scores]\nint8_min_agreement = 0.5")
-    gate = load_spec(write_spec(tmp_path, text)).models[0].onnx.gate
+    entry = tiny_spec(tiny_model, gate={"fp16_max_range_error": 0.05, "scores": {"int8_min_agreement": 0.5}})
+    gate = specs.load(tmp_path, entry).models[0].onnx.gate
     assert gate.limit("scores", "int8_min_agreement") == 0.5 and gate.int8_min_agreement == 0.95
     assert gate.limit("scores", "fp16_max_range_error") == 0.05, "an output's table starts from the model's values"
 
 
 def test_int8_without_calibration_data_is_a_spec_error(tmp_path, tiny_model):
-    text = "\n".join(line for line in tiny_spec(tiny_model).splitlines() if not line.strip().startswith("calibration"))
     with pytest.raises(SpecError, match="'calibration'.*required when variants include int8"):
-        load_spec(write_spec(tmp_path, text))
+        specs.load(tmp_path, tiny_spec(tiny_model, calibration=None))
+
+
+def pipeline(input_dims: list[int], step_model: str, input_map: dict[str, str]) -> dict:
+    """An ensemble over the tiny model: inputs -> step_model -> scores."""
+    return specs.model("pipeline", "ensemble", inputs=[specs.tensor(next(iter(input_map.values())), input_dims)],
+                       outputs=[specs.tensor("scores", [3])],
+                       step=[specs.step(step_model, input_map, {"scores": "scores"})])
 
 
 def test_an_ensemble_step_naming_an_unknown_model_lists_the_models_it_could_use(tmp_path, tiny_model):
-    ensemble = """
-[[model]]
-name = "pipeline"
-kind = "ensemble"
-max_batch_size = 8
-[[model.input]]
-name = "pixels"
-dtype = "TYPE_FP32"
-dims = [6, 6, 1]
-[[model.output]]
-name = "scores"
-dtype = "TYPE_FP32"
-dims = [3]
-[[model.step]]
-model = "tiyn"
-input_map = { pixels = "pixels" }
-output_map = { scores = "scores" }
-"""
     with pytest.raises(SpecError, match=r"'pipeline'.*'step\[0\]\.model'.*'tiyn'.*tiny, tiny_fp16, tiny_int8"):
-        load_spec(write_spec(tmp_path, tiny_spec(tiny_model) + ensemble))
+        specs.load(tmp_path, tiny_spec(tiny_model), pipeline([6, 6, 1], "tiyn", {"pixels": "pixels"}))
 
 
 def test_an_ensemble_wiring_tensors_of_different_shapes_is_rejected(tmp_path, tiny_model):
-    ensemble = """
-[[model]]
-name = "pipeline"
-kind = "ensemble"
-max_batch_size = 8
-[[model.input]]
-name = "flat"
-dtype = "TYPE_FP32"
-dims = [36]
-[[model.output]]
-name = "scores"
-dtype = "TYPE_FP32"
-dims = [3]
-[[model.step]]
-model = "tiny"
-input_map = { pixels = "flat" }
-output_map = { scores = "scores" }
-"""
     with pytest.raises(SpecError, match=r"flat is TYPE_FP32 \[36\].*TYPE_FP32 \[6, 6, 1\]"):
-        load_spec(write_spec(tmp_path, tiny_spec(tiny_model) + ensemble))
+        specs.load(tmp_path, tiny_spec(tiny_model), pipeline([36], "tiny", {"pixels": "flat"}))
 
 
 def test_zero_data_warmup_is_refused_for_string_inputs(tmp_path):
     code = tmp_path / "model.py"
     code.write_text("")
-    spec = f"""
-[[model]]
-name = "decoder"
-kind = "python"
-code = "{code}"
-max_batch_size = 4
-warmup_batch_sizes = [1]
-[[model.input]]
-name = "blob"
-dtype = "TYPE_STRING"
-dims = [1]
-[[model.output]]
-name = "out"
-dtype = "TYPE_FP32"
-dims = [2]
-"""
+    decoder = specs.model("decoder", "python", code=code, max_batch_size=4, warmup_batch_sizes=[1],
+                          inputs=[specs.tensor("blob", [1], "TYPE_STRING")])
     with pytest.raises(SpecError, match="warmup_batch_sizes.*empty strings"):
-        load_spec(write_spec(tmp_path, spec))
+        specs.load(tmp_path, decoder)
 
 
 def test_the_readme_example_of_adding_your_own_model_is_a_valid_spec(tmp_path):
     readme = (ROOT / "README.md").read_text()
     example = re.search(r"<!-- own-model: spec -->\s*```toml\n(.*?)```", readme, re.S).group(1)
-    spec = load_spec(write_spec(tmp_path, example))
+    spec = specs.load(tmp_path, example)
     (model,) = spec.models
     assert model.triton_names == ("wine", "wine_int8")
     assert model.onnx.optional_variants == ("int8",)

@@ -58,12 +58,6 @@ def options(**overrides):
     return ServeOptions(**{"repository": Path("model_repository"), "admin_key": "k" * 16, **overrides})
 
 
-def test_defaults_bind_loopback_on_the_standard_ports():
-    built = options()
-    assert (built.address, built.http_port, built.grpc_port, built.metrics_port) == ("127.0.0.1", 8000, 8001, 8002)
-    assert built.http_url == "127.0.0.1:8000"
-
-
 def test_binding_every_interface_still_gives_a_connectable_url():
     assert options(address="0.0.0.0").grpc_url == "127.0.0.1:8001"
 

@@ -1,13 +1,14 @@
-"""A tiny user model (Keras file + held-out + calibration data) and spec files written the way a user would."""
+"""A tiny user model (Keras file + held-out + calibration data) and its models.toml entry."""
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests import specs
 
 LABELS = ["cat", "dog", "owl"]
 
@@ -41,41 +42,13 @@ def tiny_model(tmp_path_factory) -> TinyModel:
     return TinyModel(directory, directory / "tiny.keras", directory / "heldout.npz", directory / "calibration.npz")
 
 
-def tiny_spec(model: TinyModel, *, source: Path | None = None, extra: str = "", gate: str = "",
-              variants: str = '["fp32", "int8", "fp16"]') -> str:
-    """A models.toml entry for the tiny model: exactly what a user adds for their own fine-tuned model."""
-    return textwrap.dedent(f"""
-        [[model]]
-        name = "tiny"
-        kind = "onnx"
-        source = "{source or model.keras_path}"
-        heldout = "{model.heldout}"
-        calibration = "{model.calibration}"
-        variants = {variants}
-        max_batch_size = 16
-        preferred_batch_size = [4, 16]
-        warmup_batch_sizes = [1]
-        {extra}
-
-        [[model.input]]
-        name = "pixels"
-        dtype = "TYPE_FP32"
-        dims = [6, 6, 1]
-        format = "FORMAT_NHWC"
-
-        [[model.output]]
-        name = "scores"
-        dtype = "TYPE_FP32"
-        dims = [3]
-        labels = {LABELS!r}
-
-        [model.gate]
-        int8_max_accuracy_drop = 25.0  # random weights on random pixels: int8 only has to run, not to be good
-        {gate}
-        """).replace("'", '"')
-
-
-def write_spec(directory: Path, text: str) -> Path:
-    path = directory / "models.toml"
-    path.write_text(text)
-    return path
+def tiny_spec(model: TinyModel, *, gate: dict | None = None, max_batch_size: int = 16, **fields) -> dict:
+    """The models.toml entry a user adds for the tiny model; `fields` override or (None) leave out its fields, `gate`
+    adds tolerances to its [model.gate]."""
+    entry = {"source": model.keras_path, "heldout": model.heldout, "calibration": model.calibration,
+             "variants": ["fp32", "int8", "fp16"], "preferred_batch_size": [4, 16], "warmup_batch_sizes": [1], **fields}
+    # random weights on random pixels: int8 only has to run, not to be good
+    entry["gate"] = {"int8_max_accuracy_drop": 25.0, **(gate or {})}
+    return specs.model("tiny", max_batch_size=max_batch_size,
+                       inputs=[specs.tensor("pixels", [6, 6, 1], format="FORMAT_NHWC")],
+                       outputs=[specs.tensor("scores", [3], labels=LABELS)], **entry)

@@ -7,9 +7,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import IncompatibleModelError
-from core.spec import load_spec
 from export.convert import finalize, unsupported_ops
-from tests.export.conftest import tiny_spec, write_spec
+from tests import specs
+from tests.export.conftest import tiny_spec
 
 
 def graph_with(op: str = "Softmax", output: str = "output_0", dims=("unk__7", 6, 6, 1), domain: str = ""):
@@ -25,7 +25,7 @@ def graph_with(op: str = "Softmax", output: str = "output_0", dims=("unk__7", 6,
 
 @pytest.fixture()
 def model(tmp_path, tiny_model):
-    return load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    return specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
 
 
 def test_outputs_are_renamed_to_the_spec_and_the_batch_dim_is_named_batch(model):
@@ -64,8 +64,9 @@ def test_loop_bodies_are_checked_op_by_op_and_loop_itself_is_on_tensorrts_list()
 
 
 def test_a_dtype_mismatch_names_both_sides_in_the_specs_own_type_names(tmp_path, tiny_model):
-    spec = tiny_spec(tiny_model).replace('dtype = "TYPE_FP32"\ndims = [6, 6, 1]', 'dtype = "TYPE_INT64"\ndims = [6, 6, 1]')
-    model = load_spec(write_spec(tmp_path, spec)).models[0]
+    entry = tiny_spec(tiny_model)
+    entry["input"][0]["dtype"] = "TYPE_INT64"
+    model = specs.load(tmp_path, entry).models[0]
     with pytest.raises(IncompatibleModelError, match=r"input 'pixels' is TYPE_FP32 in the model, the spec says "
                                                      r"TYPE_INT64"):
         finalize(model, graph_with())
@@ -88,7 +89,7 @@ def test_keras_positional_output_names_pair_by_number_so_output_10_comes_after_o
     from export.convert import pair
     from core.spec import Tensor
 
-    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    model = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
     wanted = tuple(Tensor("tiny", f"out{i}", "TYPE_FP32", (1,)) for i in range(11))
     actual = sorted(f"output_{i}" for i in range(11))  # as a signature lists them: output_10 before output_2
     pairs = pair(model, "output", wanted, actual, "the converted model")
@@ -99,7 +100,7 @@ def test_a_trainers_saved_model_is_converted_as_it_is_not_exported_again(tmp_pat
     from export.convert import saved_model
     from export.train.base import TrainedModel
 
-    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    model = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
     written = tmp_path / "saved_model"
     written.mkdir()
     (written / "saved_model.pb").write_bytes(b"")

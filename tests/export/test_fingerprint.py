@@ -11,7 +11,8 @@ import pytest
 from core.spec import load_spec
 from export import pipeline
 from export.train import RUNS
-from tests.export.conftest import tiny_spec, write_spec
+from tests import specs
+from tests.export.conftest import tiny_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,8 +22,8 @@ def models(tmp_path, tiny_model):
     """The tiny model from a Keras file and from an ONNX file (any bytes do: only hashes are taken here)."""
     onnx_file = tmp_path / "tiny.onnx"
     onnx_file.write_bytes(b"onnx")
-    keras_model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
-    onnx_model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, source=onnx_file))).models[0]
+    keras_model = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
+    onnx_model = specs.load(tmp_path, tiny_spec(tiny_model, source=onnx_file)).models[0]
     return keras_model, onnx_model
 
 
@@ -55,24 +56,9 @@ def trainer_model(tmp_path: Path, trainer: str):
     directory.mkdir(exist_ok=True)
     for name in ("m.keras", "heldout.npz"):
         (directory / name).write_bytes(b"x")
-    spec = f"""
-[[model]]
-name = "{trainer}_model"
-kind = "onnx"
-source = "{directory / 'm.keras'}"
-heldout = "{directory / 'heldout.npz'}"
-trainer = "{trainer}"
-max_batch_size = 4
-[[model.input]]
-name = "x"
-dtype = "TYPE_FP32"
-dims = [2]
-[[model.output]]
-name = "y"
-dtype = "TYPE_FP32"
-dims = [2]
-"""
-    return load_spec(write_spec(directory, spec)).models[0]
+    entry = specs.model(f"{trainer}_model", source=directory / "m.keras", heldout=directory / "heldout.npz",
+                        trainer=trainer, max_batch_size=4)
+    return specs.load(directory, entry).models[0]
 
 
 @pytest.mark.parametrize("changed", ["export/train/digits.py", "export/data/digits.py", "export/data/split.py",

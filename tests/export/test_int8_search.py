@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -14,42 +13,25 @@ import onnx
 import pytest
 
 from core import repository
-from core.errors import ParityError
-from core.heldout import Dataset, load_npz
-from core.spec import load_spec
+from core.heldout import load_npz
 from export import optimize, pipeline, reference
 from export.repository import committed_files
+from core.errors import ParityError
+from core.spec import load_spec
+from tests import specs
 from tests.export.test_pipeline import export_cli, snapshot
 
 LIMIT = 1.0  # the default int8_max_accuracy_drop, in points
 
 
 def cancer_spec(directory: Path, source: Path, optional: bool) -> Path:
-    text = textwrap.dedent(f"""
-        [[model]]
-        name = "cancer"
-        kind = "onnx"
-        source = "{source}"
-        heldout = "{directory / 'heldout.npz'}"
-        calibration = "{directory / 'calibration.npz'}"
-        variants = ["fp32", "int8"]
-        {'optional_variants = ["int8"]' if optional else ''}
-        max_batch_size = 32
-
-        [[model.input]]
-        name = "features"
-        dtype = "TYPE_FP32"
-        dims = [30]
-
-        [[model.output]]
-        name = "probabilities"
-        dtype = "TYPE_FP32"
-        dims = [2]
-        labels = ["malignant", "benign"]
-        """)
-    path = directory / f"models-{source.suffix[1:]}-{'optional' if optional else 'required'}.toml"
-    path.write_text(text)
-    return path
+    entry = specs.model("cancer", source=source, heldout=directory / "heldout.npz",
+                        calibration=directory / "calibration.npz", variants=["fp32", "int8"],
+                        optional_variants=["int8"] if optional else None, max_batch_size=32,
+                        inputs=[specs.tensor("features", [30])],
+                        outputs=[specs.tensor("probabilities", [2], labels=["malignant", "benign"])])
+    return specs.write_spec(directory, entry,
+                            filename=f"models-{source.suffix[1:]}-{'optional' if optional else 'required'}.toml")
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import subprocess
-import textwrap
 
 from export import __main__ as cli
 from export.data import polarity
+from tests import specs
 
 
 def test_an_unavailable_corpus_download_ends_in_a_one_line_error_not_a_traceback(tmp_path, monkeypatch, capsys):
@@ -16,26 +16,10 @@ def test_an_unavailable_corpus_download_ends_in_a_one_line_error_not_a_traceback
 
     monkeypatch.setattr(polarity.subprocess, "run", offline_pip)
     monkeypatch.setattr(polarity, "load_polarity", functools.partial(polarity.load_polarity, tmp_path / "cache"))
-    spec = tmp_path / "models.toml"
-    spec.write_text(textwrap.dedent(f"""
-        [[model]]
-        name = "sentiment_classifier"
-        kind = "onnx"
-        source = "{tmp_path / 'sentiment' / 'sentiment.keras'}"
-        trainer = "sentiment"
-        heldout = "{tmp_path / 'sentiment' / 'heldout.npz'}"
-        max_batch_size = 4
-
-        [[model.input]]
-        name = "input_ids"
-        dtype = "TYPE_INT64"
-        dims = [64]
-
-        [[model.output]]
-        name = "probabilities"
-        dtype = "TYPE_FP32"
-        dims = [2]
-        """))
+    spec = specs.write_spec(tmp_path, specs.model(
+        "sentiment_classifier", source=tmp_path / "sentiment" / "sentiment.keras", trainer="sentiment",
+        heldout=tmp_path / "sentiment" / "heldout.npz", max_batch_size=4,
+        inputs=[specs.tensor("input_ids", [64], "TYPE_INT64")], outputs=[specs.tensor("probabilities")]))
     code = cli.main(["--spec", str(spec), "--repository", str(tmp_path / "repo")])
     err = capsys.readouterr().err
     failure = [line for line in err.splitlines() if line.startswith("export: error:")]

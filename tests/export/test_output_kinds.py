@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from core.errors import ParityError
 from core.heldout import load_npz
 from core.spec import load_spec
 from export.verify import gate, run_onnx
+from tests import specs
 from tests.conftest import launch_triton
 
 pytestmark = pytest.mark.integration
@@ -79,72 +79,23 @@ def save(directory: Path, model, x: np.ndarray, y: np.ndarray, output: str | Non
     np.savez(directory / "calibration.npz", x=x[:CALIBRATION_ROWS])
 
 
-def spec_text(directory: Path) -> str:
-    return textwrap.dedent(f"""
-        [[model]]
-        name = "house"
-        kind = "onnx"
-        source = "{directory}/house/model.keras"
-        heldout = "{directory}/house/heldout.npz"
-        calibration = "{directory}/house/calibration.npz"
-        variants = ["fp32", "int8", "fp16"]
-        optional_variants = ["int8"]
-        max_batch_size = 16
+def entries(directory: Path) -> dict[str, dict]:
+    """The three models' spec entries, by name; every variant that may fail its gate is optional."""
+    def files(name: str, calibration: bool = True) -> dict:
+        return {"source": directory / name / "model.keras", "heldout": directory / name / "heldout.npz",
+                "calibration": directory / name / "calibration.npz" if calibration else None, "max_batch_size": 16}
 
-        [[model.input]]
-        name = "features"
-        dtype = "TYPE_FP32"
-        dims = [4]
-
-        [[model.output]]
-        name = "price"
-        dtype = "TYPE_FP32"
-        dims = [1]
-
-        [model.gate.price]
-        int8_max_range_error = 0.1
-
-        [[model]]
-        name = "tags"
-        kind = "onnx"
-        source = "{directory}/tags/model.keras"
-        heldout = "{directory}/tags/heldout.npz"
-        calibration = "{directory}/tags/calibration.npz"
-        variants = ["fp32", "int8"]
-        optional_variants = ["int8"]
-        max_batch_size = 16
-
-        [[model.input]]
-        name = "features"
-        dtype = "TYPE_FP32"
-        dims = [6]
-
-        [[model.output]]
-        name = "tags"
-        dtype = "TYPE_FP32"
-        dims = [3]
-        labels = ["red", "round", "sweet"]
-
-        [[model]]
-        name = "sensor"
-        kind = "onnx"
-        source = "{directory}/sensor/model.keras"
-        heldout = "{directory}/sensor/heldout.npz"
-        variants = ["fp32", "fp16"]
-        optional_variants = ["fp16"]
-        max_batch_size = 16
-
-        [[model.input]]
-        name = "series"
-        dtype = "TYPE_FP32"
-        dims = [{STEPS}, 3]
-
-        [[model.output]]
-        name = "trend"
-        dtype = "TYPE_FP32"
-        dims = [2]
-        labels = ["steady", "rising"]
-        """)
+    return {
+        "house": specs.model("house", **files("house"), variants=["fp32", "int8", "fp16"], optional_variants=["int8"],
+                             inputs=[specs.tensor("features", [4])], outputs=[specs.tensor("price", [1])],
+                             gate={"price": {"int8_max_range_error": 0.1}}),
+        "tags": specs.model("tags", **files("tags"), variants=["fp32", "int8"], optional_variants=["int8"],
+                            inputs=[specs.tensor("features", [6])],
+                            outputs=[specs.tensor("tags", [3], labels=["red", "round", "sweet"])]),
+        "sensor": specs.model("sensor", **files("sensor", calibration=False), variants=["fp32", "fp16"],
+                              optional_variants=["fp16"], inputs=[specs.tensor("series", [STEPS, 3])],
+                              outputs=[specs.tensor("trend", [2], labels=["steady", "rising"])]),
+    }
 
 
 def export(spec: Path, repository: Path) -> subprocess.CompletedProcess:
@@ -156,8 +107,7 @@ def export(spec: Path, repository: Path) -> subprocess.CompletedProcess:
 def project(tmp_path_factory):
     directory = tmp_path_factory.mktemp("output_kinds")
     predictions = train(directory)
-    spec = directory / "models.toml"
-    spec.write_text(spec_text(directory))
+    spec = specs.write_spec(directory, *entries(directory).values())
     exported = export(spec, directory / "model_repository")
     assert exported.returncode == 0, exported.stdout[-4000:] + exported.stderr[-4000:]
     return directory, load_spec(spec), predictions, exported.stdout + exported.stderr
@@ -255,10 +205,10 @@ def test_an_optional_variant_that_cannot_be_converted_is_left_out_with_one_line(
 
 def test_a_required_variant_that_cannot_be_converted_fails_the_export_with_that_line(project, tmp_path):
     directory = project[0]
-    text = spec_text(directory).split("[[model]]")[3].replace(
-        f"{directory}/sensor/model.keras", str(directory / "model_repository" / "sensor" / "1" / "model.onnx"))
-    spec = tmp_path / "models.toml"
-    spec.write_text("[[model]]" + text.replace('optional_variants = ["fp16"]\n', ""))
+    sensor = entries(directory)["sensor"]
+    sensor["source"] = str(directory / "model_repository" / "sensor" / "1" / "model.onnx")
+    del sensor["optional_variants"]  # fp16 required now
+    spec = specs.write_spec(tmp_path, sensor)
     result = export(spec, tmp_path / "model_repository")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "sensor_fp16: fp16 conversion failed at op Loop" in result.stderr

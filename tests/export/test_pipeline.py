@@ -17,7 +17,9 @@ from core.spec import load_spec
 from core.state import STATE_FILE, read_state
 from export import pipeline
 from export.train import TRAINERS
-from tests.export.conftest import tiny_spec, write_spec
+from tests import specs
+from tests.export.conftest import tiny_spec
+from tests.specs import write_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +108,7 @@ def test_a_failing_gate_fails_the_export_and_leaves_the_previous_repository_unto
     before = snapshot(previous)
     # fp16 weights always differ from fp32 a little, so a zero tolerance must fail the gate.
     spec_path = write_spec(tmp_path, tiny_spec(tiny_model, source=repo / "tiny" / "1" / "model.onnx",
-                                               gate="fp16_max_abs_diff = 0.0"))
+                                               gate={"fp16_max_abs_diff": 0.0}))
     proc = export_cli("--spec", str(spec_path), "--repository", str(previous))
     assert proc.returncode == 1, proc.tail
     assert "fp16 'scores': max |diff|" in proc.stderr and "tolerance 0" in proc.stderr, proc.tail
@@ -115,7 +117,7 @@ def test_a_failing_gate_fails_the_export_and_leaves_the_previous_repository_unto
 
 
 def test_a_wrong_spec_exits_2_before_any_work(tmp_path, tiny_model):
-    spec_path = write_spec(tmp_path, tiny_spec(tiny_model).replace("max_batch_size = 16", "max_batch_size = -4"))
+    spec_path = write_spec(tmp_path, tiny_spec(tiny_model, max_batch_size=-4))
     proc = export_cli("--spec", str(spec_path), "--repository", str(tmp_path / "repo"))
     assert proc.returncode == 2, proc.tail
     assert "model 'tiny', field 'max_batch_size': got -4; allowed: an integer >= 1" in proc.stderr
@@ -157,7 +159,7 @@ def test_an_export_refuses_to_run_while_another_writes_the_same_repository(expor
 
 def test_an_unknown_trainer_is_a_spec_error_naming_the_trainers_there_are(tmp_path, tiny_model):
     missing = tmp_path / "not_there.keras"
-    spec_path = write_spec(tmp_path, tiny_spec(tiny_model, source=missing, extra='trainer = "digitz"'))
+    spec_path = write_spec(tmp_path, tiny_spec(tiny_model, source=missing, trainer="digitz"))
     proc = export_cli("--spec", str(spec_path), "--repository", str(tmp_path / "repo"))
     assert proc.returncode == 2, proc.tail
     assert f"field 'trainer': got 'digitz'; allowed: {', '.join(sorted(TRAINERS))}" in proc.stderr
@@ -178,7 +180,7 @@ def test_a_variant_dropped_from_the_spec_is_removed_from_the_repository(exported
     shutil.copytree(repo, copy)
     source = tmp_path / "tiny.onnx"
     shutil.copy2(repo / "tiny" / "1" / "model.onnx", source)
-    spec_path = write_spec(tmp_path, tiny_spec(tiny_model, source=source, variants='["fp32", "int8"]'))
+    spec_path = write_spec(tmp_path, tiny_spec(tiny_model, source=source, variants=["fp32", "int8"]))
     proc = export_cli("--spec", str(spec_path), "--repository", str(copy))
     assert proc.returncode == 0, proc.tail
     assert "removing tiny_fp16 (no longer in models.toml)" in proc.stdout
@@ -201,9 +203,9 @@ def test_an_optional_variant_that_fails_its_gate_is_left_out_and_the_others_are_
     from export import pipeline
 
     _, repo, _ = exported
-    spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, source=repo / "tiny" / "1" / "model.onnx",
-                                                    extra='optional_variants = ["fp16"]',
-                                                    gate="fp16_max_abs_diff = 0.0")))
+    spec = specs.load(tmp_path, tiny_spec(tiny_model, source=repo / "tiny" / "1" / "model.onnx",
+                                                    optional_variants=["fp16"],
+                                                    gate={"fp16_max_abs_diff": 0.0}))
     lines = []
     target = tmp_path / "model_repository"
     pipeline.run(spec, pipeline.Options(target), lines.append)
@@ -227,8 +229,8 @@ def test_a_model_with_ops_tensorrt_cannot_run_is_served_without_the_accelerator_
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 3])],
         [numpy_helper.from_array(np.random.default_rng(0).normal(0, 1, (36, 3)).astype(np.float32), "w")])
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "hardmax.onnx")
-    spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, source=tmp_path / "hardmax.onnx",
-                                                    variants='["fp32"]')))
+    spec = specs.load(tmp_path, tiny_spec(tiny_model, source=tmp_path / "hardmax.onnx",
+                                                    variants=["fp32"]))
     lines = []
     target = tmp_path / "model_repository"
     pipeline.run(spec, pipeline.Options(target), lines.append)

@@ -3,16 +3,15 @@ spec by the signature's names, never by sorted order."""
 
 from __future__ import annotations
 
-import textwrap
 
 import numpy as np
 import pytest
 
 from core.errors import IncompatibleModelError
 from core.heldout import Dataset, load_npz
-from core.spec import load_spec
 from export.reference import reference_outputs
-from tests.export.conftest import tiny_spec, write_spec
+from tests import specs
+from tests.export.conftest import tiny_spec
 
 
 def test_a_saved_model_source_gives_the_same_reference_outputs_as_its_keras_file(tmp_path, tiny_model):
@@ -20,29 +19,20 @@ def test_a_saved_model_source_gives_the_same_reference_outputs_as_its_keras_file
 
     saved = tmp_path / "saved_model"
     keras.saving.load_model(tiny_model.keras_path).export(str(saved), verbose=False)
-    from_keras = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
-    from_saved = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, source=saved))).models[0]
+    from_keras = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
+    from_saved = specs.load(tmp_path, tiny_spec(tiny_model, source=saved)).models[0]
     assert from_saved.onnx.source_format == "savedmodel"
     data = load_npz(from_keras, tiny_model.heldout, with_labels=True)
     a, b = reference_outputs(from_keras, data)["scores"], reference_outputs(from_saved, data)["scores"]
     assert a.shape == (40, 3) and np.max(np.abs(a - b)) <= 1e-6
 
 
-def two_by_two_spec(source, heldout, inputs=("zeta", "alpha"), outputs=("zsum", "adiff")) -> str:
+def two_by_two_spec(source, heldout, inputs=("zeta", "alpha"), outputs=("zsum", "adiff")) -> dict:
     """A spec entry for the raw tf.Module below, declaring its tensors in an order unlike the sorted one."""
     dims = {"zeta": 3, "alpha": 3, "zsum": 3, "adiff": 1}
-    tables = "".join(f'\n[[model.input]]\nname = "{n}"\ndtype = "TYPE_FP32"\ndims = [{dims.get(n, 3)}]\n'
-                     for n in inputs)
-    tables += "".join(f'\n[[model.output]]\nname = "{n}"\ndtype = "TYPE_FP32"\ndims = [{dims.get(n, 3)}]\n'
-                      for n in outputs)
-    return textwrap.dedent(f"""
-        [[model]]
-        name = "pairs"
-        kind = "onnx"
-        source = "{source}"
-        heldout = "{heldout}"
-        max_batch_size = 8
-        """) + tables
+    return specs.model("pairs", source=source, heldout=heldout,
+                       inputs=[specs.tensor(n, [dims.get(n, 3)]) for n in inputs],
+                       outputs=[specs.tensor(n, [dims.get(n, 3)]) for n in outputs])
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +62,7 @@ def expected_outputs(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def test_a_saved_model_maps_inputs_and_outputs_by_the_signatures_names_not_by_sorted_order(tmp_path, two_by_two):
     spec = two_by_two_spec(two_by_two / "saved_model", two_by_two / "heldout.npz")
-    model = load_spec(write_spec(tmp_path, spec)).models[0]
+    model = specs.load(tmp_path, spec).models[0]
     data = load_npz(model, model.onnx.heldout, with_labels=True)
     outputs = reference_outputs(model, data)
     for name, want in expected_outputs(data.x).items():
@@ -81,7 +71,7 @@ def test_a_saved_model_maps_inputs_and_outputs_by_the_signatures_names_not_by_so
 
 def test_spec_names_the_signature_does_not_have_fail_listing_both_sides(tmp_path, two_by_two):
     spec = two_by_two_spec(two_by_two / "saved_model", two_by_two / "heldout.npz", inputs=("first", "second"))
-    model = load_spec(write_spec(tmp_path, spec)).models[0]
+    model = specs.load(tmp_path, spec).models[0]
     data = Dataset({"first": np.zeros((2, 3), np.float32), "second": np.zeros((2, 3), np.float32)}, None)
     with pytest.raises(IncompatibleModelError) as raised:
         reference_outputs(model, data)
@@ -95,7 +85,7 @@ def test_a_two_input_two_output_saved_model_exports_by_name_and_passes_the_gate(
 
     from export import pipeline
 
-    spec = load_spec(write_spec(tmp_path, two_by_two_spec(two_by_two / "saved_model", two_by_two / "heldout.npz")))
+    spec = specs.load(tmp_path, two_by_two_spec(two_by_two / "saved_model", two_by_two / "heldout.npz"))
     lines = []
     pipeline.run(spec, pipeline.Options(tmp_path / "repo"), lines.append)
     session = ort.InferenceSession(str(tmp_path / "repo" / "pairs" / "1" / "model.onnx"))

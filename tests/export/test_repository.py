@@ -10,9 +10,10 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from core import repository
-from core.spec import load_spec
 from export.repository import committed_files, label_files
-from tests.export.conftest import tiny_spec, write_spec
+from core.spec import load_spec
+from tests import specs
+from tests.export.conftest import tiny_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "model_repository"
@@ -69,8 +70,8 @@ def test_every_committed_config_belongs_to_a_model_in_the_spec(project_spec):
 
 
 def test_onnx_configs_carry_batching_queue_policy_threads_warmup_and_the_tensorrt_accelerator(tmp_path, tiny_model):
-    extra = "max_queue_delay_microseconds = 100\nqueue_timeout_microseconds = 2_000_000"
-    spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, extra=extra)))
+    spec = specs.load(tmp_path, tiny_spec(tiny_model, max_queue_delay_microseconds=100,
+                                                    queue_timeout_microseconds=2_000_000))
     config = repository.parse(repository.render(repository.onnx_config(spec.models[0], "int8")))
     assert (config.name, config.backend, config.default_model_filename) == ("tiny_int8", "onnxruntime", "model.onnx")
     assert list(config.dynamic_batching.preferred_batch_size) == [4, 16]
@@ -91,7 +92,7 @@ def test_onnx_configs_carry_batching_queue_policy_threads_warmup_and_the_tensorr
 @pytest.mark.parametrize("variant, precision", [("fp32", "FP32"), ("fp16", "FP16"), ("int8", "INT8")])
 def test_the_tensorrt_accelerator_runs_each_variant_in_the_precision_the_gate_verified(tmp_path, tiny_model, variant,
                                                                                        precision):
-    spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model)))
+    spec = specs.load(tmp_path, tiny_spec(tiny_model))
     config = repository.onnx_config(spec.models[0], variant)
     (trt,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert trt.parameters["precision_mode"] == precision
@@ -105,7 +106,7 @@ def test_the_reference_models_fp32_configs_ask_tensorrt_for_fp32(project_spec):
 
 
 def test_onnx_configs_carry_no_queue_policy_unless_the_spec_asks_for_one(tmp_path, tiny_model):
-    spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model)))
+    spec = specs.load(tmp_path, tiny_spec(tiny_model))
     config = repository.onnx_config(spec.models[0], "fp32")
     assert config.HasField("dynamic_batching")
     assert not config.dynamic_batching.HasField("default_queue_policy")
@@ -113,10 +114,8 @@ def test_onnx_configs_carry_no_queue_policy_unless_the_spec_asks_for_one(tmp_pat
 
 def test_response_cache_true_enables_the_cache_in_every_variants_config_and_its_absence_leaves_none(tmp_path,
                                                                                                      tiny_model):
-    text = tiny_spec(tiny_model)
-    plain = load_spec(write_spec(tmp_path, text)).models[0]
-    cached = load_spec(write_spec(tmp_path, text.replace("max_batch_size = 16", "max_batch_size = 16\n"
-                                                         "response_cache = true", 1))).models[0]
+    plain = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
+    cached = specs.load(tmp_path, tiny_spec(tiny_model, response_cache=True)).models[0]
     for variant in cached.onnx.variants:
         with_cache, without = repository.onnx_config(cached, variant), repository.onnx_config(plain, variant)
         assert with_cache.response_cache.enable and not without.HasField("response_cache")
@@ -159,11 +158,9 @@ def test_every_model_of_the_spec_is_exported_and_up_to_date_in_the_repository(pr
 def test_onnx_configs_leave_every_graph_optimization_on_unless_the_spec_lowers_it(tmp_path, tiny_model):
     # Unset optimization.graph.level is ONNX Runtime's "all" in Triton's backend and ours; level 1 drops the layout
     # transforms, which made convolutions 3x slower.
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    default = repository.onnx_config(load_spec(write_spec(tmp_path / "a", tiny_spec(tiny_model))).models[0], "fp32")
-    lowered = repository.onnx_config(load_spec(write_spec(
-        tmp_path / "b", tiny_spec(tiny_model, extra="graph_optimization_level = 1"))).models[0], "fp32")
+    default = repository.onnx_config(specs.load(tmp_path / "a", tiny_spec(tiny_model)).models[0], "fp32")
+    lowered = repository.onnx_config(specs.load(
+        tmp_path / "b", tiny_spec(tiny_model, graph_optimization_level=1)).models[0], "fp32")
 
     assert not default.optimization.HasField("graph")
     assert "graph" not in repository.render(default)

@@ -17,7 +17,7 @@ pytest.importorskip("transformers", reason="the torch extra is not installed: ma
 from export import pipeline, text_parity  # noqa: E402
 from core.errors import IncompatibleModelError  # noqa: E402
 from core.spec import TRITONMODELS, load_spec  # noqa: E402
-from tests.export.conftest import write_spec  # noqa: E402
+from tests.specs import write_spec  # noqa: E402
 from tests.export.torch_models import (MAX_LENGTH, TEXTS, hf_checkpoint, hf_spec, module_spec,  # noqa: E402
                                        tokenizer_files, torch_module_files)
 
@@ -32,8 +32,8 @@ def checkpoint_export(tmp_path_factory):
     """A user's Hugging Face checkpoint folder and its models.toml entry, exported once."""
     work = tmp_path_factory.mktemp("hf")
     hf_checkpoint(work)
-    spec_path = write_spec(work, hf_spec(work, variants='["fp32", "int8", "fp16"]',
-                                         extra='optional_variants = ["int8"]'))
+    spec_path = write_spec(work, hf_spec(work, variants=["fp32", "int8", "fp16"],
+                                         optional_variants=["int8"]))
     outcome, lines = export(spec_path, work / "repo")
     return work, spec_path, work / "repo", outcome, lines
 
@@ -118,8 +118,8 @@ def module_files(tmp_path_factory):
 
 @pytest.mark.parametrize("kind", ["pt2", "torchscript"])
 def test_a_plain_torch_module_is_exported_and_gated(module_files, tmp_path, kind):
-    spec_path = write_spec(tmp_path, module_spec(module_files[kind], module_files["heldout"]).replace(
-        "max_batch_size = 8", 'max_batch_size = 8\nvariants = ["fp32", "fp16"]'))
+    spec_path = write_spec(tmp_path, module_spec(module_files[kind], module_files["heldout"],
+                                                 variants=["fp32", "fp16"]))
     outcome, lines = export(spec_path, tmp_path / "repo")
     assert outcome.built == ("scorer",), "\n".join(lines)
     card = json.loads((tmp_path / "repo" / "scorer" / "card.json").read_text())

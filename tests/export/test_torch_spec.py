@@ -7,27 +7,26 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from core import repository
-from core import spec as spec_module
 from core.errors import SpecError
+from core import spec as spec_module
+from core.spec import TRITONMODELS, TEXT_ENCODING, TORCH_FORMATS, load_declared_spec, load_spec
 from core.measure import payloads
-from core.spec import TEXT_ENCODING, TRITONMODELS, load_declared_spec, load_spec
-from export.repository import committed_files
-from tests.export.conftest import write_spec
+from tests import specs
 from tests.export.torch_models import hf_spec, module_spec
+from tests.specs import spec_text, write_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL = frozenset({"torch"})  # as if the extra were installed: the spec alone, no torch needed
 
 
 def test_a_text_table_stands_for_a_generated_tokenizer_model_and_a_text_in_ensemble(tmp_path):
-    spec = load_spec(write_spec(tmp_path, hf_spec(tmp_path)), ALL)
+    spec = specs.load(tmp_path, hf_spec(tmp_path), extras=ALL)
     assert [m.name for m in spec.models] == ["review_bert", "review_tokenizer", "review"]
     bert, tokenizer, ensemble = spec.models
     assert (bert.onnx.source_format, bert.onnx.activation, bert.extra) == ("huggingface", "softmax", "torch")
@@ -51,8 +50,8 @@ def test_a_text_table_stands_for_a_generated_tokenizer_model_and_a_text_in_ensem
 
 
 def test_the_generated_models_get_configs_from_the_schema_like_any_other(tmp_path):
-    spec = load_spec(write_spec(tmp_path, hf_spec(tmp_path)), ALL)
-    files = {rel: text for m in spec.models for rel, text in committed_files(m).items()}
+    spec = specs.load(tmp_path, hf_spec(tmp_path), extras=ALL)
+    files = {rel: text for m in spec.models for rel, text in repository.committed_files(m).items()}
     assert sorted(files) == ["review/1/.gitkeep", "review/config.pbtxt", "review/labels.txt",
                              "review_bert/config.pbtxt", "review_bert/labels.txt", "review_bert_fp16/config.pbtxt",
                              "review_bert_fp16/labels.txt", "review_tokenizer/config.pbtxt"]
@@ -68,7 +67,7 @@ def test_the_generated_models_get_configs_from_the_schema_like_any_other(tmp_pat
 
 
 def test_the_tensorrt_accelerator_has_a_profile_for_every_input_batch_by_sequence(tmp_path):
-    bert = load_spec(write_spec(tmp_path, hf_spec(tmp_path)), ALL).models[0]
+    bert = specs.load(tmp_path, hf_spec(tmp_path), extras=ALL).models[0]
     config = repository.parse(repository.render(repository.onnx_config(bert, "fp32")))
     (trt,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert {k: v for k, v in trt.parameters.items() if k.startswith("trt_profile")} == {
@@ -81,21 +80,18 @@ def test_the_tensorrt_accelerator_has_a_profile_for_every_input_batch_by_sequenc
 
 @pytest.mark.parametrize(("source", "declared", "expected"), [
     ("net.pt2", None, "torch_export"), ("net.pt", None, "torchscript"), ("net.ts", None, "torchscript"),
-    ("checkpoint", None, "huggingface"), ("not_yet_trained", '"huggingface"', "huggingface"),
+    ("checkpoint", None, "huggingface"), ("not_yet_trained", "huggingface", "huggingface"),
     ("saved", None, "savedmodel"), ("model.keras", None, "keras"), ("model.onnx", None, "onnx"),
 ])
 def test_the_source_format_comes_from_the_suffix_or_config_json_unless_the_spec_names_it(tmp_path, source, declared,
                                                                                          expected):
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "config.json").write_text("{}")
-    text = module_spec(tmp_path / source, tmp_path / "heldout.npz", activation="none")
-    if declared:
-        text = text.replace('activation = "none"', f"activation = \"none\"\nsource_format = {declared}")
-    if expected not in ("huggingface", "torch_export", "torchscript"):
-        text = text.replace('activation = "none"\n', "")
-    (model,) = load_spec(write_spec(tmp_path, text), ALL).models
+    activation = "none" if expected in TORCH_FORMATS else None  # only torch sources take one
+    entry = module_spec(tmp_path / source, tmp_path / "heldout.npz", activation=activation, source_format=declared)
+    (model,) = specs.load(tmp_path, entry, extras=ALL).models
     assert model.onnx.source_format == expected
-    assert model.extra == ("torch" if expected in ("huggingface", "torch_export", "torchscript") else "")
+    assert model.extra == ("torch" if expected in TORCH_FORMATS else "")
 
 
 @pytest.mark.parametrize(("change", "field", "allowed"), [
@@ -109,35 +105,33 @@ def test_the_source_format_comes_from_the_suffix_or_config_json_unless_the_spec_
     (("max_batch_size = 8", 'max_batch_size = 8\nsource_format = "tflite"'), "source_format", "huggingface"),
 ])
 def test_a_wrong_text_or_torch_field_fails_naming_the_field(tmp_path, change, field, allowed):
-    text = hf_spec(tmp_path)
+    text = spec_text(hf_spec(tmp_path))
     assert change[0] in text, "the test's edit must apply to the spec"
     with pytest.raises(SpecError) as info:
-        load_spec(write_spec(tmp_path, text.replace(change[0], change[1], 1)), ALL)
+        specs.load(tmp_path, text.replace(change[0], change[1], 1), extras=ALL)
     assert "'review_bert'" in str(info.value) and repr(field) in str(info.value) and allowed in str(info.value)
 
 
 def test_only_the_checkpoint_selects_the_tokenizer_and_ensemble_its_text_table_stands_for(tmp_path):
     from export.pipeline import select
 
-    spec = load_spec(write_spec(tmp_path, hf_spec(tmp_path)), ALL)
+    spec = specs.load(tmp_path, hf_spec(tmp_path), extras=ALL)
     assert [m.name for m in select(spec, ("review_bert",))] == ["review_bert", "review_tokenizer", "review"]
     assert [m.name for m in select(spec, ("review",))] == ["review"], "an ensemble alone rebuilds only itself"
 
 
 def test_a_text_table_needs_a_hugging_face_checkpoint_and_activation_needs_a_torch_source(tmp_path):
-    text = hf_spec(tmp_path).replace(str(tmp_path / "checkpoint"), str(tmp_path / "model.onnx"))
     with pytest.raises(SpecError, match=r"'text'.*a Hugging Face checkpoint folder source"):
-        load_spec(write_spec(tmp_path, text), ALL)
-    text = module_spec(tmp_path / "model.keras", tmp_path / "heldout.npz")
+        specs.load(tmp_path, hf_spec(tmp_path, source=tmp_path / "model.onnx"), extras=ALL)
     with pytest.raises(SpecError, match=r"'activation'.*for PyTorch sources"):
-        load_spec(write_spec(tmp_path, text), ALL)
+        specs.load(tmp_path, module_spec(tmp_path / "model.keras", tmp_path / "heldout.npz"), extras=ALL)
 
 
 def test_the_docs_checkpoint_example_is_a_valid_spec_of_three_models(tmp_path):
     page = (ROOT / "docs" / "export.md").read_text()
     section = page[page.index("\n## PyTorch and Hugging Face models\n"):]
     example = section[section.index("```toml") + len("```toml"):section.index("```", section.index("```toml") + 7)]
-    spec = load_spec(write_spec(tmp_path, example), ALL)
+    spec = specs.load(tmp_path, example, extras=ALL)
     assert [n for m in spec.models for n in m.triton_names] == [
         "reviews_classifier", "reviews_classifier_int8", "reviews_classifier_fp16", "reviews_tokenizer", "reviews"]
     assert spec.model("reviews").outputs[0].labels == ("negative", "positive")
@@ -145,7 +139,7 @@ def test_the_docs_checkpoint_example_is_a_valid_spec_of_three_models(tmp_path):
 
 # ---- without the extra ---------------------------------------------------------------------------------------------
 
-def write_onnx_classifier(directory: Path) -> str:
+def write_onnx_classifier(directory: Path) -> dict:
     """A models.toml entry for an ONNX file (softmax of two features) that exports without any extra."""
     import onnx
     from onnx import TensorProto, helper
@@ -156,52 +150,21 @@ def write_onnx_classifier(directory: Path) -> str:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(directory / "plain.onnx"))
     x = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
     np.savez(directory / "plain.npz", x=x, y=x.argmax(axis=1))
-    return textwrap.dedent(f"""
-        [[model]]
-        name = "plain"
-        kind = "onnx"
-        source = "{directory / 'plain.onnx'}"
-        heldout = "{directory / 'plain.npz'}"
-        max_batch_size = 8
-        [[model.input]]
-        name = "x"
-        dtype = "TYPE_FP32"
-        dims = [2]
-        [[model.output]]
-        name = "probabilities"
-        dtype = "TYPE_FP32"
-        dims = [2]
-        """)
+    return specs.model("plain", source=directory / "plain.onnx", heldout=directory / "plain.npz",
+                       outputs=[specs.tensor("probabilities")])
 
 
-def user_ensemble() -> str:
+def user_ensemble() -> dict:
     """An ensemble the user wrote by hand around the generated tokenizer: it needs the extra too."""
-    return textwrap.dedent("""
-        [[model]]
-        name = "review_again"
-        kind = "ensemble"
-        max_batch_size = 8
-        [[model.input]]
-        name = "text"
-        dtype = "TYPE_STRING"
-        dims = [1]
-        [[model.output]]
-        name = "probabilities"
-        dtype = "TYPE_FP32"
-        dims = [2]
-        [[model.step]]
-        model = "review_tokenizer"
-        input_map = { text = "text" }
-        output_map = { input_ids = "input_ids", attention_mask = "attention_mask" }
-        [[model.step]]
-        model = "review_bert_fp16"
-        input_map = { input_ids = "input_ids", attention_mask = "attention_mask" }
-        output_map = { probabilities = "probabilities" }
-        """)
+    masks = {"input_ids": "input_ids", "attention_mask": "attention_mask"}
+    return specs.model("review_again", "ensemble", inputs=[specs.tensor("text", [1], "TYPE_STRING")],
+                       outputs=[specs.tensor("probabilities")],
+                       step=[specs.step("review_tokenizer", {"text": "text"}, masks),
+                             specs.step("review_bert_fp16", masks, {"probabilities": "probabilities"})])
 
 
 def test_without_the_extra_its_models_and_ensembles_using_them_are_skipped_and_the_rest_is_unchanged(tmp_path):
-    path = write_spec(tmp_path, write_onnx_classifier(tmp_path) + hf_spec(tmp_path) + user_ensemble())
+    path = write_spec(tmp_path, write_onnx_classifier(tmp_path), hf_spec(tmp_path), user_ensemble())
     spec = load_spec(path, frozenset())
     assert [m.name for m in spec.models] == ["plain"]
     assert [(m.name, m.extra) for m in spec.skipped] == [("review_bert", "torch"), ("review_tokenizer", "torch"),
@@ -211,7 +174,7 @@ def test_without_the_extra_its_models_and_ensembles_using_them_are_skipped_and_t
 
 
 def test_the_declared_spec_keeps_every_model_whether_or_not_its_extra_is_installed(tmp_path, monkeypatch):
-    path = write_spec(tmp_path, write_onnx_classifier(tmp_path) + hf_spec(tmp_path) + user_ensemble())
+    path = write_spec(tmp_path, write_onnx_classifier(tmp_path), hf_spec(tmp_path), user_ensemble())
     monkeypatch.setattr(spec_module, "installed_extras", frozenset)  # a machine without the torch extra
     assert [m.name for m in load_spec(path).models] == ["plain"]
     declared = load_declared_spec(path)
@@ -220,16 +183,17 @@ def test_the_declared_spec_keeps_every_model_whether_or_not_its_extra_is_install
 
 
 def test_a_broken_spec_entry_is_an_error_even_when_its_extra_is_missing(tmp_path):
-    text = hf_spec(tmp_path).replace('dtype = "TYPE_INT64"', 'dtype = "TYPE_FP32"', 1)
+    entry = hf_spec(tmp_path)
+    entry["input"][0]["dtype"] = "TYPE_FP32"
     with pytest.raises(SpecError, match="'review_bert'"):
-        load_spec(write_spec(tmp_path, text), frozenset())
+        specs.load(tmp_path, entry, extras=frozenset())
 
 
 HIDE_TORCH = "import sys; sys.modules['torch'] = None  # find_spec('torch') is None: the extra looks missing\n"
 
 
 def test_without_the_extra_the_export_says_in_one_line_how_to_install_it_and_exports_the_rest(tmp_path):
-    path = write_spec(tmp_path, write_onnx_classifier(tmp_path) + hf_spec(tmp_path))
+    path = write_spec(tmp_path, write_onnx_classifier(tmp_path), hf_spec(tmp_path))
     repo = tmp_path / "repo"
     (repo / "review" / "1").mkdir(parents=True)  # an export made where the extra was installed
     (repo / "review" / "card.json").write_text("{}")

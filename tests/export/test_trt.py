@@ -11,9 +11,9 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from core import repository
-from core.spec import load_spec
 from export.trt import profiles
-from tests.export.conftest import tiny_spec, write_spec
+from tests import specs
+from tests.export.conftest import tiny_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,13 +26,13 @@ def test_without_tensorrt_make_trt_exits_nonzero_saying_why_and_where_it_works()
 
 
 def test_the_plan_profile_spans_batch_1_to_max_with_the_largest_preferred_batch_as_optimum(tmp_path, tiny_model):
-    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    model = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
     (p,) = profiles(model)
     assert (p.input, p.min, p.opt, p.max) == ("pixels", (1, 6, 6, 1), (16, 6, 6, 1), (16, 6, 6, 1))
 
 
 def test_the_plan_config_is_a_gpu_tensorrt_model_with_the_same_contract(tmp_path, tiny_model):
-    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    model = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
     config = repository.parse(repository.render(repository.trt_config(model, "int8")))
     assert (config.name, config.platform, config.default_model_filename) == ("tiny_int8_trt", "tensorrt_plan",
                                                                               "model.plan")
@@ -46,7 +46,7 @@ def test_no_plan_is_built_for_a_variant_whose_state_records_ops_tensorrt_cannot_
 
     from export.trt import build_all
 
-    spec = load_spec(write_spec(tmp_path, tiny_spec(tiny_model, variants='["fp32"]')))
+    spec = specs.load(tmp_path, tiny_spec(tiny_model, variants=["fp32"]))
     (tmp_path / "repo" / "tiny").mkdir(parents=True)
     (tmp_path / "repo" / "tiny" / "state.json").write_text(json.dumps({"without_tensorrt": {"tiny": ["Hardmax"]}}))
     lines = []

@@ -8,9 +8,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from core.errors import ParityError
 from core.heldout import Dataset
-from core.spec import load_spec
 from export.verify import check, gate, latency_us, run_onnx
-from tests.export.conftest import tiny_spec, write_spec
+from tests import specs
+from tests.export.conftest import tiny_spec
 
 
 def linear_softmax(weights: np.ndarray) -> bytes:
@@ -28,7 +28,7 @@ def linear_softmax(weights: np.ndarray) -> bytes:
 
 @pytest.fixture()
 def setup(tmp_path, tiny_model):
-    model = load_spec(write_spec(tmp_path, tiny_spec(tiny_model))).models[0]
+    model = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
     rng = np.random.default_rng(1)
     weights = rng.normal(0, 0.05, (36, 3))
     x = rng.uniform(0, 255, (50, 6, 6, 1)).astype(np.float32)
@@ -92,30 +92,13 @@ def dense(weights: np.ndarray, activation: str, scale: float = 1.0) -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
-def dense_model(tmp_path, k: int, output_extra: str = "", gate_table: str = ""):
-    text = f"""
-[[model]]
-name = "dense"
-kind = "onnx"
-source = "{tmp_path}/dense.onnx"
-heldout = "{tmp_path}/heldout.npz"
-variants = ["fp32", "int8", "fp16"]
-calibration = "{tmp_path}/heldout.npz"
-max_batch_size = 16
-
-[[model.input]]
-name = "features"
-dtype = "TYPE_FP32"
-dims = [4]
-
-[[model.output]]
-name = "out"
-dtype = "TYPE_FP32"
-dims = [{k}]
-{output_extra}
-{gate_table}
-"""
-    return load_spec(write_spec(tmp_path, text)).models[0]
+def dense_model(tmp_path, k: int, gate: dict | None = None, **output_fields):
+    """The spec entry of `dense` below: features [4] -> out [k]."""
+    entry = specs.model("dense", source=tmp_path / "dense.onnx", heldout=tmp_path / "heldout.npz",
+                        variants=["fp32", "int8", "fp16"], calibration=tmp_path / "heldout.npz", max_batch_size=16,
+                        inputs=[specs.tensor("features", [4])], outputs=[specs.tensor("out", [k], **output_fields)],
+                        gate=gate)
+    return specs.load(tmp_path, entry).models[0]
 
 
 @pytest.fixture()
@@ -147,7 +130,7 @@ def test_a_regression_output_is_judged_relative_to_its_range_not_by_an_absolute_
 
 def test_a_sigmoid_output_with_multi_hot_targets_is_judged_label_by_label(tmp_path, features):
     x, w = features
-    model = dense_model(tmp_path, 3, 'labels = ["a", "b", "c"]')
+    model = dense_model(tmp_path, 3, labels=["a", "b", "c"])
     source = dense(w, "Sigmoid")
     y = (x @ w > 0).astype(np.int64)
     flipped = w.copy()
@@ -164,7 +147,7 @@ def test_a_sigmoid_output_with_multi_hot_targets_is_judged_label_by_label(tmp_pa
 
 def test_without_targets_labelled_scores_that_do_not_sum_to_one_are_multilabel(tmp_path, features):
     x, w = features
-    model = dense_model(tmp_path, 3, 'labels = ["a", "b", "c"]')
+    model = dense_model(tmp_path, 3, labels=["a", "b", "c"])
     (report,), failures = judge(model, {"source": dense(w, "Sigmoid"), "fp32": dense(w, "Sigmoid")}, x)
     assert report.outputs[0].task == "multilabel" and not report.outputs[0].targets and not failures
     (report,), _ = judge(model, {"source": dense(w, "Softmax"), "fp32": dense(w, "Softmax")}, x)
@@ -173,10 +156,10 @@ def test_without_targets_labelled_scores_that_do_not_sum_to_one_are_multilabel(t
 
 def test_an_output_the_gate_cannot_judge_fails_with_the_reason(tmp_path, features):
     x, w = features
-    single = dense_model(tmp_path, 1, 'task = "classification"')
+    single = dense_model(tmp_path, 1, task="classification")
     _, failures = judge(single, {"source": dense(w[:, :1], "Sigmoid"), "fp32": dense(w[:, :1], "Sigmoid")}, x)
     assert [f.check for f in failures] == ["cannot be judged"] and "single column" in str(failures[0])
-    labelled = dense_model(tmp_path, 3, 'labels = ["a", "b", "c"]')
+    labelled = dense_model(tmp_path, 3, labels=["a", "b", "c"])
     _, failures = judge(labelled, {"source": dense(w, "Softmax"), "fp32": dense(w, "Softmax")}, x,
                         np.full(64, 7, np.int64))
     assert "class ids run from 7 to 7; the output has 3 classes" in str(failures[0])
@@ -198,8 +181,8 @@ def test_a_per_output_gate_table_overrides_the_models_tolerance_for_that_output(
     source, off = dense(w[:, :1], "Identity", 10.0), dense(w[:, :1] * 1.03, "Identity", 10.0)
     _, failures = judge(dense_model(tmp_path, 1), {"source": source, "fp16": off}, x)
     assert failures, "3 % off fails the default fp16 tolerances"
-    loose = dense_model(tmp_path, 1, gate_table="[model.gate.out]\nfp16_max_range_error = 0.1\n"
-                                                "fp16_max_mean_relative_error = 0.1")
+    loose = dense_model(tmp_path, 1, gate={"out": {"fp16_max_range_error": 0.1,
+                                                   "fp16_max_mean_relative_error": 0.1}})
     _, failures = judge(loose, {"source": source, "fp16": off}, x)
     assert failures == []
 

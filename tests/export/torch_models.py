@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from export.train import sentiment_bert
+from tests import specs
 
 LABELS = ("negative", "positive")
 MAX_LENGTH = 16
@@ -59,41 +59,14 @@ def hf_checkpoint(directory: Path, seed: int = 0, labels: tuple[str, ...] = LABE
     return checkpoint
 
 
-def hf_spec(directory: Path, *, labels: tuple[str, ...] = LABELS, extra: str = "",
-            variants: str = '["fp32", "fp16"]') -> str:
+def hf_spec(directory: Path, *, labels: tuple[str, ...] = LABELS, **fields) -> dict:
     """The models.toml entry a user writes for their checkpoint: the ONNX model and a [model.text] table."""
-    return textwrap.dedent(f"""
-        [[model]]
-        name = "review_bert"
-        kind = "onnx"
-        source = "{directory / 'checkpoint'}"
-        heldout = "{directory / 'heldout.npz'}"
-        calibration = "{directory / 'calibration.npz'}"
-        variants = {variants}
-        max_batch_size = 8
-        preferred_batch_size = [4, 8]
-        {extra}
-
-        [[model.input]]
-        name = "input_ids"
-        dtype = "TYPE_INT64"
-        dims = [{MAX_LENGTH}]
-
-        [[model.input]]
-        name = "attention_mask"
-        dtype = "TYPE_INT64"
-        dims = [{MAX_LENGTH}]
-
-        [[model.output]]
-        name = "probabilities"
-        dtype = "TYPE_FP32"
-        dims = [{len(labels)}]
-        labels = {list(labels)!r}
-
-        [model.text]
-        name = "review"
-        samples = "{directory / 'samples.txt'}"
-        """).replace("'", '"')
+    entry = {"source": directory / "checkpoint", "heldout": directory / "heldout.npz",
+             "calibration": directory / "calibration.npz", "variants": ["fp32", "fp16"], "preferred_batch_size": [4, 8],
+             "text": {"name": "review", "samples": directory / "samples.txt"}, **fields}
+    return specs.model("review_bert", inputs=[specs.tensor(n, [MAX_LENGTH], "TYPE_INT64")
+                                              for n in ("input_ids", "attention_mask")],
+                       outputs=[specs.tensor("probabilities", [len(labels)], labels=labels)], **entry)
 
 
 def torch_module_files(directory: Path) -> dict[str, Path]:
@@ -131,29 +104,7 @@ def torch_module_files(directory: Path) -> dict[str, Path]:
             "heldout": directory / "heldout.npz"}
 
 
-def module_spec(source: Path, heldout: Path, activation: str = "softmax") -> str:
-    return textwrap.dedent(f"""
-        [[model]]
-        name = "scorer"
-        kind = "onnx"
-        source = "{source}"
-        heldout = "{heldout}"
-        activation = "{activation}"
-        max_batch_size = 8
-
-        [[model.input]]
-        name = "features"
-        dtype = "TYPE_FP32"
-        dims = [5]
-
-        [[model.input]]
-        name = "bias"
-        dtype = "TYPE_FP32"
-        dims = [3]
-
-        [[model.output]]
-        name = "scores"
-        dtype = "TYPE_FP32"
-        dims = [3]
-        labels = ["low", "mid", "high"]
-        """)
+def module_spec(source: Path, heldout: Path, activation: str | None = "softmax", **fields) -> dict:
+    return specs.model("scorer", source=source, heldout=heldout, activation=activation,
+                       inputs=[specs.tensor("features", [5]), specs.tensor("bias", [3])],
+                       outputs=[specs.tensor("scores", [3], labels=["low", "mid", "high"])], **fields)

@@ -13,12 +13,15 @@ import pytest
 from core.measure import payloads
 from core.spec import load_spec
 from export.card import reference_predictions as card_reference
+from core.repository import served_names
 from gateway import bodies, inputs, keys, problems
-from gateway.catalogue import endpoints
+from gateway import cli as gateway_cli
+from gateway.catalogue import Endpoint, endpoints
 from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, Shedding
 from gateway.quality import DriftMonitor, psi, reference_predictions
 from gateway.ratelimit import RateLimiter
 from gateway.shedding import ModelGate
+from tests import exported, specs
 from tests.conftest import REPOSITORY
 
 SPEC = load_spec(payloads.DEFAULT_SPEC)
@@ -89,14 +92,27 @@ def test_wrong_inputs_name_the_field(model, document, field, phrase):
 
 # ---- catalogue -----------------------------------------------------------------------------------------------------
 
-def test_every_exported_model_of_the_spec_has_an_endpoint_and_schemas():
-    exported = {n for m in SPEC.models for n in m.triton_names if (REPOSITORY / n / "config.pbtxt").is_file()}
-    assert set(BY_NAME) == exported and {"digits", "digits_image", "sentiment"} <= exported
+def test_every_model_the_repository_serves_has_an_endpoint_and_schemas():
+    served = [n for m in SPEC.models for n in served_names(m, REPOSITORY)]
+    exported.require(*(REPOSITORY / n / "config.pbtxt" for n in served))
+    assert list(BY_NAME) == served and {"digits", "digits_image", "sentiment"} <= set(served)
     for endpoint in BY_NAME.values():
         json.dumps(endpoint.request_schema()), json.dumps(endpoint.response_schema())
-        assert endpoint.max_items == endpoint.spec.max_batch_size
     assert BY_NAME["sentiment"].flat and BY_NAME["digits_image"].takes_files
     assert not BY_NAME["digits_image_decode"].flat and not BY_NAME["digits"].takes_files
+
+
+def test_a_request_takes_up_to_max_batch_size_items_and_one_more_is_refused_naming_the_limit(tmp_path):
+    (model,) = specs.load(tmp_path, specs.model("pairs", max_batch_size=3)).models
+    endpoint = Endpoint("pairs", model)
+
+    assert inputs.from_json(endpoint, {"inputs": [[0.5, 1.5]] * 3}).arrays["x"].shape == (3, 2)
+    with pytest.raises(problems.InvalidInput) as refused:
+        inputs.from_json(endpoint, {"inputs": [[0.5, 1.5]] * 4})
+    assert refused.value.field == "/inputs" and "4 items in one request; it takes at most 3" in refused.value.detail
+    assert "at most 3 items" in refused.value.fix
+    schema = endpoint.request_schema()["properties"]["inputs"]["oneOf"][0]
+    assert schema["maxItems"] == 3 and endpoint.describe()["max_items"] == 3
 
 
 def test_an_ensemble_takes_the_reference_of_the_step_that_produces_its_output():
@@ -187,7 +203,11 @@ def test_options_refuse_half_a_tls_pair_and_wildcard_cors(tmp_path):
         GatewayOptions(tls_cert=tmp_path / "cert.pem")
     with pytest.raises(OptionsError, match="no path, no"):
         GatewayOptions(cors_origins=("https://a.example/path",))
-    assert GatewayOptions().url == "http://127.0.0.1:8080" and not GatewayOptions().cors_origins
+
+
+def test_gateway_run_without_flags_serves_loopback_on_8080_to_no_other_origin():
+    run = gateway_cli.options_from(gateway_cli.parser().parse_args(["run"]))
+    assert run.url == "http://127.0.0.1:8080" and not run.cors_origins
 
 
 def test_every_problem_type_has_a_slug_status_and_description():

@@ -13,7 +13,8 @@ from core.measure import payloads
 from core.process import free_ports
 from core.spec import load_spec
 from tests.conftest import REFERENCE_MIX
-from tests.loadtest.user_spec import SPEC, write_user_spec
+from tests import specs
+from tests.loadtest.user_spec import churn, user_models, write_user_spec
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtest" / "locustfile.py"
 REFERENCE = load_spec(payloads.DEFAULT_SPEC)
@@ -90,8 +91,9 @@ def test_a_user_spec_given_with_spec_sends_the_rows_of_its_own_heldout_file_and_
     # Its rows are NaN, so the served model answers NaN: every request failing the finite-output check proves the
     # requests carried this file's rows, and that the check looks at what Triton returned.
     np.savez(tmp_path / "mine.npz", x=np.full((5, 8, 8, 1), np.nan), y=np.zeros(5, dtype=np.int64))
-    spec = tmp_path / "models.toml"
-    spec.write_text(USER_DIGITS.format(heldout=tmp_path / "mine.npz"))
+    spec = specs.write_spec(tmp_path, specs.model(
+        "digits", source="digits.keras", heldout=tmp_path / "mine.npz", max_batch_size=32,
+        inputs=[specs.tensor("image", [8, 8, 1])], outputs=[specs.tensor("probabilities", [10])]))
 
     result = run_locust(triton, tmp_path, "TritonHttpUser", "--spec", str(spec), "--tags", "digits", seconds=2)
 
@@ -103,24 +105,6 @@ def test_a_user_spec_given_with_spec_sends_the_rows_of_its_own_heldout_file_and_
     assert "scenario from " + str(spec) in result.stdout + result.stderr, tail(result)
 
 
-USER_DIGITS = """
-[[model]]
-name = "digits"
-kind = "onnx"
-source = "digits.keras"
-heldout = "{heldout}"
-max_batch_size = 32
-
-[[model.input]]
-name = "image"
-dtype = "TYPE_FP32"
-dims = [8, 8, 1]
-
-[[model.output]]
-name = "probabilities"
-dtype = "TYPE_FP32"
-dims = [10]
-"""
 
 
 def test_a_missing_heldout_file_stops_the_run_with_the_field_and_make_export(tmp_path):
@@ -135,7 +119,7 @@ def test_a_missing_heldout_file_stops_the_run_with_the_field_and_make_export(tmp
 
 
 def test_a_wrong_spec_stops_locust_at_import_with_the_field_not_a_traceback(tmp_path):
-    spec = write_user_spec(tmp_path / "spec", SPEC.replace("loadtest_weight = 4", "loadtest_weight = -4"))
+    spec = write_user_spec(tmp_path / "spec", churn(loadtest_weight=-4), *user_models()[1:])
 
     result = run_locust(nowhere(), tmp_path, "--spec", str(spec))
 

@@ -8,70 +8,28 @@ from pathlib import Path
 
 import numpy as np
 
-SPEC = """
-[[model]]
-name = "churn"
-kind = "onnx"
-source = "churn.onnx"
-heldout = "heldout.npz"
-variants = ["fp32", "fp16"]
-max_batch_size = 8
-loadtest_weight = 4
+from tests import specs
 
-[[model.input]]
-name = "features"
-dtype = "TYPE_FP32"
-dims = [3]
 
-[[model.input]]
-name = "plan_ids"
-dtype = "TYPE_INT64"
-dims = [2]
+def churn(**fields) -> dict:
+    """A two-input, two-output onnx model with an fp16 variant."""
+    return specs.model("churn", **{"source": "churn.onnx", "heldout": "heldout.npz", "variants": ["fp32", "fp16"],
+                                   "loadtest_weight": 4, **fields},
+                       inputs=[specs.tensor("features", [3]), specs.tensor("plan_ids", [2], "TYPE_INT64")],
+                       outputs=[specs.tensor("churn_probability", [2], labels=["stays", "leaves"]),
+                                specs.tensor("spend", [1])])
 
-[[model.output]]
-name = "churn_probability"
-dtype = "TYPE_FP32"
-dims = [2]
-labels = ["stays", "leaves"]
 
-[[model.output]]
-name = "spend"
-dtype = "TYPE_FP32"
-dims = [1]
+def text_model(name: str, **fields) -> dict:
+    """A python model from text to length; `samples` gives it load-test payloads."""
+    return specs.model(name, "python", code="model.py", **fields, inputs=[specs.tensor("text", [1], "TYPE_STRING")],
+                       outputs=[specs.tensor("length", [1], "TYPE_INT32")])
 
-[[model]]
-name = "notes"
-kind = "python"
-code = "model.py"
-max_batch_size = 8
-samples = "notes.txt"
 
-[[model.input]]
-name = "text"
-dtype = "TYPE_STRING"
-dims = [1]
+def user_models() -> tuple[dict, ...]:
+    """churn; notes, with text samples; bare, with no payloads at all."""
+    return churn(), text_model("notes", samples="notes.txt"), text_model("bare")
 
-[[model.output]]
-name = "length"
-dtype = "TYPE_INT32"
-dims = [1]
-
-[[model]]
-name = "bare"
-kind = "python"
-code = "model.py"
-max_batch_size = 8
-
-[[model.input]]
-name = "text"
-dtype = "TYPE_STRING"
-dims = [1]
-
-[[model.output]]
-name = "length"
-dtype = "TYPE_INT32"
-dims = [1]
-"""
 
 ROWS = 12
 
@@ -85,15 +43,14 @@ def heldout_arrays(rows: int = ROWS) -> dict[str, np.ndarray]:
     }
 
 
-def write_user_spec(folder: Path, text: str = SPEC,
+def write_user_spec(folder: Path, *entries: dict | str,
                     notes: tuple[str, ...] = ("great service", "", "too pricey")) -> Path:
+    """models.toml (the user models unless `entries` are given) beside the files it names."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.py").write_text("class TritonPythonModel:\n    pass\n")
     np.savez(folder / "heldout.npz", **heldout_arrays())
     (folder / "notes.txt").write_text("".join(f"{n}\n" for n in notes), encoding="utf-8")
-    path = folder / "models.toml"
-    path.write_text(text)
-    return path
+    return specs.write_spec(folder, *(entries or user_models()))
 
 
 def write_churn_onnx(path: Path) -> Path:

@@ -4,14 +4,17 @@ repository's own spec keeps the reference scenarios. No Locust import here: it w
 
 import io
 import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from core.measure import payloads, v2
 from core.spec import load_spec
+from core.measure import payloads, v2
+from tests import exported
 from tests.conftest import REFERENCE_MIX
-from tests.loadtest.user_spec import SPEC, heldout_arrays, write_user_spec
+from tests.loadtest.user_spec import churn, heldout_arrays, text_model, write_user_spec
 
 REPO_SPEC = payloads.DEFAULT_SPEC
 
@@ -23,11 +26,6 @@ def user_catalogue(tmp_path):
 
 def by_name(catalogue, name):
     return next(t for t in catalogue if t.name == name)
-
-
-def exported(*paths):
-    missing = [p for p in paths if not p.exists()]
-    return pytest.mark.skipif(bool(missing), reason=f"needs `make export` ({', '.join(map(str, missing))})")
 
 
 # ---- a user's spec -----------------------------------------------------------------------------------------------
@@ -73,14 +71,16 @@ def test_a_samples_folder_gives_each_files_bytes_as_one_request(tmp_path):
     folder.mkdir()
     for name, data in (("b.bin", b"\x00\xff second"), ("a.bin", b"first"), (".hidden", b"not a sample")):
         (folder / name).write_bytes(data)
-    spec = load_spec(write_user_spec(tmp_path, SPEC_WITH_FOLDER))
+    spec = load_spec(write_user_spec(tmp_path, *with_samples("uploads")))  # relative to models.toml
 
     samples = payloads.samples(by_name(payloads.targets(spec), "notes"))
 
     assert [s.inputs[0].array[0, 0] for s in samples] == [b"first", b"\x00\xff second"]
 
 
-SPEC_WITH_FOLDER = SPEC.replace('samples = "notes.txt"', 'samples = "uploads"')
+def with_samples(samples: str | Path) -> tuple[dict, ...]:
+    """The user models with `notes` load-testing on `samples` (a folder of files)."""
+    return churn(), text_model("notes", samples=samples), text_model("bare")
 
 
 def test_a_models_share_is_its_weight_in_the_mix_and_at_least_one_when_picked_by_tag(user_catalogue):
@@ -112,9 +112,8 @@ def test_tags_select_variants_and_exclude_tags_drop_models_from_the_mix(user_cat
 
 
 def test_a_mix_with_no_weight_is_an_error_that_says_how_to_fix_it(tmp_path):
-    text = SPEC.replace("loadtest_weight = 4", "loadtest_weight = 0").replace(
-        'samples = "notes.txt"', 'samples = "notes.txt"\nloadtest_weight = 0')
-    catalogue = payloads.targets(load_spec(write_user_spec(tmp_path, text)))
+    unweighted = churn(loadtest_weight=0), text_model("notes", samples="notes.txt", loadtest_weight=0)
+    catalogue = payloads.targets(load_spec(write_user_spec(tmp_path, *unweighted, text_model("bare"))))
 
     with pytest.raises(payloads.ScenarioError, match="loadtest_weight > 0.*--tags"):
         payloads.select(catalogue, None)
@@ -168,8 +167,7 @@ def test_a_multi_input_binary_request_carries_every_input_and_asks_for_every_out
 def test_json_requests_are_plain_json_but_non_utf8_bytes_stay_binary_since_json_cannot_carry_them(tmp_path):
     (tmp_path / "uploads").mkdir()
     (tmp_path / "uploads" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff")
-    folder_spec = load_spec(write_user_spec(tmp_path / "folder", SPEC_WITH_FOLDER.replace(
-        'samples = "uploads"', f'samples = "{tmp_path / "uploads"}"')))
+    folder_spec = load_spec(write_user_spec(tmp_path / "folder", *with_samples(tmp_path / "uploads")))
     text_spec = load_spec(write_user_spec(tmp_path / "text"))
 
     text = v2.http_request(payloads.samples(by_name(payloads.targets(text_spec), "notes"))[0], "json")
@@ -237,8 +235,8 @@ def test_the_reference_mix_is_digits_5_digits_image_2_sentiment_3_from_the_spec(
 _REPO = load_spec(REPO_SPEC)
 
 
-@exported(_REPO.model("digits").onnx.heldout)
 def test_digits_payloads_are_its_heldout_rows_in_the_serving_scale():
+    exported.require(_REPO.model("digits").onnx.heldout)
     samples = payloads.samples(by_name(payloads.targets(_REPO), "digits"), 16)
 
     assert len(samples) == 16
@@ -246,8 +244,8 @@ def test_digits_payloads_are_its_heldout_rows_in_the_serving_scale():
     assert max(float(s.inputs[0].array.max()) for s in samples) > 200  # 0..255, not sklearn's 0..16
 
 
-@exported(_REPO.model("digits_image").samples)
 def test_digits_image_payloads_are_the_png_files_the_trainer_wrote_several_sizes_half_dark_ink_on_light_paper():
+    exported.require(_REPO.model("digits_image").samples)
     samples = payloads.samples(by_name(payloads.targets(_REPO), "digits_image"), 8)
     pictures = [Image.open(io.BytesIO(s.inputs[0].array[0, 0])) for s in samples]
 
@@ -257,8 +255,8 @@ def test_digits_image_payloads_are_the_png_files_the_trainer_wrote_several_sizes
     assert corners[0] < 128 and corners[1] > 128
 
 
-@exported(_REPO.model("sentiment").samples)
 def test_sentiment_payloads_are_real_utf8_sentences_of_varied_length():
+    exported.require(_REPO.model("sentiment").samples)
     texts = [s.inputs[0].array[0, 0].decode("utf-8") for s in payloads.samples(by_name(payloads.targets(_REPO),
                                                                                         "sentiment"), 64)]
 
