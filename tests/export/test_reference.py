@@ -3,7 +3,6 @@ spec by the signature's names, never by sorted order."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
