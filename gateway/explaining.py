@@ -1,0 +1,145 @@
+"""POST /v1/models/<name>:explain: why a model answers what it does for one item, computed through Triton by the
+client's model-agnostic methods (modelport.explain: occlusion for images, leave-one-word-out for text, Kernel SHAP
+for other tensors), at most `budget` requests of max_batch_size items, each charged to the caller's rate limit.
+
+A model whose one input is an encoded image (an ensemble that decodes it, then classifies the pixels) is explained on
+the pixels: the decoding step runs once, and the classifying step is explained by occlusion over the decoded image,
+which the answer carries so that the heatmap can be drawn over it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+import modelport
+from export.spec import Spec
+from gateway import inputs
+from gateway.backend import problem_of
+from gateway.catalogue import Endpoint
+from gateway.problems import InvalidInput
+from modelport.explain import DEFAULT_BUDGET, METHODS
+
+MAX_BUDGET = 32  # requests: a 32-item model explained with 1,024 items, about a second of one Triton instance
+OPTIONS = ("method", "output", "budget", "baseline", "patch", "seed")
+IMAGE_FORMATS = ("FORMAT_NHWC", "FORMAT_NCHW")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """An ensemble of two steps whose first turns the request's bytes into an image the second classifies."""
+
+    decoder: str  # the first step's Triton model
+    image: str  # its output, the decoded image
+    classifier: str  # the second step's Triton model
+    pixels: str  # the classifier's input the image goes to
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    arrays: dict[str, np.ndarray]  # one item per input, with the batch axis
+    method: Optional[str]
+    output: Optional[str]
+    budget: int
+    baseline: Any
+    patch: Optional[int]
+    seed: int
+
+
+def decoding_of(endpoint: Endpoint, spec: Spec) -> Optional[Decoding]:
+    """The decoding ensemble's steps if `endpoint` is one (see the module's doc), else None."""
+    steps = endpoint.spec.steps
+    if not endpoint.takes_files or len(steps) != 2:
+        return None
+    by_name = {m.name: m for m in spec.models}
+    first, second = by_name.get(steps[0].model), by_name.get(steps[1].model)
+    if first is None or second is None or len(second.inputs) != 1:
+        return None
+    produced = {ensemble: own for own, ensemble in steps[0].output_map}
+    consumed = {ensemble: own for own, ensemble in steps[1].input_map}
+    for ensemble_name, own in produced.items():
+        tensor = first.tensor(own)
+        if tensor is not None and tensor.format in IMAGE_FORMATS and ensemble_name in consumed:
+            return Decoding(first.name, own, second.name, consumed[ensemble_name])
+    return None
+
+
+def _integer(document: dict, name: str, default: Optional[int], low: int, high: Optional[int]) -> Optional[int]:
+    value = document.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        allowed = f"{low}..{high}" if high is not None else f">= {low}"
+        raise InvalidInput(f"{name} must be an integer in {allowed}, got {value!r}", field=f"/{name}",
+                           fix=f"send e.g. \"{name}\": {default if default is not None else low}, or leave it out")
+    return value
+
+
+def _baseline(endpoint: Endpoint, value: Any) -> Any:
+    """A number (occlusion's fill, or every feature's reference value), or one item shaped as `inputs` takes it (an
+    object by input name for several inputs), checked like inputs are."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    wrapped = {"inputs": {k: [v] for k, v in value.items()} if isinstance(value, dict) else [value]}
+    try:
+        checked = inputs.from_json(endpoint, wrapped)
+    except InvalidInput as problem:
+        field = "/baseline" + (problem.field or "").removeprefix("/inputs")
+        raise InvalidInput(problem.detail.replace("`inputs`", "`baseline`"), field=field,
+                           fix="send a number, or one item shaped as an input item (an object by input name for "
+                               "several inputs)") from None
+    arrays = {name: array[0] for name, array in checked.arrays.items()}
+    return arrays if len(arrays) > 1 else next(iter(arrays.values()))
+
+
+def parse(endpoint: Endpoint, document: Any) -> ExplainRequest:
+    """The body: `inputs` as predict takes them, one item, and the explanation's options."""
+    if not isinstance(document, dict):
+        raise InvalidInput("the body must be a JSON object with `inputs`", field="", fix='send {"inputs": [...]}')
+    unknown = sorted(set(document) - {"inputs", *OPTIONS})
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}; the body has `inputs` and optionally "
+                           f"{', '.join(OPTIONS)}", field=f"/{unknown[0]}", fix=f"remove {unknown[0]!r}")
+    parsed = inputs.from_json(endpoint, {"inputs": document.get("inputs")} if "inputs" in document else {})
+    if parsed.items != 1:
+        raise InvalidInput(f"{endpoint.name}: explain takes one item, got {parsed.items}", field="/inputs",
+                           fix="send one item, and explain each item on its own")
+    method = document.get("method")
+    if method is not None and method not in METHODS:
+        raise InvalidInput(f"method must be one of {', '.join(METHODS)}, got {method!r}", field="/method",
+                           fix="leave it out: the method follows the input's kind")
+    output = document.get("output")
+    names = [t.name for t in endpoint.outputs]
+    if output is not None and output not in names:
+        raise InvalidInput(f"{endpoint.name}: no output {output!r}; its outputs are {', '.join(names)}",
+                           field="/output", fix="leave it out to explain the output with labels")
+    return ExplainRequest(parsed.arrays, method, output,
+                          _integer(document, "budget", DEFAULT_BUDGET, 1, MAX_BUDGET),
+                          _baseline(endpoint, document.get("baseline")),
+                          _integer(document, "patch", None, 1, None), _integer(document, "seed", 0, 0, 2**31 - 1))
+
+
+async def explain(client: modelport.AsyncClient, endpoint: Endpoint, decoding: Optional[Decoding],
+                  request: ExplainRequest) -> dict:
+    """The explanation as JSON (modelport's Explanation.to_dict()), plus `image`, the decoded pixels, when the model
+    takes an encoded image."""
+    options = dict(method=request.method, output=request.output, budget=request.budget, baseline=request.baseline,
+                   patch=request.patch, seed=request.seed)
+    model, item, extra = endpoint.name, request.arrays, {}
+    try:
+        if decoding is not None:
+            model = decoding.decoder
+            decoded = (await client.infer(decoding.decoder, request.arrays, outputs=[decoding.image]))[decoding.image]
+            model, item = decoding.classifier, {decoding.pixels: decoded}
+            options["output"] = None  # the ensemble's output names are its own; the classifier's labelled one
+            extra = {"explained": decoding.classifier, "image": decoded[0].tolist()}
+        found = await client.explain(model, item, **options)
+    except modelport.ModelportError as error:
+        if isinstance(error, modelport.InvalidInput) and error.server_message is None:
+            # the client refused before sending (a method that does not fit the input): the caller's to fix
+            raise InvalidInput(f"{endpoint.name}: {error.message.removeprefix(model + ': ')}",
+                               fix="leave `method` out (it follows the input's kind), or raise `budget`") from None
+        raise problem_of(error, endpoint.name) from None
+    return {**found.to_dict(), "model": endpoint.name, **extra}
