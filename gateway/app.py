@@ -438,6 +438,7 @@ def _add_explain_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint,
     requests of the key's rate limit, since it sends up to that many to Triton."""
     limits = gateway.options.limits
     gate = gateway.gates[endpoint.name]
+    mean = explaining.heldout_mean(endpoint)
 
     async def explain(request: Request):
         principal = gateway.authorize(request, endpoint.name)
@@ -455,7 +456,7 @@ def _add_explain_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint,
                                            fix=f"send \"budget\": {principal.limit.burst} or less")
             gateway.take_token(principal, wanted.budget - 1)
         async with gate.admit():
-            found = await explaining.explain(gateway.backend.client, endpoint, decoding, wanted)
+            found = await explaining.explain(gateway.backend.client, endpoint, decoding, mean, wanted)
         return Response(orjson.dumps(found, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     app.add_api_route(

@@ -2,6 +2,10 @@
 client's model-agnostic methods (modelport.explain: occlusion for images, leave-one-word-out for text, Kernel SHAP
 for other tensors), at most `budget` requests of max_batch_size items, each charged to the caller's rate limit.
 
+Kernel SHAP compares the input with a reference input, the `baseline`: by default the mean of the model's held-out
+data (models.toml's `heldout`) for floating-point inputs that are not images, as SHAP's own explainers take the mean
+of a background set (zeros would be far outside the data for most tabular models); zeros otherwise.
+
 A model whose one input is an encoded image (an ensemble that decodes it, then classifies the pixels) is explained on
 the pixels: the decoding step runs once, and the classifying step is explained by occlusion over the decoded image,
 which the answer carries so that the heatmap can be drawn over it.
@@ -12,10 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from pathlib import Path
+
 import numpy as np
 
 import modelport
-from export.spec import Spec
+from export.spec import Spec, Tensor
 from gateway import inputs
 from gateway.backend import problem_of
 from gateway.catalogue import Endpoint
@@ -25,6 +31,8 @@ from modelport.explain import DEFAULT_BUDGET, METHODS
 MAX_BUDGET = 32  # requests: a 32-item model explained with 1,024 items, about a second of one Triton instance
 OPTIONS = ("method", "output", "budget", "baseline", "patch", "seed")
 IMAGE_FORMATS = ("FORMAT_NHWC", "FORMAT_NCHW")
+IMAGE_CHANNELS = (1, 3, 4)
+FLOAT_DTYPES = ("TYPE_FP16", "TYPE_FP32", "TYPE_FP64", "TYPE_BF16")
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,30 @@ class Decoding:
     image: str  # its output, the decoded image
     classifier: str  # the second step's Triton model
     pixels: str  # the classifier's input the image goes to
+
+
+def is_image(tensor: Tensor) -> bool:
+    """A numeric input laid out as an image: its format says so, or it is H x W x C with a usual channel count."""
+    dims = tensor.dims
+    return tensor.format in IMAGE_FORMATS or (len(dims) == 3 and min(dims) > 0 and dims[-1] in IMAGE_CHANNELS
+                                              and min(dims[:2]) >= 4)
+
+
+def heldout_mean(endpoint: Endpoint) -> Optional[dict[str, np.ndarray]]:
+    """Each input's mean over the held-out data (npz keys by input name, or `x` for a single input), when every input
+    is floating-point and not an image and the data is there; else None (the explainer's zeros)."""
+    source = endpoint.spec.onnx.heldout if endpoint.spec.onnx is not None else None
+    if source is None or not Path(source).is_file() or not all(
+            t.dtype in FLOAT_DTYPES and -1 not in t.dims and not is_image(t) for t in endpoint.inputs):
+        return None
+    means = {}
+    with np.load(source, allow_pickle=False) as heldout:
+        for tensor in endpoint.inputs:
+            key = tensor.name if tensor.name in heldout.files else "x" if len(endpoint.inputs) == 1 else None
+            if key not in heldout.files or heldout[key].shape[1:] != tensor.dims or not len(heldout[key]):
+                return None
+            means[tensor.name] = heldout[key].astype(np.float64).mean(axis=0).astype(tensor.numpy_dtype)
+    return means if all(np.isfinite(m).all() for m in means.values()) else None
 
 
 @dataclass(frozen=True)
@@ -122,10 +154,13 @@ def parse(endpoint: Endpoint, document: Any) -> ExplainRequest:
 
 
 async def explain(client: modelport.AsyncClient, endpoint: Endpoint, decoding: Optional[Decoding],
-                  request: ExplainRequest) -> dict:
-    """The explanation as JSON (modelport's Explanation.to_dict()), plus `image`, the decoded pixels, when the model
-    takes an encoded image."""
-    options = dict(method=request.method, output=request.output, budget=request.budget, baseline=request.baseline,
+                  mean: Optional[dict[str, np.ndarray]], request: ExplainRequest) -> dict:
+    """The explanation as JSON (modelport's Explanation.to_dict()), plus `reference` (what the baseline input was)
+    and, when the model takes an encoded image, `image`, the decoded pixels."""
+    baseline, reference = request.baseline, "given" if request.baseline is not None else "zeros"
+    if baseline is None and mean is not None and request.method in (None, "kernel-shap"):
+        baseline, reference = (mean if len(mean) > 1 else next(iter(mean.values()))), "held-out mean"
+    options = dict(method=request.method, output=request.output, budget=request.budget, baseline=baseline,
                    patch=request.patch, seed=request.seed)
     model, item, extra = endpoint.name, request.arrays, {}
     try:
@@ -142,4 +177,6 @@ async def explain(client: modelport.AsyncClient, endpoint: Endpoint, decoding: O
             raise InvalidInput(f"{endpoint.name}: {error.message.removeprefix(model + ': ')}",
                                fix="leave `method` out (it follows the input's kind), or raise `budget`") from None
         raise problem_of(error, endpoint.name) from None
-    return {**found.to_dict(), "model": endpoint.name, **extra}
+    if found.method == "leave-one-out":
+        reference = "given" if request.baseline is not None else None
+    return {**found.to_dict(), "model": endpoint.name, "reference": reference, **extra}

@@ -21,22 +21,19 @@ import numpy as np
 
 from export.spec import Spec, Tensor
 from gateway.catalogue import Endpoint
-from gateway.explaining import IMAGE_FORMATS, decoding_of
+from gateway.explaining import decoding_of, is_image
 from gateway.metrics import LATENCY_BUCKETS, GatewayMetrics
 from gateway.shedding import ModelGate
 
 MAX_FIELDS = 32  # inputs with more values than this take a JSON list instead of one field per value
-IMAGE_CHANNELS = (1, 3, 4)
 
 
 def widget(tensor: Tensor, decodes_image: bool) -> str:
     if tensor.dtype == "TYPE_STRING":
         return "image-file" if decodes_image else "text"
-    dims = tensor.dims
-    if tensor.format in IMAGE_FORMATS or (len(dims) == 3 and min(dims) > 0 and dims[-1] in IMAGE_CHANNELS
-                                          and min(dims[:2]) >= 4):
+    if is_image(tensor):
         return "pixels"
-    if -1 not in dims and math.prod(dims) <= MAX_FIELDS:
+    if -1 not in tensor.dims and math.prod(tensor.dims) <= MAX_FIELDS:
         return "numbers"
     return "json"
 

@@ -65,7 +65,8 @@ async function loadModels() {
   const chosen = select.value || location.hash.slice(1);
   select.replaceChildren(...Object.keys(models).map((name) => element("option", "", name)));
   if (models[chosen]) select.value = chosen;
-  status.textContent = answer.body.models.length + " models: " + Object.keys(models).join(", ");
+  const count = answer.body.models.length;
+  status.textContent = count + (count === 1 ? " model: " : " models: ") + Object.keys(models).join(", ");
   showForm(models[select.value]);
   pollStatus();
 }
@@ -404,7 +405,7 @@ function showExplanation() {
                  "leave-one-out": "how much leaving each word out lowers the score of ",
                  "kernel-shap": "Shapley values (Kernel SHAP): each feature's share of the score of " }[found.method];
   const total = found.baseline ? " · they sum to " + fmt(found.prediction[index] - found.baseline[index]) +
-    " = prediction − baseline" : "";
+    " = prediction − baseline" + (found.reference ? " (" + found.reference + ")" : "") : "";
   out.append(element("p", "meta", found.method + ": " + what + found.labels[index] + total + " · " + found.requests
                                   + " requests, " + found.items + " items" +
                                   (found.explained ? " · on the pixels " + found.explained + " gets" : "")));
@@ -481,6 +482,7 @@ function featureBars(features, values) {
 // ---- the live status view ---------------------------------------------------------------------------------------
 const HISTORY = 60;  // snapshots kept: two minutes at one every two seconds
 const REFRESH_MS = 2000;
+const MIN_SPAN = 15;
 let snapshots = [];
 let polling = null;
 
@@ -545,18 +547,17 @@ function chart(title, lines, unit, digits) {
   const box = element("div", "chart");
   const last = lines[0].values.length ? lines[0].values[lines[0].values.length - 1] : null;
   const head = element("div", "", title + " ");
-  head.append(element("span", "now", fmt(last, digits) + (last === null ? "" : unit)));
-  if (lines.length > 1) {
-    const other = lines[1].values[lines[1].values.length - 1];
-    head.append(" / ", element("span", "now", fmt(other, digits) + (other === null ? "" : unit)));
-  }
+  const others = lines.slice(1).map((l) => "/" + fmt(l.values[l.values.length - 1], digits));
+  head.append(element("span", "now", fmt(last, digits) + others.join("") + (last === null ? "" : unit)));
   const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("viewBox", "0 0 " + HISTORY + " 40");
+  // the time axis: the last HISTORY refreshes, or fewer while the page is young, newest on the right
+  const span = Math.max(MIN_SPAN, ...lines.map((l) => l.values.length));
+  svg.setAttribute("viewBox", "0 0 " + (span - 1) + " 40");
   svg.setAttribute("preserveAspectRatio", "none");
   const top = Math.max(...lines.flatMap((l) => l.values.filter((v) => v !== null)), 1e-9);
   for (const { values, className } of lines) {
     const line = document.createElementNS(SVG, "polyline");
-    const offset = HISTORY - values.length;
+    const offset = span - values.length;
     line.setAttribute("points", values.map((v, i) => (v === null ? null : (offset + i) + "," +
                                                       (38 - 36 * v / top).toFixed(2))).filter(Boolean).join(" "));
     if (className) line.setAttribute("class", className);
@@ -579,7 +580,7 @@ function drawStatus() {
     card.append(element("h3", "", name + " · " + s.total + " requests"));
     const charts = element("div", "charts");
     charts.append(chart("req/s", [{ values: s.rps }], "", 1),
-                  chart("p50 / p99", [{ values: s.p50 }, { values: s.p99, className: "p99" }], " ms", 1),
+                  chart("p50/p99", [{ values: s.p50 }, { values: s.p99, className: "p99" }], " ms", 1),
                   chart("errors/s", [{ values: s.errors, className: "errors" }], "", 2),
                   chart("drift (PSI)", [{ values: s.drift }], "", 3));
     card.append(charts);

@@ -85,7 +85,7 @@ def open_page(driver, gateway, model: str):
     key = driver.find_element(By.ID, "api-key")
     key.clear()  # the page keeps the last key in localStorage
     key.send_keys(gateway.key + Keys.TAB)
-    wait.until(lambda d: "models:" in d.find_element(By.ID, "status").text)
+    wait.until(lambda d: " model" in d.find_element(By.ID, "status").text)
     Select(driver.find_element(By.ID, "model")).select_by_visible_text(model)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#form fieldset"))
     return wait
