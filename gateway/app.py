@@ -336,7 +336,7 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
         document = app.openapi()
         paths = {path: item for path, item in document["paths"].items()
                  if not path.endswith((":predict", ":explain"))
-                 or path.removesuffix(":explain") + ":predict" in allowed}
+                 or path.rsplit(":", 1)[0] + ":predict" in allowed}
         return JSONResponse({**document, "paths": paths})
 
     @app.get("/problems/{slug}", include_in_schema=False)
