@@ -29,6 +29,8 @@ from gateway.problems import InvalidInput
 from modelport.explain import DEFAULT_BUDGET, METHODS
 
 MAX_BUDGET = 32  # requests: a 32-item model explained with 1,024 items, about a second of one Triton instance
+# Kernel SHAP's least squares runs on the event loop: (coalitions x features), at most 1,024 x 512, is ~50 ms of CPU
+MAX_SHAP_FEATURES = 512
 OPTIONS = ("method", "output", "budget", "baseline", "patch", "seed")
 IMAGE_FORMATS = ("FORMAT_NHWC", "FORMAT_NCHW")
 IMAGE_CHANNELS = (1, 3, 4)
@@ -147,6 +149,13 @@ def parse(endpoint: Endpoint, document: Any) -> ExplainRequest:
     if output is not None and output not in names:
         raise InvalidInput(f"{endpoint.name}: no output {output!r}; its outputs are {', '.join(names)}",
                            field="/output", fix="leave it out to explain the output with labels")
+    strings = any(t.dtype == "TYPE_STRING" for t in endpoint.inputs)
+    image = len(endpoint.inputs) == 1 and is_image(endpoint.inputs[0])
+    features = sum(a[0].size for a in parsed.arrays.values())
+    if (method == "kernel-shap" or (method is None and not strings and not image)) and features > MAX_SHAP_FEATURES:
+        raise InvalidInput(f"{endpoint.name}: Kernel SHAP over {features} values is more than the gateway computes "
+                           f"({MAX_SHAP_FEATURES})", field="/method" if method else "/inputs",
+                           fix="explain it with the client (modelport.Client.explain), which runs where you are")
     return ExplainRequest(parsed.arrays, method, output,
                           _integer(document, "budget", DEFAULT_BUDGET, 1, MAX_BUDGET),
                           _baseline(endpoint, document.get("baseline")),

@@ -105,6 +105,8 @@ def test_the_explain_route_is_scoped_like_predict(gateway):
     ("sentiment", {"inputs": ["a film"], "output": "logits"}, "/output", "no output 'logits'"),
     ("sentiment", {"inputs": ["a film"], "method": "kernel-shap"}, None, "hold strings"),
     ("sentiment", {"inputs": ["   "]}, None, "no words"),
+    ("digits_mobilenet", {"inputs": [np.zeros((64, 64, 3)).tolist()], "method": "kernel-shap"}, "/method",
+     "Kernel SHAP over 12288 values"),
 ])
 def test_a_bad_explain_request_is_a_problem_naming_the_field(gateway, model, document, field, words):
     response = explain(gateway, model, document)
