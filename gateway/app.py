@@ -290,10 +290,16 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
     for endpoint in served.values():
         _add_explain_route(app, gateway, endpoint, explaining.decoding_of(endpoint, spec))
 
+    made_forms: dict[str, dict] = {}  # read once: the examples come from held-out files
+
     @app.get("/v1/forms", include_in_schema=False)
     async def forms(request: Request):
         """The page's forms: each model this key may call, with a widget and an example per input."""
-        return {"models": [status.form(e, spec) for e in gateway.visible(gateway.authorize(request, None))]}
+        visible = gateway.visible(gateway.authorize(request, None))
+        for e in visible:
+            if e.name not in made_forms:
+                made_forms[e.name] = await asyncio.to_thread(status.form, e, spec)
+        return {"models": [made_forms[e.name] for e in visible]}
 
     @app.get("/v1/status", tags=["status"], summary="Counters per model this key may call, for the page's plots")
     async def model_status(request: Request):

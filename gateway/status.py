@@ -45,7 +45,7 @@ def _example_texts(samples: Optional[Path]) -> Optional[str]:
         return next((line.strip() for line in lines if line.strip()), None)
 
 
-def _example_items(endpoint: Endpoint, spec: Spec, wanted: list[Tensor]) -> dict[str, Any]:
+def _example_items(endpoint: Endpoint, wanted: list[Tensor]) -> dict[str, Any]:
     """The first held-out item of each numeric input: npz keys by input name, or `x` for a single input."""
     source = endpoint.spec.onnx.heldout if endpoint.spec.onnx is not None else None
     if source is None or not Path(source).is_file() or not wanted:
@@ -63,7 +63,7 @@ def form(endpoint: Endpoint, spec: Spec) -> dict:
     """GET /v1/models/<name>'s description, with each input's widget and an example item."""
     decodes_image = decoding_of(endpoint, spec) is not None
     widgets = {t.name: widget(t, decodes_image) for t in endpoint.inputs}
-    examples = _example_items(endpoint, spec, [t for t in endpoint.inputs if widgets[t.name] in ("numbers", "json")])
+    examples = _example_items(endpoint, [t for t in endpoint.inputs if widgets[t.name] in ("numbers", "json")])
     text = _example_texts(endpoint.spec.samples) if "text" in widgets.values() else None
     described = endpoint.describe()
     for entry in described["inputs"]:
