@@ -74,6 +74,7 @@ async function loadModels() {
 $("model").addEventListener("change", () => {
   location.hash = $("model").value;
   showForm(models[$("model").value]);
+  drawStatus();
 });
 
 function showForm(model) {
@@ -134,7 +135,11 @@ const WIDGETS = {
       if (nchw) return range(c).map((k) => range(h).map((y) => range(w).map((x) => pixel(y, x, k))));
       return range(h).map((y) => range(w).map((x) => range(c || 1).map((k) => pixel(y, x, k))));
     };
-    return { read, image: () => read().map((row) => row.map((px) => px[0] / 255)) };
+    const grey = () => {
+      const pixels = read();
+      return (nchw ? pixels[0] : pixels.map((row) => row.map((px) => px[0]))).map((row) => row.map((v) => v / 255));
+    };
+    return { read, image: grey };
   },
   text: (box, input) => {
     const area = element("textarea");
@@ -404,8 +409,10 @@ function showExplanation() {
   const what = { occlusion: "how much hiding each patch lowers the score of ",
                  "leave-one-out": "how much leaving each word out lowers the score of ",
                  "kernel-shap": "Shapley values (Kernel SHAP): each feature's share of the score of " }[found.method];
-  const total = found.baseline ? " · they sum to " + fmt(found.prediction[index] - found.baseline[index]) +
-    " = prediction − baseline" + (found.reference ? " (" + found.reference + ")" : "") : "";
+  // only Shapley values add up to the change from the reference input; occlusion's patches overlap
+  const total = found.method === "kernel-shap" ? " · they sum to " + fmt(found.prediction[index]
+    - found.baseline[index]) + " = prediction − baseline" + (found.reference ? " (" + found.reference + ")" : "")
+    : found.baseline ? " · score " + fmt(found.prediction[index]) + ", all hidden " + fmt(found.baseline[index]) : "";
   out.append(element("p", "meta", found.method + ": " + what + found.labels[index] + total + " · " + found.requests
                                   + " requests, " + found.items + " items" +
                                   (found.explained ? " · on the pixels " + found.explained + " gets" : "")));
@@ -533,8 +540,10 @@ function series() {
       const s = found[m.name] || (found[m.name] = { rps: [], p50: [], p99: [], errors: [], drift: [], total: 0 });
       s.rps.push((m.requests - was.requests) / seconds);
       s.errors.push((m.errors - was.errors) / seconds);
-      s.p50.push(1000 * quantile(0.5, after.buckets, was.buckets, m.buckets));
-      s.p99.push(1000 * quantile(0.99, after.buckets, was.buckets, m.buckets));
+      const p50 = quantile(0.5, after.buckets, was.buckets, m.buckets);
+      const p99 = quantile(0.99, after.buckets, was.buckets, m.buckets);
+      s.p50.push(p50 === null ? null : 1000 * p50);  // null: no requests in the interval, no latency to plot
+      s.p99.push(p99 === null ? null : 1000 * p99);
       const drifts = Object.values(m.drift).filter((v) => v !== null);
       s.drift.push(drifts.length ? Math.max(...drifts) : null);
       s.total = m.requests;
@@ -545,9 +554,12 @@ function series() {
 
 function chart(title, lines, unit, digits) {
   const box = element("div", "chart");
-  const last = lines[0].values.length ? lines[0].values[lines[0].values.length - 1] : null;
+  // the latest value; for latencies the latest interval that had requests
+  const latest = (values) => { for (let i = values.length - 1; i >= 0; i--) if (values[i] !== null) return values[i];
+                               return null; };
+  const last = latest(lines[0].values);
   const head = element("div", "", title + " ");
-  const others = lines.slice(1).map((l) => "/" + fmt(l.values[l.values.length - 1], digits));
+  const others = lines.slice(1).map((l) => "/" + fmt(latest(l.values), digits));
   head.append(element("span", "now", fmt(last, digits) + others.join("") + (last === null ? "" : unit)));
   const svg = document.createElementNS(SVG, "svg");
   // the time axis: the last HISTORY refreshes, or fewer while the page is young, newest on the right
@@ -577,7 +589,7 @@ function drawStatus() {
     const s = all[name];
     const card = element("div", "model-status");
     card.dataset.model = name;
-    card.append(element("h3", "", name + " · " + s.total + " requests"));
+    card.append(element("h3", "", name + " · " + s.total + (s.total === 1 ? " request" : " requests")));
     const charts = element("div", "charts");
     charts.append(chart("req/s", [{ values: s.rps }], "", 1),
                   chart("p50/p99", [{ values: s.p50 }, { values: s.p99, className: "p99" }], " ms", 1),
