@@ -454,7 +454,7 @@ def _add_explain_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint,
             raise problems.UnsupportedMediaType(f"{endpoint.name}:explain takes application/json, not "
                                                 f"{media or 'no Content-Type'}",
                                                 fix='send Content-Type: application/json; files as {"b64": "..."}')
-        wanted = explaining.parse(endpoint, bodies.parse_json(body, limits, endpoint.max_json_values))
+        wanted = explaining.parse(endpoint, bodies.parse_json(body, limits, endpoint.max_json_values), decoding)
         if wanted.budget > 1:
             if wanted.budget > principal.limit.burst:
                 raise problems.RateLimited(f"a budget of {wanted.budget} requests is more than {principal.id}'s "

@@ -13,6 +13,7 @@ which the answer carries so that the heatmap can be drawn over it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -31,6 +32,8 @@ from modelport.explain import DEFAULT_BUDGET, METHODS
 MAX_BUDGET = 32  # requests: a 32-item model explained with 1,024 items, about a second of one Triton instance
 # Kernel SHAP's least squares runs on the event loop: (coalitions x features), at most 1,024 x 512, is ~50 ms of CPU
 MAX_SHAP_FEATURES = 512
+# The perturbed copies of the item are built in memory at once: at most this many values (numbers, or a text's bytes)
+MAX_EXPLAIN_VALUES = 4 * 1024 * 1024
 OPTIONS = ("method", "output", "budget", "baseline", "patch", "seed")
 IMAGE_FORMATS = ("FORMAT_NHWC", "FORMAT_NCHW")
 IMAGE_CHANNELS = (1, 3, 4)
@@ -45,6 +48,7 @@ class Decoding:
     image: str  # its output, the decoded image
     classifier: str  # the second step's Triton model
     pixels: str  # the classifier's input the image goes to
+    size: int  # values in one decoded image
 
 
 def is_image(tensor: Tensor) -> bool:
@@ -96,7 +100,7 @@ def decoding_of(endpoint: Endpoint, spec: Spec) -> Optional[Decoding]:
     for ensemble_name, own in produced.items():
         tensor = first.tensor(own)
         if tensor is not None and tensor.format in IMAGE_FORMATS and ensemble_name in consumed:
-            return Decoding(first.name, own, second.name, consumed[ensemble_name])
+            return Decoding(first.name, own, second.name, consumed[ensemble_name], math.prod(tensor.dims))
     return None
 
 
@@ -128,7 +132,23 @@ def _baseline(endpoint: Endpoint, value: Any) -> Any:
     return arrays if len(arrays) > 1 else next(iter(arrays.values()))
 
 
-def parse(endpoint: Endpoint, document: Any) -> ExplainRequest:
+def _bound_budget(endpoint: Endpoint, decoding: Optional[Decoding], arrays: dict[str, np.ndarray],
+                  budget: int) -> None:
+    """Refuse a budget whose perturbed copies of this item would hold more than MAX_EXPLAIN_VALUES values."""
+    if decoding is not None:
+        per_item = decoding.size
+    else:
+        per_item = sum(sum(len(v) for v in a[0].ravel()) if a.dtype == object else a[0].size for a in arrays.values())
+    per_request = max(1, endpoint.max_items)
+    allowed = MAX_EXPLAIN_VALUES // (max(1, per_item) * per_request)
+    if budget > allowed:
+        fix = f'send "budget": {allowed} or less' if allowed >= 1 else "explain a smaller item"
+        raise InvalidInput(f"{endpoint.name}: a budget of {budget} builds up to {budget * per_request} copies of an "
+                           f"item of {per_item} values, more than the gateway holds at once "
+                           f"({MAX_EXPLAIN_VALUES} values)", field="/budget", fix=fix)
+
+
+def parse(endpoint: Endpoint, document: Any, decoding: Optional[Decoding] = None) -> ExplainRequest:
     """The body: `inputs` as predict takes them, one item, and the explanation's options."""
     if not isinstance(document, dict):
         raise InvalidInput("the body must be a JSON object with `inputs`", field="", fix='send {"inputs": [...]}')
@@ -156,8 +176,9 @@ def parse(endpoint: Endpoint, document: Any) -> ExplainRequest:
         raise InvalidInput(f"{endpoint.name}: Kernel SHAP over {features} values is more than the gateway computes "
                            f"({MAX_SHAP_FEATURES})", field="/method" if method else "/inputs",
                            fix="explain it with the client (modelport.Client.explain), which runs where you are")
-    return ExplainRequest(parsed.arrays, method, output,
-                          _integer(document, "budget", DEFAULT_BUDGET, 1, MAX_BUDGET),
+    budget = _integer(document, "budget", DEFAULT_BUDGET, 1, MAX_BUDGET)
+    _bound_budget(endpoint, decoding, parsed.arrays, budget)
+    return ExplainRequest(parsed.arrays, method, output, budget,
                           _baseline(endpoint, document.get("baseline")),
                           _integer(document, "patch", None, 1, None), _integer(document, "seed", 0, 0, 2**31 - 1))
 

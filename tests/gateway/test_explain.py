@@ -107,6 +107,9 @@ def test_the_explain_route_is_scoped_like_predict(gateway):
     ("sentiment", {"inputs": ["   "]}, None, "no words"),
     ("digits_mobilenet", {"inputs": [np.zeros((64, 64, 3)).tolist()], "method": "kernel-shap"}, "/method",
      "Kernel SHAP over 12288 values"),
+    ("digits_mobilenet", {"inputs": [np.zeros((64, 64, 3)).tolist()], "budget": 11}, "/budget",
+     "up to 352 copies of an item of 12288 values"),
+    ("sentiment", {"inputs": ["word " * 13_000]}, "/budget", "an item of 65000 values"),
 ])
 def test_a_bad_explain_request_is_a_problem_naming_the_field(gateway, model, document, field, words):
     response = explain(gateway, model, document)
