@@ -471,8 +471,8 @@ def _add_explain_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint,
         description="One item as predict takes it, and optionally `method` (occlusion, leave-one-out, kernel-shap), "
                     "`output`, `budget` (requests, 1..32, each charged to the key's rate limit), `baseline`, "
                     "`patch`, `seed`. Returns per-class attributions (docs/gateway.md).",
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["inputs"]}}}}})
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": explaining.request_schema(endpoint)}}}})
 
 
 async def _warm(gateway: Gateway) -> None:

@@ -104,6 +104,21 @@ def decoding_of(endpoint: Endpoint, spec: Spec) -> Optional[Decoding]:
     return None
 
 
+def request_schema(endpoint: Endpoint) -> dict:
+    """The explain body's JSON Schema, for OpenAPI: predict's `inputs` (one item), and the options."""
+    schema = endpoint.request_schema()
+    properties = {"inputs": schema["properties"]["inputs"],
+                  "method": {"type": "string", "enum": list(METHODS),
+                             "description": "default: by the input's kind (image, text, other tensors)"},
+                  "output": {"type": "string", "enum": [t.name for t in endpoint.outputs]},
+                  "budget": {"type": "integer", "minimum": 1, "maximum": MAX_BUDGET, "default": DEFAULT_BUDGET,
+                             "description": "requests to the model, each charged to the key's rate limit"},
+                  "baseline": {"description": "the reference input: a number, or one item shaped as an input item"},
+                  "patch": {"type": "integer", "minimum": 1, "description": "occlusion's square side in pixels"},
+                  "seed": {"type": "integer", "minimum": 0}}
+    return {**schema, "title": f"{endpoint.name} explain request", "properties": properties}
+
+
 def _integer(document: dict, name: str, default: Optional[int], low: int, high: Optional[int]) -> Optional[int]:
     value = document.get(name, default)
     if value is None:

@@ -97,3 +97,6 @@ def test_openapi_lists_the_explain_routes_the_key_may_call(gateway):
     scoped = requests.get(f"{gateway.url}/openapi.json", headers=gateway.auth(gateway.keys["digits_only"]),
                           timeout=10).json()
     assert [p for p in scoped["paths"] if p.endswith(":explain")] == ["/v1/models/digits:explain"]
+    body = scoped["paths"]["/v1/models/digits:explain"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["properties"]["budget"]["maximum"] == 32
+    assert body["schema"]["properties"]["method"]["enum"] == ["occlusion", "leave-one-out", "kernel-shap"]
