@@ -29,7 +29,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 import modelport
 from core.spec import Spec
-from gateway import bodies, docs, images, inputs, problems
+from gateway import bodies, docs, explaining, images, inputs, problems, status
 from gateway.accesslog import RequestContext, access_logger
 from gateway.backend import TritonBackend
 from gateway.catalogue import Endpoint, endpoints
@@ -287,6 +287,25 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
         names = ", ".join(e.name for e in gateway.visible(gateway.authorize(request, None)))
         raise problems.NotFound(f"no model {model!r}; this gateway serves {names}", fix="GET /v1/models lists them")
 
+    for endpoint in served.values():
+        _add_explain_route(app, gateway, endpoint, explaining.decoding_of(endpoint, spec))
+
+    made_forms: dict[str, dict] = {}  # read once: the examples come from held-out files
+
+    @app.get("/v1/forms", include_in_schema=False)
+    async def forms(request: Request):
+        """The page's forms: each model this key may call, with a widget and an example per input."""
+        visible = gateway.visible(gateway.authorize(request, None))
+        for e in visible:
+            if e.name not in made_forms:
+                made_forms[e.name] = await asyncio.to_thread(status.form, e, spec)
+        return {"models": [made_forms[e.name] for e in visible]}
+
+    @app.get("/v1/status", tags=["status"], summary="Counters per model this key may call, for the page's plots")
+    async def model_status(request: Request):
+        names = [e.name for e in gateway.visible(gateway.authorize(request, None))]
+        return Response(orjson.dumps(status.snapshot(metrics, gates, names)), media_type="application/json")
+
     @app.get("/v1/models", tags=["models"], summary="The models this key may call")
     async def list_models(request: Request):
         return {"models": [e.describe() for e in gateway.visible(gateway.authorize(request, None))]}
@@ -322,7 +341,8 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
         allowed = {e.path for e in gateway.visible(gateway.authorize(request, None))}
         document = app.openapi()
         paths = {path: item for path, item in document["paths"].items()
-                 if not path.endswith(":predict") or path in allowed}
+                 if not path.endswith((":predict", ":explain"))
+                 or path.rsplit(":", 1)[0] + ":predict" in allowed}
         return JSONResponse({**document, "paths": paths})
 
     @app.get("/problems/{slug}", include_in_schema=False)
@@ -416,6 +436,43 @@ def _add_predict_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint):
                        (415, "Unsupported Content-Type"), (422, "Inputs the model does not take"),
                        (429, "Rate limited (Retry-After)"), (503, "Overloaded or Triton unavailable (Retry-After)"))}})
     return predict
+
+
+def _add_explain_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint,
+                       decoding: Optional[explaining.Decoding]) -> None:
+    """POST /v1/models/<name>:explain (gateway/explaining.py): key-scoped like predict, and charged `budget`
+    requests of the key's rate limit, since it sends up to that many to Triton."""
+    limits = gateway.options.limits
+    gate = gateway.gates[endpoint.name]
+    mean = explaining.heldout_mean(endpoint)
+
+    async def explain(request: Request):
+        principal = gateway.authorize(request, endpoint.name)
+        body = await bodies.read(request, limits)
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media != "application/json":
+            raise problems.UnsupportedMediaType(f"{endpoint.name}:explain takes application/json, not "
+                                                f"{media or 'no Content-Type'}",
+                                                fix='send Content-Type: application/json; files as {"b64": "..."}')
+        wanted = explaining.parse(endpoint, bodies.parse_json(body, limits, endpoint.max_json_values), decoding)
+        if wanted.budget > 1:
+            if wanted.budget > principal.limit.burst:
+                raise problems.RateLimited(f"a budget of {wanted.budget} requests is more than {principal.id}'s "
+                                           f"burst of {principal.limit.burst}", 1,
+                                           fix=f"send \"budget\": {principal.limit.burst} or less")
+            gateway.take_token(principal, wanted.budget - 1)
+        async with gate.admit():
+            found = await explaining.explain(gateway.backend.client, endpoint, decoding, mean, wanted)
+        return Response(orjson.dumps(found, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+
+    app.add_api_route(
+        f"/v1/models/{endpoint.name}:explain", explain, methods=["POST"], name=f"explain {endpoint.name}",
+        tags=["explain"], summary=f"Explain a prediction of {endpoint.name}",
+        description="One item as predict takes it, and optionally `method` (occlusion, leave-one-out, kernel-shap), "
+                    "`output`, `budget` (requests, 1..32, each charged to the key's rate limit), `baseline`, "
+                    "`patch`, `seed`. Returns per-class attributions (docs/gateway.md).",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": explaining.request_schema(endpoint)}}}})
 
 
 async def _warm(gateway: Gateway) -> None:

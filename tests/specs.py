@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tomlkit
 
-from export.spec import Spec, load_spec
+from core.spec import Spec, load_spec
 
 
 def tensor(name: str, dims: tuple[int, ...] | list[int] = (2,), dtype: str = "TYPE_FP32", **fields) -> dict:
