@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -22,7 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from export import card as cards
-from export import convert, dataset, load, optimize, reference, repository, verify
+from export import convert, dataset, load, optimize, prune, reference, repository, verify
 from export.errors import ExportError, GateFailure, IncompatibleModelError, ParityError, SourceError, SpecError
 from export.progress import Log, step
 from export.spec import (GATE_TOLERANCES, TORCH_FORMATS, ModelSpec, Spec, install_hint, keras_text_names,
@@ -30,7 +31,7 @@ from export.spec import (GATE_TOLERANCES, TORCH_FORMATS, ModelSpec, Spec, instal
 
 CODE_FILES = ("spec.py", "load.py", "dataset.py", "convert.py", "reference.py", "torch_source.py", "text_parity.py",
               "hf_tokenizer/model.py", "hf_tokenizer/hf_tokenization.py", "keras_text.py", "keras_text_step/model.py",
-              "keras_text_step/text_vectorization.py", "optimize.py", "verify.py", "repository.py", "card.py",
+              "keras_text_step/text_vectorization.py", "optimize.py", "prune.py", "verify.py", "repository.py", "card.py",
               "pipeline.py")
 GENERATED_SUFFIXES = (".onnx", ".plan")
 # Packages whose installed version can change what the export of a model produces, by source format.
@@ -145,11 +146,15 @@ def is_current(model: ModelSpec, repo: Path) -> bool:
 # ---- building one model --------------------------------------------------------------------------------------------
 
 def _int8_judge(model: ModelSpec, heldout: dataset.Dataset, expected: dict) -> optimize.Judge:
-    """The parity gate's int8 check as the recipe search's judge: its figure is the worst measured / allowed ratio
-    over every output's checks (<= 1 passes), its text the figures or the failures."""
+    return _variant_judge(model, "int8", heldout, expected)
+
+
+def _variant_judge(model: ModelSpec, variant: str, heldout: dataset.Dataset, expected: dict) -> optimize.Judge:
+    """The parity gate's check of a variant as a search's judge (int8 recipes, pruning): its figure is the worst
+    measured / allowed ratio over every output's checks (<= 1 passes), its text the figures or the failures."""
 
     def judge(blob: bytes) -> optimize.Verdict:
-        report, failures = verify.check_variant(model, "int8", blob, heldout, expected)
+        report, failures = verify.check_variant(model, variant, blob, heldout, expected)
         text = verify.brief(failures) if failures else report.summary()
         return optimize.Verdict(not failures, report.severity, text, report.accuracy_drop)
     return judge
@@ -228,6 +233,20 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
                 built_failures.append(verify.conversion_failure(model, "int8", "int8 quantization", e))
         if search is not None and search.proto is not None:
             protos["int8"] = search.proto
+    pruning = None
+    if "pruned" in src.variants:
+        pruned_name = variant_model_name(model.name, "pruned")
+        with step(log, f"{model.name}: pruning ({src.pruning}), up to what the gate passes"):
+            try:
+                pruning = prune.search(fp32, src.pruning, _variant_judge(model, "pruned", heldout, expected), log,
+                                       pruned_name)
+            except IncompatibleModelError as e:  # nothing to prune: said in one line, like a variant not built
+                built_failures.append(GateFailure("pruned", "", "pruning", math.nan, math.nan, reason=str(e)))
+        if pruning is not None and pruning.proto is not None:
+            protos["pruned"] = pruning.proto
+        elif pruning is not None:
+            built_failures.append(GateFailure("pruned", "", "pruning", math.nan, math.nan,
+                                              reason=f"{pruned_name}: {pruning.failure()}"))
     if "fp16" in src.variants:
         with step(log, f"{model.name}: fp16 conversion"):
             try:
@@ -320,7 +339,9 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
                       cards.reference_predictions(model, expected),
                       end_to_end=end_to_end.as_dict() if end_to_end is not None else {},
                       without_tensorrt={n: ops for n, ops in no_tensorrt.items()
-                                        if n in {r.triton_name for r in reports}})
+                                        if n in {r.triton_name for r in reports}},
+                      pruning=prune.card_record(pruning, fp32) if "pruned" in blobs and "pruned" not in left_out
+                      else {})
     for r in reports:
         directory = staging / r.triton_name
         (directory / "1").mkdir(parents=True, exist_ok=True)

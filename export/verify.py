@@ -43,10 +43,12 @@ CHECKS = {
     "regression": (("range error (max |diff| / source p1-p99 range)", "range_error", "max", "max_range_error", True),
                    ("mean relative error", "mean_relative_error", "max", "max_mean_relative_error", False)),
 }
-# Which checks each variant gets: fp32 and fp16 are compared closely; int8 by decisions and the task's metric.
+# Which checks each variant gets: fp32 and fp16 are compared closely; int8 and pruned by decisions and the task's
+# metric.
 VARIANT_CHECKS = {"fp32": ("max_abs_diff", "min_agreement", "max_range_error", "max_mean_relative_error"),
                   "fp16": ("max_abs_diff", "min_agreement", "max_range_error", "max_mean_relative_error"),
-                  "int8": ("min_agreement", "max_accuracy_drop", "max_range_error", "max_mean_relative_error")}
+                  "int8": ("min_agreement", "max_accuracy_drop", "max_range_error", "max_mean_relative_error"),
+                  "pruned": ("min_agreement", "max_accuracy_drop", "max_range_error", "max_mean_relative_error")}
 
 
 @dataclass(frozen=True)
