@@ -57,8 +57,8 @@ class Card:
     # Variants served without the TensorRT accelerator, by Triton name: the ops TensorRT's ONNX parser cannot import.
     # The config of such a variant has no gpu_execution_accelerator (repository.onnx_config).
     without_tensorrt: dict[str, list[str]] = field(default_factory=dict)
-    # The pruned variant (export/prune.py card_record): {method, sparsity, zeros, weights, original_weights,
-    # bytes, gzip_bytes (by variant: fp32, pruned), steps: [{what, sparsity, result, gate, chosen}]}.
+    # The pruned variants (export/prune.py card_record): {method, sparsity, zeros, weights, original_weights,
+    # bytes, gzip_bytes (by variant: fp32, pruned, pruned_int8), steps: [{what, sparsity, result, gate, chosen}]}.
     pruning: dict = field(default_factory=dict)
 
 
@@ -181,7 +181,7 @@ def _pruning_lines(card: Card) -> list[str]:
              f"{p['sparsity']:.2%}: of the fp32 model's {p['original_weights']:,} MatMul, Gemm and Conv weights, "
              f"{p['zeros']:,} set to 0 and {p['original_weights'] - p['weights']:,} removed.", "",
              "| variant | size | gzip | p50 latency µs (batch: value) |", "|---|---|---|---|"]
-    for v in ("fp32", "pruned"):
+    for v in p["bytes"]:
         lat = ", ".join(f"{b}: {x['p50']:.0f}" for b, x in latency.get(v, {}).items()) or "-"
         lines.append(f"| {v} | {p['bytes'][v] / 1024:.1f} KiB | {p['gzip_bytes'][v] / 1024:.1f} KiB | {lat} |")
     served = "has every step marked chosen" if p["method"] == "units" else "is the last that passed"

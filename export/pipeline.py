@@ -233,20 +233,38 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
                 built_failures.append(verify.conversion_failure(model, "int8", "int8 quantization", e))
         if search is not None and search.proto is not None:
             protos["int8"] = search.proto
-    pruning = None
-    if "pruned" in src.variants:
+    pruning = pruned_int8 = None
+    if {"pruned", "pruned_int8"} & set(src.variants):
         pruned_name = variant_model_name(model.name, "pruned")
         with step(log, f"{model.name}: pruning ({src.pruning}), up to what the gate passes"):
             try:
                 pruning = prune.search(fp32, src.pruning, _variant_judge(model, "pruned", heldout, expected), log,
                                        pruned_name)
             except IncompatibleModelError as e:  # nothing to prune: said in one line, like a variant not built
-                built_failures.append(GateFailure("pruned", "", "pruning", math.nan, math.nan, reason=str(e)))
+                built_failures += [GateFailure(v, "", "pruning", math.nan, math.nan, reason=str(e))
+                                   for v in ("pruned", "pruned_int8") if v in src.variants]
         if pruning is not None and pruning.proto is not None:
             protos["pruned"] = pruning.proto
         elif pruning is not None:
-            built_failures.append(GateFailure("pruned", "", "pruning", math.nan, math.nan,
-                                              reason=f"{pruned_name}: {pruning.failure()}"))
+            built_failures += [GateFailure(v, "", "pruning", math.nan, math.nan,
+                                           reason=f"{variant_model_name(model.name, v)}: {pruning.failure()}")
+                               for v in ("pruned", "pruned_int8") if v in src.variants]
+    if "pruned_int8" in src.variants and "pruned" in protos:
+        calibration = model_data(model, src.calibration, with_labels=False)
+        with step(log, f"{model.name}: int8 static quantization of the pruned model"):
+            try:
+                pruned_int8 = optimize.search_int8(protos["pruned"], calibration,
+                                                   _variant_judge(model, "pruned_int8", heldout, expected), log,
+                                                   options.int8_search_seconds)
+            except Exception as e:
+                built_failures.append(verify.conversion_failure(model, "pruned_int8", "int8 quantization", e))
+        if pruned_int8 is not None and pruned_int8.proto is not None:
+            protos["pruned_int8"] = pruned_int8.proto
+        elif pruned_int8 is not None:
+            built_failures.append(GateFailure("pruned_int8", "", "int8 quantization", math.nan, math.nan, reason=(
+                f"{variant_model_name(model.name, 'pruned_int8')}: {_no_recipe_passed(model, pruned_int8)}")))
+    if "pruned" not in src.variants:
+        protos.pop("pruned", None)  # built for pruned_int8 only
     if "fp16" in src.variants:
         with step(log, f"{model.name}: fp16 conversion"):
             try:
@@ -320,10 +338,11 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
     with step(log, f"{model.name}: in-process latency per variant and batch size"):
         latency = {v: verify.latency_us(model, b, heldout) for v, b in blobs.items()}
 
-    recipe = search.winner.recipe if search is not None and search.winner is not None else None
+    recipes = {v: s.winner.recipe.name for v, s in (("int8", search), ("pruned_int8", pruned_int8))
+               if s is not None and s.winner is not None}
     variants = [cards.VariantCard(r.triton_name, r.variant, len(blobs[r.variant]), convert.op_counts(protos[r.variant]),
                                   r.accuracy, r.max_abs_diff, r.argmax_agreement, latency[r.variant],
-                                  recipe.name if r.variant == "int8" and recipe else "",
+                                  recipes.get(r.variant, ""),
                                   {o.name: {"task": o.task, **{k: float(f"{v:.6g}") for k, v in o.figures.items()}}
                                    for o in r.outputs})
                 for r in reports]
@@ -340,8 +359,8 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
                       end_to_end=end_to_end.as_dict() if end_to_end is not None else {},
                       without_tensorrt={n: ops for n, ops in no_tensorrt.items()
                                         if n in {r.triton_name for r in reports}},
-                      pruning=prune.card_record(pruning, fp32) if "pruned" in blobs and "pruned" not in left_out
-                      else {})
+                      pruning=prune.card_record(pruning, fp32, {r.variant: blobs[r.variant] for r in reports})
+                      if pruning is not None and pruning.proto is not None else {})
     for r in reports:
         directory = staging / r.triton_name
         (directory / "1").mkdir(parents=True, exist_ok=True)

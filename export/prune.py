@@ -290,11 +290,11 @@ def _search_units(fp32: onnx.ModelProto, found: list[_Chain], judge: Judge, log:
     return PruneSearch("units", tuple(levels), best)
 
 
-def card_record(result: PruneSearch, fp32: onnx.ModelProto) -> dict:
-    """What the model card says of the served pruned model: sparsity, zeros counted, sizes raw and gzipped, and
-    every step the search judged."""
+def card_record(result: PruneSearch, fp32: onnx.ModelProto, served: dict[str, bytes]) -> dict:
+    """What the model card says of the pruned model: sparsity, zeros counted, sizes raw and gzipped (of fp32 and the
+    served pruned variants, `served` by variant), and every step the search judged."""
     counted = sparsity(result.proto, fp32)
-    blobs = {"fp32": fp32.SerializeToString(), "pruned": result.proto.SerializeToString()}
+    blobs = {v: b for v, b in served.items() if v in ("fp32", "pruned", "pruned_int8")}
     return {"method": result.method, "sparsity": round(counted.fraction, 6), "zeros": counted.zeros,
             "weights": counted.weights, "original_weights": counted.original_weights,
             "bytes": {k: len(b) for k, b in blobs.items()}, "gzip_bytes": {k: gzip_size(b) for k, b in blobs.items()},

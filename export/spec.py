@@ -20,7 +20,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from export.errors import SpecError
 
 KINDS = ("onnx", "python", "ensemble")
-VARIANTS = ("fp32", "int8", "fp16", "pruned")
+VARIANTS = ("fp32", "int8", "fp16", "pruned", "pruned_int8")
 PRUNING_METHODS = ("weights", "units")  # export/prune.py
 DTYPES = tuple(n for n in mc.DataType.keys() if n != "TYPE_INVALID")
 FORMATS = ("FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW")
@@ -596,8 +596,8 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
         _require(isinstance(optional, list) and all(v in variants and v != "fp32" for v in optional), name,
                  "optional_variants", optional,
                  "a list of variants from `variants`, except fp32 (the reference variant is always required)")
-        _require("int8" not in variants or "calibration" in table, name, "calibration", None,
-                 "required when variants include int8: an .npz with x (representative inputs)")
+        _require(not {"int8", "pruned_int8"} & set(variants) or "calibration" in table, name, "calibration", None,
+                 "required when variants include int8 or pruned_int8: an .npz with x (representative inputs)")
         gate = _gate(name, table.get("gate", {}), _tensors(name, table, "output"))
         trainer = table.get("trainer")
         _require(trainer is None or isinstance(trainer, str), name, "trainer", trainer,

@@ -21,17 +21,19 @@ DIGITS_ONNX = ROOT / "model_repository" / "digits" / "1" / "model.onnx"
 DIGITS_HELDOUT = ROOT / "models" / "digits" / "heldout.npz"
 
 
-def digits_spec(directory: Path, *, pruning: str = "weights", gate: str = "", extra: str = "") -> Path:
+def digits_spec(directory: Path, *, pruning: str = "weights", gate: str = "", extra: str = "",
+                variants: str = '["fp32", "pruned"]') -> Path:
     if not (DIGITS_ONNX.is_file() and DIGITS_HELDOUT.is_file()):
         pytest.fail(f"{DIGITS_ONNX} or {DIGITS_HELDOUT} is missing: run `make export` first")
-    path = directory / f"models-{pruning}-{abs(hash(gate + extra))}.toml"
+    path = directory / f"models-{pruning}-{abs(hash(gate + extra + variants))}.toml"
     path.write_text(textwrap.dedent(f"""
         [[model]]
         name = "digits"
         kind = "onnx"
         source = "{DIGITS_ONNX}"
         heldout = "{DIGITS_HELDOUT}"
-        variants = ["fp32", "pruned"]
+        calibration = "{DIGITS_HELDOUT.with_name('calibration.npz')}"
+        variants = {variants}
         pruning = "{pruning}"
         max_batch_size = 32
         {extra}
@@ -75,10 +77,11 @@ def card(repo: Path, name: str = "digits") -> dict:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """digits with weights pruning, exported through the CLI into a fresh repository."""
+    """digits with weights pruning, alone and with int8, exported through the CLI into a fresh repository."""
     work = tmp_path_factory.mktemp("pruned")
     repo = work / "model_repository"
-    proc = export_cli("--spec", str(digits_spec(work)), "--repository", str(repo))
+    spec_path = digits_spec(work, variants='["fp32", "pruned", "pruned_int8"]')
+    proc = export_cli("--spec", str(spec_path), "--repository", str(repo))
     assert proc.returncode == 0, proc.tail
     return work, repo, proc
 
@@ -119,6 +122,18 @@ def test_the_served_pruned_model_passes_the_gate_and_its_card_counts_its_zeros(e
     assert "## Pruning" in markdown and f"Sparsity {record['sparsity']:.2%}" in markdown and "| pruned |" in markdown
     assert 'name: "digits_pruned"' in (repo / "digits_pruned" / "config.pbtxt").read_text()
     assert "pruned (weights) 5% of each weight" in proc.stdout
+
+
+def test_pruned_int8_quantizes_the_pruned_model_and_is_smaller_still_within_the_int8_gate(exported):
+    work, repo, proc = exported
+    record = card(repo)["pruning"]
+    served = onnx.load(repo / "digits_pruned_int8" / "1" / "model.onnx")
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in served.graph.node}
+    assert record["gzip_bytes"]["pruned_int8"] < record["gzip_bytes"]["pruned"] < record["gzip_bytes"]["fp32"]
+    (variant,) = [v for v in card(repo)["variants"] if v["variant"] == "pruned_int8"]
+    assert variant["recipe"] and variant["accuracy"] >= card(repo)["source_accuracy"] - 0.01, "int8's 1-point limit"
+    assert 'value: "INT8"' in (repo / "digits_pruned_int8" / "config.pbtxt").read_text()
+    assert "| pruned_int8 |" in (repo / "digits" / "card.md").read_text()
 
 
 def test_unit_pruning_removes_whole_channels_in_blocks_and_passes_the_gate(tmp_path):
