@@ -34,8 +34,8 @@ WEIGHT_OPS = ("MatMul", "Gemm", "Conv")  # input 1 is the weight
 STEP = 0.05
 MAX_FRACTION = 0.95
 # Units kept per layer come in multiples of 16: ONNX Runtime's CPU convolutions run channels in blocks of 8 (AVX2)
-# or 16 (AVX-512) (its NCHWc layout). Measured on digits (AVX-512, batch 32): 24 of 32 channels ran 0-9 % slower
-# than all 32, 16 of 32 ran 30-35 % faster.
+# or 16 (AVX-512) (its NCHWc layout). Measured on digits (AVX-512, batch 32): 24 of a convolution's 32 channels ran
+# between 1 % faster and 9 % slower than all 32, 16 of 32 ran 31-33 % faster (docs/pruning.md).
 UNIT_MULTIPLE = 16
 # Ops between a layer and the next that act on each unit (channel) alone: a unit removed before them is removed after.
 PER_UNIT_OPS = ("Relu", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "HardSigmoid", "Softplus", "Clip", "Gelu",
