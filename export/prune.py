@@ -29,7 +29,6 @@ from export.errors import IncompatibleModelError
 from export.optimize import Judge, Verdict
 from export.progress import Log
 
-METHODS = ("weights", "units")
 WEIGHT_OPS = ("MatMul", "Gemm", "Conv")  # input 1 is the weight
 STEP = 0.05
 MAX_FRACTION = 0.95
@@ -75,11 +74,13 @@ class PruneSearch:
 
     def failure(self) -> str:
         """Why nothing is served, in one line: the smallest step and what the gate said of it."""
-        first = min(self.levels, key=lambda lv: lv.sparsity) if self.levels else None
-        said = f"already at {first.what} (sparsity {first.sparsity:.2%}): {first.verdict.text}" if first else \
-            f"no layer has more than {UNIT_MULTIPLE} units to remove"
-        return (f"pruning ({self.method}) fails the gate {said}; loosen the pruned_* tolerances in [model.gate] "
-                f"or leave pruned out of variants")
+        if not self.levels:
+            return (f"pruning ({self.method}) has nothing to try: no prunable layer has more than {UNIT_MULTIPLE} "
+                    f"units; pruning = \"weights\" prunes any MatMul, Gemm or Conv weight")
+        first = min(self.levels, key=lambda lv: lv.sparsity)
+        return (f"pruning ({self.method}) fails the gate already at {first.what} (sparsity {first.sparsity:.2%}): "
+                f"{first.verdict.text}; loosen the pruned_* tolerances in [model.gate] or leave pruned out of "
+                f"variants")
 
 
 def weight_names(proto: onnx.ModelProto) -> list[str]:
@@ -107,12 +108,18 @@ def gzip_size(blob: bytes) -> int:
 
 
 def _replace(proto: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of the model with these initializers' values (and shapes) replaced."""
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     for init in out.graph.initializer:
         if init.name in arrays:
             init.CopyFrom(numpy_helper.from_array(arrays[init.name].astype(numpy_helper.to_array(init).dtype),
                                                   init.name))
+    # models of IR version < 4 also list initializers as graph inputs, with their shapes
+    for value in out.graph.input:
+        if value.name in arrays and value.type.HasField("tensor_type"):
+            value.type.tensor_type.shape.CopyFrom(onnx.helper.make_tensor_type_proto(
+                value.type.tensor_type.elem_type, arrays[value.name].shape).tensor_type.shape)
     return out
 
 
@@ -178,8 +185,9 @@ def chains(proto: onnx.ModelProto) -> list[_Chain]:
                 break
             if nxt.op_type == "Add" and node.op_type == "MatMul" and bias is None:
                 other = [i for i in nxt.input if i != tensor]
-                if len(other) != 1 or not used_once(other[0]) or len(inits[other[0]].dims) != 1:
-                    break
+                units = inits[node.input[1]].dims[1]
+                if len(other) != 1 or not used_once(other[0]) or list(inits[other[0]].dims) != [units]:
+                    break  # a bias of one value per unit only (a broadcast scalar is not sliced)
                 bias = other[0]
             elif nxt.op_type not in PER_UNIT_OPS or nxt.input[0] != tensor:
                 break
@@ -213,7 +221,7 @@ def prune_units(proto: onnx.ModelProto, found: list[_Chain], kept: tuple[int, ..
         arrays[c.consumer.input[1]] = w_out[:, keep] if conv else w_out[keep]
         if c.bias is not None:
             arrays[c.bias] = arrays[c.bias][keep]
-    out = _replace(proto, arrays)
+    out = _replace(proto, arrays)  # `arrays` holds the chains' weights only, now with fewer units
     # shapes recorded for the tensors between the layers are stale now; ONNX Runtime infers them again
     stale = {t for c in found for t in c.through}
     kept_info = [v for v in out.graph.value_info if v.name not in stale]

@@ -7,6 +7,7 @@ import json
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
@@ -14,7 +15,7 @@ from onnx import numpy_helper
 from export import dataset, pipeline, prune, reference, verify
 from export.errors import IncompatibleModelError, SpecError
 from export.spec import load_spec
-from tests.conftest import ROOT
+from tests.conftest import ROOT, launch_triton
 from tests.export.test_pipeline import export_cli
 
 DIGITS_ONNX = ROOT / "model_repository" / "digits" / "1" / "model.onnx"
@@ -122,6 +123,8 @@ def test_the_served_pruned_model_passes_the_gate_and_its_card_counts_its_zeros(e
     assert "## Pruning" in markdown and f"Sparsity {record['sparsity']:.2%}" in markdown and "| pruned |" in markdown
     assert 'name: "digits_pruned"' in (repo / "digits_pruned" / "config.pbtxt").read_text()
     assert "pruned (weights) 5% of each weight" in proc.stdout
+    again = export_cli("--spec", str(next(work.glob("models-weights-*.toml"))), "--repository", str(repo))
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.tail
 
 
 def test_pruned_int8_quantizes_the_pruned_model_and_is_smaller_still_within_the_int8_gate(exported):
@@ -176,6 +179,47 @@ def test_an_unknown_pruning_method_names_the_field_and_the_choices(tmp_path):
     assert "'pruning'" in str(raised.value) and "weights" in str(raised.value) and "units" in str(raised.value)
 
 
+def test_pruned_int8_without_a_calibration_set_is_refused_naming_the_field(tmp_path):
+    path = digits_spec(tmp_path, variants='["fp32", "pruned_int8"]')
+    path.write_text("\n".join(line for line in path.read_text().splitlines() if "calibration" not in line))
+    with pytest.raises(SpecError) as raised:
+        load_spec(path)
+    assert "'calibration'" in str(raised.value) and "pruned_int8" in str(raised.value)
+
+
+def dense_net(bias: np.ndarray) -> onnx.ModelProto:
+    """x [N, 4] -> MatMul [4, 32] -> Add bias -> Relu -> MatMul [32, 3]; hidden units 16..31 have zero weights in."""
+    rng = np.random.default_rng(0)
+    w_in = rng.normal(size=(4, 32)).astype(np.float32)
+    w_in[:, 16:] = 0
+    w_out = rng.normal(size=(32, 3)).astype(np.float32)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w_in"], ["h"]), onnx.helper.make_node("Add", ["h", "b"], ["hb"]),
+         onnx.helper.make_node("Relu", ["hb"], ["a"]), onnx.helper.make_node("MatMul", ["a", "w_out"], ["y"])],
+        "dense", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 3])],
+        [numpy_helper.from_array(w_in, "w_in"), numpy_helper.from_array(bias.astype(np.float32), "b"),
+         numpy_helper.from_array(w_out, "w_out")])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+def test_removing_dead_units_slices_weights_in_bias_and_weights_out_and_changes_no_output():
+    bias = np.concatenate([np.random.default_rng(1).normal(size=16), np.zeros(16)])
+    proto = dense_net(bias)
+    (chain,) = prune.chains(proto)
+    pruned = prune.prune_units(proto, [chain], (16,))
+    shapes = {i.name: tuple(i.dims) for i in pruned.graph.initializer}
+    assert shapes == {"w_in": (4, 16), "b": (16,), "w_out": (16, 3)}
+    x = np.random.default_rng(2).normal(size=(64, 4)).astype(np.float32)
+    before, after = (verify.run_onnx(p.SerializeToString(), {"x": x}, 64, None)["y"] for p in (proto, pruned))
+    assert np.allclose(before, after, atol=1e-5) and not np.allclose(before, 0)
+    assert prune.sparsity(pruned, proto).fraction == pytest.approx(0.5)
+
+
+def test_a_bias_broadcast_from_one_value_is_no_per_unit_bias_and_the_layer_is_left_whole():
+    assert prune.chains(dense_net(np.array([0.5]))) == []
+
+
 def test_a_model_without_layer_weights_cannot_be_pruned_and_says_so(tmp_path):
     graph = onnx.helper.make_graph(
         [onnx.helper.make_node("Softmax", ["x"], ["y"], axis=1)], "softmax",
@@ -184,3 +228,36 @@ def test_a_model_without_layer_weights_cannot_be_pruned_and_says_so(tmp_path):
     proto = onnx.helper.make_model(graph)
     with pytest.raises(IncompatibleModelError, match="digits_pruned: no MatMul, Gemm or Conv weight to prune"):
         prune.search(proto, "weights", lambda blob: None, print, "digits_pruned")
+
+
+def test_a_real_triton_serves_the_unit_pruned_model_under_its_name_with_the_contract_and_the_gated_answers(
+        tmp_path_factory):
+    import tritonclient.http as httpclient
+
+    work = tmp_path_factory.mktemp("served")
+    spec_path = digits_spec(work, pruning="units", extra='preferred_batch_size = [8, 32]')
+    repo = work / "model_repository"
+    proc = export_cli("--spec", str(spec_path), "--repository", str(repo))
+    assert proc.returncode == 0, proc.tail
+    model = load_spec(spec_path).models[0]
+    heldout = dataset.load_npz(model, model.onnx.heldout, with_labels=True)
+    images = heldout.x["image"]
+    expected = verify.run_onnx((repo / "digits_pruned" / "1" / "model.onnx").read_bytes(), {"image": images}, 32,
+                               None)["probabilities"]
+    with launch_triton(repo, work / "triton") as server, httpclient.InferenceServerClient(server.http_url) as client:
+        metadata = client.get_model_metadata("digits_pruned")
+        assert [(t["name"], t["shape"]) for t in metadata["inputs"]] == [("image", [-1, 8, 8, 1])], metadata
+        assert [(t["name"], t["shape"]) for t in metadata["outputs"]] == [("probabilities", [-1, 10])], metadata
+        served = []
+        for start in range(0, len(images), 32):
+            request = httpclient.InferInput("image", [len(images[start:start + 32]), 8, 8, 1], "FP32")
+            request.set_data_from_numpy(images[start:start + 32])
+            served.append(client.infer("digits_pruned", [request]).as_numpy("probabilities"))
+        request = httpclient.InferInput("image", [1, 8, 8, 1], "FP32")
+        request.set_data_from_numpy(images[:1])
+        top = client.infer("digits_pruned", [request], outputs=[httpclient.InferRequestedOutput(
+            "probabilities", class_count=1)]).as_numpy("probabilities")
+    assert np.allclose(np.concatenate(served), expected, atol=1e-5), "Triton answers as the gated file"
+    accuracy = float(np.mean(np.concatenate(served).argmax(axis=1) == heldout.y))
+    assert accuracy >= card(repo)["source_accuracy"] - model.onnx.gate.pruned_max_accuracy_drop / 100
+    assert top[0][0].decode().split(":")[2] == str(expected[0].argmax()), "labels served beside it"
