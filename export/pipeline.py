@@ -31,8 +31,8 @@ from export.spec import (GATE_TOLERANCES, TORCH_FORMATS, ModelSpec, Spec, instal
 
 CODE_FILES = ("spec.py", "load.py", "dataset.py", "convert.py", "reference.py", "torch_source.py", "text_parity.py",
               "hf_tokenizer/model.py", "hf_tokenizer/hf_tokenization.py", "keras_text.py", "keras_text_step/model.py",
-              "keras_text_step/text_vectorization.py", "optimize.py", "prune.py", "verify.py", "repository.py", "card.py",
-              "pipeline.py")
+              "keras_text_step/text_vectorization.py", "optimize.py", "prune.py", "verify.py", "repository.py",
+              "card.py", "pipeline.py")
 GENERATED_SUFFIXES = (".onnx", ".plan")
 # Packages whose installed version can change what the export of a model produces, by source format.
 ONNX_TOOLS = ("onnx", "onnxruntime", "onnxconverter-common", "onnxslim")
