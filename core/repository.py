@@ -166,7 +166,8 @@ def onnx_config(model: ModelSpec, variant: str, tensorrt: bool = True) -> mc.Mod
         trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         # Parameter names as Triton's onnxruntime_backend documents them; applied only to GPU instances.
         # The precision the gate verified: fp32 runs FP32, only the fp16 variant may use FP16 kernels.
-        trt.parameters["precision_mode"] = variant.upper()
+        trt.parameters["precision_mode"] = {"fp16": "FP16", "int8": "INT8", "pruned_int8": "INT8"}.get(
+            variant, "FP32")
         trt.parameters["max_workspace_size_bytes"] = str(1 << 30)
         trt.parameters["trt_engine_cache_enable"] = "1"
         trt.parameters["trt_engine_cache_path"] = f"{TRT_CACHE_ROOT}/{config.name}"

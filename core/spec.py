@@ -20,7 +20,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 from core.errors import SpecError
 
 KINDS = ("onnx", "python", "ensemble")
-VARIANTS = ("fp32", "int8", "fp16")
+VARIANTS = ("fp32", "int8", "fp16", "pruned", "pruned_int8")
+PRUNING_METHODS = ("weights", "units")  # export/prune.py
 DTYPES = tuple(n for n in mc.DataType.keys() if n != "TYPE_INVALID")
 FORMATS = ("FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW")
 INSTANCE_KINDS = ("KIND_AUTO", "KIND_CPU", "KIND_GPU")
@@ -153,6 +154,11 @@ class Gate:
     fp32_max_mean_relative_error: float = 1e-4  # mean |diff| / mean |source output|
     fp16_max_mean_relative_error: float = 1e-2
     int8_max_mean_relative_error: float = 0.02
+    # pruned: judged like int8, by decisions and the task's metric (a pruned model is meant to differ)
+    pruned_min_agreement: float = 0.95
+    pruned_max_accuracy_drop: float = 1.0
+    pruned_max_range_error: float = 0.05
+    pruned_max_mean_relative_error: float = 0.02
     multilabel_threshold: float = 0.5  # a multi-label output's decision: score >= threshold
     outputs: tuple[tuple[str, Gate], ...] = ()  # per-output overrides, by output name
     table: str = field(default="gate", compare=False)  # where the values come from, for error messages
@@ -170,7 +176,8 @@ class Gate:
 
 
 GATE_TOLERANCES = tuple(f for f in Gate.__dataclass_fields__ if f not in ("model", "outputs", "table"))
-GATE_FRACTIONS = ("fp32_min_argmax_agreement", "fp16_min_agreement", "int8_min_agreement")
+GATE_FRACTIONS = ("fp32_min_argmax_agreement", "fp16_min_agreement", "int8_min_agreement",
+                  "pruned_min_agreement")
 
 
 @dataclass(frozen=True)
@@ -214,6 +221,7 @@ class OnnxSource:
     # Keras sources taking raw strings: the name of the TextVectorization layer the export splits off into a python
     # step (keras_text_models); this model is then the numeric rest, token ids in.
     keras_text_layer: str = ""
+    pruning: str = "weights"  # how the pruned variant prunes (PRUNING_METHODS)
 
     @property
     def source_format(self) -> str:
@@ -359,7 +367,7 @@ _COMMON_KEYS = {"name", "kind", "description", "input", "output", "max_batch_siz
                 "instance_kind", "warmup_batch_sizes", "parameters", "samples", "loadtest_weight", "response_cache"}
 _KIND_KEYS = {
     "onnx": {"source", "heldout", "calibration", "trainer", "variants", "optional_variants", "gate", "tensorrt",
-             "source_format", "activation", "text", "intra_op_thread_count",
+             "source_format", "activation", "text", "intra_op_thread_count", "pruning",
              "inter_op_thread_count", "execution_mode", "graph_optimization_level"},
     "python": {"code", "files"},
     "ensemble": {"step"},
@@ -588,14 +596,17 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
         _require(isinstance(optional, list) and all(v in variants and v != "fp32" for v in optional), name,
                  "optional_variants", optional,
                  "a list of variants from `variants`, except fp32 (the reference variant is always required)")
-        _require("int8" not in variants or "calibration" in table, name, "calibration", None,
-                 "required when variants include int8: an .npz with x (representative inputs)")
+        _require(not {"int8", "pruned_int8"} & set(variants) or "calibration" in table, name, "calibration", None,
+                 "required when variants include int8 or pruned_int8: an .npz with x (representative inputs)")
         gate = _gate(name, table.get("gate", {}), _tensors(name, table, "output"))
         trainer = table.get("trainer")
         _require(trainer is None or isinstance(trainer, str), name, "trainer", trainer,
                  "the name of a trainer in export.train.TRAINERS")
         tensorrt = table.get("tensorrt", True)
         _require(isinstance(tensorrt, bool), name, "tensorrt", tensorrt, "true or false")
+        pruning = table.get("pruning", "weights")
+        _require(pruning in PRUNING_METHODS, name, "pruning", pruning,
+                 "weights (zeros by magnitude: a smaller gzip) or units (whole hidden units and channels: faster)")
         declared = table.get("source_format")
         _require(declared is None or declared in SOURCE_FORMATS, name, "source_format", declared,
                  ", ".join(SOURCE_FORMATS) + " (or leave it out: the source's suffix or config.json tells)")
@@ -606,7 +617,7 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
             heldout=_path(root, name, "heldout", table["heldout"]),
             calibration=_path(root, name, "calibration", table["calibration"]) if "calibration" in table else None,
             trainer=trainer, variants=tuple(variants), gate=gate, tensorrt=tensorrt,
-            optional_variants=tuple(optional), declared_format=declared)
+            optional_variants=tuple(optional), declared_format=declared, pruning=pruning)
         fmt = onnx.source_format
         activation = table.get("activation", "softmax" if fmt == "huggingface" else "none")
         _require(activation in ACTIVATIONS and (fmt in TORCH_FORMATS or "activation" not in table), name,

@@ -56,6 +56,9 @@ class Card:
     # Variants served without the TensorRT accelerator, by Triton name: the ops TensorRT's ONNX parser cannot import.
     # The config of such a variant has no gpu_execution_accelerator (repository.onnx_config; the state records it).
     without_tensorrt: dict[str, list[str]] = field(default_factory=dict)
+    # The pruned variants (export/prune.py card_record): {method, sparsity, zeros, weights, original_weights,
+    # bytes, gzip_bytes (by variant: fp32, pruned, pruned_int8), steps: [{what, sparsity, result, gate, chosen}]}.
+    pruning: dict = field(default_factory=dict)
 
 
 def reference_predictions(model: ModelSpec, outputs: dict) -> dict[str, dict]:
@@ -146,6 +149,8 @@ def markdown(card: Card) -> str:
             figure = "-" if r["accuracy_drop_points"] is None else f"{r['accuracy_drop_points']:.2f}"
             result = f"{r['result']}: {r['gate']}" if r["result"] == "fails" and r.get("gate") else r["result"]
             lines.append(f"| {r['recipe']} | {r['description']} | {figure} | {result} |")
+    if card.pruning:
+        lines += _pruning_lines(card)
     if card.end_to_end:
         e2e = card.end_to_end
         lines += ["", "## End-to-end parity: raw text in", "",
@@ -160,6 +165,27 @@ def markdown(card: Card) -> str:
     tools = ", ".join(f"{k} {v}" for k, v in card.exported_with.items())
     lines += ["", f"Exported with {tools}.", ""] if tools else [""]
     return "\n".join(lines)
+
+
+def _pruning_lines(card: Card) -> list[str]:
+    p = card.pruning
+    method = {"weights": "weights: the smallest-magnitude entries of every MatMul, Gemm and Conv weight set to 0",
+              "units": "units: whole hidden units and channels removed, with the next layer's weights that read them"}
+    latency = {v.variant: v.latency_us for v in card.variants}
+    lines = ["", "## Pruning", "", f"Method {method[p['method']]} (`export/prune.py`). Sparsity "
+             f"{p['sparsity']:.2%}: of the fp32 model's {p['original_weights']:,} MatMul, Gemm and Conv weights, "
+             f"{p['zeros']:,} set to 0 and {p['original_weights'] - p['weights']:,} removed.", "",
+             "| variant | size | gzip | p50 latency µs (batch: value) |", "|---|---|---|---|"]
+    for v in p["bytes"]:
+        lat = ", ".join(f"{b}: {x['p50']:.0f}" for b, x in latency.get(v, {}).items()) or "-"
+        lines.append(f"| {v} | {p['bytes'][v] / 1024:.1f} KiB | {p['gzip_bytes'][v] / 1024:.1f} KiB | {lat} |")
+    served = "has every step marked chosen" if p["method"] == "units" else "is the last that passed"
+    lines += ["", f"Steps the search judged, in order (the served model {served}):", "",
+              "| step | sparsity | result |", "|---|---|---|"]
+    for s in p["steps"]:
+        result = f"{s['result']}: {s['gate']}" if s["result"] == "fails" else s["result"]
+        lines.append(f"| {s['what']}{' (chosen)' if s['chosen'] else ''} | {s['sparsity']:.2%} | {result} |")
+    return lines
 
 
 def _percent(value: float | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -28,14 +29,14 @@ from core.spec import (GATE_TOLERANCES, TORCH_FORMATS, TRITONMODELS, ModelSpec, 
                        variant_model_name)
 from core.state import STATE_FILE, ModelState, read_state, write_state
 from export import card as cards
-from export import convert, load, optimize, reference, verify
+from export import convert, load, optimize, prune, reference, verify
 from export.progress import Log, step
 from export.repository import committed_files, write_committed_files
 
 # Paths from the project root: the export's own code and the core modules it builds on.
 CODE_FILES = ("core/spec.py", "core/heldout.py", "core/repository.py", "core/state.py", *(f"export/{name}" for name in (
     "load.py", "convert.py", "reference.py", "torch_source.py", "text_parity.py", "keras_text.py", "optimize.py",
-    "verify.py", "repository.py", "card.py", "pipeline.py")))
+    "prune.py", "verify.py", "repository.py", "card.py", "pipeline.py")))
 # What the export runs from the python models' package: the gate's sessions, the generated steps' encodings.
 PACKAGE_FILES = ("onnxruntime_session.py", "text_vectorization.py", "hf_tokenization.py")
 # The python models' shared config reader, deployed into every python model's version folder (tritonmodels/).
@@ -153,11 +154,15 @@ def is_current(model: ModelSpec, repo: Path) -> bool:
 # ---- building one model --------------------------------------------------------------------------------------------
 
 def _int8_judge(model: ModelSpec, heldout: Dataset, expected: dict) -> optimize.Judge:
-    """The parity gate's int8 check as the recipe search's judge: its figure is the worst measured / allowed ratio
-    over every output's checks (<= 1 passes), its text the figures or the failures."""
+    return _variant_judge(model, "int8", heldout, expected)
+
+
+def _variant_judge(model: ModelSpec, variant: str, heldout: Dataset, expected: dict) -> optimize.Judge:
+    """The parity gate's check of a variant as a search's judge (int8 recipes, pruning): its figure is the worst
+    measured / allowed ratio over every output's checks (<= 1 passes), its text the figures or the failures."""
 
     def judge(blob: bytes) -> optimize.Verdict:
-        report, failures = verify.check_variant(model, "int8", blob, heldout, expected)
+        report, failures = verify.check_variant(model, variant, blob, heldout, expected)
         text = verify.brief(failures) if failures else report.summary()
         return optimize.Verdict(not failures, report.severity, text, report.accuracy_drop)
     return judge
@@ -236,6 +241,38 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
                 built_failures.append(verify.conversion_failure(model, "int8", "int8 quantization", e))
         if search is not None and search.proto is not None:
             protos["int8"] = search.proto
+    pruning = pruned_int8 = None
+    if {"pruned", "pruned_int8"} & set(src.variants):
+        pruned_name = variant_model_name(model.name, "pruned")
+        with step(log, f"{model.name}: pruning ({src.pruning}), up to what the gate passes"):
+            try:
+                pruning = prune.search(fp32, src.pruning, _variant_judge(model, "pruned", heldout, expected), log,
+                                       pruned_name)
+            except IncompatibleModelError as e:  # nothing to prune: said in one line, like a variant not built
+                built_failures += [GateFailure(v, "", "pruning", math.nan, math.nan, reason=str(e))
+                                   for v in ("pruned", "pruned_int8") if v in src.variants]
+        if pruning is not None and pruning.proto is not None:
+            protos["pruned"] = pruning.proto
+        elif pruning is not None:
+            built_failures += [GateFailure(v, "", "pruning", math.nan, math.nan,
+                                           reason=f"{variant_model_name(model.name, v)}: {pruning.failure()}")
+                               for v in ("pruned", "pruned_int8") if v in src.variants]
+    if "pruned_int8" in src.variants and "pruned" in protos:
+        calibration = model_data(model, src.calibration, with_labels=False)
+        with step(log, f"{model.name}: int8 static quantization of the pruned model"):
+            try:
+                pruned_int8 = optimize.search_int8(protos["pruned"], calibration,
+                                                   _variant_judge(model, "pruned_int8", heldout, expected), log,
+                                                   options.int8_search_seconds)
+            except Exception as e:
+                built_failures.append(verify.conversion_failure(model, "pruned_int8", "int8 quantization", e))
+        if pruned_int8 is not None and pruned_int8.proto is not None:
+            protos["pruned_int8"] = pruned_int8.proto
+        elif pruned_int8 is not None:
+            built_failures.append(GateFailure("pruned_int8", "", "int8 quantization", math.nan, math.nan, reason=(
+                f"{variant_model_name(model.name, 'pruned_int8')}: {_no_recipe_passed(model, pruned_int8)}")))
+    if "pruned" not in src.variants:
+        protos.pop("pruned", None)  # built for pruned_int8 only
     if "fp16" in src.variants:
         with step(log, f"{model.name}: fp16 conversion"):
             try:
@@ -309,11 +346,11 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
     with step(log, f"{model.name}: in-process latency per variant and batch size"):
         latency = {v: verify.latency_us(model, b, heldout) for v, b in blobs.items()}
 
-    recipe = search.winner.recipe if search is not None and search.winner is not None else None
+    recipes = {v: s.winner.recipe.name for v, s in (("int8", search), ("pruned_int8", pruned_int8))
+               if s is not None and s.winner is not None}
     variants = [cards.VariantCard(r.triton_name, r.variant, cards.size_kib(len(blobs[r.variant])),
                                   convert.op_counts(protos[r.variant]),
-                                  r.accuracy, r.max_abs_diff, r.argmax_agreement,
-                                  recipe.name if r.variant == "int8" and recipe else "",
+                                  r.accuracy, r.max_abs_diff, r.argmax_agreement, recipes.get(r.variant, ""),
                                   {o.name: {"task": o.task, **{k: float(f"{v:.6g}") for k, v in o.figures.items()}}
                                    for o in r.outputs})
                 for r in reports]
@@ -328,7 +365,9 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
                       _recipe_rows(search) if search is not None else [], left_out,
                       end_to_end=end_to_end.as_dict() if end_to_end is not None else {},
                       without_tensorrt={n: ops for n, ops in no_tensorrt.items()
-                                        if n in {r.triton_name for r in reports}})
+                                        if n in {r.triton_name for r in reports}},
+                      pruning=prune.card_record(pruning, fp32, {r.variant: blobs[r.variant] for r in reports})
+                      if pruning is not None and pruning.proto is not None else {})
     state = ModelState(fingerprint(model), left_out, card.without_tensorrt,
                        cards.reference_predictions(model, expected),
                        {"latency_us": {r.triton_name: latency[r.variant] for r in reports},

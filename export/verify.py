@@ -44,10 +44,13 @@ CHECKS = {
     "regression": (("range error (max |diff| / source p1-p99 range)", "range_error", "max", "max_range_error", True),
                    ("mean relative error", "mean_relative_error", "max", "max_mean_relative_error", False)),
 }
-# Which checks each variant gets: fp32 and fp16 are compared closely; int8 by decisions and the task's metric.
+# Which checks each variant gets: fp32 and fp16 are compared closely; int8 and pruned by decisions and the task's
+# metric.
 VARIANT_CHECKS = {"fp32": ("max_abs_diff", "min_agreement", "max_range_error", "max_mean_relative_error"),
                   "fp16": ("max_abs_diff", "min_agreement", "max_range_error", "max_mean_relative_error"),
-                  "int8": ("min_agreement", "max_accuracy_drop", "max_range_error", "max_mean_relative_error")}
+                  "int8": ("min_agreement", "max_accuracy_drop", "max_range_error", "max_mean_relative_error"),
+                  "pruned": ("min_agreement", "max_accuracy_drop", "max_range_error", "max_mean_relative_error"),
+                  "pruned_int8": ("min_agreement", "max_accuracy_drop", "max_range_error", "max_mean_relative_error")}
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,9 @@ def figures(task: str, out: np.ndarray, ref: np.ndarray, y: np.ndarray | None, t
 
 
 def _tolerance(variant: str, tolerance: str) -> str:
-    """The Gate field of a variant's tolerance; fp32's agreement keeps its older name."""
+    """The Gate field of a variant's tolerance; fp32's agreement keeps its older name; pruned_int8 is held to int8's
+    (its pruning and its quantization share that one allowance)."""
+    variant = "int8" if variant == "pruned_int8" else variant
     return "fp32_min_argmax_agreement" if (variant, tolerance) == ("fp32", "min_agreement") else f"{variant}_{tolerance}"
 
 
