@@ -1,7 +1,7 @@
 """The backend-cost benchmark's repository: one copy of each measured model per batch size N, whose dynamic batcher
 executes exactly N requests at a time, plus `stub_floor` copies; every copy is served through the timing wrapper
 (bench/stub_models/timing.py). An `onnxruntime`-backend model is served as a python model whose model.py is our
-backend's (serve/backends/onnxruntime/model.py): the same stub binary runs the same code."""
+backend's (tritonmodels/onnxruntime_backend.py): the same stub binary runs the same code."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from serve.runtime import OUR_BACKENDS, SESSION_MODULE
+from core.triton_install import OUR_BACKENDS, SESSION_MODULE
 
 STUB_MODELS = Path(__file__).resolve().parent / "stub_models"
-ONNXRUNTIME_BACKEND = OUR_BACKENDS / "onnxruntime" / "model.py"
+ONNXRUNTIME_BACKEND = OUR_BACKENDS["onnxruntime"]
 FLOOR = "stub_floor"
 WAIT_US = 2_000_000  # the batcher waits this long for N requests; N connections send them in well under a millisecond
 

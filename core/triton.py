@@ -103,7 +103,7 @@ METRICS_FLAGS = (
 )
 
 
-class Installation(Protocol):  # where a tritonserver and its backends are (serve/runtime.py finds the wheel's)
+class Installation(Protocol):  # where a tritonserver and its backends are (core/triton_install.py finds the wheel's)
     tritonserver: Path
     backend_dir: Path
     cache_dir: Path | None

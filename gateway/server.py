@@ -19,7 +19,7 @@ from gateway import keys as api_keys
 from gateway.app import create_app
 from gateway.options import GatewayOptions
 from gateway.protocol import with_limits
-from serve.state import pid_alive
+from core.process import running as pid_alive
 
 STATE_FILE = "gateway.json"
 STOP_GRACE_S = 10.0

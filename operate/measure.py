@@ -10,16 +10,15 @@ from pathlib import Path
 
 from core.triton import ServeOptions
 from operate.k8s import Measured
-from serve import runtime
-from serve import repository as serve_repository
-from serve.process import TritonProcess
+from core import repository_scan, triton_install
+from core.triton_process import TritonProcess
 
 
 def measure(repository: Path, workdir: Path) -> Measured:
     options = ServeOptions(repository=repository, log_file=workdir / "measure.log", state_dir=workdir,
                            admin_key=secrets.token_hex(16))
-    found = runtime.locate(options.build_dir)
-    models = [model.name for model in serve_repository.scan(options.repository)]
+    found = triton_install.locate(options.build_dir)
+    models = [model.name for model in repository_scan.scan(options.repository)]
     triton = TritonProcess.on_free_ports(options, found, f"measure_{secrets.token_hex(3)}")
     try:
         seconds = triton.start(models)

@@ -12,9 +12,9 @@ from pathlib import Path
 from core import process as core_process
 from core.errors import NotRunningError, PortInUseError, ServerStartError, UserError
 from core.triton import ADMIN_KEY_ENV, ServeOptions, redact, shm_prefix, tritonserver_argv
-from serve import endpoints, process, repository, runtime
+from core import repository_scan, triton_http, triton_install, triton_process
 from serve.metrics import SupervisorMetrics
-from serve.process import TritonProcess
+from core.triton_process import TritonProcess
 from serve.security import admin_key_exposure
 from serve.state import ServerState, is_our_server, pid_alive, read_state, remove_state, state_path, write_state
 from serve.supervisor import EventLog, Supervisor
@@ -26,11 +26,11 @@ def events_path(options: ServeOptions) -> Path:
     return options.log_file.with_name(options.log_file.stem + ".events.log")
 
 
-def preflight(options: ServeOptions) -> tuple[runtime.Runtime, list[str]]:
+def preflight(options: ServeOptions) -> tuple[triton_install.Runtime, list[str]]:
     """Everything that can fail with a clear message before Triton starts."""
-    found = runtime.locate(options.build_dir)
-    models = [model.name for model in repository.scan(options.repository)]
-    process.check_ports_free(options)
+    found = triton_install.locate(options.build_dir)
+    models = [model.name for model in repository_scan.scan(options.repository)]
+    triton_process.check_ports_free(options)
     return found, models
 
 
@@ -142,7 +142,7 @@ def start(options: ServeOptions, admin_key_source: str) -> int:
         recorded_ready, dict(os.environ, **{ADMIN_KEY_ENV: options.admin_key}), keep_log=True,
     )
     try:
-        core_process.start(child, options.startup_timeout_s * process.START_ATTEMPTS + 10, attempts=1)
+        core_process.start(child, options.startup_timeout_s * triton_process.START_ATTEMPTS + 10, attempts=1)
     except core_process.StartFailed as failure:
         if failure.exit_code is None:
             raise ServerStartError(f"the background server did not become ready in time; see {events} and "
@@ -166,7 +166,7 @@ def stop_process(pid: int | None, triton_pid: int | None, shm_prefix: str) -> No
     if triton_pid is not None and pid_alive(triton_pid):
         core_process.signal_group(triton_pid, signal.SIGKILL)
     if shm_prefix:
-        process.clean_shm(shm_prefix)
+        triton_process.clean_shm(shm_prefix)
 
 
 def stop(state_dir: Path) -> int:
@@ -197,10 +197,10 @@ def status(state_dir: Path) -> int:
     state = read_state(state_dir)
     if state is None or not is_our_server(state.pid):
         raise NotRunningError("no server started by `make start` is running: start one with `make start`")
-    ready = endpoints.ready(state.http_url)
+    ready = triton_http.ready(state.http_url)
     print(f"server pid {state.pid} ({'ready' if ready else 'NOT ready'}) http://{state.http_url}  grpc {state.grpc_url}  "
           f"metrics http://{state.metrics_url}/metrics")
     for model in state.models:
-        print(f"  {model:28s} {'READY' if endpoints.ready(state.http_url, model) else 'NOT READY'}")
+        print(f"  {model:28s} {'READY' if triton_http.ready(state.http_url, model) else 'NOT READY'}")
     print(f"  log {state.log_file}\n  events {state.events_log}")
     return 0 if ready else 1

@@ -28,9 +28,9 @@ from typing import Callable
 
 from core.errors import ModelportError
 from core.triton import ADMIN_HEADER, ServeOptions
-from serve import endpoints
+from core import triton_http
 from serve.metrics import SupervisorMetrics
-from serve.process import TritonProcess
+from core.triton_process import TritonProcess
 
 STUB_NAME = "triton_python_b"  # /proc/<pid>/stat truncates the command name to 15 characters
 POLL_S = 0.2
@@ -144,7 +144,7 @@ RELOAD_MARKER = "modelport_reloaded_at"
 
 
 def reload_model(options: ServeOptions, model: str) -> tuple[bool, str]:
-    status, body = endpoints.request(f"{options.http_url}/v2/models/{model}/config", timeout=5)
+    status, body = triton_http.request(f"{options.http_url}/v2/models/{model}/config", timeout=5)
     if status != 200:
         return False, f"could not read its config (HTTP {status}: {body[:200]!r})"
     config = json.loads(body)
@@ -152,7 +152,7 @@ def reload_model(options: ServeOptions, model: str) -> tuple[bool, str]:
     # parameter makes every heal a real reload. Backends ignore parameters they do not know.
     config.setdefault("parameters", {})[RELOAD_MARKER] = {"string_value": f"{time.time():.6f}"}
     override = {"parameters": {"config": json.dumps(config)}}
-    status, body = endpoints.request(
+    status, body = triton_http.request(
         f"{options.http_url}/v2/repository/models/{model}/load", override, {ADMIN_HEADER: options.admin_key}, timeout=60
     )
     return status == 200, f"HTTP {status} {body[:300].decode(errors='replace')}".strip()

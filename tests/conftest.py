@@ -117,7 +117,7 @@ def launch_triton(repository: Path, workdir: Path, extra_args: tuple[str, ...] =
 
 def exported_repository() -> Path:
     from core.errors import RepositoryError
-    from serve.repository import scan
+    from core.repository_scan import scan
 
     try:
         scan(REPOSITORY)

@@ -1,5 +1,5 @@
 """The code Triton's python backend runs: one module per python model, the helpers they share, and the ONNX Runtime
-session our `onnxruntime` backend (serve/backends/onnxruntime) and the benchmarks build from a config.
+session our `onnxruntime` backend (tritonmodels/onnxruntime_backend.py) and the benchmarks build from a config.
 
 Deployed, a model's folder must be self-contained (the stub ignores PYTHONPATH; it puts the model's version folder
 on sys.path): the export copies the model's module as `1/model.py`, the files models.toml lists beside it and

@@ -22,8 +22,8 @@ from core import repository as export_repository
 from core.process import wait_until
 from core.spec import Spec
 from core.triton import ADMIN_HEADER, ServeOptions
-from serve import endpoints, runtime
-from serve.process import TritonProcess
+from core import triton_http, triton_install
+from core.triton_process import TritonProcess
 from tune.space import Candidate, Space, apply
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -112,18 +112,18 @@ class TuneServer:
         if changed and self.space.target not in changed and self.spec.model(self.space.target).kind == "ensemble":
             changed.append(self.space.target)  # reload the ensemble after its steps
         for name in changed:
-            status, body = endpoints.request(f"{self.http_url}/v2/repository/models/{name}/load", {},
+            status, body = triton_http.request(f"{self.http_url}/v2/repository/models/{name}/load", {},
                                              {ADMIN_HEADER: self.options.admin_key}, timeout=LOAD_TIMEOUT_S)
             if status != 200:
                 raise CandidateNotServed(f"Triton refused to load {name} with {candidate.label()}: HTTP {status} "
                                          f"{body[:300].decode(errors='replace')}")
-        if not wait_until(lambda: all(endpoints.ready(self.http_url, m, timeout=2.0) for m in self.models),
+        if not wait_until(lambda: all(triton_http.ready(self.http_url, m, timeout=2.0) for m in self.models),
                           LOAD_TIMEOUT_S):
             raise CandidateNotServed(f"{', '.join(self.models)} not ready {LOAD_TIMEOUT_S:.0f} s after loading "
                                      f"{candidate.label()}")
         wanted = configs_for(apply(self.spec, candidate), self.models)
         for name in self.models:
-            status, body = endpoints.request(f"{self.http_url}/v2/models/{name}/config", timeout=5)
+            status, body = triton_http.request(f"{self.http_url}/v2/models/{name}/config", timeout=5)
             served = json_format.ParseDict(json.loads(body), mc.ModelConfig(), ignore_unknown_fields=True) \
                 if status == 200 else None
             if served is None or checked_fields(served) != checked_fields(wanted[name]):
@@ -150,7 +150,7 @@ def start(spec: Spec, space: Space, source: Path, work_dir: Path, untuned: Candi
           startup_timeout_s: float = 180.0) -> TuneServer:
     """Triton serving the untuned candidate, ready, on free loopback ports (new ones if another process takes one)."""
     repository = copy_repository(source, work_dir / "repository", served_models(spec, space))
-    found = runtime.locate(REPO_ROOT / "build" / "backends")
+    found = triton_install.locate(REPO_ROOT / "build" / "backends")
     options = ServeOptions(repository=repository, log_file=work_dir / "tritonserver.log", state_dir=work_dir,
                            build_dir=REPO_ROOT / "build" / "backends", admin_key=secrets.token_hex(16),
                            startup_timeout_s=startup_timeout_s)

@@ -167,7 +167,7 @@ def _download_wheel(target: Path) -> Path:
 
 
 def _link_libraries(lib_dir: Path) -> None:
-    from serve.runtime import package_root  # the wheel's location: serve knows where pytriton lives
+    from core.triton_install import package_root  # the wheel's location
 
     bundled = package_root().parent / "nvidia_pytriton.libs"
     lib_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import yaml
 from core import promql
 from core.triton import METRICS_FLAGS, ServeOptions, tritonserver_argv
 from operate import k8s
-from serve.runtime import Runtime
+from core.triton_install import Runtime
 from tests.conftest import ROOT
 
 K8S = ROOT / "deploy" / "k8s"

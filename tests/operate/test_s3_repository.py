@@ -22,9 +22,9 @@ from core.repository import served_names
 from core.spec import load_spec
 from core.triton import ADMIN_HEADER, ADMIN_KEY_ENV, shm_prefix
 from operate import k8s
-from serve import runtime
+from core import triton_install
 from core.process import free_ports
-from serve.process import clean_shm
+from core.triton_process import clean_shm
 from tests.conftest import ROOT, exported_repository
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_triton_serves_the_repository_from_s3_with_the_manifests_flags(s3_endpoi
     assert upload(s3_endpoint, exported_repository()) > 20
     url = f"s3://{s3_endpoint}/{BUCKET}/{PREFIX}"
     assert k8s.S3_URL.match(url), "the test must use the URL form the manifests are checked for"
-    found = runtime.locate(ROOT / "build" / "backends")
+    found = triton_install.locate(ROOT / "build" / "backends")
     http, grpc, metrics = free_ports(3)
     key = secrets.token_hex(16)
     env = {**CREDENTIALS, ADMIN_KEY_ENV: key}

@@ -13,10 +13,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from serve import runtime
+from core import triton_install
 
-MODEL_PY = Path(__file__).resolve().parents[2] / "serve" / "backends" / "onnxruntime" / "model.py"
-SESSION_MODULE = runtime.SESSION_MODULE
+MODEL_PY = triton_install.OUR_BACKENDS["onnxruntime"]
+SESSION_MODULE = triton_install.SESSION_MODULE
 WEIGHTS = (np.arange(12, dtype=np.float32).reshape(4, 3) / 10)
 
 
@@ -89,7 +89,7 @@ def config(**extra) -> dict:
 @pytest.fixture
 def backend(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils())
-    # the stub puts the backend folder on sys.path, where serve/runtime.py deploys onnxruntime_session.py
+    # the stub puts the backend folder on sys.path, where serve/triton_install.py deploys onnxruntime_session.py
     monkeypatch.syspath_prepend(str(SESSION_MODULE.parent))
     spec = importlib.util.spec_from_file_location("onnxruntime_backend_model", MODEL_PY)
     module = importlib.util.module_from_spec(spec)

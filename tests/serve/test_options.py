@@ -4,7 +4,7 @@ from pathlib import Path
 
 from core.triton import ADMIN_KEY_ENV, ServeOptions, tritonserver_argv
 from serve import cli, launcher
-from serve.runtime import Runtime
+from core.triton_install import Runtime
 
 RUNTIME = Runtime(Path("/rt/bin/tritonserver"), Path("/rt/libs"), Path("/build/backends"), Path("/venv/bin"), None)
 

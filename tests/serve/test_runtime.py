@@ -3,7 +3,7 @@ import subprocess
 import pytest
 
 from core.errors import RuntimeMissingError
-from serve.runtime import apt_hint, check_glibc, locate, parse_missing_libraries
+from core.triton_install import apt_hint, check_glibc, locate, parse_missing_libraries
 
 LDD_OUTPUT = """\
 \tlinux-vdso.so.1 (0x00007ffd)

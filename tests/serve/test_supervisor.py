@@ -11,7 +11,7 @@ from core.errors import PortInUseError, RuntimeMissingError, ServerStartError
 from core.triton import ServeOptions
 from serve.metrics import SupervisorMetrics
 from core.process import free_ports
-from serve.process import TritonProcess, check_ports_free, clean_shm, explain_start_failure
+from core.triton_process import TritonProcess, check_ports_free, clean_shm, explain_start_failure
 from serve.security import admin_key_exposure, proc_hides_other_users, resolve_admin_key
 from serve.supervisor import RESTART_BACKOFF_MAX_S, Stub, StubWatch, Supervisor, model_of_stub, restart_delay
 

@@ -18,9 +18,11 @@ from pathlib import Path
 from core.errors import RuntimeMissingError
 
 REINSTALL = "reinstall the pinned environment with `make venv` (nvidia-pytriton in requirements-py3XX.lock)"
-OUR_BACKENDS = Path(__file__).parent / "backends"
+TRITONMODELS = Path(__file__).resolve().parents[1] / "tritonmodels"
+# Our Python-based backends, by backend name: deployed as <build>/backends/<name>/model.py beside the session module.
+OUR_BACKENDS = {"onnxruntime": TRITONMODELS / "onnxruntime_backend.py"}
 # Deployed beside each of our backends' model.py: the stub puts the backend folder on sys.path, nothing else of ours.
-SESSION_MODULE = Path(__file__).resolve().parents[1] / "tritonmodels" / "onnxruntime_session.py"
+SESSION_MODULE = TRITONMODELS / "onnxruntime_session.py"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,11 +130,10 @@ def build_backend_dir(build_dir: Path, python_backend: Path, stub: Path) -> Path
         (python_backend / "triton_python_backend_utils.py", python_dir / "triton_python_backend_utils.py"),
         (stub, python_dir / "triton_python_backend_stub"),
     ]
-    for backend in sorted(OUR_BACKENDS.iterdir()):
-        if (backend / "model.py").exists():
-            (build_dir / backend.name).mkdir(exist_ok=True)
-            copies.append((backend / "model.py", build_dir / backend.name / "model.py"))
-            copies.append((SESSION_MODULE, build_dir / backend.name / SESSION_MODULE.name))
+    for name, module in sorted(OUR_BACKENDS.items()):
+        (build_dir / name).mkdir(exist_ok=True)
+        copies.append((module, build_dir / name / "model.py"))
+        copies.append((SESSION_MODULE, build_dir / name / SESSION_MODULE.name))
     for source, target in copies:
         if not target.exists() or source.read_bytes() != target.read_bytes():
             tmp = target.with_suffix(target.suffix + ".tmp")

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import RepositoryError
-from serve.repository import scan
+from core.repository_scan import scan
 
 ONNX_CONFIG = 'name: "m"\nbackend: "onnxruntime"\nmax_batch_size: 4\n'
 

@@ -8,6 +8,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from core.errors import RepositoryError
+from core.repository import parse
 
 EXPORT_HINT = "run `make export` to write the model repository"
 # Model files a backend loads from <model>/<version>/ when the config names none.
@@ -23,7 +24,7 @@ class RepositoryModel:
 
 def read_config(config_path: Path) -> model_config_pb2.ModelConfig:
     try:
-        return text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
+        return parse(config_path.read_text())
     except text_format.ParseError as error:
         raise RepositoryError(f"{config_path} is not a valid Triton model config: {error}; {EXPORT_HINT} again") from None
 

@@ -4,7 +4,7 @@ It behaves like the real C++ onnxruntime_backend where it matters:
 - all requests of one execute() call become one batch per input, ONNX Runtime runs once, the outputs are split back
   per request in order;
 - it honours the real backend's model-config knobs: `default_model_filename` and the session settings
-  tritonmodels/onnxruntime_session.py reads (serve/runtime.py deploys that module beside this file);
+  tritonmodels/onnxruntime_session.py reads (core/triton_install.py deploys that module beside this file);
 - a bad request gets its own error response while the rest of the batch succeeds, and nothing raised here may take
   the instance down.
 

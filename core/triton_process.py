@@ -10,7 +10,7 @@ from typing import Callable
 from core import process
 from core.errors import PortInUseError, RuntimeMissingError, ServerStartError
 from core.triton import ServeOptions, shm_prefix, tritonserver_argv
-from serve import endpoints, runtime
+from core import triton_http, triton_install
 
 # Under heavy load Triton can abort at start with this boost error; a second try succeeds.
 LOCK_EXCEPTION = "boost::interprocess::lock_exception"
@@ -43,7 +43,7 @@ class TritonProcess:
     not_ready: list[str] = dataclasses.field(default_factory=list)  # the models not ready yet in this start
 
     @classmethod
-    def on_free_ports(cls, options: ServeOptions, found: runtime.Runtime, tag: str) -> TritonProcess:
+    def on_free_ports(cls, options: ServeOptions, found: triton_install.Runtime, tag: str) -> TritonProcess:
         return cls([], found.environment(), options, shm_prefix(tag),
                    argv_for=lambda options: tritonserver_argv(options, found, tag))
 
@@ -78,10 +78,10 @@ class TritonProcess:
         return self.child
 
     def ready(self) -> bool:
-        if not endpoints.ready(self.options.http_url, timeout=1.0):
+        if not triton_http.ready(self.options.http_url, timeout=1.0):
             return False
         self.came_up = True
-        self.not_ready = [m for m in self.not_ready if not endpoints.ready(self.options.http_url, m, timeout=1.0)]
+        self.not_ready = [m for m in self.not_ready if not triton_http.ready(self.options.http_url, m, timeout=1.0)]
         return not self.not_ready
 
     def start(self, model_names: list[str]) -> float:
