@@ -2,7 +2,8 @@ from core.measure import payloads
 from core.measure.triton_metrics import (ModelCounters, activity, batching_model, format_activity, metrics_endpoint,
                                          parse)
 from core.spec import load_spec
-from tests.loadtest.user_spec import SPEC, write_user_spec
+from tests import specs
+from tests.loadtest.user_spec import user_models, write_user_spec
 
 BEFORE = """# HELP nv_inference_count Number of inferences performed
 # TYPE nv_inference_count counter
@@ -53,33 +54,12 @@ def test_metrics_endpoint_accepts_host_port_or_full_url():
 
 def test_the_batch_formed_is_read_from_an_ensembles_onnx_step_found_in_its_steps(tmp_path):
     # an ensemble of the user's own naming: nothing about it is known but its [[model.step]] tables
-    text = SPEC + """
-[[model]]
-name = "churn_api"
-kind = "ensemble"
-max_batch_size = 8
-
-[[model.input]]
-name = "features"
-dtype = "TYPE_FP32"
-dims = [3]
-
-[[model.input]]
-name = "plan_ids"
-dtype = "TYPE_INT64"
-dims = [2]
-
-[[model.output]]
-name = "spend"
-dtype = "TYPE_FP32"
-dims = [1]
-
-[[model.step]]
-model = "churn_fp16"
-input_map = { features = "features", plan_ids = "plan_ids" }
-output_map = { spend = "spend" }
-"""
-    spec = load_spec(write_user_spec(tmp_path, text))
+    inputs = {"features": "features", "plan_ids": "plan_ids"}
+    churn_api = specs.model("churn_api", "ensemble",
+                            inputs=[specs.tensor("features", [3]), specs.tensor("plan_ids", [2], "TYPE_INT64")],
+                            outputs=[specs.tensor("spend", [1])],
+                            step=[specs.step("churn_fp16", inputs, {"spend": "spend"})])
+    spec = load_spec(write_user_spec(tmp_path, *user_models(), churn_api))
 
     assert batching_model(spec, "churn_api") == "churn_fp16"
     assert batching_model(spec, "churn") == "churn"
