@@ -171,7 +171,7 @@ def _pruning_lines(card: Card) -> list[str]:
     p = card.pruning
     method = {"weights": "weights: the smallest-magnitude entries of every MatMul, Gemm and Conv weight set to 0",
               "units": "units: whole hidden units and channels removed, with the next layer's weights that read them"}
-    latency = {v.variant: v.latency_us for v in card.variants}
+    latency = p.get("latency_us", {})  # measured at export: a pruned model's card is the one that carries timings
     lines = ["", "## Pruning", "", f"Method {method[p['method']]} (`export/prune.py`). Sparsity "
              f"{p['sparsity']:.2%}: of the fp32 model's {p['original_weights']:,} MatMul, Gemm and Conv weights, "
              f"{p['zeros']:,} set to 0 and {p['original_weights'] - p['weights']:,} removed.", "",

@@ -366,7 +366,7 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
                       end_to_end=end_to_end.as_dict() if end_to_end is not None else {},
                       without_tensorrt={n: ops for n, ops in no_tensorrt.items()
                                         if n in {r.triton_name for r in reports}},
-                      pruning=prune.card_record(pruning, fp32, {r.variant: blobs[r.variant] for r in reports})
+                      pruning=prune.card_record(pruning, fp32, {r.variant: blobs[r.variant] for r in reports}, latency)
                       if pruning is not None and pruning.proto is not None else {})
     state = ModelState(fingerprint(model), left_out, card.without_tensorrt,
                        cards.reference_predictions(model, expected),

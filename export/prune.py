@@ -298,7 +298,8 @@ def _search_units(fp32: onnx.ModelProto, found: list[_Chain], judge: Judge, log:
     return PruneSearch("units", tuple(levels), best)
 
 
-def card_record(result: PruneSearch, fp32: onnx.ModelProto, served: dict[str, bytes]) -> dict:
+def card_record(result: PruneSearch, fp32: onnx.ModelProto, served: dict[str, bytes],
+                latency_us: dict[str, dict]) -> dict:
     """What the model card says of the pruned model: sparsity, zeros counted, sizes raw and gzipped (of fp32 and the
     served pruned variants, `served` by variant), and every step the search judged."""
     counted = sparsity(result.proto, fp32)
@@ -306,6 +307,7 @@ def card_record(result: PruneSearch, fp32: onnx.ModelProto, served: dict[str, by
     return {"method": result.method, "sparsity": round(counted.fraction, 6), "zeros": counted.zeros,
             "weights": counted.weights, "original_weights": counted.original_weights,
             "bytes": {k: len(b) for k, b in blobs.items()}, "gzip_bytes": {k: gzip_size(b) for k, b in blobs.items()},
+            "latency_us": {k: latency_us[k] for k in blobs if k in latency_us},
             "steps": [{"what": lv.what, "sparsity": round(lv.sparsity, 6),
                        "result": "passes" if lv.verdict.passed else "fails", "gate": lv.verdict.text,
                        "chosen": lv.chosen} for lv in result.levels]}

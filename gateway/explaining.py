@@ -120,9 +120,9 @@ def request_schema(endpoint: Endpoint) -> dict:
 
 
 def _integer(document: dict, name: str, default: Optional[int], low: int, high: Optional[int]) -> Optional[int]:
-    value = document.get(name, default)
-    if value is None:
-        return None
+    value = document.get(name)
+    if value is None:  # left out, or null: the default
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         allowed = f"{low}..{high}" if high is not None else f">= {low}"
         raise InvalidInput(f"{name} must be an integer in {allowed}, got {value!r}", field=f"/{name}",

@@ -13,8 +13,8 @@ from bench import run
 from bench.results import Cell
 from core.spec import load_spec
 from core.measure import payloads
-from tests import exported, specs
-from tests.loadtest.user_spec import heldout_arrays, user_models, write_churn_onnx, write_user_spec
+from tests import exported
+from tests.loadtest.user_spec import heldout_arrays, write_churn_onnx, write_user_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,20 +95,6 @@ def test_model_refuses_an_unknown_name_and_an_unexported_model_with_the_fix(user
         run.plan(spec, repository, "nope")
     with pytest.raises(run.PlanError, match=r"churn/1/model.onnx missing: run `make export`"):
         run.plan(spec, tmp_path / "empty", "churn")
-
-
-def test_the_batch_formed_is_read_from_an_ensembles_onnx_step_found_in_its_steps(tmp_path):
-    # an ensemble of the user's own naming: nothing about it is known but its [[model.step]] tables
-    inputs = {"features": "features", "plan_ids": "plan_ids"}
-    churn_api = specs.model("churn_api", "ensemble",
-                            inputs=[specs.tensor("features", [3]), specs.tensor("plan_ids", [2], "TYPE_INT64")],
-                            outputs=[specs.tensor("spend", [1])],
-                            step=[specs.step("churn_fp16", inputs, {"spend": "spend"})])
-    spec = load_spec(write_user_spec(tmp_path, *user_models(), churn_api))
-
-    assert run.batching_model(spec, "churn_api") == "churn_fp16"
-    assert run.batching_model(spec, "churn") == "churn"
-    assert run.batching_model(load_spec(payloads.DEFAULT_SPEC), "sentiment") == "sentiment_classifier"
 
 
 def test_baseline_bodies_carry_the_heldout_rows_in_the_model_files_input_order(user):

@@ -51,7 +51,7 @@ def test_a_text_table_stands_for_a_generated_tokenizer_model_and_a_text_in_ensem
 
 def test_the_generated_models_get_configs_from_the_schema_like_any_other(tmp_path):
     spec = specs.load(tmp_path, hf_spec(tmp_path), extras=ALL)
-    files = {rel: text for m in spec.models for rel, text in repository.committed_files(m).items()}
+    files = {rel: text for m in spec.models for rel, text in committed_files(m).items()}
     assert sorted(files) == ["review/1/.gitkeep", "review/config.pbtxt", "review/labels.txt",
                              "review_bert/config.pbtxt", "review_bert/labels.txt", "review_bert_fp16/config.pbtxt",
                              "review_bert_fp16/labels.txt", "review_tokenizer/config.pbtxt"]
