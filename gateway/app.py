@@ -49,8 +49,7 @@ FEEDBACK_MAX_VALUES = 64  # a feedback document holds four scalars (a label may 
 # The page loads nothing from anywhere else: no CDN, no inline script.
 PAGE_CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 _log = logging.getLogger("modelport.gateway")
-# The gateway asks Triton for no version, so the latest answers; the repository serves version 1 of each model.
-SERVED_VERSION = "1"
+UNKNOWN_VERSION = "unknown"  # Triton's metadata of the model was not read yet
 
 
 @dataclass(frozen=True)
@@ -97,10 +96,12 @@ class Gateway:
                started: float) -> None:
         """The answer, to the payload log and the feedback index (when on): references only, nothing copied."""
         request_id = getattr(request.state, "request_id", "")
+        # the gateway names no version, so Triton answers with the newest it has ready
+        version = self.backend.versions.get(endpoint.name, UNKNOWN_VERSION)
         if self.feedback is not None and request_id:
-            self.feedback.remember(request_id, endpoint, SERVED_VERSION, outputs)
+            self.feedback.remember(request_id, endpoint, version, outputs)
         if self.payload_log is not None:
-            self.payload_log.offer(PayloadRecord(request_id, endpoint.name, SERVED_VERSION,
+            self.payload_log.offer(PayloadRecord(request_id, endpoint.name, version,
                                                  time.perf_counter() - started, parsed.arrays,
                                                  rendered["predictions"], time.time()))
 
