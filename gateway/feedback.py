@@ -7,8 +7,8 @@ first labelled output, or the number of a one-value output (a regression). `POST
 
 - `modelport_gateway_feedback_judged_total{model,version}` and `..._feedback_correct_total{model,version}`, so
   live accuracy over a window is `rate(correct) / rate(judged)`;
-- `modelport_gateway_feedback_abs_error_sum{model,version}` for a regression: the mean absolute error is
-  `rate(abs_error_sum) / rate(judged)`.
+- `modelport_gateway_feedback_abs_error_total{model,version}` for a regression: the mean absolute error is
+  `rate(abs_error) / rate(judged)`.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class FeedbackIndex:
         self.correct = Counter("modelport_gateway_feedback_correct_total",
                                "Judged predictions whose top-1 label was the true one", ["model", "version"],
                                registry=registry)
-        self.abs_error = Counter("modelport_gateway_feedback_abs_error_sum",
+        self.abs_error = Counter("modelport_gateway_feedback_abs_error",
                                  "Sum of |predicted - true| over judged regression predictions", ["model", "version"],
                                  registry=registry)
 

@@ -4,12 +4,18 @@ field, 403 without the scope or the model)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import requests
+from prometheus_client import CollectorRegistry
 
+import modelport
+from gateway import problems
+from gateway.catalogue import Endpoint
+from gateway.feedback import FeedbackIndex, judged_output
+from tests import specs
 from tests.gateway.conftest import launch_gateway
 
-pytestmark = pytest.mark.integration
 WINDOW = 8
 TEXTS = ["a moving, beautifully acted film", "a dull, boring mess"]
 
@@ -38,6 +44,7 @@ def counts(gateway) -> tuple[float, float]:
             gateway.metric("modelport_gateway_feedback_correct_total", model="sentiment", version="1") or 0.0)
 
 
+@pytest.mark.integration
 def test_feedback_counts_judged_and_correct_predictions_per_model_and_version(gateway):
     judged, correct = counts(gateway)
     request_id, labels = predict(gateway)
@@ -51,6 +58,7 @@ def test_feedback_counts_judged_and_correct_predictions_per_model_and_version(ga
     assert counts(gateway) == (judged + 2, correct + 1)
 
 
+@pytest.mark.integration
 def test_unknown_expired_and_already_judged_request_ids_are_404_saying_why(gateway):
     unknown = feedback(gateway, {"request_id": "never-seen", "label": "positive"})
     assert unknown.status_code == 404 and unknown.json()["type"] == "/problems/not-found"
@@ -66,6 +74,7 @@ def test_unknown_expired_and_already_judged_request_ids_are_404_saying_why(gatew
     assert expired.status_code == 404 and "unknown, or older" in expired.json()["detail"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("document, field", [
     ({"label": "positive"}, "/request_id"),
     ({"request_id": "", "label": "positive"}, "/request_id"),
@@ -88,6 +97,7 @@ def test_bad_feedback_is_422_naming_the_field(gateway, document, field):
     assert counts(gateway) == judged
 
 
+@pytest.mark.integration
 def test_feedback_needs_the_scope_and_the_model(gateway):
     request_id, labels = predict(gateway)
     no_scope = feedback(gateway, {"request_id": request_id, "label": labels[0]}, key=gateway.keys["caller"])
@@ -98,3 +108,35 @@ def test_feedback_needs_the_scope_and_the_model(gateway):
                            timeout=10)
     assert no_key.status_code == 401
     assert feedback(gateway, {"request_id": request_id, "label": labels[0]}).status_code == 200  # still judgeable
+
+
+# ---- in-process: a regression, and the index's bound -----------------------------------------------------------------
+
+def regression(tmp_path) -> Endpoint:
+    (model,) = specs.load(tmp_path, specs.model("price", outputs=(specs.tensor("price", (1,)),))).models
+    return Endpoint("price", model)
+
+
+def test_a_regression_is_judged_by_its_absolute_error(tmp_path):
+    endpoint, registry = regression(tmp_path), CollectorRegistry()
+    index = FeedbackIndex(4, registry)
+    assert judged_output(endpoint) == "price"
+    index.remember("r1", endpoint, "3", [modelport.ModelOutput("price", {"price": np.array([2.5], np.float32)})])
+    assert index.judge({"request_id": "r1", "value": 3.25})["correct"] is None
+    labels = {"model": "price", "version": "3"}
+    assert registry.get_sample_value("modelport_gateway_feedback_abs_error_total", labels) == 0.75
+    assert registry.get_sample_value("modelport_gateway_feedback_judged_total", labels) == 1
+    index.remember("r2", endpoint, "3", [modelport.ModelOutput("price", {"price": np.array([1.0], np.float32)})])
+    for bad in ("3", float("nan"), True, None):
+        with pytest.raises(problems.InvalidInput) as refused:
+            index.judge({"request_id": "r2", "value": bad})
+        assert refused.value.field == "/value"
+
+
+def test_the_index_keeps_the_last_n_requests(tmp_path):
+    endpoint, index = regression(tmp_path), FeedbackIndex(2, CollectorRegistry())
+    for n in range(3):
+        index.remember(f"r{n}", endpoint, "1", [modelport.ModelOutput("price", {"price": np.array([n], np.float32)})])
+    assert len(index) == 2 and index.model_of("r0") is None and index.model_of("r2") == "price"
+    with pytest.raises(problems.NotFound, match="older than the last 2"):
+        index.judge({"request_id": "r0", "value": 0})
