@@ -84,6 +84,8 @@ def _serve_arguments(sub: argparse.ArgumentParser) -> None:
                          help="log this input as the SHA-256 of its value (repeatable)")
     payload.add_argument("--payload-queue", type=int, default=P.queue_size, metavar="N",
                          help="records waiting for the writer before new ones are dropped (default %(default)s)")
+    payload.add_argument("--payload-queue-bytes", type=int, default=P.queue_bytes,
+                         help="and at most this many bytes of inputs waiting (default %(default)s)")
     payload.add_argument("--payload-file-bytes", type=int, default=P.file_bytes, help="a new file past this size")
     payload.add_argument("--payload-total-bytes", type=int, default=P.total_bytes,
                          help="delete the oldest files past this total")
@@ -151,7 +153,8 @@ def options_from(args: argparse.Namespace) -> GatewayOptions:
         rate_limit=RateLimit(args.rate, args.burst), drift_window=args.drift_window,
         drift_min_samples=args.drift_min_samples, feedback_window=args.feedback_window,
         payload_log=PayloadLogOptions(args.payload_log, args.payload_sample, tuple(args.payload_drop),
-                                      tuple(args.payload_hash), args.payload_queue, args.payload_file_bytes,
+                                      tuple(args.payload_hash), args.payload_queue, args.payload_queue_bytes,
+                                      args.payload_file_bytes,
                                       args.payload_total_bytes, args.payload_max_age) if args.payload_log else None,
         triton_timeout_s=args.triton_timeout,
         startup_timeout_s=args.startup_timeout)

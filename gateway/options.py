@@ -107,6 +107,7 @@ class PayloadLogOptions:
     drop: tuple[str, ...] = ()  # input names left out of every record
     hash: tuple[str, ...] = ()  # input names logged as the SHA-256 of their JSON value
     queue_size: int = 1000  # records waiting for the writer; beyond, records are dropped and counted
+    queue_bytes: int = 64 * 1024 * 1024  # and their inputs' bytes: a queue of large images stays bounded too
     file_bytes: int = 16 * 1024 * 1024  # a new file past this size
     total_bytes: int = 256 * 1024 * 1024  # the oldest files are deleted past this total
     max_age_s: float = 7 * 24 * 3600.0  # and past this age
@@ -116,6 +117,7 @@ class PayloadLogOptions:
         _require(not set(self.drop) & set(self.hash), "--payload-drop/--payload-hash",
                  sorted(set(self.drop) & set(self.hash)), "an input either dropped or hashed, not both")
         _require(1 <= self.queue_size <= 1_000_000, "--payload-queue", self.queue_size, "1..1000000")
+        _require(self.queue_bytes >= 1024, "--payload-queue-bytes", self.queue_bytes, "an integer >= 1024")
         _require(self.file_bytes >= 1024, "--payload-file-bytes", self.file_bytes, "an integer >= 1024")
         _require(self.total_bytes >= 2 * self.file_bytes, "--payload-total-bytes", self.total_bytes,
                  f"at least twice --payload-file-bytes ({2 * self.file_bytes})")

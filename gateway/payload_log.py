@@ -1,7 +1,7 @@
 """The payload log: a sampled, bounded, non-blocking record of predict requests and their answers, as JSON lines.
 
-A request thread only samples and puts a record on a bounded queue (`put_nowait`); when the queue is full the record
-is dropped and counted, so a slow disk never slows or fails a request (the failure KServe's logger has, kserve
+A request thread only samples and puts a record on a bounded queue (`put_nowait`), bounded in records and in the
+bytes of the inputs they hold; when the queue is full the record is dropped and counted, so a slow disk never slows or fails a request (the failure KServe's logger has, kserve
 #6167). One writer thread serialises, redacts and appends the records to `payload-<UTC time>-<n>.jsonl` in the log's
 folder, starts a new file past `file_bytes`, and deletes the oldest files past `total_bytes` or `max_age_s`.
 
@@ -34,6 +34,17 @@ _log = logging.getLogger("modelport.gateway")
 _STOP = object()
 FILE_PATTERN = "payload-*.jsonl"
 AGE_CHECK_S = 60.0  # an idle log still deletes files past max_age_s this often
+
+
+def input_bytes(arrays: Mapping[str, np.ndarray]) -> int:
+    """What a record's inputs hold: a numeric array's buffer, or each item's bytes (texts, images)."""
+    total = 0
+    for array in arrays.values():
+        if array.dtype != object:
+            total += array.nbytes
+        else:
+            total += sum(len(item) if isinstance(item, (bytes, bytearray, str)) else 8 for item in array.ravel())
+    return total
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,8 @@ class PayloadLog:
         self.folder = options.folder
         self._sample = sample
         self._queue: queue.Queue = queue.Queue(maxsize=options.queue_size)
+        self._queued_bytes = 0
+        self._queued_lock = threading.Lock()
         self.written = Counter("modelport_gateway_payload_records_total", "Payload records written to the log",
                                registry=registry)
         self.dropped = Counter("modelport_gateway_payload_dropped_total",
@@ -96,9 +109,17 @@ class PayloadLog:
         """Called on the request's path: sample, enqueue, or drop and count. Never blocks, never raises."""
         if self._sample() >= self.options.sample_rate:
             return
+        size = input_bytes(record.inputs)
+        with self._queued_lock:
+            if self._queued_bytes + size > self.options.queue_bytes:
+                self.dropped.labels("queue_full").inc()
+                return
+            self._queued_bytes += size
         try:
-            self._queue.put_nowait(record)
+            self._queue.put_nowait((record, size))
         except queue.Full:
+            with self._queued_lock:
+                self._queued_bytes -= size
             self.dropped.labels("queue_full").inc()
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -115,17 +136,20 @@ class PayloadLog:
         last_age_check = time.monotonic()
         while True:
             try:
-                record = self._queue.get(timeout=AGE_CHECK_S)
+                item = self._queue.get(timeout=AGE_CHECK_S)
             except queue.Empty:
-                record = None
-            if record is _STOP:
+                item = None
+            if item is _STOP:
                 break
-            if record is not None:
+            if item is not None:
+                record, size = item
                 try:
                     self._write(self.serialise(record))
                 except Exception:  # noqa: BLE001 - a full disk or a bad value loses this record, not the log
                     _log.exception("payload log: a record could not be written")
                     self.dropped.labels("write_failed").inc()
+                with self._queued_lock:
+                    self._queued_bytes -= size
             if time.monotonic() - last_age_check >= AGE_CHECK_S:
                 last_age_check = time.monotonic()
                 self.enforce_caps()

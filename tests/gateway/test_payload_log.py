@@ -64,6 +64,31 @@ def test_a_full_queue_drops_and_counts_without_waiting_for_a_held_writer(tmp_pat
         p.stat().st_size for p in tmp_path.glob("payload-*.jsonl"))
 
 
+def test_the_queue_is_bounded_in_bytes_too(tmp_path):
+    held = threading.Event()
+
+    class HeldWriter(PayloadLog):
+        def _write(self, line: bytes) -> None:
+            held.wait(30)
+            super()._write(line)
+
+    registry = CollectorRegistry()
+    # each record's inputs are 4,000 bytes: 3 fit in 12,000, whatever the queue's length allows
+    log = HeldWriter(PayloadLogOptions(tmp_path, queue_size=1000, queue_bytes=12_000), registry).start()
+    for n in range(20):
+        log.offer(record(n, size=1000))
+    assert value(registry, "modelport_gateway_payload_dropped_total", reason="queue_full") == 17
+    held.set()
+    log.close()
+    assert value(registry, "modelport_gateway_payload_records_total") == 3
+    log = PayloadLog(PayloadLogOptions(tmp_path / "again", queue_bytes=12_000), registry=CollectorRegistry()).start()
+    for n in range(20):  # once written, a record's bytes are free again
+        log.offer(record(n, size=1000))
+        time.sleep(0.01)
+    log.close()
+    assert len(lines(tmp_path / "again")) == 20
+
+
 def test_files_rotate_and_the_oldest_go_past_the_total_size_cap(tmp_path):
     registry = CollectorRegistry()
     options = PayloadLogOptions(tmp_path, file_bytes=2048, total_bytes=8192)
@@ -106,6 +131,8 @@ def test_bad_options_name_the_flag():
         PayloadLogOptions(Path("x"), file_bytes=4096, total_bytes=4096)
     with pytest.raises(OptionsError, match="--payload-sample"):
         PayloadLogOptions(Path("x"), sample_rate=0)
+    with pytest.raises(OptionsError, match="--payload-queue-bytes"):
+        PayloadLogOptions(Path("x"), queue_bytes=10)
     with pytest.raises(OptionsError, match="either dropped or hashed"):
         PayloadLogOptions(Path("x"), drop=("text",), hash=("text",))
 
