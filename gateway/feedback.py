@@ -68,11 +68,10 @@ class FeedbackIndex:
     def remember(self, request_id: str, endpoint: Endpoint, version: str,
                  outputs: Sequence[modelport.ModelOutput]) -> None:
         name = judged_output(endpoint)
-        if name is None:
-            return
-        values = tuple(o[name].label if isinstance(o[name], modelport.Prediction)
-                       else float(np.asarray(o[name]).ravel()[0]) for o in outputs)
-        labels = next(t.labels for t in endpoint.outputs if t.name == name)
+        # a model with nothing to judge is remembered too, so that its feedback is told why, not "unknown"
+        values = () if name is None else tuple(o[name].label if isinstance(o[name], modelport.Prediction)
+                                               else float(np.asarray(o[name]).ravel()[0]) for o in outputs)
+        labels = next((t.labels for t in endpoint.outputs if t.name == name), ())
         self._entries[request_id] = Judgeable(endpoint.name, version, values, labels, time.time())
         self._entries.move_to_end(request_id)
         while len(self._entries) > self.size:
@@ -100,6 +99,10 @@ class FeedbackIndex:
             raise problems.NotFound(f"no recent prediction has request ID {request_id!r}: it is unknown, or older "
                                     f"than the last {self.size} predictions this gateway remembers",
                                     fix="send feedback with the X-Request-ID of a recent predict answer, sooner")
+        if not entry.predictions:
+            raise problems.InvalidInput(f"{entry.model} has no output feedback can judge (no labels, and more than "
+                                        f"one value per item)", field="/request_id",
+                                        fix="send feedback on the predictions of a classifier or a regression")
         item = document.get("item", 0)
         if not isinstance(item, int) or isinstance(item, bool) or not 0 <= item < len(entry.predictions):
             raise problems.InvalidInput(f"item must be the index of an item of that request, 0..."

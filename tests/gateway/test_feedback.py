@@ -14,6 +14,7 @@ from gateway import problems
 from gateway.catalogue import Endpoint
 from gateway.feedback import FeedbackIndex, judged_output
 from tests import specs
+from tests.conftest import REPOSITORY
 from tests.gateway.conftest import launch_gateway
 
 WINDOW = 8
@@ -95,6 +96,17 @@ def test_bad_feedback_is_422_naming_the_field(gateway, document, field):
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field and response.json()["type"] == "/problems/invalid-input"
     assert counts(gateway) == judged
+
+
+@pytest.mark.integration
+def test_a_model_without_labels_or_a_single_value_cannot_be_judged(gateway):
+    png = sorted((REPOSITORY.parent / "models" / "digits" / "samples").glob("*.png"))[0].read_bytes()
+    response = requests.post(f"{gateway.url}/v1/models/digits_image_decode:predict", headers=gateway.auth(),
+                             files={"file": ("d.png", png, "image/png")}, timeout=30)
+    assert response.status_code == 200, response.text
+    judged = feedback(gateway, {"request_id": response.headers["x-request-id"], "label": "4"})
+    assert judged.status_code == 422 and judged.json()["field"] == "/request_id"
+    assert "no output feedback can judge" in judged.json()["detail"]
 
 
 @pytest.mark.integration
