@@ -10,9 +10,10 @@ import requests
 from prometheus_client import CollectorRegistry
 
 import modelport
-from gateway import problems
+from gateway import keys, problems
 from gateway.catalogue import Endpoint
 from gateway.feedback import FeedbackIndex, judged_output
+from gateway.options import OptionsError
 from tests import specs
 from tests.conftest import REPOSITORY
 from tests.gateway.conftest import launch_gateway
@@ -152,3 +153,11 @@ def test_the_index_keeps_the_last_n_requests(tmp_path):
     assert len(index) == 2 and index.model_of("r0") is None and index.model_of("r2") == "price"
     with pytest.raises(problems.NotFound, match="older than the last 2"):
         index.judge({"request_id": "r0", "value": 0})
+
+
+def test_the_feedback_scope_is_kept_in_the_keys_file_and_an_unknown_scope_is_refused(tmp_path):
+    made = keys.ApiKey.for_key(keys.new_key(), models=("digits",), scopes=("feedback",))
+    keys.save(tmp_path / "keys.json", (made, keys.ApiKey.for_key(keys.new_key())))
+    assert [k.scopes for k in keys.load(tmp_path / "keys.json")] == [("feedback",), ()]
+    with pytest.raises(OptionsError, match="scopes \\['admin'\\]; allowed: feedback"):
+        keys.ApiKey.for_key(keys.new_key(), scopes=("admin",))
