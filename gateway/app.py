@@ -3,7 +3,8 @@
 A predict request goes through, in order: the client's failed authentications (429), the API key or bearer token
 (401/403), its token bucket (429), the body's size and deadline (413/408), a bound on its JSON values, then UTF-8,
 nesting depth and JSON syntax in one pass (400), the model's inputs (422), the pixels its images decode to, charged
-to the same bucket (429/413), the model's load bound (503), and only then Triton. What comes before (connections,
+to the same bucket (429/413), the model's load bound (503), and only then Triton; its answer goes to the payload log
+and the feedback index when they are on (gateway/payload_log.py, gateway/feedback.py). What comes before (connections,
 request line, headers) is gateway/protocol.py's. Every failure is problem details (gateway/problems.py).
 """
 

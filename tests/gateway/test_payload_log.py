@@ -201,3 +201,11 @@ def test_a_burst_beyond_the_queue_never_fails_a_request_and_every_record_is_writ
     assert accounted, gateway.log_tail()
     assert metric("modelport_gateway_payload_bytes_total") == sum(
         p.stat().st_size for p in folder.glob("payload-*.jsonl"))
+
+
+@pytest.mark.integration
+def test_without_a_feedback_window_feedback_is_404_saying_it_is_off(logged):
+    gateway, _ = logged
+    response = requests.post(f"{gateway.url}/v1/feedback", json={"request_id": "x", "label": "1"}, timeout=10)
+    assert response.status_code == 404 and response.json()["detail"] == "feedback is off on this gateway"
+    assert "--feedback-window" in response.json()["fix"]
