@@ -142,6 +142,17 @@ def restarts_per_server(window: str) -> str:
     return f"sum by (instance) (increase(modelport_supervisor_restarts_total[{window}]))"
 
 
+def judged(match: str, window: str) -> str:
+    """Predictions the gateway's feedback judged, per model and version (gateway/feedback.py)."""
+    return f"sum by (model, version) (increase({sel('modelport_gateway_feedback_judged_total', match)}[{window}]))"
+
+
+def live_accuracy(match: str, window: str) -> str:
+    """The share of judged predictions that were right, per model and version, weighted over every gateway."""
+    correct = f"sum by (model, version) ({rate('modelport_gateway_feedback_correct_total', match, window)})"
+    return f"{correct} / sum by (model, version) ({rate('modelport_gateway_feedback_judged_total', match, window)})"
+
+
 def run_window(seconds: float) -> str:
     """A range covering a run of this many seconds (at least 15 s, so a short run still spans a few scrapes)."""
     return f"{max(15, int(seconds + 0.999))}s"

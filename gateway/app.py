@@ -3,7 +3,8 @@
 A predict request goes through, in order: the client's failed authentications (429), the API key or bearer token
 (401/403), its token bucket (429), the body's size and deadline (413/408), a bound on its JSON values, then UTF-8,
 nesting depth and JSON syntax in one pass (400), the model's inputs (422), the pixels its images decode to, charged
-to the same bucket (429/413), the model's load bound (503), and only then Triton. What comes before (connections,
+to the same bucket (429/413), the model's load bound (503), and only then Triton; its answer goes to the payload log
+and the feedback index when they are on (gateway/payload_log.py, gateway/feedback.py). What comes before (connections,
 request line, headers) is gateway/protocol.py's. Every failure is problem details (gateway/problems.py).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Optional
@@ -33,18 +35,22 @@ from gateway import bodies, docs, explaining, images, inputs, problems, status
 from gateway.accesslog import RequestContext, access_logger
 from gateway.backend import TritonBackend
 from gateway.catalogue import Endpoint, endpoints
+from gateway.feedback import FeedbackIndex
 from gateway.keys import ApiKey, KeyStore
 from gateway.metrics import GatewayMetrics
 from gateway.options import GatewayOptions, RateLimit
+from gateway.payload_log import PayloadLog, PayloadRecord
 from gateway.quality import reference_predictions
 from gateway.ratelimit import RateLimiter
 from gateway.shedding import ModelGate
 from gateway.tokens import TokenGrant, TokenVerifier, looks_like_jwt
 
 STATIC = Path(__file__).parent / "static"
+FEEDBACK_MAX_VALUES = 64  # a feedback document holds four scalars (a label may hold commas)
 # The page loads nothing from anywhere else: no CDN, no inline script.
 PAGE_CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 _log = logging.getLogger("modelport.gateway")
+UNKNOWN_VERSION = "unknown"  # Triton's metadata of the model was not read yet
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,13 @@ class Principal:
             return "metrics" in self.grant.scopes
         return self.key is None or "*" in self.key.models
 
+    @property
+    def gives_feedback(self) -> bool:
+        """POST /v1/feedback: a key or token with the `feedback` scope (and the model, checked per request)."""
+        if self.grant is not None:
+            return "feedback" in self.grant.scopes
+        return self.key is None or "feedback" in self.key.scopes
+
 
 @dataclass
 class Gateway:
@@ -77,6 +90,21 @@ class Gateway:
     gates: dict[str, ModelGate]
     metrics: GatewayMetrics
     tokens: Optional[TokenVerifier] = None
+    payload_log: Optional[PayloadLog] = None
+    feedback: Optional[FeedbackIndex] = None
+
+    def record(self, request: Request, endpoint: Endpoint, parsed: inputs.Request, outputs: list, rendered: dict,
+               started: float) -> None:
+        """The answer, to the payload log and the feedback index (when on): references only, nothing copied."""
+        request_id = getattr(request.state, "request_id", "")
+        # the gateway names no version, so Triton answers with the newest it has ready
+        version = self.backend.versions.get(endpoint.name, UNKNOWN_VERSION)
+        if self.feedback is not None and request_id:
+            self.feedback.remember(request_id, endpoint, version, outputs)
+        if self.payload_log is not None:
+            self.payload_log.offer(PayloadRecord(request_id, endpoint.name, version,
+                                                 time.perf_counter() - started, parsed.arrays,
+                                                 rendered["predictions"], time.time()))
 
     def authorize(self, request: Request, model: Optional[str]) -> Principal:
         client = request.client.host if request.client else "unknown"
@@ -244,14 +272,20 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
                              options.drift_min_samples)
     gateway = Gateway(options, served, keys if options.auth else None,
                       TritonBackend(options.triton_url, options.triton_timeout_s), RateLimiter(), gates, metrics,
-                      TokenVerifier(options.tokens) if options.auth and options.tokens else None)
+                      TokenVerifier(options.tokens) if options.auth and options.tokens else None,
+                      PayloadLog(options.payload_log, metrics.registry) if options.payload_log else None,
+                      FeedbackIndex(options.feedback_window, metrics.registry) if options.feedback_window else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         warm = asyncio.create_task(_warm(gateway))
+        if gateway.payload_log is not None:
+            gateway.payload_log.start()
         yield
         warm.cancel()
         await gateway.backend.close()
+        if gateway.payload_log is not None:
+            await asyncio.to_thread(gateway.payload_log.close)
 
     app = FastAPI(title="modelport gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None,
@@ -279,6 +313,7 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
         _log.exception("request %s failed", getattr(request.state, "request_id", "?"))
         return problem_response(request, problems.Internal(f"the gateway failed: {type(error).__name__}"))
 
+    limits = options.limits
     handlers = {endpoint.path: _add_predict_route(app, gateway, endpoint) for endpoint in served.values()}
 
     @app.post("/v1/models/{model}:predict", include_in_schema=False)
@@ -289,6 +324,24 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
 
     for endpoint in served.values():
         _add_explain_route(app, gateway, endpoint, explaining.decoding_of(endpoint, spec))
+
+    @app.post("/v1/feedback", tags=["feedback"], summary="The true label (or value) of a recent prediction")
+    async def feedback(request: Request):
+        """`{"request_id": <a predict answer's X-Request-ID>, "label": ...}` (or `"value"`, and `"item"`); needs a
+        key with the `feedback` scope for the prediction's model. Counts towards live accuracy in /metrics."""
+        principal = gateway.authorize(request, None)
+        if not principal.gives_feedback:
+            raise problems.Forbidden("feedback needs a key or token with the `feedback` scope",
+                                     fix="use a key made with `python -m gateway keys add --scopes feedback`")
+        if gateway.feedback is None:
+            raise problems.NotFound("feedback is off on this gateway", fix="start it with --feedback-window N")
+        document = bodies.parse_json(await bodies.read(request, limits), limits, FEEDBACK_MAX_VALUES)
+        request_id = document.get("request_id") if isinstance(document, dict) else None
+        judged = gateway.feedback.model_of(request_id)
+        if judged is not None and not principal.allows(judged):
+            raise problems.Forbidden(f"this key may not call {judged}, so it may not judge its predictions",
+                                     fix=f"use a key scoped for {judged} with the feedback scope")
+        return gateway.feedback.judge(document)
 
     made_forms: dict[str, dict] = {}  # read once: the examples come from held-out files
 
@@ -409,6 +462,7 @@ def _add_predict_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint):
     gate = gateway.gates[endpoint.name]
 
     async def predict(request: Request):
+        started = time.perf_counter()
         request.state.predict = True
         request.state.model = endpoint.name
         principal = gateway.authorize(request, endpoint.name)
@@ -418,7 +472,9 @@ def _add_predict_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint):
             gateway.charge_decoding(principal, parsed)
         async with gate.admit():
             outputs = await gateway.backend.predict(endpoint.name, parsed.arrays, parsed.top)
-        return Response(orjson.dumps(gateway.render(endpoint, outputs)), media_type="application/json")
+        rendered = gateway.render(endpoint, outputs)
+        gateway.record(request, endpoint, parsed, outputs, rendered, started)
+        return Response(orjson.dumps(rendered), media_type="application/json")
 
     content = {"application/json": {"schema": endpoint.request_schema()}}
     if endpoint.takes_files:

@@ -52,6 +52,8 @@ class TritonBackend:
         # under overload, where the gateway sheds instead.
         self.client = modelport.AsyncClient(url, protocol="grpc", timeout=timeout_s, retries=1)
         self.ready = False
+        # model -> the version that answers a request naming none: the newest Triton lists as ready
+        self.versions: dict[str, str] = {}
 
     async def wait_ready(self, models: tuple[str, ...], timeout_s: float) -> tuple[str, ...]:
         """Wait until Triton is ready, cache the metadata of every model it serves; the models it does not (failed
@@ -60,9 +62,12 @@ class TritonBackend:
         missing = []
         for model in models:
             try:
-                await self.client.metadata(model)
+                metadata = await self.client.metadata(model)
             except modelport.ModelportError:
                 missing.append(model)
+                continue
+            if metadata.versions:
+                self.versions[model] = max(metadata.versions, key=lambda v: int(v) if v.isdigit() else -1)
         self.ready = True
         return tuple(missing)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from core import cli
 from gateway import keys as api_keys
-from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, Shedding, TokenOptions
+from gateway.options import (GatewayOptions, Limits, OptionsError, PayloadLogOptions, RateLimit, Shedding,
+                             TokenOptions)
 
 D = GatewayOptions()
 
@@ -70,6 +71,26 @@ def _serve_arguments(sub: argparse.ArgumentParser) -> None:
     quality = sub.add_argument_group("model quality")
     quality.add_argument("--drift-window", type=int, default=D.drift_window)
     quality.add_argument("--drift-min-samples", type=int, default=D.drift_min_samples)
+    quality.add_argument("--feedback-window", type=int, default=D.feedback_window, metavar="N",
+                         help="POST /v1/feedback judges the last N predictions (default %(default)s: feedback off)")
+    P = PayloadLogOptions(Path("."))
+    payload = sub.add_argument_group("payload log (off unless --payload-log)")
+    payload.add_argument("--payload-log", type=Path, metavar="DIR", help="log sampled requests and answers here")
+    payload.add_argument("--payload-sample", type=float, default=P.sample_rate, metavar="SHARE",
+                         help="share of predict requests logged (default %(default)s)")
+    payload.add_argument("--payload-drop", action="append", default=[], metavar="INPUT",
+                         help="leave this input out of the records (repeatable)")
+    payload.add_argument("--payload-hash", action="append", default=[], metavar="INPUT",
+                         help="log this input as the SHA-256 of its value (repeatable)")
+    payload.add_argument("--payload-queue", type=int, default=P.queue_size, metavar="N",
+                         help="records waiting for the writer before new ones are dropped (default %(default)s)")
+    payload.add_argument("--payload-queue-bytes", type=int, default=P.queue_bytes,
+                         help="and at most this many bytes of inputs waiting (default %(default)s)")
+    payload.add_argument("--payload-file-bytes", type=int, default=P.file_bytes, help="a new file past this size")
+    payload.add_argument("--payload-total-bytes", type=int, default=P.total_bytes,
+                         help="delete the oldest files past this total")
+    payload.add_argument("--payload-max-age", type=float, default=P.max_age_s, metavar="S",
+                         help="delete files older than this (default %(default)s s)")
     sub.add_argument("--triton-timeout", type=float, default=D.triton_timeout_s, metavar="S")
     sub.add_argument("--startup-timeout", type=float, default=D.startup_timeout_s, metavar="S")
 
@@ -104,6 +125,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--rate", type=float, default=None, help="its requests per second (default: the gateway's)")
     add.add_argument("--burst", type=int, default=None)
     add.add_argument("--note", default="")
+    add.add_argument("--scopes", default="", help="comma-separated: feedback (POST /v1/feedback); default none")
     keys_commands.add_parser("list", help="ids, scopes and limits").add_argument("--keys-file", type=Path,
                                                                                  default=D.keys_file)
     return root
@@ -129,7 +151,12 @@ def options_from(args: argparse.Namespace) -> GatewayOptions:
         failed_auth=RateLimit(D.failed_auth.rate_per_s, args.failed_auth_burst),
         shedding=Shedding(args.max_in_flight, args.max_pending, args.max_wait, args.retry_after),
         rate_limit=RateLimit(args.rate, args.burst), drift_window=args.drift_window,
-        drift_min_samples=args.drift_min_samples, triton_timeout_s=args.triton_timeout,
+        drift_min_samples=args.drift_min_samples, feedback_window=args.feedback_window,
+        payload_log=PayloadLogOptions(args.payload_log, args.payload_sample, tuple(args.payload_drop),
+                                      tuple(args.payload_hash), args.payload_queue, args.payload_queue_bytes,
+                                      args.payload_file_bytes,
+                                      args.payload_total_bytes, args.payload_max_age) if args.payload_log else None,
+        triton_timeout_s=args.triton_timeout,
         startup_timeout_s=args.startup_timeout)
 
 
@@ -180,12 +207,14 @@ def soak_command(args: argparse.Namespace) -> int:
 def keys_command(args: argparse.Namespace) -> int:
     if args.keys_command == "list":
         for k in api_keys.load(args.keys_file):
-            print(f"{k.id}  models={','.join(k.models)}  rate={k.rate_per_s or 'default'}/s  "
+            print(f"{k.id}  models={','.join(k.models)}  scopes={','.join(k.scopes) or '-'}  "
+                  f"rate={k.rate_per_s or 'default'}/s  "
                   f"burst={k.burst or 'default'}  {k.note}")
         return 0
     key = api_keys.new_key()
     entry = api_keys.add(args.keys_file, key, models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-                         rate_per_s=args.rate, burst=args.burst, note=args.note)
+                         rate_per_s=args.rate, burst=args.burst, note=args.note,
+                         scopes=tuple(s.strip() for s in args.scopes.split(",") if s.strip()))
     print(key)
     print(f"(shown once; id {entry.id}, its digest is in {args.keys_file})", file=sys.stderr)
     return 0

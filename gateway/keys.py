@@ -1,8 +1,9 @@
 """API keys: only their SHA-256 digests are stored; a request's key is hashed and looked up.
 
-The keys file (JSON, mode 0600) lists `{id, sha256, models, rate_per_s, burst, note}` per key: `models` is the
-Triton models the key may call ("*" for all), `rate_per_s`/`burst` its token bucket (the gateway's defaults when
-null). A plain digest is enough because the keys are 256-bit random tokens, not passwords a person chose: there is
+The keys file (JSON, mode 0600) lists `{id, sha256, models, rate_per_s, burst, note, scopes}` per key: `models` is
+the Triton models the key may call ("*" for all), `rate_per_s`/`burst` its token bucket (the gateway's defaults when
+null), `scopes` what else it may do: "feedback" (POST /v1/feedback on its models' predictions). A plain digest is
+enough because the keys are 256-bit random tokens, not passwords a person chose: there is
 nothing to guess from the digest, so a slow password hash would only cost every request.
 
 Keys come from the keys file and from $MODELPORT_API_KEY. With neither, `resolve` generates one, like the admin key of
@@ -23,6 +24,7 @@ from typing import Mapping, Optional
 from gateway.options import API_KEY_ENV, GatewayOptions, OptionsError
 
 KEY_PREFIX = "mpk_"
+SCOPES = ("feedback",)
 
 
 def digest(key: str) -> str:
@@ -41,9 +43,12 @@ class ApiKey:
     rate_per_s: Optional[float] = None
     burst: Optional[int] = None
     note: str = ""
+    scopes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"API key {self.id!r}"
+        if not all(scope in SCOPES for scope in self.scopes):
+            raise OptionsError(f"{where}: scopes {list(self.scopes)}; allowed: {', '.join(SCOPES)}")
         if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
             raise OptionsError(f"{where}: sha256 must be 64 lowercase hex digits (hashlib.sha256(key).hexdigest())")
         if not self.models or not all(isinstance(m, str) and m for m in self.models):
@@ -82,11 +87,13 @@ def load(path: Path) -> tuple[ApiKey, ...]:
         document = json.loads(path.read_text())
         entries = document["keys"]
         return tuple(ApiKey(id=e["id"], sha256=e["sha256"], models=tuple(e.get("models", ["*"])),
-                            rate_per_s=e.get("rate_per_s"), burst=e.get("burst"), note=e.get("note", ""))
+                            rate_per_s=e.get("rate_per_s"), burst=e.get("burst"), note=e.get("note", ""),
+                            scopes=tuple(e.get("scopes", ())))
                      for e in entries)
     except (ValueError, KeyError, TypeError) as error:
         raise OptionsError(f"keys file {path}: {error!r}; expected {{\"keys\": [{{\"id\", \"sha256\", \"models\", "
-                           f"\"rate_per_s\", \"burst\", \"note\"}}]}} (write it with `python -m gateway keys add`)"
+                           f"\"rate_per_s\", \"burst\", \"note\", \"scopes\"}}]}} (write it with "
+                           f"`python -m gateway keys add`)"
                            ) from None
 
 
@@ -96,7 +103,8 @@ def save(path: Path, keys: tuple[ApiKey, ...]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"keys": [dataclasses.asdict(k) | {"models": list(k.models)} for k in keys]}, f, indent=2)
+        json.dump({"keys": [dataclasses.asdict(k) | {"models": list(k.models), "scopes": list(k.scopes)}
+                            for k in keys]}, f, indent=2)
         f.write("\n")
     os.replace(tmp, path)
 

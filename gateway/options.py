@@ -99,6 +99,32 @@ class TokenOptions:
 
 
 @dataclasses.dataclass(frozen=True)
+class PayloadLogOptions:
+    """The payload log (gateway/payload_log.py): where, how much of the traffic, what to leave out, and its caps."""
+
+    folder: Path  # rotated JSON-lines files go here
+    sample_rate: float = 1.0  # the share of predict requests logged
+    drop: tuple[str, ...] = ()  # input names left out of every record
+    hash: tuple[str, ...] = ()  # input names logged as the SHA-256 of their JSON value
+    queue_size: int = 1000  # records waiting for the writer; beyond, records are dropped and counted
+    queue_bytes: int = 64 * 1024 * 1024  # and their inputs' bytes: a queue of large images stays bounded too
+    file_bytes: int = 16 * 1024 * 1024  # a new file past this size
+    total_bytes: int = 256 * 1024 * 1024  # the oldest files are deleted past this total
+    max_age_s: float = 7 * 24 * 3600.0  # and past this age
+
+    def __post_init__(self) -> None:
+        _require(0 < self.sample_rate <= 1, "--payload-sample", self.sample_rate, "a share in (0, 1]")
+        _require(not set(self.drop) & set(self.hash), "--payload-drop/--payload-hash",
+                 sorted(set(self.drop) & set(self.hash)), "an input either dropped or hashed, not both")
+        _require(1 <= self.queue_size <= 1_000_000, "--payload-queue", self.queue_size, "1..1000000")
+        _require(self.queue_bytes >= 1024, "--payload-queue-bytes", self.queue_bytes, "an integer >= 1024")
+        _require(self.file_bytes >= 1024, "--payload-file-bytes", self.file_bytes, "an integer >= 1024")
+        _require(self.total_bytes >= 2 * self.file_bytes, "--payload-total-bytes", self.total_bytes,
+                 f"at least twice --payload-file-bytes ({2 * self.file_bytes})")
+        _require(self.max_age_s > 0, "--payload-max-age", self.max_age_s, "seconds > 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class GatewayOptions:
     host: str = "127.0.0.1"  # loopback by default: serving other hosts is a deliberate --host 0.0.0.0
     port: int = 8080
@@ -122,6 +148,8 @@ class GatewayOptions:
     failed_auth: RateLimit = RateLimit(rate_per_s=1.0, burst=20)  # per client: bad keys or tokens, then 429
     drift_window: int = 1000  # the recent predictions per model the drift gauge compares with the reference
     drift_min_samples: int = 100  # below this the gauge is NaN: too few predictions to mean anything
+    payload_log: PayloadLogOptions | None = None  # off by default
+    feedback_window: int = 0  # recent predictions POST /v1/feedback can judge; 0: feedback off
     triton_timeout_s: float = 30.0
     startup_timeout_s: float = 120.0
 
@@ -146,6 +174,8 @@ class GatewayOptions:
         _require(self.drift_window >= 10, "--drift-window", self.drift_window, "an integer >= 10")
         _require(1 <= self.drift_min_samples <= self.drift_window, "--drift-min-samples", self.drift_min_samples,
                  f"1..drift_window ({self.drift_window})")
+        _require(0 <= self.feedback_window <= 10_000_000, "--feedback-window", self.feedback_window,
+                 "0 (off) .. 10000000 recent predictions")
         _require(self.triton_timeout_s > 0, "--triton-timeout", self.triton_timeout_s, "seconds > 0")
         for proxy in self.trusted_proxies:
             try:

@@ -2,7 +2,8 @@
 fetched from the issuer's discovery document), then the issuer, audience, expiry and not-before.
 
 The token's `scope` claim (or another claim, `--jwt-models-claim`: a space-separated string or a list) maps to what it
-may call: an entry naming a served model allows that model, `*` every model, `metrics` the /metrics endpoint. A token
+may call: an entry naming a served model allows that model, `*` every model, `metrics` the /metrics endpoint,
+`feedback` POST /v1/feedback on the predictions of the models it may call. A token
 that cannot be accepted is a 401 whose detail says why; nothing about a token is a 500.
 """
 
@@ -26,6 +27,9 @@ _log = logging.getLogger("modelport.gateway")
 REFETCH_AFTER_S = 60.0  # an unknown key id refetches the issuer's keys at most this often (key rotation)
 FETCH_TIMEOUT_S = 5.0
 MAX_TOKEN_BYTES = 8192  # a token is parsed only below this size
+
+
+SCOPES = ("metrics", "feedback")  # entries of the claim that name no model
 
 
 @dataclass(frozen=True)
@@ -120,4 +124,4 @@ class TokenVerifier:
         entries = raw.split() if isinstance(raw, str) else [e for e in raw if isinstance(e, str)] \
             if isinstance(raw, list) else []
         subject = str(claims.get("sub") or claims.get("client_id") or "unknown")[:128]
-        return TokenGrant(subject, tuple(e for e in entries if e != "metrics"), frozenset(entries))
+        return TokenGrant(subject, tuple(e for e in entries if e not in SCOPES), frozenset(entries))

@@ -7,8 +7,10 @@ Prometheus scraping a live Triton and requires data; tests/operate/rules_test.ym
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
+from pathlib import Path
 
 from core import promql
 from core.repository import served_names
@@ -34,6 +36,9 @@ class Budgets:
     max_restarts: int = 3  # tritonserver restarts within change_window beyond which it is crash-looping
     window: str = "5m"
     change_window: str = "15m"
+    live_accuracy_margin: float = 0.05  # alert when live accuracy is this far below the card's held-out accuracy
+    live_accuracy_window: str = "1h"  # feedback comes slowly: a longer window than the server's
+    min_judged: int = 50  # judged predictions within live_accuracy_window before live accuracy means anything
 
     def __post_init__(self) -> None:
         for name in ("p99_ms", "max_error_ratio", "max_queue_share", "min_batch_size", "load_rps"):
@@ -51,7 +56,10 @@ class Budgets:
                              f"{self.pending_batches!r} and {self.queue_us_target!r}")
         if not isinstance(self.max_restarts, int) or isinstance(self.max_restarts, bool) or self.max_restarts < 1:
             raise ValueError(f"Budgets.max_restarts must be an integer >= 1, got {self.max_restarts!r}")
-        for name in ("window", "change_window"):
+        if not 0 < self.live_accuracy_margin < 1 or not isinstance(self.min_judged, int) or self.min_judged < 1:
+            raise ValueError("Budgets.live_accuracy_margin is a fraction strictly between 0 and 1 and min_judged an "
+                             f"integer >= 1, got {self.live_accuracy_margin!r} and {self.min_judged!r}")
+        for name in ("window", "change_window", "live_accuracy_window"):
             if not DURATION.match(getattr(self, name)):
                 raise ValueError(f"Budgets.{name} must be a Prometheus duration such as 5m, got {getattr(self, name)!r}")
 
@@ -82,7 +90,8 @@ class Alert:
     severity: str
     summary: str
     description: str
-    guard: Condition | None = None  # joined with `and on(model)`: "only under load"
+    guard: Condition | None = None  # joined with `and on(<guard_on>)`: "only under load"
+    guard_on: str = "model"
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Z][A-Za-z0-9]+", self.name) or self.severity not in SEVERITIES:
@@ -94,7 +103,7 @@ class Alert:
     def expr(self) -> str:
         if self.guard is None:
             return self.condition.expr
-        return f"({self.condition.expr}) and on(model) ({self.guard.expr})"
+        return f"({self.condition.expr}) and on({self.guard_on}) ({self.guard.expr})"
 
     @property
     def signals(self) -> tuple[str, ...]:
@@ -192,6 +201,40 @@ def triton_alerts(spec: Spec, budgets: Budgets) -> Group:
     return Group("modelport-triton", tuple(alerts))
 
 
+def heldout_accuracy(spec: Spec, name: str) -> float | None:
+    """The card's held-out accuracy of a served model (model_repository/<name>/card.json `source_accuracy`); an
+    ensemble takes its first step's that has one."""
+    card = spec.root / "model_repository" / name / "card.json"
+    accuracy = json.loads(card.read_text()).get("source_accuracy") if card.is_file() else None
+    if accuracy is not None:
+        return float(accuracy)
+    model = spec.model(name)
+    for step in model.steps if model is not None else ():
+        accuracy = heldout_accuracy(spec, step.model)
+        if accuracy is not None:
+            return accuracy
+    return None
+
+
+def gateway_alerts(spec: Spec, budgets: Budgets) -> Group:
+    """From the gateway's feedback counters (gateway/feedback.py): only where a gateway takes feedback."""
+    w = budgets.live_accuracy_window
+    floors = [(name, round(accuracy - budgets.live_accuracy_margin, 6)) for name in model_names(spec)
+              if (accuracy := heldout_accuracy(spec, name)) is not None]
+    alerts = []
+    for floor, models in sorted(_by_value(floors).items()):
+        match = _models_regex(models)
+        alerts.append(Alert(
+            "ModelLiveAccuracyLow", Condition(promql.live_accuracy(match, w), "<", floor), "10m", "warning",
+            "Model {{ $labels.model }} version {{ $labels.version }} is right on {{ $value | humanizePercentage }} "
+            "of judged predictions",
+            f"Over {w}, live accuracy from feedback (POST /v1/feedback) is below {floor:g}: more than "
+            f"{budgets.live_accuracy_margin:g} under the card's held-out accuracy. Check the inputs for drift "
+            "(modelport_gateway_prediction_drift_psi) and the payload log (docs/gateway.md, Feedback).",
+            guard=Condition(promql.judged(match, w), ">=", budgets.min_judged), guard_on="model, version"))
+    return Group("modelport-gateway", tuple(alerts))
+
+
 def supervisor_alerts(budgets: Budgets) -> Group:
     """Only where `python -m serve` supervises Triton; in Kubernetes the kubelet restarts it (kubernetes_alerts)."""
     w = budgets.change_window
@@ -224,11 +267,11 @@ def kubernetes_alerts(budgets: Budgets) -> Group:
 
 
 def local_groups(spec: Spec, budgets: Budgets) -> tuple[Group, ...]:
-    return recording_rules(), triton_alerts(spec, budgets), supervisor_alerts(budgets)
+    return recording_rules(), triton_alerts(spec, budgets), supervisor_alerts(budgets), gateway_alerts(spec, budgets)
 
 
 def kubernetes_groups(spec: Spec, budgets: Budgets) -> tuple[Group, ...]:
-    return recording_rules(), triton_alerts(spec, budgets), kubernetes_alerts(budgets)
+    return recording_rules(), triton_alerts(spec, budgets), kubernetes_alerts(budgets), gateway_alerts(spec, budgets)
 
 
 def rule_file(groups: tuple[Group, ...]) -> dict:

@@ -65,8 +65,9 @@ def issuer():
 
 def test_keys_come_from_the_issuer_s_discovery_document(issuer):
     verifier = TokenVerifier(TokenOptions(issuer.url, "gw"))
-    grant = verifier.verify(issuer.token(issuer.keys[0], scope=["digits", "sentiment", "metrics"]))
+    grant = verifier.verify(issuer.token(issuer.keys[0], scope=["digits", "sentiment", "metrics", "feedback"]))
     assert (grant.subject, grant.models, "metrics" in grant.scopes) == ("svc", ("digits", "sentiment"), True)
+    assert "feedback" in grant.scopes
     assert grant.allows("digits") and not grant.allows("digits_mobilenet")
 
 

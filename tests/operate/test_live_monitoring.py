@@ -121,7 +121,9 @@ def test_every_dashboard_expression_returns_data_from_the_live_server(stack):
 
 def test_every_alert_signal_and_guard_returns_data_and_every_rule_evaluates_cleanly(stack):
     groups = rules.local_groups(SPEC, rules.Budgets())
-    signals = [s for g in groups for r in g.rules if isinstance(r, rules.Alert) for s in r.signals]
+    # no gateway takes feedback in this stack: its group's signals have no data here (rules_test.yml proves them)
+    served = [g for g in groups if g.name != rules.gateway_alerts(SPEC, rules.Budgets()).name]
+    signals = [s for g in served for r in g.rules if isinstance(r, rules.Alert) for s in r.signals]
     empty = [s for s in signals if not finite(stack.prometheus.query(s))]
     assert not empty, "rule signals without data:\n  " + "\n  ".join(empty)
 

@@ -144,3 +144,16 @@ def test_budgets_reject_a_bad_value_naming_the_field(field, value, message):
 def test_a_condition_refuses_an_operator_prometheus_does_not_have():
     with pytest.raises(ValueError, match="compares with one of"):
         rules.Condition("up", "=>", 1)
+
+
+def test_live_accuracy_alerts_sit_the_margin_below_each_models_held_out_accuracy():
+    budgets = rules.Budgets(live_accuracy_margin=0.1)
+    alerts = rules.gateway_alerts(SPEC, budgets).rules
+    floors = {model: a.condition.threshold for a in alerts
+              for model in re.search(r'model=~"([^"]+)"', a.expr)[1].split("|")}
+    digits = rules.heldout_accuracy(SPEC, "digits")
+    assert 0.9 < digits <= 1 and floors["digits"] == pytest.approx(digits - 0.1, abs=1e-6)
+    # an ensemble has no accuracy of its own: it takes its classifier step's
+    assert floors["sentiment"] == pytest.approx(rules.heldout_accuracy(SPEC, "sentiment_classifier") - 0.1, abs=1e-6)
+    assert "digits_image_decode" not in floors  # it has no labels to be right or wrong about
+    assert all(a.guard.threshold == budgets.min_judged and a.guard_on == "model, version" for a in alerts)
