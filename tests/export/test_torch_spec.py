@@ -17,6 +17,7 @@ from core.errors import SpecError
 from core import spec as spec_module
 from core.spec import TRITONMODELS, TEXT_ENCODING, TORCH_FORMATS, load_declared_spec, load_spec
 from core.measure import payloads
+from export.repository import committed_files
 from tests import specs
 from tests.export.torch_models import hf_spec, module_spec
 from tests.specs import spec_text, write_spec
