@@ -42,14 +42,18 @@ def resolve_admin_key(state_dir: Path, environ: dict[str, str] | None = None) ->
 
 
 def proc_hides_other_users(mountinfo: str) -> bool:
-    """Whether /proc, as this process sees it (the last mount on /proc in mountinfo), hides other users' processes."""
-    options: list[str] = []
+    """Whether /proc, as this process sees it, hides other users' processes. The mount in effect is the top of the
+    stack on /proc: the one no other /proc mount sits on (mount ids), the last listed where that does not decide."""
+    mounts: list[tuple[str, str, list[str]]] = []  # (id, parent id, super options) of each mount on /proc
     for line in mountinfo.splitlines():
         fields = line.split()
         # ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER-OPTIONS
         if len(fields) > 4 and fields[4] == "/proc" and "-" in fields:
             rest = fields[fields.index("-") + 1:]
-            options = rest[2].split(",") if len(rest) > 2 else []
+            mounts.append((fields[0], fields[1], rest[2].split(",") if len(rest) > 2 else []))
+    covered = {parent for _, parent, _ in mounts}
+    on_top = [options for mount_id, _, options in mounts if mount_id not in covered]
+    options = on_top[-1] if on_top else []
     return any(option.split("=", 1) == ["hidepid", value] for option in options for value in HIDING_HIDEPID)
 
 

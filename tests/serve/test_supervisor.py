@@ -211,6 +211,8 @@ PROC_HIDDEN = "66 48 0:40 / /proc rw,relatime - proc proc rw,hidepid=invisible\n
     ("66 48 0:40 / /proc/sys ro - proc proc rw,hidepid=2\n", False),  # not /proc itself
     (PROC_PLAIN + PROC_HIDDEN, True),  # the last mount on /proc is the one in effect
     (PROC_HIDDEN + PROC_PLAIN, False),
+    # hidepid mounted over /proc (its parent is the plain mount), listed first: the stack decides, not the order
+    ("67 22 0:41 / /proc rw - proc proc rw,hidepid=2\n" + PROC_PLAIN, True),
 ])
 def test_proc_hides_other_users_only_when_the_mount_in_effect_has_hidepid(mountinfo, hidden):
     assert proc_hides_other_users(mountinfo) is hidden
