@@ -13,6 +13,7 @@ import requests
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from core.process import wait_until
 from tests.conftest import exported_repository, launch_triton
 
 pytestmark = pytest.mark.integration
@@ -101,6 +102,8 @@ def test_under_proc_mounted_hidepid_other_users_cannot_read_the_admin_key_and_tr
         as_owner = subprocess.run([*inside, "cat", f"/proc/{pid}/cmdline"], capture_output=True, timeout=10)
         served = requests.post(f"http://{server.http_url}/v2/models/digits/infer", timeout=5, json={"inputs": [
             {"name": "image", "datatype": "FP32", "shape": [1, 8, 8, 1], "data": [0.0] * 64}]})
+        # Triton answers before the launcher writes "Triton ready" (it waits for every model): wait for the line
+        wait_until(lambda: "Triton ready" in server.events_path.read_text(), 30)
         events = server.events_path.read_text()
     assert as_nobody.returncode != 0 and server.admin_key.encode() not in as_nobody.stdout, as_nobody
     assert server.admin_key.encode() in as_owner.stdout  # the owner (the supervisor) still sees its children
