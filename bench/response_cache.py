@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = next((m for m in spec.models if args.model in m.triton_names), None)
     if chosen is None:
         parser.error(f"--model {args.model}: not a model of models.toml")
-    steps = tuple(step.model for step in chosen.steps)
+    steps = tuple(step.model for step in chosen.source.steps)
     load = loadgen.LoadSpec(connections=args.connections, duration_s=args.seconds, warmup_s=args.warmup)
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as work:
         cells = measure(args.model, steps, args.cache_size, load, args.unique, args.rounds, Path(work))

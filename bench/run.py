@@ -166,7 +166,7 @@ def in_process_job(spec: Spec, repository: Path, name: str, batch_size: int):
     samples = payloads.samples(payloads.target(spec, name))
     if model.kind == "onnx":
         return inprocess.OnnxJob(name, onnx_file(repository, name), batches(samples, batch_size), batch_size)
-    steps = [s.model for s in model.steps]
+    steps = [s.model for s in model.source.steps]
     tokenizer_dir = repository / steps[0] / "1" if steps else None
     if (model.kind == "ensemble" and len(steps) == 2 and spec.model(steps[0]).kind == "python"
             and (tokenizer_dir / "text_encoding.py").is_file() and any(tokenizer_dir.rglob("tokenizer.json"))

@@ -42,10 +42,10 @@ def shape_ranges(model: ModelSpec) -> dict[str, Profile]:
     and max_dims where it declares them, else the held-out data's smallest, median and largest sizes."""
     variable = [t for t in model.inputs if t.variable]
     data = None
-    if model.onnx is not None and any(not (t.min_dims and t.opt_dims and t.max_dims) for t in variable):
+    if model.source.onnx is not None and any(not (t.min_dims and t.opt_dims and t.max_dims) for t in variable):
         from core.heldout import load_npz  # numpy only when the data decides
 
-        data = load_npz(model, model.onnx.heldout, with_labels=False)
+        data = load_npz(model, model.source.onnx.heldout, with_labels=False)
     ranges = {}
     for t in variable:
         low, mid, high = data.shape_range(t) if data is not None else ((), t.max_dims, ())  # spec.py: min, max set
@@ -63,10 +63,11 @@ def trt_profiles(model: ModelSpec) -> list[Profile]:
     """One profile over every input (batch x its dims, e.g. batch x sequence): min batch 1, opt = the largest
     preferred_batch_size, max = max_batch_size; variable dims over their shape_ranges. `make trt` builds plans with
     it; the ORT TensorRT EP gets it too."""
-    opt = max(model.preferred_batch_size, default=model.max_batch_size)
+    mbs = model.batching.max_batch_size
+    opt = max(model.batching.preferred_batch_size, default=mbs)
     ranges = shape_ranges(model)
     fixed = {t.name: Profile(t.name, t.dims, t.dims, t.dims) for t in model.inputs}
-    return [Profile(t.name, (1, *r.min), (opt, *r.opt), (model.max_batch_size, *r.max))
+    return [Profile(t.name, (1, *r.min), (opt, *r.opt), (mbs, *r.max))
             for t in model.inputs for r in [ranges.get(t.name, fixed[t.name])]]
 
 
@@ -84,21 +85,23 @@ def shape_range_parameters(model: ModelSpec) -> dict[str, str]:
 def served_variants(model: ModelSpec, repository: Path) -> tuple[str, ...]:
     """The model's variants that are (or are to be) in the repository: all but the optional ones its state records as
     left out. A left-out variant that is no longer optional in the spec counts as wanted again."""
-    if model.onnx is None:
+    if model.source.onnx is None:
         return ()
-    left_out = set(read_state(repository / model.name).left_out) & set(model.onnx.optional_variants)
-    return tuple(v for v in model.onnx.variants if v not in left_out)
+    left_out = set(read_state(repository / model.name).left_out) & set(model.source.onnx.optional_variants)
+    return tuple(v for v in model.source.onnx.variants if v not in left_out)
 
 
 def without_tensorrt(model: ModelSpec, repository: Path) -> frozenset[str]:
     """The Triton names of the model's variants its state records as holding ops TensorRT cannot run: their configs
     ask for no TensorRT accelerator."""
-    return frozenset(read_state(repository / model.name).without_tensorrt) if model.onnx is not None else frozenset()
+    if model.source.onnx is None:
+        return frozenset()
+    return frozenset(read_state(repository / model.name).without_tensorrt)
 
 
 def served_names(model: ModelSpec, repository: Path) -> tuple[str, ...]:
     """The Triton models of this spec entry that the repository serves (spec.triton_names less left-out variants)."""
-    if model.onnx is None:
+    if model.source.onnx is None:
         return model.triton_names
     return tuple(variant_model_name(model.name, v) for v in served_variants(model, repository))
 
@@ -119,28 +122,30 @@ def _io(model: ModelSpec, config: mc.ModelConfig) -> None:
 
 
 def _batching(model: ModelSpec, config: mc.ModelConfig) -> None:
-    config.max_batch_size = model.max_batch_size
+    batching = model.batching
+    config.max_batch_size = batching.max_batch_size
     db = config.dynamic_batching
-    db.preferred_batch_size.extend(model.preferred_batch_size)
-    db.max_queue_delay_microseconds = model.max_queue_delay_microseconds
-    if not (model.queue_timeout_microseconds or model.max_queue_size):
+    db.preferred_batch_size.extend(batching.preferred_batch_size)
+    db.max_queue_delay_microseconds = batching.max_queue_delay_microseconds
+    if not (batching.queue_timeout_microseconds or batching.max_queue_size):
         # Opt-in only: in Triton 2.51 any default_queue_policy makes the dynamic batcher stall requests for ~500 ms
         # (measured: digits at 16 connections fell from 7334 to 786 req/s; see triton-inference-server/server#8870).
         return
     # A request that waits longer than the timeout is rejected with UNAVAILABLE instead of queueing without bound.
     policy = db.default_queue_policy
     policy.timeout_action = mc.ModelQueuePolicy.REJECT
-    policy.default_timeout_microseconds = model.queue_timeout_microseconds
+    policy.default_timeout_microseconds = batching.queue_timeout_microseconds
     policy.allow_timeout_override = True
-    policy.max_queue_size = model.max_queue_size
+    policy.max_queue_size = batching.max_queue_size
 
 
 def _instances(model: ModelSpec, config: mc.ModelConfig) -> None:
-    config.instance_group.add(count=model.instance_count, kind=mc.ModelInstanceGroup.Kind.Value(model.instance_kind))
+    config.instance_group.add(count=model.runtime.instance_count,
+                              kind=mc.ModelInstanceGroup.Kind.Value(model.runtime.instance_kind))
 
 
 def _response_cache(model: ModelSpec, config: mc.ModelConfig) -> None:
-    if model.response_cache:  # left unset otherwise, so configs without the field stay as they were
+    if model.runtime.response_cache:  # left unset otherwise, so configs without the field stay as they were
         config.response_cache.enable = True
 
 
@@ -152,7 +157,7 @@ def _parameters(config: mc.ModelConfig, params: dict[str, str]) -> None:
 def onnx_config(model: ModelSpec, variant: str, tensorrt: bool = True) -> mc.ModelConfig:
     """An ONNX Runtime model: CPU instances here, GPU instances with the TensorRT EP in the NGC image (KIND_AUTO);
     without it (tensorrt False) for a variant whose ops TensorRT cannot run."""
-    assert model.onnx is not None
+    assert model.source.onnx is not None
     config = mc.ModelConfig(name=variant_model_name(model.name, variant), backend="onnxruntime",
                             default_model_filename=ONNX_FILENAME)
     config.version_policy.latest.num_versions = 1
@@ -160,9 +165,10 @@ def onnx_config(model: ModelSpec, variant: str, tensorrt: bool = True) -> mc.Mod
     _io(model, config)
     _instances(model, config)
     _response_cache(model, config)
-    if model.graph_optimization_level:  # 0, ONNX Runtime's "all", is the backend's default: leave the field unset
-        config.optimization.graph.level = model.graph_optimization_level
-    if model.onnx.tensorrt and tensorrt:
+    runtime = model.runtime
+    if runtime.graph_optimization_level:  # 0, ONNX Runtime's "all", is the backend's default: leave the field unset
+        config.optimization.graph.level = runtime.graph_optimization_level
+    if model.source.onnx.tensorrt and tensorrt:
         trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         # Parameter names as Triton's onnxruntime_backend documents them; applied only to GPU instances.
         # The precision the gate verified: fp32 runs FP32, only the fp16 variant may use FP16 kernels.
@@ -176,11 +182,11 @@ def onnx_config(model: ModelSpec, variant: str, tensorrt: bool = True) -> mc.Mod
         for bound in ("min", "opt", "max"):
             trt.parameters[f"trt_profile_{bound}_shapes"] = ",".join(
                 f"{p.input}:{'x'.join(map(str, getattr(p, bound)))}" for p in trt_profiles(model))
-    _parameters(config, {"intra_op_thread_count": str(model.intra_op_thread_count),
-                         "inter_op_thread_count": str(model.inter_op_thread_count),
-                         "execution_mode": str(model.execution_mode), **dict(model.parameters),
+    _parameters(config, {"intra_op_thread_count": str(runtime.intra_op_thread_count),
+                         "inter_op_thread_count": str(runtime.inter_op_thread_count),
+                         "execution_mode": str(runtime.execution_mode), **dict(runtime.parameters),
                          **shape_range_parameters(model)})
-    for b in model.warmup_batch_sizes:
+    for b in runtime.warmup_batch_sizes:
         w = config.model_warmup.add(name=f"zeros_batch_{b}", batch_size=b, count=1)
         for t in model.inputs:
             w.inputs[t.name].data_type = mc.DataType.Value(t.dtype)
@@ -200,7 +206,7 @@ def trt_config(model: ModelSpec, variant: str) -> mc.ModelConfig:
     config.version_policy.latest.num_versions = 1
     _batching(model, config)
     _io(model, config)
-    config.instance_group.add(count=model.instance_count, kind=mc.ModelInstanceGroup.KIND_GPU)
+    config.instance_group.add(count=model.runtime.instance_count, kind=mc.ModelInstanceGroup.KIND_GPU)
     _parameters(config, shape_range_parameters(model))
     return config
 
@@ -212,15 +218,15 @@ def python_config(model: ModelSpec) -> mc.ModelConfig:
     _io(model, config)
     _instances(model, config)
     _response_cache(model, config)
-    _parameters(config, {**dict(model.parameters), **shape_range_parameters(model)})
+    _parameters(config, {**dict(model.runtime.parameters), **shape_range_parameters(model)})
     return config
 
 
 def ensemble_config(model: ModelSpec) -> mc.ModelConfig:
-    config = mc.ModelConfig(name=model.name, platform="ensemble", max_batch_size=model.max_batch_size)
+    config = mc.ModelConfig(name=model.name, platform="ensemble", max_batch_size=model.batching.max_batch_size)
     _io(model, config)
     _response_cache(model, config)
-    for step in model.steps:
+    for step in model.source.steps:
         s = config.ensemble_scheduling.step.add(model_name=step.model, model_version=-1)
         for inner, outer in step.input_map:
             s.input_map[inner] = outer
@@ -236,7 +242,7 @@ def model_configs(model: ModelSpec, variants: tuple[str, ...] | None = None,
     names in `no_tensorrt` without the TensorRT accelerator."""
     if model.kind == "onnx":
         return [onnx_config(model, v, variant_model_name(model.name, v) not in no_tensorrt)
-                for v in (model.onnx.variants if variants is None else variants)]
+                for v in (model.source.onnx.variants if variants is None else variants)]
     if model.kind == "python":
         return [python_config(model)]
     return [ensemble_config(model)]

@@ -12,7 +12,7 @@ import json
 import re
 import tomllib
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
@@ -246,19 +246,36 @@ class PythonCode:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    kind: str
-    inputs: tuple[Tensor, ...]
-    outputs: tuple[Tensor, ...]
+class Batching:
+    """How requests are batched: Triton's max_batch_size and its dynamic_batching message."""
+
     max_batch_size: int
     preferred_batch_size: tuple[int, ...] = ()
     max_queue_delay_microseconds: int = 0
     queue_timeout_microseconds: int = 0
     max_queue_size: int = 0
+    model: str = field(default="", compare=False, repr=False)  # the [[model]] entry, for error messages
+
+    def __post_init__(self) -> None:
+        n = self.model
+        _require(_is_int(self.max_batch_size) and self.max_batch_size >= 1, n, "max_batch_size",
+                 self.max_batch_size, "an integer >= 1 (every model batches, so requests are [N, ...dims])")
+        _require(all(_is_int(b) and 1 <= b <= self.max_batch_size for b in self.preferred_batch_size), n,
+                 "preferred_batch_size", list(self.preferred_batch_size),
+                 f"integers between 1 and max_batch_size ({self.max_batch_size})")
+        for fld in ("max_queue_delay_microseconds", "queue_timeout_microseconds", "max_queue_size"):
+            v = getattr(self, fld)
+            _require(_is_int(v) and v >= 0, n, fld, v, "an integer >= 0 (0 = no delay / no timeout / unbounded)")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the model runs: Triton's instance_group, model_warmup, parameters and response_cache, and the
+    ONNX Runtime session options of onnx models."""
+
     instance_count: int = 1
     instance_kind: str = "KIND_AUTO"
-    warmup_batch_sizes: tuple[int, ...] = ()
+    warmup_batch_sizes: tuple[int, ...] = ()  # checked against max_batch_size and the inputs by ModelSpec
     intra_op_thread_count: int = 1
     inter_op_thread_count: int = 1
     execution_mode: int = 0
@@ -268,54 +285,14 @@ class ModelSpec:
     parameters: tuple[tuple[str, str], ...] = ()
     # Triton's response cache: identical requests are answered from the server's cache (`serve --cache-size`).
     response_cache: bool = False
-    description: str = ""
-    samples: Path | None = None  # request inputs for load tests: a folder of files, or a text file of lines
-    loadtest_weight: int = 1  # share of the mixed load-test scenario; 0 leaves the model out of the mix
-    onnx: OnnxSource | None = None
-    python: PythonCode | None = None
-    steps: tuple[Step, ...] = ()
-    raw: str = field(default="", compare=False, repr=False)  # canonical JSON of the TOML table: for fingerprints
-    extra: str = ""  # the optional extra (EXTRAS) the export of this model needs; "" for none
+    model: str = field(default="", compare=False, repr=False)  # the [[model]] entry, for error messages
 
     def __post_init__(self) -> None:
-        n = self.name
-        _require(_is_int(self.max_batch_size) and self.max_batch_size >= 1, n, "max_batch_size",
-                 self.max_batch_size, "an integer >= 1 (every model batches, so requests are [N, ...dims])")
-        _require(all(_is_int(b) and 1 <= b <= self.max_batch_size for b in self.preferred_batch_size), n,
-                 "preferred_batch_size", list(self.preferred_batch_size),
-                 f"integers between 1 and max_batch_size ({self.max_batch_size})")
-        for fld in ("max_queue_delay_microseconds", "queue_timeout_microseconds", "max_queue_size"):
-            v = getattr(self, fld)
-            _require(_is_int(v) and v >= 0, n, fld, v, "an integer >= 0 (0 = no delay / no timeout / unbounded)")
-        _require(self.samples is None or (len(self.inputs) == 1 and self.inputs[0].dtype == "TYPE_STRING"), n,
-                 "samples", str(self.samples),
-                 "only for models with one TYPE_STRING input (others load-test on their heldout.npz rows)")
-        _require(_is_int(self.loadtest_weight) and self.loadtest_weight >= 0, n, "loadtest_weight",
-                 self.loadtest_weight, "an integer >= 0 (0 = not part of the mixed load-test scenario)")
+        n = self.model
         _require(_is_int(self.instance_count) and self.instance_count >= 1, n, "instance_count",
                  self.instance_count, "an integer >= 1")
         _require(self.instance_kind in INSTANCE_KINDS, n, "instance_kind", self.instance_kind,
                  ", ".join(INSTANCE_KINDS))
-        _require(all(_is_int(b) and 1 <= b <= self.max_batch_size for b in self.warmup_batch_sizes), n,
-                 "warmup_batch_sizes", list(self.warmup_batch_sizes),
-                 f"integers between 1 and max_batch_size ({self.max_batch_size})")
-        if self.warmup_batch_sizes:
-            # Triton warms up with zero data; an empty string is an invalid request to our python steps.
-            strings = [t.name for t in self.inputs if t.dtype == "TYPE_STRING"]
-            _require(not strings, n, "warmup_batch_sizes", list(self.warmup_batch_sizes),
-                     f"[] for models with TYPE_STRING inputs ({', '.join(strings)}): "
-                     "zero-data warmup sends empty strings")
-        variable = [t.name for t in self.inputs if t.variable]
-        _require(not (variable and self.warmup_batch_sizes), n, "warmup_batch_sizes", list(self.warmup_batch_sizes),
-                 f"[] for models with variable dims ({', '.join(variable)}): zero-data warmup needs fixed dims")
-        unbounded = [t.name for t in self.inputs if t.variable and not (t.min_dims and t.max_dims)]
-        _require(self.kind == "onnx" or not unbounded, n, f"{unbounded[0] if unbounded else ''}.max_dims", None,
-                 "min_dims and max_dims for every input with -1 dims (only onnx models take them from held-out data)")
-        if self.kind == "onnx":
-            varying = [t.name for t in self.outputs if t.variable]
-            _require(not varying, n, f"{varying[0] if varying else ''}.dims", "-1",
-                     "fixed dims for the outputs of an onnx model (the parity gate compares fixed-size outputs; "
-                     "inputs may have -1 dims)")
         for fld in ("intra_op_thread_count", "inter_op_thread_count"):
             v = getattr(self, fld)
             _require(_is_int(v) and v >= 0, n, fld, v, "an integer >= 0 (0 = ONNX Runtime picks)")
@@ -327,20 +304,103 @@ class ModelSpec:
                  "as Triton's ORT backend maps optimization.graph.level")
         _require(isinstance(self.response_cache, bool), n, "response_cache", self.response_cache,
                  "true or false (true: Triton answers repeated requests from its cache; serve with --cache-size)")
+
+
+@dataclass(frozen=True)
+class LoadTest:
+    """The model's part in load tests."""
+
+    samples: Path | None = None  # request inputs: a folder of files, or a text file of lines (else heldout.npz rows)
+    loadtest_weight: int = 1  # share of the mixed load-test scenario; 0 leaves the model out of the mix
+    model: str = field(default="", compare=False, repr=False)  # the [[model]] entry, for error messages
+
+    def __post_init__(self) -> None:
+        _require(_is_int(self.loadtest_weight) and self.loadtest_weight >= 0, self.model, "loadtest_weight",
+                 self.loadtest_weight, "an integer >= 0 (0 = not part of the mixed load-test scenario)")
+
+
+@dataclass(frozen=True)
+class Source:
+    """What Triton serves, by kind: an ONNX export (onnx), model code (python) or steps (ensemble)."""
+
+    onnx: OnnxSource | None = None
+    python: PythonCode | None = None
+    steps: tuple[Step, ...] = ()
+
+
+# models.toml keys that a group of ModelSpec holds -> the group's attribute (the group's fields are named after them).
+GROUPED_KEYS = {f.name: group for group, cls in (("batching", Batching), ("runtime", Runtime), ("loadtest", LoadTest))
+                for f in fields(cls) if f.name != "model"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One served model. models.toml's keys are flat; here they are grouped (GROUPED_KEYS) and each group checks its
+    own values when built, while the checks that span groups run here."""
+
+    name: str
+    kind: str
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    batching: Batching
+    runtime: Runtime = Runtime()
+    loadtest: LoadTest = LoadTest()
+    source: Source = Source()
+    description: str = ""
+    raw: str = field(default="", compare=False, repr=False)  # canonical JSON of the TOML table: for fingerprints
+    extra: str = ""  # the optional extra (EXTRAS) the export of this model needs; "" for none
+
+    def __post_init__(self) -> None:
+        n = self.name
+        mbs, warmup = self.batching.max_batch_size, self.runtime.warmup_batch_sizes
+        _require(self.loadtest.samples is None or (len(self.inputs) == 1 and self.inputs[0].dtype == "TYPE_STRING"),
+                 n, "samples", str(self.loadtest.samples),
+                 "only for models with one TYPE_STRING input (others load-test on their heldout.npz rows)")
+        _require(all(_is_int(b) and 1 <= b <= mbs for b in warmup), n, "warmup_batch_sizes", list(warmup),
+                 f"integers between 1 and max_batch_size ({mbs})")
+        if warmup:
+            # Triton warms up with zero data; an empty string is an invalid request to our python steps.
+            strings = [t.name for t in self.inputs if t.dtype == "TYPE_STRING"]
+            _require(not strings, n, "warmup_batch_sizes", list(warmup),
+                     f"[] for models with TYPE_STRING inputs ({', '.join(strings)}): "
+                     "zero-data warmup sends empty strings")
+        variable = [t.name for t in self.inputs if t.variable]
+        _require(not (variable and warmup), n, "warmup_batch_sizes", list(warmup),
+                 f"[] for models with variable dims ({', '.join(variable)}): zero-data warmup needs fixed dims")
+        unbounded = [t.name for t in self.inputs if t.variable and not (t.min_dims and t.max_dims)]
+        _require(self.kind == "onnx" or not unbounded, n, f"{unbounded[0] if unbounded else ''}.max_dims", None,
+                 "min_dims and max_dims for every input with -1 dims (only onnx models take them from held-out data)")
+        if self.kind == "onnx":
+            varying = [t.name for t in self.outputs if t.variable]
+            _require(not varying, n, f"{varying[0] if varying else ''}.dims", "-1",
+                     "fixed dims for the outputs of an onnx model (the parity gate compares fixed-size outputs; "
+                     "inputs may have -1 dims)")
         _require(len(self.inputs) > 0, n, "input", [], "at least one [[model.input]] table")
         _require(len(self.outputs) > 0, n, "output", [], "at least one [[model.output]] table")
         names = [t.name for t in self.inputs + self.outputs]
         dup = sorted({x for x in names if names.count(x) > 1})
         _require(not dup, n, "input/output name", dup, "names unique within a model")
-        if self.onnx is not None:
-            _require(self.preferred_batch_size == tuple(sorted(set(self.preferred_batch_size))), n,
-                     "preferred_batch_size", list(self.preferred_batch_size), "increasing, without repeats")
+        if self.source.onnx is not None:
+            preferred = self.batching.preferred_batch_size
+            _require(preferred == tuple(sorted(set(preferred))), n, "preferred_batch_size", list(preferred),
+                     "increasing, without repeats")
+
+    def value(self, key: str):
+        """A models.toml field's value, by the key written there (max_batch_size, instance_count, ...)."""
+        return getattr(getattr(self, GROUPED_KEYS[key]), key) if key in GROUPED_KEYS else getattr(self, key)
+
+    def with_values(self, **values) -> ModelSpec:
+        """This model with grouped models.toml fields set by key; the groups and the model check them again."""
+        groups: dict[str, dict] = {}
+        for key, v in values.items():
+            groups.setdefault(GROUPED_KEYS[key], {})[key] = v
+        return replace(self, **{g: replace(getattr(self, g), **changed) for g, changed in groups.items()})
 
     @property
     def triton_names(self) -> tuple[str, ...]:
-        if self.onnx is None:
+        if self.source.onnx is None:
             return (self.name,)
-        return tuple(variant_model_name(self.name, v) for v in self.onnx.variants)
+        return tuple(variant_model_name(self.name, v) for v in self.source.onnx.variants)
 
     def tensor(self, name: str) -> Tensor | None:
         return next((t for t in self.inputs + self.outputs if t.name == name), None)
@@ -464,28 +524,29 @@ def _text_model(model: str, table: object, root: Path, fmt: str, inputs: tuple[T
 
 def text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec]:
     """The tokenizer model and the ensemble a [model.text] table stands for, as if the spec listed them."""
-    text = m.onnx.text
+    onnx, text = m.source.onnx, m.source.onnx.text
     ids = ", ".join(t.name for t in m.inputs)
     feeds = tuple((t.name, t.name) for t in m.inputs)
+    batching = Batching(m.batching.max_batch_size)
     tokenizer = ModelSpec(
         name=text.tokenizer, kind="python", inputs=(Tensor(text.tokenizer, text.input, "TYPE_STRING", (1,)),),
-        outputs=tuple(replace(t, model=text.tokenizer) for t in m.inputs), max_batch_size=m.max_batch_size,
-        instance_count=text.instance_count, instance_kind="KIND_CPU",
-        parameters=(("max_text_bytes", str(text.max_text_bytes)),),
+        outputs=tuple(replace(t, model=text.tokenizer) for t in m.inputs), batching=batching,
+        runtime=Runtime(instance_count=text.instance_count, instance_kind="KIND_CPU",
+                        parameters=(("max_text_bytes", str(text.max_text_bytes)),), model=text.tokenizer),
         description=f"Generated from {m.name}'s [model.text]: UTF-8 text -> {ids} (int64 [{m.inputs[0].dims[0]}]) "
                     f"with the checkpoint's own tokenizer.json.",
-        samples=text.samples, loadtest_weight=0, raw=m.raw, extra=m.extra,
-        python=PythonCode(TRITONMODELS / "hf_tokenizer.py", (
-            m.onnx.source / "tokenizer.json", m.onnx.source / "tokenizer_config.json",
-            TRITONMODELS / "hf_tokenization.py", TEXT_ENCODING)))
+        loadtest=LoadTest(text.samples, loadtest_weight=0), raw=m.raw, extra=m.extra,
+        source=Source(python=PythonCode(TRITONMODELS / "hf_tokenizer.py", (
+            onnx.source / "tokenizer.json", onnx.source / "tokenizer_config.json",
+            TRITONMODELS / "hf_tokenization.py", TEXT_ENCODING))))
     ensemble = ModelSpec(
         name=text.ensemble, kind="ensemble", inputs=(Tensor(text.ensemble, text.input, "TYPE_STRING", (1,)),),
-        outputs=tuple(replace(t, model=text.ensemble) for t in m.outputs), max_batch_size=m.max_batch_size,
+        outputs=tuple(replace(t, model=text.ensemble) for t in m.outputs), batching=batching,
         description=f"Generated from {m.name}'s [model.text]: UTF-8 text in, {m.outputs[0].name} out: "
                     f"{text.tokenizer} -> {m.name}.",
-        samples=text.samples, loadtest_weight=text.loadtest_weight, raw=m.raw, extra=m.extra,
-        steps=(Step(text.tokenizer, ((text.input, text.input),), feeds),
-               Step(m.name, feeds, tuple((t.name, t.name) for t in m.outputs))))
+        loadtest=LoadTest(text.samples, text.loadtest_weight), raw=m.raw, extra=m.extra,
+        source=Source(steps=(Step(text.tokenizer, ((text.input, text.input),), feeds),
+                             Step(m.name, feeds, tuple((t.name, t.name) for t in m.outputs)))))
     return tokenizer, ensemble
 
 
@@ -501,7 +562,7 @@ def _keras_first_layer(model: str, source: Path) -> dict:
 
 def keras_text_names(m: ModelSpec) -> tuple[str, str]:
     """(numeric model, python step) of a raw-strings Keras model, from its spec name or its numeric model's."""
-    base = m.name.removesuffix("_numeric") if m.onnx is not None and m.onnx.keras_text_layer else m.name
+    base = m.name.removesuffix("_numeric") if m.source.onnx is not None and m.source.onnx.keras_text_layer else m.name
     return f"{base}_numeric", f"{base}_preprocess"
 
 
@@ -513,7 +574,7 @@ def keras_text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec, ModelSpec]:
     _require(len(m.inputs) == 1 and text.dims == (1,), m.name, "input", [f"{t.name} {t.dtype} {list(t.dims)}"
                                                                          for t in m.inputs],
              "one TYPE_STRING input of dims [1] for a Keras model taking raw strings (one text per item)")
-    layer = _keras_first_layer(m.name, m.onnx.source)
+    layer = _keras_first_layer(m.name, m.source.onnx.source)
     kind, config = layer.get("class_name", "?"), layer.get("config", {})
     _require(kind in KERAS_SPLIT_LAYERS, m.name, f"{text.name}.dtype", text.dtype,
              f"TYPE_STRING inputs of a Keras model feeding a TextVectorization or StringLookup layer first (this one "
@@ -539,29 +600,31 @@ def keras_text_models(m: ModelSpec) -> tuple[ModelSpec, ModelSpec, ModelSpec]:
     ids = Tensor(numeric, "token_ids", "TYPE_INT64", (length,))
     outputs = tuple((t.name, t.name) for t in m.outputs)
     numeric_model = replace(
-        m, name=numeric, inputs=(ids,), outputs=tuple(replace(t, model=numeric) for t in m.outputs), samples=None,
-        loadtest_weight=0, description=f"The numeric part of {m.name}: token ids in (its TextVectorization layer "
-                                        f"runs in {step}). {m.description}".strip(),
-        onnx=replace(m.onnx, keras_text_layer=str(layer.get("name", ""))))
+        m, name=numeric, inputs=(ids,), outputs=tuple(replace(t, model=numeric) for t in m.outputs),
+        loadtest=LoadTest(loadtest_weight=0),
+        description=f"The numeric part of {m.name}: token ids in (its TextVectorization layer runs in {step}). "
+                    f"{m.description}".strip(),
+        source=Source(onnx=replace(m.source.onnx, keras_text_layer=str(layer.get("name", "")))))
+    batching = Batching(m.batching.max_batch_size)
     preprocess = ModelSpec(
         name=step, kind="python", inputs=(replace(text, model=step),), outputs=(replace(ids, model=step),),
-        max_batch_size=m.max_batch_size, instance_kind="KIND_CPU",
+        batching=batching, runtime=Runtime(instance_kind="KIND_CPU"),
         description=f"Generated from {m.name}'s {kind} layer: UTF-8 text -> token_ids (int64 [{length}]).",
-        loadtest_weight=0, raw=m.raw,
-        python=PythonCode(TRITONMODELS / "keras_text_step.py", (TRITONMODELS / "text_vectorization.py",
-                                                                TEXT_ENCODING)))
+        loadtest=LoadTest(loadtest_weight=0), raw=m.raw,
+        source=Source(python=PythonCode(TRITONMODELS / "keras_text_step.py", (TRITONMODELS / "text_vectorization.py",
+                                                                              TEXT_ENCODING))))
     ensemble = ModelSpec(
-        name=m.name, kind="ensemble", inputs=m.inputs, outputs=m.outputs, max_batch_size=m.max_batch_size,
-        description=m.description or f"UTF-8 text in: {step} -> {numeric}.", samples=m.samples,
-        loadtest_weight=m.loadtest_weight, raw=m.raw,
-        steps=(Step(step, ((text.name, text.name),), (("token_ids", "token_ids"),)),
-               Step(numeric, (("token_ids", "token_ids"),), outputs)))
+        name=m.name, kind="ensemble", inputs=m.inputs, outputs=m.outputs, batching=batching,
+        description=m.description or f"UTF-8 text in: {step} -> {numeric}.", loadtest=m.loadtest, raw=m.raw,
+        source=Source(steps=(Step(step, ((text.name, text.name),), (("token_ids", "token_ids"),)),
+                             Step(numeric, (("token_ids", "token_ids"),), outputs))))
     return numeric_model, preprocess, ensemble
 
 
 def _splits_keras_text(m: ModelSpec) -> bool:
-    return (m.onnx is not None and m.onnx.source_format == "keras" and m.onnx.text is None
-            and any(t.dtype == "TYPE_STRING" for t in m.inputs) and m.onnx.source.is_file())
+    onnx = m.source.onnx
+    return (onnx is not None and onnx.source_format == "keras" and onnx.text is None
+            and any(t.dtype == "TYPE_STRING" for t in m.inputs) and onnx.source.is_file())
 
 
 def parse_model(table: dict, root: Path) -> ModelSpec:
@@ -651,36 +714,36 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
     return ModelSpec(
         name=name, kind=kind,
         inputs=_tensors(name, table, "input"), outputs=_tensors(name, table, "output"),
-        max_batch_size=table["max_batch_size"],
-        preferred_batch_size=_int_list(name, table, "preferred_batch_size"),
-        max_queue_delay_microseconds=table.get("max_queue_delay_microseconds", 0),
-        queue_timeout_microseconds=table.get("queue_timeout_microseconds", 0),
-        max_queue_size=table.get("max_queue_size", 0),
-        instance_count=table.get("instance_count", 1),
-        instance_kind=table.get("instance_kind", "KIND_CPU" if kind == "python" else "KIND_AUTO"),
-        warmup_batch_sizes=_int_list(name, table, "warmup_batch_sizes"),
-        parameters=tuple(sorted((k, str(v)) for k, v in params.items())),
-        response_cache=table.get("response_cache", False),
+        batching=Batching(
+            table["max_batch_size"], _int_list(name, table, "preferred_batch_size"),
+            table.get("max_queue_delay_microseconds", 0), table.get("queue_timeout_microseconds", 0),
+            table.get("max_queue_size", 0), model=name),
+        runtime=Runtime(
+            instance_count=table.get("instance_count", 1),
+            instance_kind=table.get("instance_kind", "KIND_CPU" if kind == "python" else "KIND_AUTO"),
+            warmup_batch_sizes=_int_list(name, table, "warmup_batch_sizes"),
+            parameters=tuple(sorted((k, str(v)) for k, v in params.items())),
+            response_cache=table.get("response_cache", False), model=name, **ort),
+        loadtest=LoadTest(_path(root, name, "samples", table["samples"]) if "samples" in table else None,
+                          table.get("loadtest_weight", 1), model=name),
+        source=Source(onnx, python, steps),
         description=table.get("description", ""),
-        samples=_path(root, name, "samples", table["samples"]) if "samples" in table else None,
-        loadtest_weight=table.get("loadtest_weight", 1),
-        onnx=onnx, python=python, steps=steps,
         raw=json.dumps(table, sort_keys=True, default=str),
         extra="torch" if onnx is not None and onnx.source_format in TORCH_FORMATS else "",
-        **ort,
     )
 
 
 def _check_ensemble(m: ModelSpec, spec_models: dict[str, tuple[ModelSpec, str]]) -> ModelSpec:
     """Cross-model checks; returns the ensemble with output labels inherited from the step that produces them."""
     available = {t.name: t for t in m.inputs}
-    for i, step in enumerate(m.steps):
+    for i, step in enumerate(m.source.steps):
         where = f"step[{i}]"
         _require(step.model in spec_models, m.name, f"{where}.model", step.model,
                  f"a non-ensemble model of this spec: {', '.join(sorted(spec_models))}")
         target, _ = spec_models[step.model]
-        _require(target.max_batch_size >= m.max_batch_size, m.name, "max_batch_size", m.max_batch_size,
-                 f"<= max_batch_size of step model {step.model!r} ({target.max_batch_size})")
+        mbs, step_mbs = m.batching.max_batch_size, target.batching.max_batch_size
+        _require(step_mbs >= mbs, m.name, "max_batch_size", mbs,
+                 f"<= max_batch_size of step model {step.model!r} ({step_mbs})")
         for inner, outer in step.input_map:
             t = target.tensor(inner)
             _require(t is not None and t in target.inputs, m.name, f"{where}.input_map", inner,
@@ -730,12 +793,12 @@ def load_spec(path: Path, extras: frozenset[str] | None = None) -> Spec:
     tables = doc.get("model", [])
     _require(isinstance(tables, list) and tables, "-", "model", tables, "one or more [[model]] tables")
     models = [parse_model(t, path.parent) for t in tables]
-    models = [x for m in models for x in (m, *(text_models(m) if m.onnx is not None and m.onnx.text else ()))]
+    models = [x for m in models for x in (m, *(text_models(m) if m.source.onnx and m.source.onnx.text else ()))]
     models = [x for m in models for x in (keras_text_models(m) if _splits_keras_text(m) else (m,))]
 
     triton: dict[str, tuple[ModelSpec, str]] = {}
     for m in models:
-        for v, tn in zip(m.onnx.variants if m.onnx else ("",), m.triton_names):
+        for v, tn in zip(m.source.onnx.variants if m.source.onnx else ("",), m.triton_names):
             _require(tn not in triton, m.name, "name", tn, "unique Triton model names (variants add _int8 / _fp16)")
             triton[tn] = (m, v)
     non_ensembles = {k: v for k, v in triton.items() if v[0].kind != "ensemble"}
@@ -743,7 +806,7 @@ def load_spec(path: Path, extras: frozenset[str] | None = None) -> Spec:
     extras = installed_extras() if extras is None else extras
     missing = {n: m.extra for m in models if m.extra and m.extra not in extras for n in m.triton_names}
     for m in models:  # an ensemble needs what its steps (any variant) need
-        needs = next((missing[s.model] for s in m.steps if s.model in missing), "")
+        needs = next((missing[s.model] for s in m.source.steps if s.model in missing), "")
         if needs:
             missing.setdefault(m.name, needs)
     models = [replace(m, extra=missing[m.name]) if m.name in missing else m for m in models]

@@ -94,10 +94,10 @@ def tensor_table(ts) -> list[dict]:
 def simple_card(model: ModelSpec) -> Card:
     """The card of a python model or ensemble: its contract and where it comes from, no numbers."""
     if model.kind == "python":
-        source = display_path(model.python.code)
-        data = "deploys " + (", ".join(p.name for p in model.python.files) or "no extra files")
+        source = display_path(model.source.python.code)
+        data = "deploys " + (", ".join(p.name for p in model.source.python.files) or "no extra files")
     else:
-        source = "ensemble of " + " -> ".join(s.model for s in model.steps)
+        source = "ensemble of " + " -> ".join(s.model for s in model.source.steps)
         data = "see the cards of its steps"
     return Card(model.name, model.kind, model.description, source, data, None, None, {}, tensor_table(model.inputs),
                 tensor_table(model.outputs), [], {})

@@ -52,22 +52,22 @@ Upsample Where Xor
 
 def to_onnx(model: ModelSpec, trained: TrainedModel | None, work: Path) -> onnx.ModelProto:
     """The model's source as a finalized ONNX graph (see `finalize`); work is a scratch directory."""
-    if model.onnx.source_format == "onnx":
-        return finalize(model, load_onnx(model.onnx.source))
+    if model.source.onnx.source_format == "onnx":
+        return finalize(model, load_onnx(model.source.onnx.source))
     return finalize(model, tf2onnx_convert(saved_model(model, trained, work), work / "raw.onnx"))
 
 
 def saved_model(model: ModelSpec, trained: TrainedModel | None, work: Path) -> Path:
     """The SavedModel tf2onnx converts: the source itself, the one its trainer wrote beside the Keras file, or else
     the Keras file exported into work (tf2onnx's from_keras fails on Keras 3)."""
-    src = model.onnx.source
-    if model.onnx.keras_text_layer:  # the numeric rest of a raw-strings model (export/keras_text.py)
+    src = model.source.onnx.source
+    if model.source.onnx.keras_text_layer:  # the numeric rest of a raw-strings model (export/keras_text.py)
         from export import keras_text
 
         out = work / "saved_model"
         keras_text.split(model)[2].export(str(out), format="tf_saved_model", verbose=False)
         return out
-    if model.onnx.source_format == "savedmodel":
+    if model.source.onnx.source_format == "savedmodel":
         return src
     if (trained is not None and trained.keras_path.resolve() == src.resolve()
             and (trained.saved_model_dir / "saved_model.pb").is_file()):
@@ -129,7 +129,7 @@ def pair(model: ModelSpec, kind: str, wanted: tuple[Tensor, ...], actual: list[s
             f"{len(wanted)} ({', '.join(t.name for t in wanted)}): fix [[model.{kind}]]")
     if all(t.name in actual for t in wanted):
         return [(t, t.name) for t in wanted]
-    if len(wanted) == 1 or model.onnx.source_format == "onnx":
+    if len(wanted) == 1 or model.source.onnx.source_format == "onnx":
         return list(zip(wanted, actual))
     numbered = [re.fullmatch(r"output_(\d+)", a) for a in actual]
     if all(numbered):

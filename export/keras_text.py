@@ -54,8 +54,8 @@ def split(model: ModelSpec):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    net = keras.saving.load_model(model.onnx.source, compile=False)
-    layer = net.get_layer(model.onnx.keras_text_layer)
+    net = keras.saving.load_model(model.source.onnx.source, compile=False)
+    layer = net.get_layer(model.source.onnx.keras_text_layer)
     try:
         rest = keras.Model(layer.output, net.outputs)
     except ValueError as e:
@@ -118,20 +118,20 @@ def check(model: ModelSpec, fp32: bytes, step: dict) -> tuple[KerasTextParity, l
     """The served path (the step's encoding of `step` settings, then the ONNX model) against the Keras model."""
     import keras
 
-    texts, _ = heldout_texts(model, model.onnx.heldout)
+    texts, _ = heldout_texts(model, model.source.onnx.heldout)
     net, layer, _ = split(model)
     served_ids = served_encoding().from_settings(step).encode(texts)
     keras_ids = np.asarray(layer(_strings(net, texts))).astype(np.int64)
     name = model.outputs[0].name
-    served = run_onnx(session(fp32), {model.inputs[0].name: served_ids}, model.max_batch_size, [name])[name]
+    served = run_onnx(session(fp32), {model.inputs[0].name: served_ids}, model.batching.max_batch_size, [name])[name]
     reference = np.concatenate([_first_output(net, _strings(net, texts[i:i + 256])) for i in range(0, len(texts), 256)])
     same = np.all(served_ids == keras_ids, axis=1)
     diff = float(np.max(np.abs(served.astype(np.float64) - reference.astype(np.float64))))
     flat = lambda a: a.reshape(len(a), -1).argmax(axis=1)  # noqa: E731
     agreement = float(np.mean(flat(served) == flat(reference)))
     report = KerasTextParity(len(texts), float(np.mean(same)), agreement, diff,
-                             f"Keras {keras.__version__} model {model.onnx.source.name} on the raw texts")
-    gate, failures = model.onnx.gate, []
+                             f"Keras {keras.__version__} model {model.source.onnx.source.name} on the raw texts")
+    gate, failures = model.source.onnx.gate, []
     if not same.all():
         first = texts[int(np.flatnonzero(~same)[0])]
         failures.append(GateFailure(VARIANT, model.inputs[0].name,

@@ -18,23 +18,24 @@ if TYPE_CHECKING:
 
 def check_trainers(models: list[ModelSpec]) -> None:
     """Fail before any work when a spec names a trainer that does not exist."""
-    wanted = [m for m in models if m.onnx is not None and m.onnx.trainer is not None]
+    wanted = [m for m in models if m.source.onnx is not None and m.source.onnx.trainer is not None]
     if not wanted:
         return
     from export.train import TRAINERS
 
     for m in wanted:
-        if m.onnx.trainer not in TRAINERS:
-            raise SpecError(m.name, "trainer", m.onnx.trainer, ", ".join(sorted(TRAINERS)) or "(none registered)")
+        trainer = m.source.onnx.trainer
+        if trainer not in TRAINERS:
+            raise SpecError(m.name, "trainer", trainer, ", ".join(sorted(TRAINERS)) or "(none registered)")
 
 
 def trainer_sources(model: ModelSpec) -> tuple[Path, ...]:
     """The code files whose content decides what the model's trainer produces (none without a trainer)."""
-    if model.onnx is None or model.onnx.trainer is None:
+    if model.source.onnx is None or model.source.onnx.trainer is None:
         return ()
     from export.train import RUNS
 
-    run = RUNS.get(model.onnx.trainer)  # an unknown name is check_trainers' to report
+    run = RUNS.get(model.source.onnx.trainer)  # an unknown name is check_trainers' to report
     return tuple(run.sources) if run is not None else ()
 
 
@@ -43,7 +44,7 @@ def train_or_check(model: ModelSpec, log: Log) -> TrainedModel | None:
 
     Returns the trainer's TrainedModel, or None for a model without a trainer.
     """
-    src = model.onnx
+    src = model.source.onnx
     paths = [p for p in (src.source, src.heldout, src.calibration) if p is not None]
     if src.trainer is None:
         missing = [p for p in paths if not p.exists()]

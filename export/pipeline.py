@@ -88,10 +88,11 @@ def _hash_path(digest: hashlib._Hash, path: Path) -> bool:
 
 
 def inputs_of(model: ModelSpec) -> list[Path]:
-    if model.onnx is not None:
-        return [p for p in (model.onnx.source, model.onnx.heldout, model.onnx.calibration) if p is not None]
-    if model.python is not None:
-        return [model.python.code, MODEL_CONFIG, *model.python.files]
+    onnx, python = model.source.onnx, model.source.python
+    if onnx is not None:
+        return [p for p in (onnx.source, onnx.heldout, onnx.calibration) if p is not None]
+    if python is not None:
+        return [python.code, MODEL_CONFIG, *python.files]
     return []
 
 
@@ -107,9 +108,9 @@ def package_version(package: str) -> str:
 
 def tool_versions(model: ModelSpec) -> dict[str, str]:
     """Versions of the packages that convert, quantize and verify this model (none for python models, ensembles)."""
-    if model.onnx is None:
+    if model.source.onnx is None:
         return {}
-    fmt = model.onnx.source_format
+    fmt = model.source.onnx.source_format
     packages = ONNX_TOOLS if fmt == "onnx" else (TORCH_TOOLS if fmt in TORCH_FORMATS else TF_TOOLS) + ONNX_TOOLS
     return {p: package_version(p) for p in packages}
 
@@ -126,10 +127,10 @@ def fingerprint(model: ModelSpec) -> str | None:
 
 
 def _artifacts(model: ModelSpec, repo: Path) -> list[str]:
-    if model.onnx is not None:
+    if model.source.onnx is not None:
         return [f"{n}/1/{repository.ONNX_FILENAME}" for n in repository.served_names(model, repo)]
-    if model.python is not None:
-        return [f"{model.name}/1/{p.name}" for p in (Path("model.py"), MODEL_CONFIG, *model.python.files)]
+    if model.source.python is not None:
+        return [f"{model.name}/1/{p.name}" for p in (Path("model.py"), MODEL_CONFIG, *model.source.python.files)]
     return []
 
 
@@ -196,7 +197,7 @@ def _no_recipe_passed(model: ModelSpec, search: optimize.Int8Search) -> str:
 def model_data(model: ModelSpec, path: Path, with_labels: bool) -> Dataset:
     """An .npz as the model takes it; for the numeric part of a raw-strings Keras model, the layer's own ids for the
     file's texts (export/keras_text.py)."""
-    if model.onnx.keras_text_layer:
+    if model.source.onnx.keras_text_layer:
         from export import keras_text
 
         return keras_text.token_dataset(model, path, with_labels)
@@ -212,7 +213,7 @@ def _gate_record(gate) -> dict:
 
 
 def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> None:
-    src = model.onnx
+    src = model.source.onnx
     with step(log, f"{model.name}: train or load the source model"):
         trained = load.train_or_check(model, log)
     heldout = model_data(model, src.heldout, with_labels=True)
@@ -392,9 +393,9 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
 def ensure_files(model: ModelSpec, spec: Spec, files: list[Path], what: str, log: Log) -> None:
     """Files a trainer writes (the tokenizer, load-test samples) are recreated by running that trainer (cached)."""
     missing = [p for p in files if not p.exists()]
-    for trainer_model in (m for m in spec.models if m.onnx is not None and m.onnx.trainer is not None):
-        if any(trainer_model.onnx.source.parent in p.parents for p in missing):
-            with step(log, f"{model.name}: recreate files with trainer {trainer_model.onnx.trainer!r}"):
+    for trainer_model in (m for m in spec.models if m.source.onnx is not None and m.source.onnx.trainer is not None):
+        if any(trainer_model.source.onnx.source.parent in p.parents for p in missing):
+            with step(log, f"{model.name}: recreate files with trainer {trainer_model.source.onnx.trainer!r}"):
                 load.train_or_check(trainer_model, log)
     missing = [p for p in files if not p.exists()]
     if missing:
@@ -403,7 +404,7 @@ def ensure_files(model: ModelSpec, spec: Spec, files: list[Path], what: str, log
 
 
 def build_python(model: ModelSpec, spec: Spec, staging: Path, log: Log) -> None:
-    ensure_files(model, spec, list(model.python.files), "files to deploy are", log)
+    ensure_files(model, spec, list(model.source.python.files), "files to deploy are", log)
     version = staging / model.name / "1"
     version.mkdir(parents=True, exist_ok=True)
     for source, name in deployed_files(model):
@@ -415,8 +416,8 @@ def build_python(model: ModelSpec, spec: Spec, staging: Path, log: Log) -> None:
 def deployed_files(model: ModelSpec) -> list[tuple[Path, str]]:
     """(source, name in the version folder) of every file a python model's folder holds: self-contained, since the
     stub imports nothing from outside it."""
-    return [(model.python.code, "model.py"), (MODEL_CONFIG, MODEL_CONFIG.name),
-            *((f, f.name) for f in model.python.files)]
+    return [(model.source.python.code, "model.py"), (MODEL_CONFIG, MODEL_CONFIG.name),
+            *((f, f.name) for f in model.source.python.files)]
 
 
 def write_simple(model: ModelSpec, directory: Path) -> None:
@@ -450,10 +451,10 @@ def _generated_with(spec: Spec, m: ModelSpec) -> list[ModelSpec]:
     ensemble; a raw-strings Keras model's numeric part and python step (the ensemble has the table's name). A
     generated model named alone rebuilds only itself."""
     names: set[str] = set()
-    if m.onnx is not None and m.onnx.text is not None:
-        names = {m.onnx.text.tokenizer, m.onnx.text.ensemble}
+    if m.source.onnx is not None and m.source.onnx.text is not None:
+        names = {m.source.onnx.text.tokenizer, m.source.onnx.text.ensemble}
     for x in spec.models:
-        if x.onnx is not None and x.onnx.keras_text_layer and x.name.removesuffix("_numeric") == m.name:
+        if x.source.onnx is not None and x.source.onnx.keras_text_layer and x.name.removesuffix("_numeric") == m.name:
             names |= set(keras_text_names(x))
     return [x for x in spec.models if x.name in names]
 
@@ -528,8 +529,8 @@ def _run(spec: Spec, options: Options, repo: Path, log: Log) -> Outcome:
                 build_python(m, spec, staging, log)
             else:
                 write_simple(m, staging / m.name)
-            if m.samples is not None:
-                ensure_files(m, spec, [m.samples], "load-test samples (field `samples`) are", log)
+            if m.loadtest.samples is not None:
+                ensure_files(m, spec, [m.loadtest.samples], "load-test samples (field `samples`) are", log)
             write_committed_files(spec, staging, [m])
         wrote = ", ".join(n for m in stale for n in repository.served_names(m, staging)) or "no model"
         left_out = [r["triton_name"] for m in stale for r in read_state(staging / m.name).left_out.values()]
@@ -548,7 +549,7 @@ def clean(spec: Spec, repo: Path, log: Log) -> list[Path]:
     repo = repo.resolve()
     removed: list[Path] = []
     # Deployed copies of files that live elsewhere (tritonmodels/, the tokenizer); files in place are committed code.
-    deployed = {(m.name, name) for m in spec.models if m.python is not None for source, name in deployed_files(m)
+    deployed = {(m.name, name) for m in spec.models if m.source.python is not None for source, name in deployed_files(m)
                 if source.resolve() != (repo / m.name / "1" / name).resolve()}
     if repo.is_dir():
         for f in sorted(repo.rglob("*")):

@@ -48,10 +48,10 @@ def generated_encoding():
 
 
 def heldout_texts(model: ModelSpec) -> list[str]:
-    with np.load(model.onnx.heldout, allow_pickle=False) as data:
+    with np.load(model.source.onnx.heldout, allow_pickle=False) as data:
         if "text" not in data:
-            raise SourceError(f"{model.name}: {model.onnx.heldout} needs an array `text` (the raw held-out texts, "
-                              f"a numpy str array) for the end-to-end parity check of its [model.text] table")
+            raise SourceError(f"{model.name}: {model.source.onnx.heldout} needs an array `text` (the raw held-out "
+                              f"texts, a numpy str array) for the end-to-end parity check of its [model.text] table")
         return [str(t) for t in data["text"]]
 
 
@@ -61,12 +61,12 @@ def check(model: ModelSpec, fp32: bytes, texts: list[str],
     tokenizer.json and tokenizer_config.json are (default: the checkpoint, which the export deploys)."""
     import transformers
 
-    checkpoint = model.onnx.source
+    checkpoint = model.source.onnx.source
     names = [t.name for t in model.inputs]
     length = model.inputs[0].dims[0]
     encoding = generated_encoding()
     served_ids = encoding.encode(encoding.load(tokenizer_dir or checkpoint, length), texts, names)
-    served = run_onnx(session(fp32), served_ids, model.max_batch_size, [t.name for t in model.outputs])
+    served = run_onnx(session(fp32), served_ids, model.batching.max_batch_size, [t.name for t in model.outputs])
 
     cls, _ = torch_source.checkpoint_class(model)
     with torch_source.quiet():  # as a user runs the checkpoint: AutoTokenizer, its class, the default attention
@@ -74,12 +74,12 @@ def check(model: ModelSpec, fp32: bytes, texts: list[str],
         net = cls.from_pretrained(checkpoint).eval()
     batch = tokenizer(texts, padding="max_length", truncation=True, max_length=length, return_tensors="np")
     reference_ids = {n: batch[n].astype(np.int64) for n in names}
-    module = torch_source.ServedModule(net, tuple(names), model.onnx.activation, keyword=True)
+    module = torch_source.ServedModule(net, tuple(names), model.source.onnx.activation, keyword=True)
     with torch.no_grad():
         reference = np.concatenate([module(*(torch.from_numpy(reference_ids[n][i:i + 64]) for n in names)).numpy()
                                     for i in range(0, len(texts), 64)])
 
-    gate = model.onnx.gate
+    gate = model.source.onnx.gate
     first = model.outputs[0].name
     same_tokens = np.all([np.all(served_ids[n] == reference_ids[n], axis=1) for n in names], axis=0)
     diff = float(np.max(np.abs(served[first].astype(np.float64) - reference.astype(np.float64))))

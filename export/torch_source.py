@@ -71,7 +71,7 @@ def checkpoint_class(model: ModelSpec):
     """The transformers class the checkpoint's config.json names (`architectures`), and that config."""
     import transformers
 
-    path = model.onnx.source
+    path = model.source.onnx.source
     if not (path / "config.json").is_file():
         raise SourceError(f"{model.name}: {path} is not a Hugging Face checkpoint folder (no config.json): point "
                           f"`source` at the folder save_pretrained wrote")
@@ -91,7 +91,7 @@ def load_checkpoint(model: ModelSpec):
     cls, config = checkpoint_class(model)
     check_labels(model, config)
     with quiet():
-        return cls.from_pretrained(model.onnx.source, attn_implementation="eager").eval()
+        return cls.from_pretrained(model.source.onnx.source, attn_implementation="eager").eval()
 
 
 def check_labels(model: ModelSpec, config) -> None:
@@ -110,10 +110,10 @@ def check_labels(model: ModelSpec, config) -> None:
 
 
 def load_torch_file(model: ModelSpec) -> torch.nn.Module:
-    path = model.onnx.source
+    path = model.source.onnx.source
     if not path.is_file():
         raise SourceError(f"{model.name}: {path} does not exist")
-    if model.onnx.source_format == "torch_export":
+    if model.source.onnx.source_format == "torch_export":
         try:
             return torch.export.load(str(path)).module()
         except Exception as e:  # torch raises RuntimeError, ValueError, pickle errors... for a file it cannot read
@@ -139,10 +139,10 @@ def load_torch_file(model: ModelSpec) -> torch.nn.Module:
 
 
 def served_module(model: ModelSpec) -> ServedModule:
-    fmt = model.onnx.source_format
+    fmt = model.source.onnx.source_format
     net = load_checkpoint(model) if fmt == "huggingface" else load_torch_file(model)
     # No .eval() on the wrapper: an ExportedProgram's module refuses train(False); checkpoints are put in eval mode.
-    return ServedModule(net, tuple(t.name for t in model.inputs), model.onnx.activation, fmt == "huggingface")
+    return ServedModule(net, tuple(t.name for t in model.inputs), model.source.onnx.activation, fmt == "huggingface")
 
 
 def example_inputs(model: ModelSpec, heldout: Dataset | None) -> tuple[torch.Tensor, ...]:
@@ -191,13 +191,14 @@ def to_onnx(model: ModelSpec, heldout: Dataset, work: Path) -> onnx.ModelProto:
                 opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
     except Exception as e:  # torch.onnx raises its own error types for every step (export, translate, check)
         cause = e.__cause__ or e
-        raise IncompatibleModelError(f"{model.name}: torch.onnx.export could not export {model.onnx.source} with a "
-                                     f"dynamic batch dimension: {type(cause).__name__}: {str(cause).strip()[:1500]}"
+        raise IncompatibleModelError(f"{model.name}: torch.onnx.export could not export {model.source.onnx.source} "
+                                     f"with a dynamic batch dimension: {type(cause).__name__}: "
+                                     f"{str(cause).strip()[:1500]}"
                                      f"\n  {DYNAMIC_BATCH_HINT}") from None
     proto = program.model_proto
     static = [i.name for i in proto.graph.input if not i.type.tensor_type.shape.dim[0].dim_param]
     if static:
-        raise IncompatibleModelError(f"{model.name}: {model.onnx.source} fixes the batch dimension of "
+        raise IncompatibleModelError(f"{model.name}: {model.source.onnx.source} fixes the batch dimension of "
                                      f"{', '.join(static)} (the export needs a dynamic one): {DYNAMIC_BATCH_HINT}")
     onnx.save(proto, str(work / "raw.onnx"))
     return convert.finalize(model, proto)
@@ -214,6 +215,6 @@ def reference_outputs(model: ModelSpec, data: Dataset, batch_size: int = 64) -> 
                            for t in model.inputs))
             chunks.append([o.numpy() for o in (out if isinstance(out, tuple) else (out,))])
     if len(chunks[0]) != len(model.outputs):
-        raise IncompatibleModelError(f"{model.name}: {model.onnx.source} returns {len(chunks[0])} output(s), the spec "
-                                     f"declares {len(model.outputs)}: fix [[model.output]]")
+        raise IncompatibleModelError(f"{model.name}: {model.source.onnx.source} returns {len(chunks[0])} output(s), "
+                                     f"the spec declares {len(model.outputs)}: fix [[model.output]]")
     return {t.name: np.concatenate([c[j] for c in chunks]) for j, t in enumerate(model.outputs)}

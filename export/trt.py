@@ -73,7 +73,7 @@ def build_all(trt, spec: Spec, repo: Path, only: tuple[str, ...], log: Log) -> l
 
     built = []
     for model in spec.models:
-        if model.onnx is None or not model.onnx.tensorrt or (only and model.name not in only):
+        if model.source.onnx is None or not model.source.onnx.tensorrt or (only and model.name not in only):
             continue
         skipped = repository.without_tensorrt(model, repo)
         for variant in (v for v in TRT_VARIANTS if v in repository.served_variants(model, repo)):

@@ -247,7 +247,7 @@ def _ratio(measured: float, limit: float, kind: str) -> float:
 
 def check_variant(model: ModelSpec, variant: str, model_bytes: bytes, heldout: Dataset,
                   reference: dict[str, np.ndarray]) -> tuple[VariantReport, list[GateFailure]]:
-    gate: Gate = model.onnx.gate
+    gate: Gate = model.source.onnx.gate
     names = [t.name for t in model.outputs]
     step = "loading in ONNX Runtime"
     try:  # a variant ONNX Runtime cannot load or run is a gate failure of its own, never a traceback
@@ -255,7 +255,7 @@ def check_variant(model: ModelSpec, variant: str, model_bytes: bytes, heldout: D
         step = "running in ONNX Runtime"
         # inputs with variable dims run in groups of equal shape; the (fixed-size) outputs come back in sample order
         runs = {bs: heldout.map(lambda x: run_onnx(sess, x, bs, names))  # noqa: B023 (called at once)
-                for bs in sorted({1, 7, model.max_batch_size})}
+                for bs in sorted({1, 7, model.batching.max_batch_size})}
     except Exception as e:  # onnxruntime's pybind exceptions (Fail, InvalidGraph, ...) share no base but Exception
         failure = conversion_failure(model, variant, step, e)
         return VariantReport(variant, variant_model_name(model.name, variant), {}, None, None, None, False,
@@ -359,9 +359,9 @@ def gate(model: ModelSpec, variants: dict[str, bytes], heldout: Dataset,
 
 def latency_us(model: ModelSpec, model_bytes: bytes, heldout: Dataset) -> dict[int, dict[str, float]]:
     """In-process ONNX Runtime latency (median and p99, µs) per batch size, with the spec's thread count."""
-    sess = session(model_bytes, threads=max(1, model.intra_op_thread_count))
+    sess = session(model_bytes, threads=max(1, model.runtime.intra_op_thread_count))
     out: dict[int, dict[str, float]] = {}
-    for bs in (b for b in LATENCY_BATCH_SIZES if b <= model.max_batch_size):
+    for bs in (b for b in LATENCY_BATCH_SIZES if b <= model.batching.max_batch_size):
         rows = heldout.commonest()  # one shape: inputs with variable dims at their commonest size
         reps = -(-bs // len(next(iter(rows.values()))))
         feed = {k: np.concatenate([v] * reps)[:bs] for k, v in rows.items()}

@@ -46,7 +46,7 @@ class Endpoint:
 
     @property
     def max_items(self) -> int:
-        return self.spec.max_batch_size
+        return self.spec.batching.max_batch_size
 
     @property
     def takes_files(self) -> bool:

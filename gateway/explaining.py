@@ -61,7 +61,7 @@ def is_image(tensor: Tensor) -> bool:
 def heldout_mean(endpoint: Endpoint) -> Optional[dict[str, np.ndarray]]:
     """Each input's mean over the held-out data (npz keys by input name, or `x` for a single input), when every input
     is floating-point and not an image and the data is there; else None (the explainer's zeros)."""
-    source = endpoint.spec.onnx.heldout if endpoint.spec.onnx is not None else None
+    source = endpoint.spec.source.onnx.heldout if endpoint.spec.source.onnx is not None else None
     if source is None or not Path(source).is_file() or not all(
             t.dtype in FLOAT_DTYPES and -1 not in t.dims and not is_image(t) for t in endpoint.inputs):
         return None
@@ -88,7 +88,7 @@ class ExplainRequest:
 
 def decoding_of(endpoint: Endpoint, spec: Spec) -> Optional[Decoding]:
     """The decoding ensemble's steps if `endpoint` is one (see the module's doc), else None."""
-    steps = endpoint.spec.steps
+    steps = endpoint.spec.source.steps
     if not endpoint.takes_files or len(steps) != 2:
         return None
     by_name = {m.name: m for m in spec.models}

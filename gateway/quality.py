@@ -63,7 +63,7 @@ def reference_predictions(spec: Spec, repository: Path, triton_name: str) -> dic
     if model is None or model.kind != "ensemble":
         return found
     for output in model.outputs:
-        for step in model.steps:
+        for step in model.source.steps:
             inner = next((i for i, outer in step.output_map if outer == output.name), None)
             if inner is not None and output.name not in found:
                 shares = reference_predictions(spec, repository, step.model).get(inner)

@@ -47,7 +47,7 @@ def _example_texts(samples: Optional[Path]) -> Optional[str]:
 
 def _example_items(endpoint: Endpoint, wanted: list[Tensor]) -> dict[str, Any]:
     """The first held-out item of each numeric input: npz keys by input name, or `x` for a single input."""
-    source = endpoint.spec.onnx.heldout if endpoint.spec.onnx is not None else None
+    source = endpoint.spec.source.onnx.heldout if endpoint.spec.source.onnx is not None else None
     if source is None or not Path(source).is_file() or not wanted:
         return {}
     found = {}
@@ -64,7 +64,7 @@ def form(endpoint: Endpoint, spec: Spec) -> dict:
     decodes_image = decoding_of(endpoint, spec) is not None
     widgets = {t.name: widget(t, decodes_image) for t in endpoint.inputs}
     examples = _example_items(endpoint, [t for t in endpoint.inputs if widgets[t.name] in ("numbers", "json")])
-    text = _example_texts(endpoint.spec.samples) if "text" in widgets.values() else None
+    text = _example_texts(endpoint.spec.loadtest.samples) if "text" in widgets.values() else None
     described = endpoint.describe()
     for entry in described["inputs"]:
         entry["widget"] = widgets[entry["name"]]

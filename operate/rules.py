@@ -181,14 +181,14 @@ def triton_alerts(spec: Spec, budgets: Budgets) -> Group:
             "ModelLatencyP99OverBudget", Condition(promql.latency_quantile_ms("0.99", _models_regex(models)), ">", value),
             "5m", "warning", "Model {{ $labels.model }} p99 latency is {{ $value | humanize }} ms",
             f"Triton's p99 request latency summary is over the {value:g} ms budget."))
-    pending = [(name, budgets.pending_batches * model.max_batch_size)
+    pending = [(name, budgets.pending_batches * model.batching.max_batch_size)
                for model in spec.models for name in served_names(model, spec.root / "model_repository")]
     for value, models in sorted(_by_value(pending).items()):
         alerts.append(Alert(
             "ModelPendingRequestsHigh", Condition(promql.pending_requests(_models_regex(models)), ">", value), "2m",
             "warning", "Model {{ $labels.model }} has {{ $value }} requests waiting",
             f"More than {budgets.pending_batches} full batches wait for an instance."))
-    batching = [name for model in spec.models if model.preferred_batch_size
+    batching = [name for model in spec.models if model.batching.preferred_batch_size
                 for name in served_names(model, spec.root / "model_repository")]
     if batching:
         match = _models_regex(batching)
@@ -209,7 +209,7 @@ def heldout_accuracy(spec: Spec, name: str) -> float | None:
     if accuracy is not None:
         return float(accuracy)
     model = spec.model(name)
-    for step in model.steps if model is not None else ():
+    for step in model.source.steps if model is not None else ():
         accuracy = heldout_accuracy(spec, step.model)
         if accuracy is not None:
             return accuracy

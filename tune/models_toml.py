@@ -80,8 +80,8 @@ def update_entry(table: Table, update: EntryUpdate) -> Table:
 
 def generated_tokenizers(spec_path: Path) -> dict[str, str]:
     """{generated tokenizer name: the [[model]] whose [model.text] table generates it (and holds its fields)}."""
-    return {m.onnx.text.tokenizer: m.name for m in load_declared_spec(spec_path).models
-            if m.onnx is not None and m.onnx.text is not None}
+    return {m.source.onnx.text.tokenizer: m.name for m in load_declared_spec(spec_path).models
+            if m.source.onnx is not None and m.source.onnx.text is not None}
 
 
 def write(spec_path: Path, updates: dict[str, EntryUpdate]) -> str:

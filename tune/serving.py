@@ -37,7 +37,7 @@ class CandidateNotServed(RuntimeError):
 def served_models(spec: Spec, space: Space) -> list[str]:
     """The Triton models the target needs, steps before the ensemble that uses them."""
     model = spec.model(space.target)
-    steps = [s.model for s in model.steps] if model.kind == "ensemble" else []
+    steps = [s.model for s in model.source.steps] if model.kind == "ensemble" else []
     return [*steps, space.target]
 
 

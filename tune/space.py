@@ -76,8 +76,7 @@ class Space:
 
     def untuned(self, spec: Spec) -> Candidate:
         """The values models.toml has now."""
-        return Candidate(tuple((d.model, d.field, getattr(_entry(spec, d.model), d.field))
-                               for d in self.dimensions))
+        return Candidate(tuple((d.model, d.field, _entry(spec, d.model).value(d.field)) for d in self.dimensions))
 
     def neighbours(self, candidate: Candidate) -> list[Candidate]:
         """Candidates one step away along one dimension, in the dimensions' order (the likeliest gains first)."""
@@ -100,7 +99,7 @@ def apply(spec: Spec, candidate: Candidate) -> Spec:
     for model, field, value in candidate.settings:
         changes.setdefault(model, {})[field] = value
     return dataclasses.replace(spec, models=tuple(
-        dataclasses.replace(m, **changes[m.name]) if m.name in changes else m for m in spec.models))
+        m.with_values(**changes[m.name]) if m.name in changes else m for m in spec.models))
 
 
 def _with(values: tuple, current) -> tuple:
@@ -112,21 +111,23 @@ def _with(values: tuple, current) -> tuple:
 
 
 def onnx_space(model: ModelSpec, target: str, cores: int) -> Space:
-    mbs = model.max_batch_size
+    batching, runtime = model.batching, model.runtime
+    mbs = batching.max_batch_size
     # No `()`: Triton 2.51 serves an empty preferred_batch_size as [max_batch_size], the same as (mbs,).
-    preferred = tuple(dict.fromkeys([model.preferred_batch_size, (mbs,), tuple(sorted({max(1, mbs // 4), mbs}))]))
+    preferred = tuple(dict.fromkeys([batching.preferred_batch_size, (mbs,), tuple(sorted({max(1, mbs // 4), mbs}))]))
     return Space(target, model.name, (
-        Dimension(model.name, "instance_count", _with(tuple(range(1, 2 * cores + 1)), model.instance_count)),
-        Dimension(model.name, "intra_op_thread_count", _with(tuple(range(1, cores + 1)), model.intra_op_thread_count)),
+        Dimension(model.name, "instance_count", _with(tuple(range(1, 2 * cores + 1)), runtime.instance_count)),
+        Dimension(model.name, "intra_op_thread_count",
+                  _with(tuple(range(1, cores + 1)), runtime.intra_op_thread_count)),
         Dimension(model.name, "max_queue_delay_microseconds",
-                  _with(QUEUE_DELAYS_US, model.max_queue_delay_microseconds)),
+                  _with(QUEUE_DELAYS_US, batching.max_queue_delay_microseconds)),
         Dimension(model.name, "preferred_batch_size", preferred, ordered=False),
     ))
 
 
 def ensemble_space(spec: Spec, model: ModelSpec, cores: int) -> Space:
-    steps = [_entry(spec, s.model) for s in model.steps if spec.model(s.model) is not None]
-    dims = tuple(Dimension(s.name, "instance_count", _with(tuple(range(1, 2 * cores + 1)), s.instance_count))
+    steps = [_entry(spec, s.model) for s in model.source.steps if spec.model(s.model) is not None]
+    dims = tuple(Dimension(s.name, "instance_count", _with(tuple(range(1, 2 * cores + 1)), s.runtime.instance_count))
                  for s in steps if s.kind == "python")
     return Space(model.name, model.name, dims)
 
@@ -145,7 +146,7 @@ def space_for(spec: Spec, name: str, cores: int | None = None) -> Space:
         space = ensemble_space(spec, model, cores)
         if space.dimensions:
             return space
-    users = [m.name for m in spec.models if m.kind == "ensemble" and any(s.model == name for s in m.steps)]
+    users = [m.name for m in spec.models if m.kind == "ensemble" and any(s.model == name for s in m.source.steps)]
     hint = (f"tune the ensemble that runs it: --model {' / '.join(users)}" if users
             else f"tunable: {', '.join(tunable(spec))}")
     raise TuneTargetError(f"--model {name}: kind = {model.kind!r} has nothing to tune on its own "
@@ -157,5 +158,6 @@ def tunable(spec: Spec) -> list[str]:
     python step, so that an ensemble is measured with its ONNX step already tuned."""
     onnx = [m.name for m in spec.models if m.kind == "onnx"]
     ensembles = [m.name for m in spec.models if m.kind == "ensemble"
-                 and any(spec.model(s.model) is not None and spec.model(s.model).kind == "python" for s in m.steps)]
+                 and any(spec.model(s.model) is not None and spec.model(s.model).kind == "python"
+                         for s in m.source.steps)]
     return onnx + ensembles

@@ -74,10 +74,11 @@ class Target:
     @property
     def source(self) -> tuple[str, Path] | None:
         """(spec field, path) of the payload file, or None when the spec names none."""
-        if self.model.samples is not None:
-            return "samples", self.model.samples
-        if self.model.onnx is not None and not self.model.onnx.keras_text_layer:  # that one's held-out set is text
-            return "heldout", self.model.onnx.heldout
+        samples, onnx = self.model.loadtest.samples, self.model.source.onnx
+        if samples is not None:
+            return "samples", samples
+        if onnx is not None and not onnx.keras_text_layer:  # that one's held-out set is text
+            return "heldout", onnx.heldout
         return None
 
 
@@ -96,7 +97,7 @@ def targets(spec: Spec) -> tuple[Target, ...]:
     card says so, in the repository beside the spec) is not served, so it gets no task."""
     repository = spec.root / "model_repository"
     return tuple(
-        Target(name, m, m.loadtest_weight if name == m.name else 0)
+        Target(name, m, m.loadtest.loadtest_weight if name == m.name else 0)
         for m in spec.models for name in served_names(m, repository)
     )
 

@@ -73,7 +73,8 @@ class ModelActivity:
 
 
 def onnx_steps(spec: Spec, model: ModelSpec) -> list[str]:
-    return [s.model for s in model.steps if spec.model(s.model) is not None and spec.model(s.model).kind == "onnx"]
+    return [s.model for s in model.source.steps
+            if spec.model(s.model) is not None and spec.model(s.model).kind == "onnx"]
 
 
 def batching_model(spec: Spec, name: str) -> str:

@@ -36,7 +36,7 @@ def test_every_exported_onnx_model_and_every_python_model_with_a_timed_helper_is
     assert {"sentiment_tokenizer", "digits_image_decode"} <= set(models)
     assert not {m.name for m in spec.models if m.kind == "ensemble"} & set(models)
     assert len(models) + len(notes) == sum(1 for m in spec.models if m.kind in ("onnx", "python"))
-    generated = [m.onnx.text.tokenizer for m in spec.models if m.onnx is not None and m.onnx.text is not None]
+    generated = [m.source.onnx.text.tokenizer for m in spec.models if m.source.onnx and m.source.onnx.text]
     assert not set(generated) & set(models)  # a generated HF tokenizer has no in-process equivalent here
 
 

@@ -136,7 +136,7 @@ def test_the_in_process_limit_of_an_onnx_model_feeds_its_heldout_batches(user):
 
 def test_the_in_process_limit_of_the_text_ensemble_runs_its_tokenizer_step_then_its_onnx_step(tmp_path):
     spec = load_spec(payloads.DEFAULT_SPEC)
-    exported.require(spec.model("sentiment").samples)
+    exported.require(spec.model("sentiment").loadtest.samples)
 
     job = run.in_process_job(spec, REPO_ROOT / "model_repository", "sentiment", 8)
 

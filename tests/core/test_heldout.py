@@ -28,10 +28,10 @@ def test_a_multi_input_model_reads_one_array_per_input_name(tmp_path, tiny_model
 
 
 def variable_model():
-    from core.spec import ModelSpec, Tensor
+    from core.spec import Batching, ModelSpec, Tensor
 
     return ModelSpec("m", "onnx", (Tensor("m", "tokens", "TYPE_INT64", (-1,)),),
-                     (Tensor("m", "p", "TYPE_FP32", (2,)),), max_batch_size=4)
+                     (Tensor("m", "p", "TYPE_FP32", (2,)),), Batching(4))
 
 
 def test_padded_rows_with_lengths_run_in_groups_of_equal_length_and_come_back_in_order(tmp_path):
@@ -59,12 +59,12 @@ def test_a_declared_bound_beyond_the_held_out_sizes_fails_naming_the_missing_one
 
     from core.errors import SpecError
     from core.repository import shape_ranges
-    from core.spec import Gate, OnnxSource
+    from core.spec import Gate, OnnxSource, Source
 
     np.savez(tmp_path / "heldout.npz", x=np.zeros((2, 3), np.int64), x_lengths=np.array([2, 3]))
     model = variable_model()
     source = OnnxSource(tmp_path / "m.keras", tmp_path / "heldout.npz", None, None, ("fp32",), Gate("m"), False)
-    model = replace(model, onnx=source)
+    model = replace(model, source=Source(onnx=source))
     assert (shape_ranges(model)["tokens"].min, shape_ranges(model)["tokens"].max) == ((2,), (3,))
     model = replace(model, inputs=(replace(model.inputs[0], min_dims=(8,)),))
     with pytest.raises(SpecError, match=r"field 'tokens\.max_dims'.*min \[8\] > max \[3\]"):

@@ -20,7 +20,7 @@ def test_the_project_spec_loads_and_declares_the_serving_contract():
     spec = load_spec(ROOT / "models.toml")
     digits = spec.model("digits")
     assert digits.triton_names == ("digits", "digits_int8", "digits_fp16")
-    assert digits.max_batch_size >= 32
+    assert digits.batching.max_batch_size >= 32
     (image,) = digits.inputs
     assert (image.name, image.dtype, image.dims, image.format) == ("image", "TYPE_FP32", (8, 8, 1), "FORMAT_NHWC")
     (probs,) = digits.outputs
@@ -85,7 +85,7 @@ def test_a_wrong_field_fails_naming_model_field_value_and_what_is_allowed(tmp_pa
 
 def test_a_gate_table_per_output_overrides_the_models_tolerances_for_that_output_only(tmp_path, tiny_model):
     entry = tiny_spec(tiny_model, gate={"fp16_max_range_error": 0.05, "scores": {"int8_min_agreement": 0.5}})
-    gate = specs.load(tmp_path, entry).models[0].onnx.gate
+    gate = specs.load(tmp_path, entry).models[0].source.onnx.gate
     assert gate.limit("scores", "int8_min_agreement") == 0.5 and gate.int8_min_agreement == 0.95
     assert gate.limit("scores", "fp16_max_range_error") == 0.05, "an output's table starts from the model's values"
 
@@ -127,7 +127,7 @@ def test_the_readme_example_of_adding_your_own_model_is_a_valid_spec(tmp_path):
     spec = specs.load(tmp_path, example)
     (model,) = spec.models
     assert model.triton_names == ("wine", "wine_int8")
-    assert model.onnx.optional_variants == ("int8",)
+    assert model.source.onnx.optional_variants == ("int8",)
     assert [t.name for t in model.inputs] == ["chemistry", "color"]
     assert [(t.name, t.labels) for t in model.outputs] == [("cultivar", ("barolo", "grignolino", "barbera")),
                                                           ("alcohol", ())]
@@ -147,14 +147,14 @@ def test_a_variable_dim_is_minus_one_with_an_optional_range_of_full_shapes():
 
 
 def test_variable_dims_need_a_declared_range_outside_onnx_models_and_no_zero_data_warmup():
-    from core.spec import ModelSpec, Tensor
+    from core.spec import Batching, ModelSpec, Runtime, Tensor
 
     tokens = Tensor("m", "tokens", "TYPE_INT64", (-1,))
     out = Tensor("m", "p", "TYPE_FP32", (2,))
-    assert ModelSpec("m", "onnx", (tokens,), (out,), max_batch_size=4).inputs == (tokens,)
+    assert ModelSpec("m", "onnx", (tokens,), (out,), Batching(4)).inputs == (tokens,)
     with pytest.raises(SpecError, match=r"field 'tokens\.max_dims'.*min_dims and max_dims"):
-        ModelSpec("m", "python", (tokens,), (out,), max_batch_size=4)
+        ModelSpec("m", "python", (tokens,), (out,), Batching(4))
     with pytest.raises(SpecError, match=r"field 'warmup_batch_sizes'.*variable dims \(tokens\)"):
-        ModelSpec("m", "onnx", (tokens,), (out,), max_batch_size=4, warmup_batch_sizes=(1,))
+        ModelSpec("m", "onnx", (tokens,), (out,), Batching(4), Runtime(warmup_batch_sizes=(1,)))
     with pytest.raises(SpecError, match=r"field 'p\.dims'.*fixed dims for the outputs"):
-        ModelSpec("m", "onnx", (tokens,), (Tensor("m", "p", "TYPE_FP32", (-1,)),), max_batch_size=4)
+        ModelSpec("m", "onnx", (tokens,), (Tensor("m", "p", "TYPE_FP32", (-1,)),), Batching(4))

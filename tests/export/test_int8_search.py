@@ -91,8 +91,8 @@ def test_the_tabular_model_fails_the_default_int8_recipe_and_gets_the_first_reci
 def test_excluding_the_nodes_with_the_largest_measured_error_finds_the_normalization(cancer, monkeypatch):
     directory, spec_path, repo, _ = cancer
     model = load_spec(spec_path).models[0]
-    heldout = load_npz(model, model.onnx.heldout, with_labels=True)
-    calibration = load_npz(model, model.onnx.calibration, with_labels=False)
+    heldout = load_npz(model, model.source.onnx.heldout, with_labels=True)
+    calibration = load_npz(model, model.source.onnx.calibration, with_labels=False)
     expected = reference.reference_outputs(model, heldout)
     monkeypatch.setattr(optimize, "RECIPES", (optimize.DEFAULT,))  # straight from the default to exclusion
     lines = []

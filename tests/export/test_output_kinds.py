@@ -164,7 +164,7 @@ def test_a_variant_within_its_outputs_tolerances_is_served_and_one_outside_is_le
 def test_the_regression_gate_refuses_a_variant_off_by_a_tenth_of_its_range(project):
     directory, spec, _, _ = project
     model = spec.model("house")
-    heldout = load_npz(model, model.onnx.heldout, with_labels=True)
+    heldout = load_npz(model, model.source.onnx.heldout, with_labels=True)
     fp32 = directory / "model_repository" / "house" / "1" / "model.onnx"
     reference = run_onnx(fp32.read_bytes(), heldout.x, 16, ["price"])
     with pytest.raises(ParityError) as info:
@@ -178,7 +178,7 @@ def test_the_regression_gate_refuses_a_variant_off_by_a_tenth_of_its_range(proje
 def test_the_multilabel_gate_refuses_a_variant_that_flips_one_labels_decisions(project):
     directory, spec, _, _ = project
     model = spec.model("tags")
-    heldout = load_npz(model, model.onnx.heldout, with_labels=True)
+    heldout = load_npz(model, model.source.onnx.heldout, with_labels=True)
     fp32 = directory / "model_repository" / "tags" / "1" / "model.onnx"
     reference = run_onnx(fp32.read_bytes(), heldout.x, 16, ["tags"])
     with pytest.raises(ParityError) as info:
@@ -222,12 +222,12 @@ def test_the_served_models_answer_as_their_keras_source(project, server, name):
 
     directory, spec, predictions, _ = project
     model = spec.model(name)
-    heldout = load_npz(model, model.onnx.heldout, with_labels=True)
+    heldout = load_npz(model, model.source.onnx.heldout, with_labels=True)
     (tensor,), (output,) = model.inputs, model.outputs
     served = []
     with httpclient.InferenceServerClient(server.http_url) as client:
-        for start in range(0, len(heldout), model.max_batch_size):
-            rows = heldout.x[tensor.name][start:start + model.max_batch_size]
+        for start in range(0, len(heldout), model.batching.max_batch_size):
+            rows = heldout.x[tensor.name][start:start + model.batching.max_batch_size]
             request = httpclient.InferInput(tensor.name, list(rows.shape), "FP32")
             request.set_data_from_numpy(rows)
             served.append(client.infer(name, [request]).as_numpy(output.name))

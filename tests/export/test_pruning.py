@@ -60,10 +60,10 @@ def digits_spec(directory: Path, *, pruning: str = "weights", gate: str = "", ex
 
 def searched(spec_path: Path) -> tuple[prune.PruneSearch, list[str]]:
     model = load_spec(spec_path).models[0]
-    heldout = load_npz(model, model.onnx.heldout, with_labels=True)
+    heldout = load_npz(model, model.source.onnx.heldout, with_labels=True)
     judge = pipeline._variant_judge(model, "pruned", heldout, reference.reference_outputs(model, heldout))
     lines: list[str] = []
-    return prune.search(onnx.load(DIGITS_ONNX), model.onnx.pruning, judge, lines.append, "digits_pruned"), lines
+    return prune.search(onnx.load(DIGITS_ONNX), model.source.onnx.pruning, judge, lines.append, "digits_pruned"), lines
 
 
 def zeros_in_layer_weights(proto: onnx.ModelProto) -> tuple[int, int]:
@@ -116,10 +116,10 @@ def test_the_served_pruned_model_passes_the_gate_and_its_card_counts_its_zeros(e
     assert zeros_in_layer_weights(onnx.load(DIGITS_ONNX))[0] < zeros / 10, "the zeros are the pruning's"
     assert record["gzip_bytes"]["pruned"] < record["gzip_bytes"]["fp32"], "zeros compress"
     model = load_spec(next(work.glob("models-weights-*.toml"))).models[0]
-    heldout = load_npz(model, model.onnx.heldout, with_labels=True)
+    heldout = load_npz(model, model.source.onnx.heldout, with_labels=True)
     report, failures = verify.check_variant(model, "pruned", (repo / "digits_pruned" / "1" / "model.onnx").read_bytes(),
                                             heldout, reference.reference_outputs(model, heldout))
-    assert not failures and report.accuracy_drop <= model.onnx.gate.pruned_max_accuracy_drop
+    assert not failures and report.accuracy_drop <= model.source.onnx.gate.pruned_max_accuracy_drop
     markdown = (repo / "digits_pruned" / "card.md").read_text()
     assert "## Pruning" in markdown and f"Sparsity {record['sparsity']:.2%}" in markdown and "| pruned |" in markdown
     assert 'name: "digits_pruned"' in (repo / "digits_pruned" / "config.pbtxt").read_text()
@@ -152,7 +152,7 @@ def test_unit_pruning_removes_whole_channels_in_blocks_and_passes_the_gate(tmp_p
         assert all(n % prune.UNIT_MULTIPLE == 0 for n, o in zip(new, old) if n != o), shrunk
     assert zeros_in_layer_weights(result.proto)[0] == zeros_in_layer_weights(fp32)[0], "removed, not zeroed"
     model = load_spec(spec_path).models[0]
-    heldout = load_npz(model, model.onnx.heldout, with_labels=True)
+    heldout = load_npz(model, model.source.onnx.heldout, with_labels=True)
     _, failures = verify.check_variant(model, "pruned", result.proto.SerializeToString(), heldout,
                                        reference.reference_outputs(model, heldout))
     assert not failures
@@ -241,7 +241,7 @@ def test_a_real_triton_serves_the_unit_pruned_model_under_its_name_with_the_cont
     proc = export_cli("--spec", str(spec_path), "--repository", str(repo))
     assert proc.returncode == 0, proc.tail
     model = load_spec(spec_path).models[0]
-    heldout = load_npz(model, model.onnx.heldout, with_labels=True)
+    heldout = load_npz(model, model.source.onnx.heldout, with_labels=True)
     images = heldout.x["image"]
     expected = verify.run_onnx((repo / "digits_pruned" / "1" / "model.onnx").read_bytes(), {"image": images}, 32,
                                None)["probabilities"]
@@ -260,5 +260,5 @@ def test_a_real_triton_serves_the_unit_pruned_model_under_its_name_with_the_cont
             "probabilities", class_count=1)]).as_numpy("probabilities")
     assert np.allclose(np.concatenate(served), expected, atol=1e-5), "Triton answers as the gated file"
     accuracy = float(np.mean(np.concatenate(served).argmax(axis=1) == heldout.y))
-    assert accuracy >= card(repo)["source_accuracy"] - model.onnx.gate.pruned_max_accuracy_drop / 100
+    assert accuracy >= card(repo)["source_accuracy"] - model.source.onnx.gate.pruned_max_accuracy_drop / 100
     assert top[0][0].decode().split(":")[2] == str(expected[0].argmax()), "labels served beside it"

@@ -20,7 +20,7 @@ def test_a_saved_model_source_gives_the_same_reference_outputs_as_its_keras_file
     keras.saving.load_model(tiny_model.keras_path).export(str(saved), verbose=False)
     from_keras = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
     from_saved = specs.load(tmp_path, tiny_spec(tiny_model, source=saved)).models[0]
-    assert from_saved.onnx.source_format == "savedmodel"
+    assert from_saved.source.onnx.source_format == "savedmodel"
     data = load_npz(from_keras, tiny_model.heldout, with_labels=True)
     a, b = reference_outputs(from_keras, data)["scores"], reference_outputs(from_saved, data)["scores"]
     assert a.shape == (40, 3) and np.max(np.abs(a - b)) <= 1e-6
@@ -62,7 +62,7 @@ def expected_outputs(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def test_a_saved_model_maps_inputs_and_outputs_by_the_signatures_names_not_by_sorted_order(tmp_path, two_by_two):
     spec = two_by_two_spec(two_by_two / "saved_model", two_by_two / "heldout.npz")
     model = specs.load(tmp_path, spec).models[0]
-    data = load_npz(model, model.onnx.heldout, with_labels=True)
+    data = load_npz(model, model.source.onnx.heldout, with_labels=True)
     outputs = reference_outputs(model, data)
     for name, want in expected_outputs(data.x).items():
         np.testing.assert_allclose(outputs[name], want, rtol=1e-6, err_msg=name)

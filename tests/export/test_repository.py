@@ -99,7 +99,7 @@ def test_the_tensorrt_accelerator_runs_each_variant_in_the_precision_the_gate_ve
 
 
 def test_the_reference_models_fp32_configs_ask_tensorrt_for_fp32(project_spec):
-    for model in (m for m in project_spec.models if m.onnx is not None and m.onnx.tensorrt):
+    for model in (m for m in project_spec.models if m.source.onnx is not None and m.source.onnx.tensorrt):
         config = repository.parse((COMMITTED / model.name / "config.pbtxt").read_text())
         (trt,) = config.optimization.execution_accelerators.gpu_execution_accelerator
         assert trt.parameters["precision_mode"] == "FP32", model.name
@@ -116,7 +116,7 @@ def test_response_cache_true_enables_the_cache_in_every_variants_config_and_its_
                                                                                                      tiny_model):
     plain = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
     cached = specs.load(tmp_path, tiny_spec(tiny_model, response_cache=True)).models[0]
-    for variant in cached.onnx.variants:
+    for variant in cached.source.onnx.variants:
         with_cache, without = repository.onnx_config(cached, variant), repository.onnx_config(plain, variant)
         assert with_cache.response_cache.enable and not without.HasField("response_cache")
         without.response_cache.enable = True

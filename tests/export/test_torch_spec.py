@@ -30,24 +30,26 @@ def test_a_text_table_stands_for_a_generated_tokenizer_model_and_a_text_in_ensem
     spec = specs.load(tmp_path, hf_spec(tmp_path), extras=ALL)
     assert [m.name for m in spec.models] == ["review_bert", "review_tokenizer", "review"]
     bert, tokenizer, ensemble = spec.models
-    assert (bert.onnx.source_format, bert.onnx.activation, bert.extra) == ("huggingface", "softmax", "torch")
+    onnx, python = bert.source.onnx, tokenizer.source.python
+    assert (onnx.source_format, onnx.activation, bert.extra) == ("huggingface", "softmax", "torch")
     assert bert.triton_names == ("review_bert", "review_bert_fp16")
 
-    assert tokenizer.kind == "python" and tokenizer.python.code == TRITONMODELS / "hf_tokenizer.py"
+    assert tokenizer.kind == "python" and python.code == TRITONMODELS / "hf_tokenizer.py"
     assert [(t.name, t.dtype, t.dims) for t in tokenizer.inputs] == [("text", "TYPE_STRING", (1,))]
     assert [(t.name, t.dtype, t.dims) for t in tokenizer.outputs] == [("input_ids", "TYPE_INT64", (16,)),
                                                                       ("attention_mask", "TYPE_INT64", (16,))]
-    assert [p.name for p in tokenizer.python.files] == ["tokenizer.json", "tokenizer_config.json",
-                                                         "hf_tokenization.py", "text_encoding.py"]
-    assert tokenizer.python.files[0].parent == tmp_path / "checkpoint" and TEXT_ENCODING in tokenizer.python.files
-    assert dict(tokenizer.parameters) == {"max_text_bytes": "65536"}
+    assert [p.name for p in python.files] == ["tokenizer.json", "tokenizer_config.json",
+                                               "hf_tokenization.py", "text_encoding.py"]
+    assert python.files[0].parent == tmp_path / "checkpoint" and TEXT_ENCODING in python.files
+    assert dict(tokenizer.runtime.parameters) == {"max_text_bytes": "65536"}
 
-    assert ensemble.kind == "ensemble" and [s.model for s in ensemble.steps] == ["review_tokenizer", "review_bert"]
+    assert ensemble.kind == "ensemble"
+    assert [s.model for s in ensemble.source.steps] == ["review_tokenizer", "review_bert"]
     assert [(t.name, t.dtype, t.dims) for t in ensemble.inputs] == [("text", "TYPE_STRING", (1,))]
     (probabilities,) = ensemble.outputs
     assert (probabilities.name, probabilities.dims, probabilities.labels) == ("probabilities", (2,),
                                                                               ("negative", "positive"))
-    assert ensemble.samples == tmp_path / "samples.txt" and ensemble.loadtest_weight == 1
+    assert ensemble.loadtest.samples == tmp_path / "samples.txt" and ensemble.loadtest.loadtest_weight == 1
 
 
 def test_the_generated_models_get_configs_from_the_schema_like_any_other(tmp_path):
@@ -91,7 +93,7 @@ def test_the_source_format_comes_from_the_suffix_or_config_json_unless_the_spec_
     activation = "none" if expected in TORCH_FORMATS else None  # only torch sources take one
     entry = module_spec(tmp_path / source, tmp_path / "heldout.npz", activation=activation, source_format=declared)
     (model,) = specs.load(tmp_path, entry, extras=ALL).models
-    assert model.onnx.source_format == expected
+    assert model.source.onnx.source_format == expected
     assert model.extra == ("torch" if expected in TORCH_FORMATS else "")
 
 

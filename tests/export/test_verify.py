@@ -211,7 +211,7 @@ def mean_and_max(offset: float = 0.0) -> bytes:
 
 def test_a_variable_length_model_is_judged_on_rows_at_their_true_length_against_targets_per_output(tmp_path):
     from core.heldout import load_npz
-    from core.spec import Gate, ModelSpec, OnnxSource, Tensor
+    from core.spec import Batching, Gate, ModelSpec, OnnxSource, Source, Tensor
 
     rng = np.random.default_rng(3)
     lengths = rng.integers(1, 9, 40)
@@ -220,7 +220,7 @@ def test_a_variable_length_model_is_judged_on_rows_at_their_true_length_against_
     np.savez(tmp_path / "heldout.npz", x=padded.astype(np.float32), x_lengths=lengths, y_stats=truth + 0.1)
     source = OnnxSource(tmp_path / "m.onnx", tmp_path / "heldout.npz", None, None, ("fp32",), Gate("m"), False)
     model = ModelSpec("m", "onnx", (Tensor("m", "tokens", "TYPE_FP32", (-1,)),),
-                      (Tensor("m", "stats", "TYPE_FP32", (2,)),), max_batch_size=16, onnx=source)
+                      (Tensor("m", "stats", "TYPE_FP32", (2,)),), Batching(16), source=Source(onnx=source))
     heldout = load_npz(model, tmp_path / "heldout.npz", with_labels=True)
     reference = {"stats": truth.astype(np.float32)}
     (report,) = gate(model, {"fp32": mean_and_max()}, heldout, reference)

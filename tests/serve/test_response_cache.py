@@ -3,7 +3,6 @@ cache (statistics and metrics count the hits), with the answer the model gave.""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shutil
@@ -24,7 +23,7 @@ pytestmark = pytest.mark.integration
 def cached_digits(tmp_path_factory):
     """`digits` alone, its config generated from its spec with response_cache = true, under an 8 MiB cache."""
     exported_repository()
-    spec = dataclasses.replace(load_spec(ROOT / "models.toml").model("digits"), response_cache=True)
+    spec = load_spec(ROOT / "models.toml").model("digits").with_values(response_cache=True)
     target = tmp_path_factory.mktemp("repository")
     shutil.copytree(REPOSITORY / "digits", target / "digits", ignore=shutil.ignore_patterns("card.*"))
     (target / "digits" / "config.pbtxt").write_text(repository.render(repository.onnx_config(spec, "fp32")))

@@ -39,9 +39,9 @@ def expected_tensors(tensors: tuple[Tensor, ...]) -> list[dict]:
 
 
 def sample_payloads(model: ModelSpec) -> list[bytes]:
-    if model.samples.is_dir():
-        return [p.read_bytes() for p in sorted(model.samples.iterdir()) if p.is_file()][:SAMPLES_PER_MODEL]
-    return [line.encode() for line in model.samples.read_text(encoding="utf-8").splitlines() if line][
+    if model.loadtest.samples.is_dir():
+        return [p.read_bytes() for p in sorted(model.loadtest.samples.iterdir()) if p.is_file()][:SAMPLES_PER_MODEL]
+    return [line.encode() for line in model.loadtest.samples.read_text(encoding="utf-8").splitlines() if line][
         :SAMPLES_PER_MODEL]
 
 
@@ -70,18 +70,18 @@ def test_every_spec_model_is_ready_with_the_metadata_the_spec_declares(client, n
     assert metadata["outputs"] == expected_tensors(model.outputs)
 
 
-ONNX_SERVED = [(n, m) for n, m in SERVED if m.onnx is not None]
+ONNX_SERVED = [(n, m) for n, m in SERVED if m.source.onnx is not None]
 
 
 @pytest.mark.parametrize(("name", "model"), ONNX_SERVED, ids=[n for n, _ in ONNX_SERVED])
 def test_every_onnx_model_reproduces_its_cards_heldout_accuracy_on_triton(triton, client, name, model):
     card = json.loads((triton.repository / name / "card.json").read_text())
     recorded = next(v["accuracy"] for v in card["variants"] if v["triton_name"] == name)
-    heldout = load_npz(model, model.onnx.heldout, with_labels=True)
+    heldout = load_npz(model, model.source.onnx.heldout, with_labels=True)
     x, y, rows = heldout.x, heldout.y, len(heldout)
     outputs = {t.name: [] for t in model.outputs}
-    for start in range(0, rows, model.max_batch_size):
-        part = infer(client, name, model, {k: v[start:start + model.max_batch_size] for k, v in x.items()})
+    for start in range(0, rows, model.batching.max_batch_size):
+        part = infer(client, name, model, {k: v[start:start + model.batching.max_batch_size] for k, v in x.items()})
         for k, v in part.items():
             outputs[k].append(v)
     first = np.concatenate(outputs[model.outputs[0].name])
@@ -101,14 +101,14 @@ def test_every_onnx_model_reproduces_its_cards_heldout_accuracy_on_triton(triton
         f"({round(recorded * rows)}/{rows}) at export")
 
 
-SAMPLED = [(n, m) for n, m in SERVED if m.samples is not None]
+SAMPLED = [(n, m) for n, m in SERVED if m.loadtest.samples is not None]
 
 
 @pytest.mark.parametrize(("name", "model"), SAMPLED, ids=[n for n, _ in SAMPLED])
 def test_every_model_with_samples_answers_them_in_the_declared_shape(client, name, model):
     (text_input,) = model.inputs  # samples feed one TYPE_STRING input
     payloads = sample_payloads(model)
-    assert payloads, f"{model.samples} holds no samples"
+    assert payloads, f"{model.loadtest.samples} holds no samples"
     batch = np.array([[p] for p in payloads], dtype=np.object_)
     outputs = infer(client, name, model, {text_input.name: batch})
     for t in model.outputs:

@@ -87,7 +87,7 @@ def test_a_generated_tokenizers_instances_go_into_the_text_table_that_generates_
     assert written["instance_count"] == owner["instance_count"]  # the classifier's own instances are untouched
     assert f"# {models_toml.MARK} 1605 req/s at 32 conns" in text
     generated = next(m for m in load_declared_spec(spec_copy).models if m.name == tokenizer)
-    assert generated.instance_count == 2
+    assert generated.runtime.instance_count == 2
 
 
 def test_an_entry_neither_listed_nor_generated_is_refused_naming_it(spec_copy):

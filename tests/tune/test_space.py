@@ -18,7 +18,7 @@ def test_a_run_without_model_tunes_every_onnx_entry_then_every_ensemble_with_a_p
     onnx = [m.name for m in SPEC.models if m.kind == "onnx"]
     assert names[:len(onnx)] == onnx
     assert set(names[len(onnx):]) == {m.name for m in SPEC.models if m.kind == "ensemble"
-                                      and any(SPEC.model(s.model).kind == "python" for s in m.steps)}
+                                      and any(SPEC.model(s.model).kind == "python" for s in m.source.steps)}
 
 
 def test_an_onnx_model_is_tuned_on_instances_ort_threads_queue_delay_and_preferred_sizes():
@@ -29,8 +29,8 @@ def test_an_onnx_model_is_tuned_on_instances_ort_threads_queue_delay_and_preferr
     assert space.dimensions[0].values == (1, 2, 3, 4) and space.dimensions[1].values == (1, 2)
     untuned = space.untuned(SPEC)
     digits = SPEC.model("digits")
-    assert untuned.value("digits", "instance_count") == digits.instance_count
-    assert untuned.value("digits", "preferred_batch_size") == digits.preferred_batch_size
+    assert untuned.value("digits", "instance_count") == digits.runtime.instance_count
+    assert untuned.value("digits", "preferred_batch_size") == digits.batching.preferred_batch_size
 
 
 def test_a_variant_is_measured_itself_but_tunes_its_shared_entry():
@@ -63,7 +63,7 @@ def test_applying_a_candidate_goes_through_the_specs_own_validation():
     bad = space.untuned(SPEC).with_value("digits", "preferred_batch_size", (64,))  # above max_batch_size 32
 
     three = space.untuned(SPEC).with_value("digits", "instance_count", 3)
-    assert apply(SPEC, three).model("digits").instance_count == 3
+    assert apply(SPEC, three).model("digits").runtime.instance_count == 3
     with pytest.raises(SpecError, match="preferred_batch_size"):
         apply(SPEC, bad)
 
