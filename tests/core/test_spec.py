@@ -71,6 +71,13 @@ def test_the_project_spec_loads_and_declares_the_serving_contract():
          "one TYPE_STRING input"),
         (("max_batch_size = 16", 'max_batch_size = 16\nresponse_cache = "yes"'), "response_cache", "yes",
          "true or false"),
+        (("max_batch_size = 16", "max_batch_size = 16\nmax_queue_size = -1"), "max_queue_size", "-1",
+         "an integer >= 0"),
+        (("max_batch_size = 16", "max_batch_size = 16\ninstance_count = 0"), "instance_count", "0", "an integer >= 1"),
+        (("max_batch_size = 16", "max_batch_size = 16\ngraph_optimization_level = 3"), "graph_optimization_level",
+         "3", "-1 (basic)"),
+        (("preferred_batch_size = [4, 16]", "preferred_batch_size = [16, 4]"), "preferred_batch_size", "[16, 4]",
+         "increasing, without repeats"),
     ],
 )
 def test_a_wrong_field_fails_naming_model_field_value_and_what_is_allowed(tmp_path, tiny_model, change, field, value,
@@ -81,6 +88,21 @@ def test_a_wrong_field_fails_naming_model_field_value_and_what_is_allowed(tmp_pa
         specs.load(tmp_path, text.replace(change[0], change[1], 1))
     message = str(info.value)
     assert "'tiny'" in message and repr(field) in message and value in message and allowed in message, message
+
+
+def test_a_models_toml_key_reads_and_sets_the_value_in_its_group_and_every_check_runs_again(tmp_path, tiny_model):
+    from core.spec import _COMMON_KEYS, _KIND_KEYS, GROUPED_KEYS
+
+    assert set(GROUPED_KEYS) <= _COMMON_KEYS | _KIND_KEYS["onnx"], "a group's fields are named after models.toml keys"
+    model = specs.load(tmp_path, tiny_spec(tiny_model)).models[0]
+    tuned = model.with_values(instance_count=3, max_queue_delay_microseconds=500)
+    assert (tuned.runtime.instance_count, tuned.batching.max_queue_delay_microseconds) == (3, 500)
+    assert (tuned.value("instance_count"), tuned.value("preferred_batch_size")) == (3, (4, 16))
+    assert tuned.runtime.warmup_batch_sizes == (1,) and tuned.source == model.source
+    with pytest.raises(SpecError, match=r"model 'tiny', field 'instance_count'.*an integer >= 1"):
+        model.with_values(instance_count=0)
+    with pytest.raises(SpecError, match=r"field 'preferred_batch_size'.*increasing"):  # checked by ModelSpec
+        model.with_values(preferred_batch_size=(16, 4))
 
 
 def test_a_gate_table_per_output_overrides_the_models_tolerances_for_that_output_only(tmp_path, tiny_model):
