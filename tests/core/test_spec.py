@@ -112,6 +112,16 @@ def test_a_gate_table_per_output_overrides_the_models_tolerances_for_that_output
     assert gate.limit("scores", "fp16_max_range_error") == 0.05, "an output's table starts from the model's values"
 
 
+def test_a_lifecycle_table_sets_the_rollout_limits_and_refuses_unknown_or_wrong_ones(tmp_path, tiny_model):
+    rollout = specs.load(tmp_path, tiny_spec(tiny_model, lifecycle={"max_error_rate": 0.1, "keep_versions": 5})
+                         ).models[0].rollout
+    assert (rollout.max_error_rate, rollout.keep_versions, rollout.max_p99_ratio) == (0.1, 5, 2.0)
+    with pytest.raises(SpecError, match="'lifecycle.max_error_rat'.*max_error_rate"):
+        specs.load(tmp_path, tiny_spec(tiny_model, lifecycle={"max_error_rat": 0.1}))
+    with pytest.raises(SpecError, match="'lifecycle.max_p99_ratio'.*>= 1"):
+        specs.load(tmp_path, tiny_spec(tiny_model, lifecycle={"max_p99_ratio": 0.5}))
+
+
 def test_int8_without_calibration_data_is_a_spec_error(tmp_path, tiny_model):
     with pytest.raises(SpecError, match="'calibration'.*required when variants include int8"):
         specs.load(tmp_path, tiny_spec(tiny_model, calibration=None))
