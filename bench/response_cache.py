@@ -87,9 +87,8 @@ def measure(model: str, steps: tuple[str, ...], cache_bytes: int, load: loadgen.
         repository = work_dir / f"repository-{cache}"
         if not repository.exists():
             repository_copy(REPO_ROOT / "model_repository", repository, model, steps, cache)
-        extra = ("--cache-size", str(cache_bytes)) if cache else ()
         name = f"cache-{'on' if cache else 'off'}-{index}"
-        with servers.triton(name, repository, work_dir, extra_args=extra) as server:
+        with servers.triton(name, repository, work_dir, cache_size_bytes=cache_bytes if cache else 0) as server:
             host = f"{server.host}:{server.port}"
             for inputs, chosen in (("repeated", samples[:REPEATED_DISTINCT]),
                                    ("unique", unique_samples(samples, unique_count))):

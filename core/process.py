@@ -81,14 +81,22 @@ def tail(path: Path, lines: int = 30, offset: int = 0) -> str:
         return ""
 
 
-def running(pid: int) -> bool:
-    """Whether `pid` is a live process. A zombie is not, once its last thread ended (its leader turns zombie first,
-    while the others still hold its files: its sockets)."""
+def running(pid: int, *command: str) -> bool:
+    """Whether `pid` is a live process, and one whose command line holds every word of `command` (its program
+    counted by name): the guard against pid reuse for a pid read back from a state file, e.g.
+    `running(pid, "serve", "run")`, `running(pid, "tritonserver")`. A zombie is not live once its last thread ended
+    (its leader turns zombie first, while the others still hold its files: its sockets)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z" or len(os.listdir(f"/proc/{pid}/task")) > 1
+        if state == "Z" and len(os.listdir(f"/proc/{pid}/task")) <= 1:
+            return False
+        if not command:
+            return True
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except (OSError, IndexError):
         return False
+    words = {*argv, Path(argv[0]).name}
+    return all(word in words for word in command)
 
 
 def signal_group(group: int, signum: int) -> None:
