@@ -362,13 +362,12 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
                       cards.tensor_table(model.inputs), cards.tensor_table(model.outputs), variants,
                       {**tool_versions(model), "opset": str(
                           next(o.version for o in fp32.opset_import if o.domain in ("", "ai.onnx")))},
-                      _recipe_rows(search) if search is not None else [], left_out,
+                      _recipe_rows(search) if search is not None else [],
                       end_to_end=end_to_end.as_dict() if end_to_end is not None else {},
-                      without_tensorrt={n: ops for n, ops in no_tensorrt.items()
-                                        if n in {r.triton_name for r in reports}},
                       pruning=prune.card_record(pruning, fp32, {r.variant: blobs[r.variant] for r in reports}, latency)
                       if pruning is not None and pruning.proto is not None else {})
-    state = ModelState(fingerprint(model), left_out, card.without_tensorrt,
+    state = ModelState(fingerprint(model), left_out,
+                       {n: ops for n, ops in no_tensorrt.items() if n in {r.triton_name for r in reports}},
                        cards.reference_predictions(model, expected),
                        {"latency_us": {r.triton_name: latency[r.variant] for r in reports},
                         "size_bytes": {r.triton_name: len(blobs[r.variant]) for r in reports},
@@ -378,7 +377,7 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
         directory = staging / r.triton_name
         (directory / "1").mkdir(parents=True, exist_ok=True)
         (directory / "1" / repository.ONNX_FILENAME).write_bytes(blobs[r.variant])
-        cards.write_card(card, directory)
+        cards.write_card(card, directory, state)
         write_state(state, directory)
     for record in left_out.values():
         shutil.rmtree(staging / record["triton_name"], ignore_errors=True)  # a model an earlier export wrote

@@ -64,6 +64,15 @@ def test_the_reference_plan_skips_the_pipeline_whose_onnx_step_is_not_exported_a
                      f"digits_mobilenet skipped: {tmp_path}/digits_mobilenet/1/model.onnx missing (run `make export`)"]
 
 
+def test_the_reference_plan_of_a_spec_without_a_bench_table_is_empty_and_asks_for_one_or_a_model(user):
+    spec, repository = user
+
+    cells, notes = run.plan(spec, repository)
+
+    assert cells == [] and notes == [f"{spec.path} has no [bench] table naming the reference models: add one, or "
+                                     "pass --model NAME"]
+
+
 def test_model_plans_a_users_onnx_model_and_its_variant_against_every_contender(user):
     spec, repository = user
 

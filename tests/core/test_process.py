@@ -160,3 +160,11 @@ def test_a_recorded_pid_counts_as_ours_only_while_its_command_line_still_says_so
         assert process.running(child.pid, Path(sys.executable).name, "-m", "http.server")  # the program by name
         assert not process.running(child.pid, "serve", "run") and not process.running(child.pid, "http.serve")
     assert not process.running(child.pid, "http.server")
+
+
+def test_a_foreground_child_writes_to_our_output_and_wait_returns_its_own_exit_code(capfd):
+    # how `python -m loadtest` runs Locust: its report lines reach the terminal, its exit code is the program's
+    child = process.Child("tool", [sys.executable, "-c", "import sys; print('report line'); sys.exit(3)"], None)
+    with child.spawn():
+        assert child.wait() == 3
+    assert "report line" in capfd.readouterr().out and child.output() == ""
