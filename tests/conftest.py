@@ -115,10 +115,15 @@ def launch_triton(repository: Path, workdir: Path, attempts: int = 3, wrapper: t
         yield dataclasses.replace(servers[-1], pid=launcher.pid)
 
 
-def exported_repository() -> Path:
+def exported_repository(*paths: Path | None) -> Path:
+    """The exported model repository, and the other files `make export` writes that a test reads (`paths`): missing
+    ones fail the test naming the command to run, never skip it (a skipped test looks like a passing one)."""
     from core.errors import RepositoryError
     from core.repository_scan import scan
 
+    missing = [str(p) for p in paths if p is None or not Path(p).exists()]
+    if missing:
+        pytest.fail(f"not exported: {', '.join(missing)}; run `make export` (`make test` runs it first)", pytrace=False)
     try:
         scan(REPOSITORY)
     except RepositoryError as error:

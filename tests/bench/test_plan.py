@@ -13,7 +13,7 @@ from bench import run
 from bench.results import Cell
 from core.spec import load_spec
 from core.measure import payloads
-from tests import exported
+from tests.conftest import exported_repository
 from tests.loadtest.user_spec import heldout_arrays, write_churn_onnx, write_user_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -145,7 +145,7 @@ def test_the_in_process_limit_of_an_onnx_model_feeds_its_heldout_batches(user):
 
 def test_the_in_process_limit_of_the_text_ensemble_runs_its_tokenizer_step_then_its_onnx_step(tmp_path):
     spec = load_spec(payloads.DEFAULT_SPEC)
-    exported.require(spec.model("sentiment").samples)
+    exported_repository(spec.model("sentiment").samples)
 
     job = run.in_process_job(spec, REPO_ROOT / "model_repository", "sentiment", 8)
 
