@@ -181,6 +181,52 @@ GATE_FRACTIONS = ("fp32_min_argmax_agreement", "fp16_min_agreement", "int8_min_a
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """[model.lifecycle]: how many exported versions stay on disk, and when a canary is rolled back (or promoted) on
+    its own. The gateway judges the canary over `window_seconds` once it has `min_requests` (core/lifecycle.py,
+    docs/lifecycle.md); every limit compares the canary with stable over the same window."""
+
+    model: str
+    keep_versions: int = 3  # numbered versions kept on disk; stable and canary are never removed
+    window_seconds: float = 300.0
+    min_requests: int = 50  # canary requests (shadow: compared requests) before the window is judged
+    max_error_rate: float = 0.02  # canary's failed share of requests
+    max_p99_ratio: float = 2.0  # canary p99 / stable p99
+    max_disagreement: float = 0.10  # share of requests where canary's top-1 differs from stable's (shadow, canary)
+    max_accuracy_drop: float = 0.05  # stable's live accuracy minus canary's, from feedback (min_feedback judgements)
+    min_feedback: int = 30
+    auto_promote: bool = False  # promote after a clean window instead of waiting for `rollout promote`
+
+    def __post_init__(self) -> None:
+        n = self.model
+        for fld in ("keep_versions", "min_requests", "min_feedback"):
+            v = getattr(self, fld)
+            _require(_is_int(v) and v >= (1 if fld != "min_feedback" else 0), n, f"lifecycle.{fld}", v,
+                     "an integer >= 1" if fld != "min_feedback" else "an integer >= 0")
+        _require(isinstance(self.window_seconds, (int, float)) and not isinstance(self.window_seconds, bool)
+                 and self.window_seconds > 0, n, "lifecycle.window_seconds", self.window_seconds, "seconds > 0")
+        for fld in ("max_error_rate", "max_disagreement", "max_accuracy_drop"):
+            v = getattr(self, fld)
+            _require(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1, n,
+                     f"lifecycle.{fld}", v, "a fraction between 0 and 1")
+        _require(isinstance(self.max_p99_ratio, (int, float)) and not isinstance(self.max_p99_ratio, bool)
+                 and self.max_p99_ratio >= 1, n, "lifecycle.max_p99_ratio", self.max_p99_ratio,
+                 "a number >= 1 (canary p99 / stable p99)")
+        _require(isinstance(self.auto_promote, bool), n, "lifecycle.auto_promote", self.auto_promote, "true or false")
+
+
+ROLLOUT_FIELDS = tuple(f for f in Rollout.__dataclass_fields__ if f != "model")
+
+
+def _rollout(model: str, table: object) -> Rollout:
+    _require(isinstance(table, dict), model, "lifecycle", table, "a table: [model.lifecycle]")
+    bad = sorted(set(table) - set(ROLLOUT_FIELDS))
+    _require(not bad, model, f"lifecycle.{bad[0] if bad else ''}", table.get(bad[0]) if bad else None,
+             ", ".join(ROLLOUT_FIELDS))
+    return Rollout(model, **table)
+
+
+@dataclass(frozen=True)
 class Step:
     """One ensemble step: input_map/output_map go from the step model's tensor names to the ensemble's."""
 
@@ -276,6 +322,7 @@ class ModelSpec:
     steps: tuple[Step, ...] = ()
     raw: str = field(default="", compare=False, repr=False)  # canonical JSON of the TOML table: for fingerprints
     extra: str = ""  # the optional extra (EXTRAS) the export of this model needs; "" for none
+    rollout: Rollout | None = None  # [model.lifecycle]; onnx models only (their versions are what a rollout moves)
 
     def __post_init__(self) -> None:
         n = self.name
@@ -378,7 +425,7 @@ _COMMON_KEYS = {"name", "kind", "description", "input", "output", "max_batch_siz
 _KIND_KEYS = {
     "onnx": {"source", "heldout", "calibration", "trainer", "variants", "optional_variants", "gate", "tensorrt",
              "source_format", "activation", "text", "intra_op_thread_count", "pruning",
-             "inter_op_thread_count", "execution_mode", "graph_optimization_level"},
+             "inter_op_thread_count", "execution_mode", "graph_optimization_level", "lifecycle"},
     "python": {"code", "files"},
     "ensemble": {"step"},
 }
@@ -677,6 +724,7 @@ def parse_model(table: dict, root: Path) -> ModelSpec:
         onnx=onnx, python=python, steps=steps,
         raw=json.dumps(table, sort_keys=True, default=str),
         extra="torch" if onnx is not None and onnx.source_format in TORCH_FORMATS else "",
+        rollout=_rollout(name, table.get("lifecycle", {})) if kind == "onnx" else None,
         **ort,
     )
 

@@ -101,6 +101,16 @@ def test_the_bench_table_names_a_model_of_the_file_for_each_role(tmp_path, tiny_
         specs.load(tmp_path, tiny_spec(tiny_model), specs.bench(tensors="tiny"))
 
 
+def test_a_lifecycle_table_sets_the_rollout_limits_and_refuses_unknown_or_wrong_ones(tmp_path, tiny_model):
+    rollout = specs.load(tmp_path, tiny_spec(tiny_model, lifecycle={"max_error_rate": 0.1, "keep_versions": 5})
+                         ).models[0].rollout
+    assert (rollout.max_error_rate, rollout.keep_versions, rollout.max_p99_ratio) == (0.1, 5, 2.0)
+    with pytest.raises(SpecError, match="'lifecycle.max_error_rat'.*max_error_rate"):
+        specs.load(tmp_path, tiny_spec(tiny_model, lifecycle={"max_error_rat": 0.1}))
+    with pytest.raises(SpecError, match="'lifecycle.max_p99_ratio'.*>= 1"):
+        specs.load(tmp_path, tiny_spec(tiny_model, lifecycle={"max_p99_ratio": 0.5}))
+
+
 def test_int8_without_calibration_data_is_a_spec_error(tmp_path, tiny_model):
     with pytest.raises(SpecError, match="'calibration'.*required when variants include int8"):
         specs.load(tmp_path, tiny_spec(tiny_model, calibration=None))
