@@ -550,7 +550,9 @@ def _add_explain_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint,
                                            fix=f"send \"budget\": {principal.limit.burst} or less")
             gateway.take_token(principal, wanted.budget - 1)
         async with gate.admit():
-            found = await explaining.explain(gateway.backend.client, endpoint, decoding, mean, wanted)
+            explained = decoding.classifier if decoding is not None else endpoint.name
+            found = await explaining.explain(gateway.backend.client, endpoint, decoding, mean, wanted,
+                                             gateway.routing.stable(explained))
         return Response(orjson.dumps(found, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     app.add_api_route(

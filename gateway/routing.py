@@ -248,6 +248,11 @@ class Routing:
     def route(self, model: str, headers) -> Route:
         return self.models[model].route(headers)
 
+    def stable(self, model: str) -> Optional[str]:
+        """The stable version of a served model (what explanations use), None for one the gateway does not route."""
+        routing = self.models.get(model)
+        return routing.stable_route.version if routing is not None else None
+
     async def predict(self, endpoint: Endpoint, arrays, top: Optional[int], route: Route) -> tuple[list, str]:
         """The answer of the routed version, and which version gave it."""
         model = self.models[endpoint.name]

@@ -282,6 +282,19 @@ def test_feedback_and_the_payload_log_carry_the_version_that_answered(served):
 
 
 @pytest.mark.integration
+def test_explanations_come_from_stable_while_a_canary_runs(served):
+    triton, gateway, model = served
+    with modelport.Client(triton.http_url) as client:
+        named = {v: [o["probabilities"].label for o in client.predict("digits", HELDOUT["x"][:40], version=v)]
+                 for v in (1, 3)}
+    item = next(i for i in range(40) if named[1][i] != named[3][i])
+    set_lifecycle(gateway, model, canary(3, percent=100))
+    found = requests.post(f"{gateway.url}/v1/models/digits:explain", headers=gateway.auth(),
+                          json={"inputs": [ITEMS[item]], "budget": 2}, timeout=30)
+    assert found.status_code == 200 and found.json()["label"] == named[1][item], found.text
+
+
+@pytest.mark.integration
 def test_the_rollout_report_needs_the_admin_scope_and_names_the_models_for_an_unknown_one(served):
     _, gateway, _ = served
     refused = requests.get(f"{gateway.url}/v1/rollouts/digits", headers=gateway.auth(gateway.keys["caller"]),
