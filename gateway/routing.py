@@ -2,8 +2,8 @@
 
 Each served model's lifecycle (core/lifecycle.py: model_repository/<m>/lifecycle.json, or its newest version without
 one) is read again when the file, its state.json or the model folder changes (their mtimes, checked once a second in
-the background); a request reads only memory. A request names the version that answers it, so Triton's own policy (the newest loaded
-version) never decides:
+the background); a request reads only memory. A request names the version that answers it, so Triton's own policy
+(the newest loaded version) never decides:
 
 - no canary: stable answers;
 - canary mode: `percent` % of requests at random, or by a hash of the `sticky` header's value (the same value always
@@ -13,10 +13,11 @@ version) never decides:
 
 Mirrors run in the background after the answer is sent on its way, at most `mirror_max_in_flight` per model: beyond
 that they are dropped and counted (`modelport_gateway_shadow_dropped_total`), so a slow candidate never slows or
-queues stable's traffic. A canary call that fails (its version rolled back and unloaded, or failing) is answered by
-stable instead and counted as the canary's error; a version that Triton does not serve (a reload under way) is
-answered by the version Triton picks. Every call is recorded in the version's window (gateway/rollout.py), which the
-judge reads once a second for a model with a canary.
+queues stable's traffic. A new candidate gets requests only once Triton serves it (its metadata answers; checked
+once a second). A canary call that fails is answered by stable instead: counted as the canary's error when the
+canary failed, as `unavailable` when Triton no longer serves the version (rolled back and unloaded); a stable version
+Triton does not serve (a reload under way) is answered by the version Triton picks. Every call is recorded in the
+version's window (gateway/rollout.py), which the judge reads once a second for a model with a canary.
 """
 
 from __future__ import annotations
