@@ -92,6 +92,7 @@ class ModelRouting:
         self.stamp: object = ()
         self.stable_route = Route(None)
         self.windows: dict[str, VersionWindow] = {}
+        self.call_counters: dict[tuple[str, str], object] = {}
         self.monitors: dict[str, DriftMonitor] = {}
         self.mirrors_in_flight = 0
         self.last_seen: Optional[dict] = None  # the newest history entry counted (or there at start)
@@ -229,6 +230,10 @@ class Routing:
         self.disagreed = Counter("modelport_gateway_shadow_disagreed_total",
                                  "Compared requests where the candidate's top-1 differed from stable's",
                                  ["model", "version"], registry=r)
+        self.calls = Counter("modelport_gateway_version_calls_total",
+                             "Calls to each version, answered or mirrored: ok, error (the version failed; a canary's "
+                             "failed request is answered by stable) or unavailable (Triton did not serve it then)",
+                             ["model", "version", "result"], registry=r)
         self.dropped = Counter("modelport_gateway_shadow_dropped_total",
                                "Mirrored requests dropped: the model's mirrors in flight were at the bound",
                                ["model", "version"], registry=r)
@@ -270,6 +275,7 @@ class Routing:
             outputs, version = await self._stable(model, model.stable_route.version, arrays, top)
             if isinstance(failure, problems.InvalidInput):  # stable took what the canary refused: the canary's fault
                 model.window(route.version).failed(time.time())
+                self._count(model, route.version, "error")
             return outputs, version
         if route.mirror is not None:
             self._mirror(model, route.mirror, arrays, top, outputs, candidate=route.version)
@@ -295,15 +301,24 @@ class Routing:
             # unloaded): neither is the version's error
             if version is not None and isinstance(failure, problems.UpstreamUnavailable):
                 model.window(version).unavailable(time.time())
+                self._count(model, version, "unavailable")
             raise
         except problems.Problem:
             if version is not None:
                 model.window(version).failed(time.time())
+                self._count(model, version, "error")
             raise
         if version is not None:
             model.window(version).served(time.time(), time.perf_counter() - started)
+            self._count(model, version, "ok")
             model.observe(version, outputs)
         return outputs
+
+    def _count(self, model: ModelRouting, version: str, result: str) -> None:
+        counter = model.call_counters.get((version, result))
+        if counter is None:  # bound once per version and result: labels() on every call would cost more
+            counter = model.call_counters[(version, result)] = self.calls.labels(model.name, version, result)
+        counter.inc()
 
     def _mirror(self, model: ModelRouting, version: str, arrays, top, outputs: list, candidate: str) -> None:
         if model.compared_output is None:

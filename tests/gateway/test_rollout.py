@@ -378,3 +378,8 @@ def test_a_failing_canary_is_rolled_back_automatically_and_stable_answers_its_re
     assert (last["action"], last["version"], last["by"]) == ("rollback", 2, "auto"), last
     assert last["reason"].startswith("error rate 100.0% > max_error_rate 50.0%"), last
     assert rollouts(gateway, model="digits_int8")["versions"]["2"]["errors"] >= MIN_REQUESTS
+    # the requests were answered by stable, so the canary's failures show in its call counter, not as 5xx
+    assert gateway.metric("modelport_gateway_version_calls_total", model="digits_int8", version="2",
+                          result="error") >= MIN_REQUESTS
+    assert gateway.metric("modelport_gateway_request_duration_seconds_count", model="digits_int8",
+                          status="502") is None
