@@ -2,7 +2,7 @@
 inputs (what the cache costs when every request misses). The model runs alone from a copy of the repository, once
 as exported and once with `response_cache { enable: true }` under `serve --cache-size`.
 
-    python -m bench.response_cache [--model digits] [--seconds 10] [--connections 8] [--cache-size 64MiB]
+    python -m bench.response_cache [--model NAME] [--seconds 10] [--connections 8] [--cache-size 64MiB]
     python -m bench --response-cache   # the same with its defaults, written to bench/results/response-cache.md
 
 A full `make bench` runs it last.
@@ -87,9 +87,8 @@ def measure(model: str, steps: tuple[str, ...], cache_bytes: int, load: loadgen.
         repository = work_dir / f"repository-{cache}"
         if not repository.exists():
             repository_copy(REPO_ROOT / "model_repository", repository, model, steps, cache)
-        extra = ("--cache-size", str(cache_bytes)) if cache else ()
         name = f"cache-{'on' if cache else 'off'}-{index}"
-        with servers.triton(name, repository, work_dir, extra_args=extra) as server:
+        with servers.triton(name, repository, work_dir, cache_size_bytes=cache_bytes if cache else 0) as server:
             host = f"{server.host}:{server.port}"
             for inputs, chosen in (("repeated", samples[:REPEATED_DISTINCT]),
                                    ("unique", unique_samples(samples, unique_count))):
@@ -125,7 +124,7 @@ def table(cells: list[CacheCell]) -> str:
 @cli.program("bench.response_cache")
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser("bench.response_cache", __doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="digits", help="a model of models.toml (default %(default)s)")
+    parser.add_argument("--model", help="a model of models.toml (default: its [bench] tensors model)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (default 2)")
     parser.add_argument("--connections", type=int, default=8, help="closed-loop connections (default 8)")
@@ -136,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=None, help="also write the table to this .md file")
     args = parser.parse_args(argv)
     spec = load_spec(REPO_ROOT / "models.toml")
-    chosen = next((m for m in spec.models if args.model in m.triton_names), None)
+    if args.model is None and spec.bench is None:
+        parser.error("--model NAME: models.toml has no [bench] table to take the default from")
+    args.model = args.model or spec.bench.tensors
+    chosen = spec.model(args.model)
     if chosen is None:
         parser.error(f"--model {args.model}: not a model of models.toml")
     steps = tuple(step.model for step in chosen.source.steps)

@@ -10,13 +10,6 @@ from dataclasses import asdict, dataclass, field
 
 from core.measure.perf_analyzer import PerfResult
 
-# The models issues 5 and 9's targets name: throughput against the baselines on a model of raw tensors, batching and
-# the in-process limit on a text pipeline, the in-process limit on a compute-bound model (for `digits` HTTP is the
-# limit, not compute). A `--model` run checks every target on its one model.
-REFERENCE_TENSORS = "digits"
-REFERENCE_PIPELINE = "sentiment"
-REFERENCE_COMPUTE = "digits_mobilenet"
-
 
 @dataclass(frozen=True)
 class Cell:
@@ -193,9 +186,15 @@ def _miss_notes(ratio, needed, a, b, p99_no_worse) -> tuple[str, ...]:
 
 
 def target_models(results: BenchResults) -> tuple[str, str, str]:
-    """(tensors, pipeline, compute): the models the targets are checked on."""
+    """(tensors, pipeline, compute): the models the targets are checked on. Issues 5 and 9's targets: throughput
+    against the baselines on a model of raw tensors, batching and the in-process limit on a pipeline, the in-process
+    limit on a compute-bound model; the run records which models played each role (models.toml's [bench]). A
+    `--model` run checks every target on its one model."""
     model = results.conditions.get("model")
-    return (model, model, model) if model else (REFERENCE_TENSORS, REFERENCE_PIPELINE, REFERENCE_COMPUTE)
+    if model:
+        return model, model, model
+    on = results.conditions.get("targets_on", {})
+    return on.get("tensors", "-"), on.get("pipeline", "-"), on.get("compute", "-")
 
 
 def targets(results: BenchResults) -> list[TargetCheck]:

@@ -12,15 +12,14 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench import client_overhead, inprocess, servers
 from bench.baselines.model import input_order, request_body
-from bench.results import (REFERENCE_COMPUTE, REFERENCE_PIPELINE, REFERENCE_TENSORS, BenchResults, Cell, CellResult, GeneratorCeiling,
-                           PerfAnalyzerCell, Round)
+from bench.results import (BenchResults, Cell, CellResult, GeneratorCeiling, PerfAnalyzerCell, Round)
 from core.errors import UserError
 from core.measure import gateway_payloads, loadgen, payloads, perf_analyzer, triton_metrics, v2
 from core.spec import ModelSpec, Spec
@@ -87,9 +86,11 @@ def plan(spec: Spec, repository: Path, model: str | None = None) -> tuple[list[C
     if model is not None:
         check_model(spec, repository, model)
         return tensor_cells(model), []
+    if spec.bench is None:
+        return [], [f"{spec.path} has no [bench] table naming the reference models: add one, or pass --model NAME"]
     cells, notes = [], []
-    for name, cells_for in ((REFERENCE_TENSORS, tensor_cells), (REFERENCE_PIPELINE, pipeline_cells),
-                            (REFERENCE_COMPUTE, compute_cells)):
+    for name, cells_for in ((spec.bench.tensors, tensor_cells), (spec.bench.pipeline, pipeline_cells),
+                            (spec.bench.compute, compute_cells)):
         if spec.model(name) is None:
             notes.append(f"{name} skipped: not in {spec.path}")
             continue
@@ -289,6 +290,8 @@ def run(spec: Spec, options: BenchOptions) -> BenchResults:
     }
     if options.model:
         conditions["model"] = options.model
+    else:
+        conditions["targets_on"] = asdict(spec.bench)
     return BenchResults(conditions, ceiling, results, tuple(in_process), client, perf_analyzer=perf)
 
 

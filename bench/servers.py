@@ -22,6 +22,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from core import process
+from core.triton import ADMIN_KEY_ENV, ServeOptions, serve_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 240.0
@@ -95,17 +96,17 @@ def without_dynamic_batching(source: Path, target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def triton(name: str, repository: Path, work_dir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[Running]:
+def triton(name: str, repository: Path, work_dir: Path, **options) -> Iterator[Running]:
+    """`python -m serve run` on free ports, with ServeOptions `options` (cache_size_bytes=...)."""
     state_dir = work_dir / name
-    env = {**os.environ, "MODELPORT_ADMIN_KEY": secrets.token_hex(16)}
+    key = secrets.token_hex(16)
+    env = {**os.environ, ADMIN_KEY_ENV: key}
 
     def launch(ports: list[int]) -> tuple[process.Child, Running]:
         http, grpc, metrics = ports
-        command = [
-            sys.executable, "-m", "serve", "run", "--repository", str(repository),
-            "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-            "--state-dir", str(state_dir), "--log-file", str(state_dir / "tritonserver.log"), *extra_args,
-        ]
+        command = serve_command(ServeOptions(
+            repository=repository, http_port=http, grpc_port=grpc, metrics_port=metrics, state_dir=state_dir,
+            log_file=state_dir / "tritonserver.log", admin_key=key, **options))
         log_path = state_dir / "launcher.log"
         # SIGINT is the launcher's Ctrl-C: it stops Triton, then the stubs, and cleans their shared memory
         child = process.Child(name, command, log_path, f"http://127.0.0.1:{http}/v2/health/ready", env, REPO_ROOT,

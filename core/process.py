@@ -81,14 +81,22 @@ def tail(path: Path, lines: int = 30, offset: int = 0) -> str:
         return ""
 
 
-def running(pid: int) -> bool:
-    """Whether `pid` is a live process. A zombie is not, once its last thread ended (its leader turns zombie first,
-    while the others still hold its files: its sockets)."""
+def running(pid: int, *command: str) -> bool:
+    """Whether `pid` is a live process, and one whose command line holds every word of `command` (its program
+    counted by name): the guard against pid reuse for a pid read back from a state file, e.g.
+    `running(pid, "serve", "run")`, `running(pid, "tritonserver")`. A zombie is not live once its last thread ended
+    (its leader turns zombie first, while the others still hold its files: its sockets)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z" or len(os.listdir(f"/proc/{pid}/task")) > 1
+        if state == "Z" and len(os.listdir(f"/proc/{pid}/task")) <= 1:
+            return False
+        if not command:
+            return True
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except (OSError, IndexError):
         return False
+    words = {*argv, Path(argv[0]).name}
+    return all(word in words for word in command)
 
 
 def signal_group(group: int, signum: int) -> None:
@@ -110,7 +118,7 @@ def stop_group(pid: int, stop_signal: int = signal.SIGTERM, grace_s: float = 10.
 class Child:
     name: str
     argv: Sequence[str]
-    log: Path  # its stdout and stderr
+    log: Path | None  # its stdout and stderr; None: ours (a tool run in the foreground, such as Locust)
     ready: Callable[[], bool] | str | None = None  # a predicate, or a URL answering 200; None: started is ready
     env: Mapping[str, str] | None = None
     cwd: Path | None = None
@@ -135,18 +143,28 @@ class Child:
 
     def output(self, lines: int = 30) -> str:
         """The end of what this run wrote."""
-        return tail(self.log, lines, self.log_offset)
+        return tail(self.log, lines, self.log_offset) if self.log is not None else ""
 
     def spawn(self) -> Child:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab" if self.keep_log else "wb") as out:
-            self.log_offset = out.tell()
+        with contextlib.ExitStack() as stack:
+            out = None
+            if self.log is not None:
+                self.log.parent.mkdir(parents=True, exist_ok=True)
+                out = stack.enter_context(open(self.log, "ab" if self.keep_log else "wb"))
+                self.log_offset = out.tell()
             self.popen = subprocess.Popen(
                 list(self.argv), cwd=self.cwd, env=None if self.env is None else dict(self.env),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=None if out is None else subprocess.STDOUT,
+                start_new_session=True,
             )
         _children.track(self)
         return self
+
+    def wait(self) -> int:
+        """Wait until it exits by itself; its exit code. (Polled: the signal handler may stop it meanwhile.)"""
+        wait_until(lambda: self.returncode is not None, float("inf"))
+        _children.forget(self)
+        return self.returncode
 
     def wait_ready(self, timeout_s: float) -> str | None:
         """None once it is ready, else why not: it exited, or `timeout_s` passed."""

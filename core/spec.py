@@ -454,10 +454,20 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class BenchModels:
+    """[bench]: the models the benchmark's reference plan (`make bench`) checks its targets on, by role."""
+
+    tensors: str  # raw tensors in: Triton against the Flask and FastAPI baselines
+    pipeline: str  # a pipeline of steps: dynamic batching on against off, served against in-process
+    compute: str  # compute-bound: served samples/s against in-process ONNX Runtime
+
+
+@dataclass(frozen=True)
 class Spec:
     path: Path
     models: tuple[ModelSpec, ...]  # what this machine exports and serves: `skipped` is left out everywhere
     skipped: tuple[ModelSpec, ...] = ()  # models whose extra is not installed (ModelSpec.extra, install_hint)
+    bench: BenchModels | None = None  # None: the file has no [bench] table (the benchmark then takes --model)
 
     @property
     def root(self) -> Path:
@@ -836,8 +846,8 @@ def load_spec(path: Path, extras: frozenset[str] | None = None) -> Spec:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise SpecError("-", "syntax", str(e), "valid TOML") from None
-    unknown = sorted(set(doc) - {"model"})
-    _require(not unknown, "-", unknown[0] if unknown else "", None, "only [[model]] tables at the top level")
+    unknown = sorted(set(doc) - {"model", "bench"})
+    _require(not unknown, "-", unknown[0] if unknown else "", None, "[[model]] tables and a [bench] table")
     tables = doc.get("model", [])
     _require(isinstance(tables, list) and tables, "-", "model", tables, "one or more [[model]] tables")
     models = [parse_model(t, path.parent) for t in tables]
@@ -859,7 +869,16 @@ def load_spec(path: Path, extras: frozenset[str] | None = None) -> Spec:
             missing.setdefault(m.name, needs)
     models = [replace(m, extra=missing[m.name]) if m.name in missing else m for m in models]
     return Spec(path, tuple(m for m in models if m.name not in missing),
-                tuple(m for m in models if m.name in missing))
+                tuple(m for m in models if m.name in missing), _bench(doc["bench"], triton) if "bench" in doc else None)
+
+
+def _bench(table: object, names: dict) -> BenchModels:
+    roles = BenchModels.__dataclass_fields__
+    _require(isinstance(table, dict) and set(table) == set(roles), "-", "bench", table,
+             f"a [bench] table with {', '.join(roles)}")
+    for role, name in table.items():
+        _require(name in names, "-", f"bench.{role}", name, f"a model of this file: {', '.join(names)}")
+    return BenchModels(**table)
 
 
 def load_declared_spec(path: Path) -> Spec:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
+import sys
 from pathlib import Path
 from typing import Protocol
 
@@ -17,29 +18,53 @@ ADMIN_HEADER = "modelport-admin-key"
 ADMIN_KEY_ENV = "MODELPORT_ADMIN_KEY"
 
 
+UNITS = {"": 1, "B": 1, "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+
+
+def cache_size(text: str) -> int:
+    """`--cache-size`: bytes, or a whole number with a unit (KB/MB/GB powers of 10, KiB/MiB/GiB of 2)."""
+    number = text.rstrip("KMGiBkmgib")
+    unit = text[len(number):].strip().upper()
+    if not number.strip().isdigit() or unit not in UNITS:
+        raise argparse.ArgumentTypeError(
+            f"takes bytes or a whole number with a unit (64MiB, 512MB, 1GiB), got {text!r}")
+    return int(number) * UNITS[unit]
+
+
+def flag(default, name: str, help: str | None = None, **argparse_fields):
+    """A ServeOptions field that `serve run` takes as flag `name` (add_flags); flags_of writes it back. Its type is
+    its default's (a bool: --name / --no-name)."""
+    return dataclasses.field(default=default, metadata={"flag": name, "argparse": {"help": help, **argparse_fields}})
+
+
 @dataclasses.dataclass(frozen=True)
 class ServeOptions:
-    repository: Path
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
+    repository: Path = flag(Path("model_repository"), "--repository", "model repository (default: %(default)s)")
+    http_port: int = flag(8000, "--http-port")
+    grpc_port: int = flag(8001, "--grpc-port")
+    metrics_port: int = flag(8002, "--metrics-port")
     # Loopback by default: serving on every interface is a deliberate choice (`--address 0.0.0.0`).
-    address: str = "127.0.0.1"
-    log_file: Path = Path(".cache/serve/tritonserver.log")
-    state_dir: Path = Path(".cache/serve")
-    build_dir: Path = Path("build/backends")
+    address: str = flag("127.0.0.1", "--address", "address HTTP, gRPC and metrics bind to (default %(default)s; "
+                                                   "0.0.0.0 serves every interface)")
+    log_file: Path = flag(Path(".cache/serve/tritonserver.log"), "--log-file", "Triton's log (default: %(default)s)")
+    state_dir: Path = flag(Path(".cache/serve"), "--state-dir")
+    build_dir: Path = flag(Path("build/backends"), "--build-dir", "where the backend directory is built")
+    # From the environment or a 0600 file (serve/security.py), never a flag: every local user can read a command line.
     admin_key: str = dataclasses.field(default="", repr=False)
     # Seconds Triton waits for in-flight requests on shutdown; small so that a dead stub cannot stall a stop.
-    exit_timeout_s: int = 3
-    startup_timeout_s: float = 120.0
-    heal: bool = True
-    log_verbose: int = 0
+    exit_timeout_s: int = flag(3, "--exit-timeout", "seconds to drain on stop")
+    startup_timeout_s: float = flag(120.0, "--startup-timeout")
+    heal: bool = flag(True, "--heal", "reload a model whose backend process died (default: on)")
+    log_verbose: int = flag(0, "--log-verbose")
     # The supervisor's heal/restart counters for Prometheus (serve/metrics.py); 0 serves none. Off unless asked, so
     # that servers started on free ports (the tests) never compete for a fixed one; `make serve` asks for 8003.
-    supervisor_metrics_port: int = 0
+    supervisor_metrics_port: int = flag(0, "--supervisor-metrics-port", "serve the supervisor's heal/restart "
+                                        "counters for Prometheus here (default 0: off)")
     # Bytes of Triton's local response cache, shared by the models whose config enables it (models.toml
     # `response_cache = true`); 0 serves without a cache.
-    cache_size_bytes: int = 0
+    cache_size_bytes: int = flag(0, "--cache-size", "response cache for the models with response_cache = true: "
+                                 "bytes, or with a unit (64MiB, 1GB; default 0: no cache)", type=cache_size,
+                                 metavar="SIZE")
 
     def __post_init__(self) -> None:
         for name in ("http_port", "grpc_port", "metrics_port"):
@@ -163,14 +188,34 @@ def redact(argv: list[str], secret: str) -> list[str]:
     return [arg.replace(secret, "***") for arg in argv] if secret else list(argv)
 
 
-UNITS = {"": 1, "B": 1, "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+
+def _flagged() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(ServeOptions) if "flag" in f.metadata]
 
 
-def cache_size(text: str) -> int:
-    """`--cache-size`: bytes, or a whole number with a unit (KB/MB/GB powers of 10, KiB/MiB/GiB of 2)."""
-    number = text.rstrip("KMGiBkmgib")
-    unit = text[len(number):].strip().upper()
-    if not number.strip().isdigit() or unit not in UNITS:
-        raise argparse.ArgumentTypeError(
-            f"takes bytes or a whole number with a unit (64MiB, 512MB, 1GiB), got {text!r}")
-    return int(number) * UNITS[unit]
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """`serve run`'s flags: one per ServeOptions field that has one, defaulting to the field's default."""
+    for f in _flagged():
+        name = f.metadata["flag"]
+        kind = ({"action": argparse.BooleanOptionalAction} if isinstance(f.default, bool) else
+                {"type": type(f.default), "metavar": name[2:].upper().replace("-", "_")})
+        parser.add_argument(name, dest=f.name, default=f.default, **{**kind, **f.metadata["argparse"]})
+
+
+def parsed_options(args: argparse.Namespace, admin_key: str) -> ServeOptions:
+    """The options add_flags' flags were parsed into."""
+    return ServeOptions(**{f.name: getattr(args, f.name) for f in _flagged()}, admin_key=admin_key)
+
+
+def flags_of(options: ServeOptions) -> list[str]:
+    """The flags that give `serve run` exactly these options (the admin key goes in the environment, ADMIN_KEY_ENV)."""
+    flags = []
+    for f in _flagged():
+        name, value = f.metadata["flag"], getattr(options, f.name)
+        flags += [name if value else f"--no-{name[2:]}"] if isinstance(value, bool) else [name, str(value)]
+    return flags
+
+
+def serve_command(options: ServeOptions) -> list[str]:
+    """`python -m serve run` with these options: how `serve start`, the benchmarks and the tests start a server."""
+    return [sys.executable, "-m", "serve", "run", *flags_of(options)]

@@ -19,9 +19,9 @@ from gateway import keys as api_keys
 from gateway.app import create_app
 from gateway.options import GatewayOptions
 from gateway.protocol import with_limits
-from core.process import running as pid_alive
 
 STATE_FILE = "gateway.json"
+COMMAND = ("gateway", "run")  # what the recorded pid's command line holds while it is ours (pid reuse)
 STOP_GRACE_S = 10.0
 
 
@@ -79,7 +79,7 @@ def ready(url: str, timeout: float = 2.0) -> bool:
 
 def start(options: GatewayOptions, argv: list[str]) -> int:
     existing = read_state(options.state_dir)
-    if existing and pid_alive(existing["pid"]):
+    if existing and process.running(existing["pid"], *COMMAND):
         raise GatewayError(f"a gateway started by `make start` is already running (pid {existing['pid']}, "
                            f"{existing['url']}): run `make stop` first")
     store, note = api_keys.resolve(options) if options.auth else (None, "")  # generate the key here, and say so
@@ -106,7 +106,7 @@ def stop(state_dir: Path) -> int:
         print(f"gateway: none started by `make start` is recorded ({state_path(state_dir)} is missing)")
         return 0
     pid = state["pid"]
-    if pid_alive(pid) and _is_gateway(pid):
+    if process.running(pid, *COMMAND):
         process.stop_group(pid, signal.SIGTERM, STOP_GRACE_S)  # uvicorn drains in-flight requests, then exits
         print(f"stopped the gateway on {state['url']} (pid {pid})")
     else:
@@ -115,18 +115,9 @@ def stop(state_dir: Path) -> int:
     return 0
 
 
-def _is_gateway(pid: int) -> bool:
-    """Guard against pid reuse: the recorded pid must still be a `gateway run` process."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"gateway" in argv and b"run" in argv
-
-
 def status(state_dir: Path) -> int:
     state = read_state(state_dir)
-    if state is None or not pid_alive(state["pid"]):
+    if state is None or not process.running(state["pid"], *COMMAND):
         print("gateway: not running (start it with `make start`)")
         return 1
     up = ready(state["url"])

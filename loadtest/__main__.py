@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
+import signal
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from core import cli
+from core import cli, process
 from core.errors import ServerError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     print("running:", " ".join(command), flush=True)
     # the key goes in the environment, not on Locust's command line, where every local user could read it
     env = {**os.environ, "MODELPORT_API_KEY": args.gateway_key} if args.gateway_key else None
-    code = subprocess.call(command, cwd=REPO_ROOT, env=env)
+    # Its output is ours; on Ctrl-C or SIGTERM it gets a SIGINT, as from the terminal, and writes its report.
+    with process.Child("locust", command, None, env=env, cwd=REPO_ROOT, stop_signal=signal.SIGINT).spawn() as locust:
+        code = locust.wait()
     print(f"\nload test report: {report_dir}/ (locust.html, locust_stats.csv, summary.md, timeline.png)")
     print(f"locust exit code {code}" + (" (SLO missed)" if code == 3 else ""))
     return code

@@ -4,19 +4,18 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
 from core import process as core_process
 from core.errors import NotRunningError, PortInUseError, ServerStartError, UserError
-from core.triton import ADMIN_KEY_ENV, ServeOptions, redact, shm_prefix, tritonserver_argv
+from core.triton import ADMIN_KEY_ENV, ServeOptions, redact, serve_command, shm_prefix, tritonserver_argv
 from core import repository_scan, triton_http, triton_install, triton_process
 from serve.metrics import SupervisorMetrics
 from core.triton_process import TritonProcess
 from serve.security import admin_key_exposure
-from serve.state import ServerState, is_our_server, pid_alive, read_state, remove_state, state_path, write_state
+from serve.state import COMMAND, ServerState, read_state, remove_state, state_path, write_state
 from serve.supervisor import EventLog, Supervisor
 
 STOP_GRACE_S = 10.0
@@ -110,22 +109,9 @@ def run(options: ServeOptions, admin_key_source: str, background: bool = False) 
     return 0
 
 
-def child_args(options: ServeOptions) -> list[str]:
-    return [
-        "--repository", str(options.repository), "--http-port", str(options.http_port),
-        "--grpc-port", str(options.grpc_port), "--metrics-port", str(options.metrics_port),
-        "--address", options.address, "--log-file", str(options.log_file), "--state-dir", str(options.state_dir),
-        "--build-dir", str(options.build_dir), "--exit-timeout", str(options.exit_timeout_s),
-        "--startup-timeout", str(options.startup_timeout_s), "--log-verbose", str(options.log_verbose),
-        "--heal" if options.heal else "--no-heal",
-        "--supervisor-metrics-port", str(options.supervisor_metrics_port),
-        "--cache-size", str(options.cache_size_bytes),
-    ]
-
-
 def start(options: ServeOptions, admin_key_source: str) -> int:
     existing = read_state(options.state_dir)
-    if existing is not None and is_our_server(existing.pid):
+    if existing is not None and core_process.running(existing.pid, *COMMAND):
         raise UserError(
             f"a server started by `make start` is already running (pid {existing.pid}, http://{existing.http_url}): "
             "run `make stop` first"
@@ -138,7 +124,7 @@ def start(options: ServeOptions, admin_key_source: str) -> int:
         return state is not None and state.pid == child.pid and state.status == "ready"
 
     child = core_process.Child(
-        "the background server", [sys.executable, "-m", "serve", "run", "--background", *child_args(options)], events,
+        "the background server", [*serve_command(options), "--background"], events,
         recorded_ready, dict(os.environ, **{ADMIN_KEY_ENV: options.admin_key}), keep_log=True,
     )
     try:
@@ -163,7 +149,7 @@ def stop_process(pid: int | None, triton_pid: int | None, shm_prefix: str) -> No
     """SIGTERM the supervisor (it stops Triton fast); if anything is left, SIGKILL Triton's group and clean up."""
     if pid is not None:
         core_process.stop_group(pid, signal.SIGTERM, STOP_GRACE_S)
-    if triton_pid is not None and pid_alive(triton_pid):
+    if triton_pid is not None and core_process.running(triton_pid, "tritonserver"):
         core_process.signal_group(triton_pid, signal.SIGKILL)
     if shm_prefix:
         triton_process.clean_shm(shm_prefix)
@@ -174,28 +160,20 @@ def stop(state_dir: Path) -> int:
     if state is None:
         raise NotRunningError(f"no server started by `make start` is recorded ({state_path(state_dir)} is missing)")
     began = time.monotonic()
-    if is_our_server(state.pid):
+    if core_process.running(state.pid, *COMMAND):
         stop_process(state.pid, state.triton_pid, state.shm_prefix)
         print(f"stopped the server on http://{state.http_url} (pid {state.pid}) in {time.monotonic() - began:.1f} s")
     else:
         # The supervisor is gone; its Triton may not be (for example after a kill -9 of the supervisor).
-        stop_process(None, state.triton_pid if state.triton_pid and is_tritonserver(state.triton_pid) else None,
-                     state.shm_prefix)
+        stop_process(None, state.triton_pid, state.shm_prefix)
         print(f"the server recorded in {state_path(state_dir)} was no longer running; cleaned up its leftovers")
     state_path(state_dir).unlink(missing_ok=True)
     return 0
 
 
-def is_tritonserver(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"tritonserver")
-    except OSError:
-        return False
-
-
 def status(state_dir: Path) -> int:
     state = read_state(state_dir)
-    if state is None or not is_our_server(state.pid):
+    if state is None or not core_process.running(state.pid, *COMMAND):
         raise NotRunningError("no server started by `make start` is running: start one with `make start`")
     ready = triton_http.ready(state.http_url)
     print(f"server pid {state.pid} ({'ready' if ready else 'NOT ready'}) http://{state.http_url}  grpc {state.grpc_url}  "

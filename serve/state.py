@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
-from serve.supervisor import read_stat
-
 STATE_FILE = "server.json"
+# What the recorded pid's command line holds while it is still our server (core.process.running: pid reuse).
+COMMAND = ("serve", "run")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,25 +52,3 @@ def remove_state(state_dir: Path, pid: int) -> None:
     state = read_state(state_dir)
     if state is not None and state.pid == pid:
         state_path(state_dir).unlink(missing_ok=True)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = read_stat(pid)
-    return stat is not None and stat[1] != "Z"
-
-
-def is_our_server(pid: int) -> bool:
-    """Guard against pid reuse: the recorded pid must still be a `serve run` process."""
-    if not pid_alive(pid):
-        return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"serve" in argv and b"run" in argv

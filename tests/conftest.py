@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from core import process
+from core.triton import ServeOptions, serve_command
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
@@ -77,10 +78,11 @@ class TritonServer:
 
 
 @contextlib.contextmanager
-def launch_triton(repository: Path, workdir: Path, extra_args: tuple[str, ...] = (), attempts: int = 3,
-                  wrapper: tuple[str, ...] = ()) -> Iterator[TritonServer]:
-    """Run `python -m serve run` on free ports against `repository`; yield once the server and its models are ready.
-    `wrapper` goes before the command (e.g. `unshare ...` to run it in namespaces of its own)."""
+def launch_triton(repository: Path, workdir: Path, attempts: int = 3, wrapper: tuple[str, ...] = (),
+                  **options) -> Iterator[TritonServer]:
+    """Run `python -m serve run` on free ports against `repository`, with ServeOptions `options` (heal=False, ...);
+    yield once the server and its models are ready. `wrapper` goes before the command (e.g. `unshare ...` to run it
+    in namespaces of its own)."""
     workdir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(16)
     servers: list[TritonServer] = []
@@ -95,11 +97,9 @@ def launch_triton(repository: Path, workdir: Path, extra_args: tuple[str, ...] =
             admin_key=key, log_path=log_path, events_path=log_path.with_name(log_path.stem + ".events.log"),
             repository=repository, pid=0,
         ))
-        argv = [
-            *wrapper, sys.executable, "-m", "serve", "run", "--repository", str(repository),
-            "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-            "--log-file", str(log_path), "--state-dir", str(workdir / "state"), *extra_args,
-        ]
+        argv = [*wrapper, *serve_command(ServeOptions(
+            repository=repository, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+            log_file=log_path, state_dir=workdir / "state", admin_key=key, **options))]
         # SIGINT is what Ctrl-C does: the launcher stops Triton and its stubs
         return process.Child("the launcher", argv, workdir / f"serve-{attempt}.out",
                              f"http://127.0.0.1:{http_port}/v2/health/ready", dict(os.environ, MODELPORT_ADMIN_KEY=key),
@@ -115,10 +115,15 @@ def launch_triton(repository: Path, workdir: Path, extra_args: tuple[str, ...] =
         yield dataclasses.replace(servers[-1], pid=launcher.pid)
 
 
-def exported_repository() -> Path:
+def exported_repository(*paths: Path | None) -> Path:
+    """The exported model repository, and the other files `make export` writes that a test reads (`paths`): missing
+    ones fail the test naming the command to run, never skip it (a skipped test looks like a passing one)."""
     from core.errors import RepositoryError
     from core.repository_scan import scan
 
+    missing = [str(p) for p in paths if p is None or not Path(p).exists()]
+    if missing:
+        pytest.fail(f"not exported: {', '.join(missing)}; run `make export` (`make test` runs it first)", pytrace=False)
     try:
         scan(REPOSITORY)
     except RepositoryError as error:

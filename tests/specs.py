@@ -38,6 +38,11 @@ def step(model_name: str, input_map: dict[str, str], output_map: dict[str, str])
     return {"model": model_name, "input_map": input_map, "output_map": output_map}
 
 
+def bench(**roles: str) -> str:
+    """The [bench] table: the models the benchmark's reference plan checks its targets on, by role."""
+    return tomlkit.dumps({"bench": roles})
+
+
 def spec_text(*entries: dict | str) -> str:
     """models.toml text of these entries, in order: built tables, or TOML a test wrote by hand."""
     return "\n".join(e if isinstance(e, str) else tomlkit.dumps({"model": [e]}) for e in entries)

@@ -13,17 +13,15 @@ whitespace-only text and text over max_text_bytes get that request's own INVALID
 `sentiment_tokenizer` answers them (text_encoding.py is its validation code).
 """
 
-import triton_python_backend_utils as pb_utils
-
 import hf_tokenization
 import text_encoding
-from model_config import ModelConfig, invalid_request
+from model_config import ModelConfig, answer_in_one_batch
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = ModelConfig(args)
-        self.input_name = config.string_input()
+        config.string_input()
         outputs = config.outputs
         self.output_names = [o["name"] for o in outputs]
         dims = {tuple(o["dims"]) for o in outputs}
@@ -42,13 +40,6 @@ class TritonPythonModel:
             raise config.error(str(error)) from None
 
     def execute(self, requests):
-        return [self._respond(request) for request in requests]
-
-    def _respond(self, request):
-        raw_texts = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy().reshape(-1)
-        try:
-            texts = [text_encoding.decode_text(bytes(raw), self.max_text_bytes) for raw in raw_texts]
-        except text_encoding.TextRejected as error:
-            return invalid_request(str(error))
-        arrays = hf_tokenization.encode(self.tokenizer, texts, self.output_names)
-        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, arrays[n]) for n in self.output_names])
+        return answer_in_one_batch(
+            requests, lambda raw: text_encoding.decode_texts(raw, self.max_text_bytes), text_encoding.TextRejected,
+            lambda texts: hf_tokenization.encode(self.tokenizer, texts, self.output_names))

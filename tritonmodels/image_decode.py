@@ -14,11 +14,10 @@ The decoding itself lives in image_decoding.py, deployed beside this file.
 """
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
 from PIL import Image
 
 import image_decoding
-from model_config import ModelConfig, invalid_request
+from model_config import ModelConfig, answer_in_one_batch
 
 
 class TritonPythonModel:
@@ -34,21 +33,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         # Per request only the decoding; one stack and one dtype cast for the whole batch (issue 9).
-        # Triton has checked the input's name, datatype and shape against the config before execute.
-        responses = [None] * len(requests)
-        images, owners = [], []  # owners: (request index, its first and last+1 row in images)
-        for index, request in enumerate(requests):
-            encoded = request.inputs()[0].as_numpy().reshape(-1)
-            try:
-                decoded = [image_decoding.decode_digit(bytes(item), self.max_image_bytes, self.max_pixels)
-                           for item in encoded]
-            except image_decoding.ImageRejected as error:
-                responses[index] = invalid_request(str(error))
-                continue
-            owners.append((index, len(images), len(images) + len(decoded)))
-            images += decoded
-        if images:
-            batch = np.stack(images).astype(self.output_dtype, copy=False)
-            for index, start, stop in owners:
-                responses[index] = pb_utils.InferenceResponse([pb_utils.Tensor(self.output_name, batch[start:stop])])
-        return responses
+        return answer_in_one_batch(
+            requests, lambda encoded: [image_decoding.decode_digit(bytes(item), self.max_image_bytes, self.max_pixels)
+                                       for item in encoded], image_decoding.ImageRejected,
+            lambda images: {self.output_name: np.stack(images).astype(self.output_dtype, copy=False)})

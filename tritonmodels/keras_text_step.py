@@ -10,17 +10,15 @@ text_vectorization.json, which the export writes from the layer itself.
              parity check runs too), text_encoding.py (the validation `sentiment_tokenizer` answers bad texts with)
 """
 
-import triton_python_backend_utils as pb_utils
-
 import text_encoding
 import text_vectorization
-from model_config import ModelConfig, invalid_request
+from model_config import ModelConfig, answer_in_one_batch
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = ModelConfig(args)
-        self.input_name = config.string_input()
+        config.string_input()
         self.output_name, dims, _ = config.only_output("TYPE_INT64")
         self.max_text_bytes = config.integer("max_text_bytes", text_encoding.DEFAULT_MAX_TEXT_BYTES)
         self.layer = text_vectorization.load(config.deployed_file(text_vectorization.STEP_FILE))
@@ -28,13 +26,6 @@ class TritonPythonModel:
             raise config.error(f"output dims {dims} differ from the layer's [{self.layer.length}]; run `make export`")
 
     def execute(self, requests):
-        return [self._respond(request) for request in requests]
-
-    def _respond(self, request):
-        raw_texts = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy().reshape(-1)
-        try:
-            texts = [text_encoding.decode_text(bytes(raw), self.max_text_bytes) for raw in raw_texts]
-        except text_encoding.TextRejected as error:
-            return invalid_request(str(error))
-        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output_name,
-                                                                          self.layer.encode(texts))])
+        return answer_in_one_batch(
+            requests, lambda raw: text_encoding.decode_texts(raw, self.max_text_bytes), text_encoding.TextRejected,
+            lambda texts: {self.output_name: self.layer.encode(texts)})

@@ -60,3 +60,26 @@ class ModelConfig:
 def invalid_request(message: str):
     """A response carrying one request's own INVALID_ARG error: the rest of the batch still gets answers."""
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG))
+
+
+def answer_in_one_batch(requests, decode, rejected, run) -> list:
+    """One response per request, in order, with the model run once for the whole batch. `decode` turns a request's
+    one input (as numpy, [N, 1]) into its N rows; a request it refuses with `rejected` gets its own INVALID_ARG error.
+    `run` turns every row decoded from the batch into {output name: array}, of which each request gets its rows.
+    (Triton has checked each input's name, datatype and shape against the config before execute.)"""
+    responses = [None] * len(requests)
+    rows, owners = [], []  # owners: (request index, its first and last+1 row in rows)
+    for index, request in enumerate(requests):
+        try:
+            decoded = decode(request.inputs()[0].as_numpy().reshape(-1))
+        except rejected as error:
+            responses[index] = invalid_request(str(error))
+            continue
+        owners.append((index, len(rows), len(rows) + len(decoded)))
+        rows += decoded
+    if rows:
+        outputs = run(rows)
+        for index, start, stop in owners:
+            responses[index] = pb_utils.InferenceResponse(
+                [pb_utils.Tensor(name, array[start:stop]) for name, array in outputs.items()])
+    return responses

@@ -53,6 +53,11 @@ def decode_text(raw: bytes, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> str
     return text
 
 
+def decode_texts(raw_texts, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> list[str]:
+    """One request's texts (the UTF-8 bytes items of its input), each validated by decode_text."""
+    return [decode_text(bytes(raw), max_text_bytes) for raw in raw_texts]
+
+
 def encode_texts(tokenizer: Tokenizer, texts: list[str], max_tokens: int) -> np.ndarray:
     """Token ids int64 [len(texts), max_tokens]: first max_tokens tokens, right-padded with PAD_ID."""
     ids = np.full((len(texts), max_tokens), PAD_ID, dtype=np.int64)

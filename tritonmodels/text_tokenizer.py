@@ -14,10 +14,8 @@ offset), empty or whitespace-only text, and text over max_text_bytes get that re
 INVALID_ARG error. Encoding lives in text_encoding.py, which the trainer uses too.
 """
 
-import triton_python_backend_utils as pb_utils
-
 import text_encoding
-from model_config import ModelConfig, invalid_request
+from model_config import ModelConfig, answer_in_one_batch
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -36,21 +34,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         # Per request only the UTF-8 check; the tokenizer runs once over the whole batch's texts (issue 9).
-        # Triton has checked the input's name, datatype and shape against the config before execute.
-        responses = [None] * len(requests)
-        texts, owners = [], []  # owners: (request index, its first and last+1 row in texts)
-        for index, request in enumerate(requests):
-            raw_texts = request.inputs()[0].as_numpy().reshape(-1)
-            try:
-                decoded = [text_encoding.decode_text(bytes(raw), self.max_text_bytes) for raw in raw_texts]
-            except text_encoding.TextRejected as error:
-                responses[index] = invalid_request(str(error))
-                continue
-            owners.append((index, len(texts), len(texts) + len(decoded)))
-            texts += decoded
-        if texts:
-            ids = text_encoding.encode_texts(self.tokenizer, texts, self.max_tokens).astype(self.output_dtype,
-                                                                                          copy=False)
-            for index, start, stop in owners:
-                responses[index] = pb_utils.InferenceResponse([pb_utils.Tensor(self.output_name, ids[start:stop])])
-        return responses
+        return answer_in_one_batch(
+            requests, lambda raw: text_encoding.decode_texts(raw, self.max_text_bytes), text_encoding.TextRejected,
+            lambda texts: {self.output_name: text_encoding.encode_texts(self.tokenizer, texts, self.max_tokens).astype(
+                self.output_dtype, copy=False)})

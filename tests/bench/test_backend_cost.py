@@ -7,7 +7,8 @@ from bench import backend_cost, cost_results
 from bench.cost_results import BatchCost, BatchRound, CostResults, ModelCost
 from core.spec import load_spec
 from core.measure import payloads
-from tests import exported, specs
+from tests import specs
+from tests.conftest import exported_repository
 
 REPOSITORY = payloads.DEFAULT_SPEC.parent / "model_repository"
 
@@ -28,7 +29,7 @@ def _model(name: str, per_execute_us: float, per_request_us: float) -> ModelCost
 def test_every_exported_onnx_model_and_every_python_model_with_a_timed_helper_is_measured():
     spec = load_spec(payloads.DEFAULT_SPEC)
     onnx = [m.name for m in spec.models if m.kind == "onnx"]
-    exported.require(*(REPOSITORY / name / "config.pbtxt" for name in onnx))
+    exported_repository(*(REPOSITORY / name / "config.pbtxt" for name in onnx))
 
     models, notes = backend_cost.measured_models(spec, REPOSITORY)
 

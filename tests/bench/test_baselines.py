@@ -13,7 +13,7 @@ from bench import run, servers
 from bench.baselines.model import Predictor, request_body
 from core.spec import load_spec
 from core.measure import payloads
-from tests import exported
+from tests.conftest import exported_repository
 from tests.loadtest.user_spec import churn_reference, heldout_arrays, write_churn_onnx, write_user_spec
 
 DIGITS_ONNX = Path(__file__).resolve().parents[2] / "model_repository" / "digits" / "1" / "model.onnx"
@@ -78,7 +78,7 @@ def test_baseline_serves_a_users_multi_input_model_for_every_request_of_a_closed
 @pytest.mark.integration
 @pytest.mark.parametrize("start", [servers.flask_gunicorn, servers.fastapi_uvicorn], ids=["flask", "fastapi"])
 def test_baseline_answers_every_digits_request_of_a_short_closed_loop_run(tmp_path, start):
-    exported.require(DIGITS_ONNX)
+    exported_repository(DIGITS_ONNX)
     target = payloads.target(load_spec(payloads.DEFAULT_SPEC), "digits")
     probe = run.baseline_bodies(target, DIGITS_ONNX, "binary")[0][1]
     with start(DIGITS_ONNX, 1, tmp_path, probe) as server:

@@ -13,7 +13,7 @@ from bench import run
 from bench.results import Cell
 from core.spec import load_spec
 from core.measure import payloads
-from tests import exported
+from tests.conftest import exported_repository
 from tests.loadtest.user_spec import heldout_arrays, write_churn_onnx, write_user_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +62,15 @@ def test_the_reference_plan_skips_the_pipeline_whose_onnx_step_is_not_exported_a
     assert {c.model for c in cells} == {"digits"}
     assert notes == [f"sentiment skipped: {tmp_path}/sentiment_classifier/1/model.onnx missing (run `make export`)",
                      f"digits_mobilenet skipped: {tmp_path}/digits_mobilenet/1/model.onnx missing (run `make export`)"]
+
+
+def test_the_reference_plan_of_a_spec_without_a_bench_table_is_empty_and_asks_for_one_or_a_model(user):
+    spec, repository = user
+
+    cells, notes = run.plan(spec, repository)
+
+    assert cells == [] and notes == [f"{spec.path} has no [bench] table naming the reference models: add one, or "
+                                     "pass --model NAME"]
 
 
 def test_model_plans_a_users_onnx_model_and_its_variant_against_every_contender(user):
@@ -136,7 +145,7 @@ def test_the_in_process_limit_of_an_onnx_model_feeds_its_heldout_batches(user):
 
 def test_the_in_process_limit_of_the_text_ensemble_runs_its_tokenizer_step_then_its_onnx_step(tmp_path):
     spec = load_spec(payloads.DEFAULT_SPEC)
-    exported.require(spec.model("sentiment").loadtest.samples)
+    exported_repository(spec.model("sentiment").loadtest.samples)
 
     job = run.in_process_job(spec, REPO_ROOT / "model_repository", "sentiment", 8)
 

@@ -12,9 +12,11 @@ def _cell(model, server, encoding, connections, *rps_p99, batch=None, cpu=0.4):
     return CellResult(Cell(model, server, encoding, connections), rounds)
 
 
+# what a run of the reference plan records: models.toml's [bench] roles
+ROLES = {"targets_on": {"tensors": "digits", "pipeline": "sentiment", "compute": "digits_mobilenet"}}
 RECORDED = BenchResults(
     conditions={"date": "2026-11-23 12:00 UTC", "mode": "full", "cpus": 2, "rounds": 3, "duration_s": 5,
-                "warmup_s": 1, "workers": 2},
+                "warmup_s": 1, "workers": 2, **ROLES},
     ceiling=GeneratorCeiling(64, 80000, 0.92),
     cells=(
         _cell("digits", "triton", "binary", 64, (6000, 20), (6200, 18), (9000, 30), batch=12.0),
@@ -53,7 +55,7 @@ def test_targets_compare_throughput_ratios_and_p99_as_the_issue_states():
 
 
 def test_a_worse_p99_misses_the_target_even_with_enough_throughput():
-    slow_tail = BenchResults({}, None, (
+    slow_tail = BenchResults(ROLES, None, (
         _cell("digits", "triton", "binary", 64, (9000, 80)),
         _cell("digits", "flask", "binary", 64, (1000, 60)),
     ))
@@ -64,7 +66,7 @@ def test_a_worse_p99_misses_the_target_even_with_enough_throughput():
 
 
 def test_a_saturated_generator_is_named_as_a_possible_cause_of_a_miss():
-    bound = BenchResults({}, None, (
+    bound = BenchResults(ROLES, None, (
         _cell("digits", "triton", "binary", 64, (2000, 10), cpu=0.97),
         _cell("digits", "flask", "binary", 64, (1000, 60)),
     ))
@@ -75,7 +77,7 @@ def test_a_saturated_generator_is_named_as_a_possible_cause_of_a_miss():
 def test_requests_waiting_in_tritons_queue_longer_than_the_median_latency_are_named_as_scheduler_stalls():
     stalled = CellResult(Cell("digits", "triton", "binary", 64), (
         Round(rps=900, p50_ms=2.0, p99_ms=500.0, errors=0, generator_cpu=0.1, avg_batch=20.0, queue_us=30000.0),))
-    results = BenchResults({}, None, (stalled, _cell("digits", "flask", "binary", 64, (1000, 60))))
+    results = BenchResults(ROLES, None, (stalled, _cell("digits", "flask", "binary", 64, (1000, 60))))
 
     notes = targets(results)[0].notes
 
@@ -115,7 +117,7 @@ def test_a_model_run_checks_every_target_on_its_own_model_and_names_it():
 
 def test_the_compute_bound_model_is_judged_by_served_samples_against_in_process_at_the_batch_formed():
     def recorded(served_rps: float) -> BenchResults:
-        return BenchResults({}, None, (_cell("digits_mobilenet", "triton", "binary", 64, (served_rps, 40), batch=9.6),),
+        return BenchResults(ROLES, None, (_cell("digits_mobilenet", "triton", "binary", 64, (served_rps, 40), batch=9.6),),
                             in_process=(InProcess("digits_mobilenet", 10, 3600.0, "ONNX Runtime, 2 threads"),))
 
     name = "digits_mobilenet: served samples/s vs in-process at the batch Triton formed"

@@ -151,3 +151,20 @@ def test_a_signal_to_the_parent_ends_its_childs_whole_group_and_then_the_parent_
             parent.kill()
     assert code == -signum  # it still ends the way that signal ends it
     assert group_members(group) == []
+
+
+def test_a_recorded_pid_counts_as_ours_only_while_its_command_line_still_says_so(tmp_path):
+    # the guard against pid reuse that `serve stop` and `gateway stop` apply to the pid of their state file
+    with process.start(http_server(process.free_ports(1)[0], tmp_path / "server.log"), 30) as child:
+        assert process.running(child.pid) and process.running(child.pid, "http.server")
+        assert process.running(child.pid, Path(sys.executable).name, "-m", "http.server")  # the program by name
+        assert not process.running(child.pid, "serve", "run") and not process.running(child.pid, "http.serve")
+    assert not process.running(child.pid, "http.server")
+
+
+def test_a_foreground_child_writes_to_our_output_and_wait_returns_its_own_exit_code(capfd):
+    # how `python -m loadtest` runs Locust: its report lines reach the terminal, its exit code is the program's
+    child = process.Child("tool", [sys.executable, "-c", "import sys; print('report line'); sys.exit(3)"], None)
+    with child.spawn():
+        assert child.wait() == 3
+    assert "report line" in capfd.readouterr().out and child.output() == ""

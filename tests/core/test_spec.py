@@ -112,6 +112,17 @@ def test_a_gate_table_per_output_overrides_the_models_tolerances_for_that_output
     assert gate.limit("scores", "fp16_max_range_error") == 0.05, "an output's table starts from the model's values"
 
 
+def test_the_bench_table_names_a_model_of_the_file_for_each_role(tmp_path, tiny_model):
+    loaded = specs.load(tmp_path, tiny_spec(tiny_model), specs.bench(tensors="tiny", pipeline="tiny_int8",
+                                                                     compute="tiny"))
+    assert (loaded.bench.tensors, loaded.bench.pipeline, loaded.bench.compute) == ("tiny", "tiny_int8", "tiny")
+    assert specs.load(tmp_path, tiny_spec(tiny_model)).bench is None
+    with pytest.raises(SpecError, match=r"'bench\.compute'.*'tiyn'.*a model of this file: tiny, tiny_int8"):
+        specs.load(tmp_path, tiny_spec(tiny_model), specs.bench(tensors="tiny", pipeline="tiny", compute="tiyn"))
+    with pytest.raises(SpecError, match=r"'bench'.*a \[bench\] table with tensors, pipeline, compute"):
+        specs.load(tmp_path, tiny_spec(tiny_model), specs.bench(tensors="tiny"))
+
+
 def test_a_lifecycle_table_sets_the_rollout_limits_and_refuses_unknown_or_wrong_ones(tmp_path, tiny_model):
     rollout = specs.load(tmp_path, tiny_spec(tiny_model, lifecycle={"max_error_rate": 0.1, "keep_versions": 5})
                          ).models[0].rollout

@@ -18,6 +18,7 @@ from export import optimize, pipeline, reference
 from export.repository import committed_files
 from core.errors import ParityError
 from core.spec import load_spec
+from core.state import read_state
 from tests import specs
 from tests.export.test_pipeline import export_cli, snapshot
 
@@ -117,7 +118,7 @@ def test_an_optional_int8_that_no_recipe_passes_is_left_out_and_fp32_is_still_ex
     assert "warning: cancer_int8 is left out (an optional variant)" in proc.stdout, proc.tail
     assert "the best, minmax: int8 'probabilities': argmax agreement" in proc.stdout, proc.tail
     assert sorted(p.name for p in previous.iterdir()) == ["cancer"]
-    record = card(previous)["left_out"]["int8"]
+    record = read_state(previous / "cancer").left_out["int8"]
     assert record["triton_name"] == "cancer_int8" and "accuracy drop (points) = 36.6" in record["reason"]
     assert "Left out: `cancer_int8`" in (previous / "cancer" / "card.md").read_text()
     model = load_spec(spec_path).models[0]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,46 +15,24 @@ from core.heldout import load_npz
 from export import pipeline, prune, reference, verify
 from core.errors import IncompatibleModelError, SpecError
 from core.spec import load_spec
-from tests.conftest import ROOT, launch_triton
+from tests import specs
+from tests.conftest import ROOT, exported_repository, launch_triton
 from tests.export.test_pipeline import export_cli
 
 DIGITS_ONNX = ROOT / "model_repository" / "digits" / "1" / "model.onnx"
 DIGITS_HELDOUT = ROOT / "models" / "digits" / "heldout.npz"
 
 
-def digits_spec(directory: Path, *, pruning: str = "weights", gate: str = "", extra: str = "",
-                variants: str = '["fp32", "pruned"]') -> Path:
-    if not (DIGITS_ONNX.is_file() and DIGITS_HELDOUT.is_file()):
-        pytest.fail(f"{DIGITS_ONNX} or {DIGITS_HELDOUT} is missing: run `make export` first")
-    path = directory / f"models-{pruning}-{abs(hash(gate + extra + variants))}.toml"
-    path.write_text(textwrap.dedent(f"""
-        [[model]]
-        name = "digits"
-        kind = "onnx"
-        source = "{DIGITS_ONNX}"
-        heldout = "{DIGITS_HELDOUT}"
-        calibration = "{DIGITS_HELDOUT.with_name('calibration.npz')}"
-        variants = {variants}
-        pruning = "{pruning}"
-        max_batch_size = 32
-        {extra}
-
-        [[model.input]]
-        name = "image"
-        dtype = "TYPE_FP32"
-        dims = [8, 8, 1]
-        format = "FORMAT_NHWC"
-
-        [[model.output]]
-        name = "probabilities"
-        dtype = "TYPE_FP32"
-        dims = [10]
-        labels = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
-
-        [model.gate]
-        {gate}
-        """))
-    return path
+def digits_spec(directory: Path, **fields) -> Path:
+    """digits' exported fp32 model and held-out set in a spec of their own, fp32 and pruned by weights unless `fields`
+    (models.toml fields) say otherwise."""
+    exported_repository(DIGITS_ONNX, DIGITS_HELDOUT)
+    entry = specs.model("digits", **{
+        "source": DIGITS_ONNX, "heldout": DIGITS_HELDOUT, "calibration": DIGITS_HELDOUT.with_name("calibration.npz"),
+        "variants": ["fp32", "pruned"], "pruning": "weights", "max_batch_size": 32,
+        "inputs": [specs.tensor("image", [8, 8, 1], format="FORMAT_NHWC")],
+        "outputs": [specs.tensor("probabilities", [10], labels=[str(i) for i in range(10)])], **fields})
+    return specs.write_spec(directory, entry, filename=f"models-{abs(hash(repr(fields)))}.toml")
 
 
 def searched(spec_path: Path) -> tuple[prune.PruneSearch, list[str]]:
@@ -82,7 +59,7 @@ def exported(tmp_path_factory):
     """digits with weights pruning, alone and with int8, exported through the CLI into a fresh repository."""
     work = tmp_path_factory.mktemp("pruned")
     repo = work / "model_repository"
-    spec_path = digits_spec(work, variants='["fp32", "pruned", "pruned_int8"]')
+    spec_path = digits_spec(work, variants=["fp32", "pruned", "pruned_int8"])
     proc = export_cli("--spec", str(spec_path), "--repository", str(repo))
     assert proc.returncode == 0, proc.tail
     return work, repo, proc
@@ -100,7 +77,7 @@ def test_the_weight_search_stops_at_the_first_fraction_the_gate_refuses(tmp_path
 
 def test_a_stricter_gate_gives_a_lower_sparsity(tmp_path):
     default, _ = searched(digits_spec(tmp_path))
-    strict, lines = searched(digits_spec(tmp_path, gate="pruned_min_agreement = 0.995"))
+    strict, lines = searched(digits_spec(tmp_path, gate={"pruned_min_agreement": 0.995}))
     served = [max(lv.sparsity for lv in s.levels if lv.verdict.passed) for s in (default, strict)]
     assert 0 < served[1] < served[0], lines
     assert "argmax agreement" in strict.levels[-1].verdict.text and "tolerance 0.995" in strict.levels[-1].verdict.text
@@ -115,7 +92,7 @@ def test_the_served_pruned_model_passes_the_gate_and_its_card_counts_its_zeros(e
     assert record["sparsity"] == pytest.approx(zeros / entries, abs=1e-6) and record["sparsity"] >= 0.05
     assert zeros_in_layer_weights(onnx.load(DIGITS_ONNX))[0] < zeros / 10, "the zeros are the pruning's"
     assert record["gzip_bytes"]["pruned"] < record["gzip_bytes"]["fp32"], "zeros compress"
-    model = load_spec(next(work.glob("models-weights-*.toml"))).models[0]
+    model = load_spec(next(work.glob("models-*.toml"))).models[0]
     heldout = load_npz(model, model.source.onnx.heldout, with_labels=True)
     report, failures = verify.check_variant(model, "pruned", (repo / "digits_pruned" / "1" / "model.onnx").read_bytes(),
                                             heldout, reference.reference_outputs(model, heldout))
@@ -124,7 +101,7 @@ def test_the_served_pruned_model_passes_the_gate_and_its_card_counts_its_zeros(e
     assert "## Pruning" in markdown and f"Sparsity {record['sparsity']:.2%}" in markdown and "| pruned |" in markdown
     assert 'name: "digits_pruned"' in (repo / "digits_pruned" / "config.pbtxt").read_text()
     assert "pruned (weights) 5% of each weight" in proc.stdout
-    again = export_cli("--spec", str(next(work.glob("models-weights-*.toml"))), "--repository", str(repo))
+    again = export_cli("--spec", str(next(work.glob("models-*.toml"))), "--repository", str(repo))
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.tail
 
 
@@ -160,7 +137,7 @@ def test_unit_pruning_removes_whole_channels_in_blocks_and_passes_the_gate(tmp_p
 
 
 def test_a_gate_no_pruning_passes_fails_the_export_in_one_line_and_leaves_the_repository(tmp_path):
-    strict = "pruned_min_agreement = 1.0\npruned_max_accuracy_drop = 0.0"
+    strict = {"pruned_min_agreement": 1.0, "pruned_max_accuracy_drop": 0.0}
     repo = tmp_path / "model_repository"
     proc = export_cli("--spec", str(digits_spec(tmp_path, gate=strict)), "--repository", str(repo))
     assert proc.returncode == 1, proc.tail
@@ -168,7 +145,7 @@ def test_a_gate_no_pruning_passes_fails_the_export_in_one_line_and_leaves_the_re
     assert "pruning (weights) fails the gate already at 5% of each weight" in line, proc.stderr
     assert "argmax agreement" in line and "tolerance 1" in line and "[model.gate]" in line, line
     assert 'optional_variants = ["pruned"]' in proc.stderr and not repo.exists()
-    optional = export_cli("--spec", str(digits_spec(tmp_path, gate=strict, extra='optional_variants = ["pruned"]')),
+    optional = export_cli("--spec", str(digits_spec(tmp_path, gate=strict, optional_variants=["pruned"])),
                           "--repository", str(repo))
     assert optional.returncode == 0 and "warning: digits_pruned is left out" in optional.stdout, optional.tail
     assert sorted(p.name for p in repo.iterdir()) == ["digits"]
@@ -181,8 +158,7 @@ def test_an_unknown_pruning_method_names_the_field_and_the_choices(tmp_path):
 
 
 def test_pruned_int8_without_a_calibration_set_is_refused_naming_the_field(tmp_path):
-    path = digits_spec(tmp_path, variants='["fp32", "pruned_int8"]')
-    path.write_text("\n".join(line for line in path.read_text().splitlines() if "calibration" not in line))
+    path = digits_spec(tmp_path, variants=["fp32", "pruned_int8"], calibration=None)
     with pytest.raises(SpecError) as raised:
         load_spec(path)
     assert "'calibration'" in str(raised.value) and "pruned_int8" in str(raised.value)
@@ -236,7 +212,7 @@ def test_a_real_triton_serves_the_unit_pruned_model_under_its_name_with_the_cont
     import tritonclient.http as httpclient
 
     work = tmp_path_factory.mktemp("served")
-    spec_path = digits_spec(work, pruning="units", extra='preferred_batch_size = [8, 32]')
+    spec_path = digits_spec(work, pruning="units", preferred_batch_size=[8, 32])
     repo = work / "model_repository"
     proc = export_cli("--spec", str(spec_path), "--repository", str(repo))
     assert proc.returncode == 0, proc.tail

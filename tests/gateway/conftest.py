@@ -8,21 +8,17 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.request
-import warnings
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import requests
-import urllib3
 
 from gateway.keys import ApiKey, new_key, save
-from core.process import free_ports, tail
+from core import process
+from core.process import tail
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 90.0
@@ -64,55 +60,34 @@ class RunningGateway:
         return f"--- gateway output ---\n{tail(self.output, 40)}"
 
 
-def _ready(url: str) -> bool:
-    with warnings.catch_warnings():  # our own test certificate: not verified while waiting for the start
-        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-        try:
-            return requests.get(f"{url}/readyz", timeout=2, verify=False).status_code == 200
-        except requests.RequestException:
-            return False
-
-
 @contextlib.contextmanager
 def launch_gateway(triton, workdir: Path, *flags: str, env: dict | None = None, scheme: str = "http",
                    keys: dict | None = None) -> Iterator[RunningGateway]:
-    """Start a gateway in front of `triton`; `keys` (role -> ApiKey fields) go into its keys file, the first role's
-    key is `.key`. Without keys the gateway runs with whatever `flags` say (--no-auth, or $MODELPORT_API_KEY)."""
+    """Start a gateway in front of `triton` on a free port; `keys` (role -> ApiKey fields) go into its keys file, the
+    first role's key is `.key`. Without keys the gateway runs with whatever `flags` say (--no-auth, or
+    $MODELPORT_API_KEY)."""
     workdir.mkdir(parents=True, exist_ok=True)
     made = {role: new_key() for role in (keys or {})}
     keys_file = workdir / "keys.json"
     if keys:
         save(keys_file, tuple(ApiKey.for_key(made[role], id=role, **fields) for role, fields in keys.items()))
-    port = free_ports(1)[0]
     output, access_log = workdir / "gateway.out", workdir / "access.log"
-    argv = [sys.executable, "-m", "gateway", "run", "--port", str(port), "--triton", triton.grpc_url,
-            "--state-dir", str(workdir / "state"), "--keys-file", str(keys_file), "--access-log", str(access_log),
-            *flags]
-    with open(output, "wb") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"{scheme}://127.0.0.1:{port}"
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline and proc.poll() is None and not _ready(url):
-        time.sleep(0.2)
-    if proc.poll() is not None or not _ready(url):
-        _stop(proc)
-        pytest.fail(f"the gateway did not become ready (exit {proc.returncode}):\n{tail(output, 40)}", pytrace=False)
-    first = next(iter(made.values()), (env or {}).get("MODELPORT_API_KEY", ""))
+
+    def launch(ports: list[int]) -> process.Child:
+        argv = [sys.executable, "-m", "gateway", "run", "--port", str(ports[0]), "--triton", triton.grpc_url,
+                "--state-dir", str(workdir / "state"), "--keys-file", str(keys_file), "--access-log", str(access_log),
+                *flags]
+        # an https gateway's readiness is polled without checking our own test certificate
+        return process.Child("the gateway", argv, output, f"{scheme}://127.0.0.1:{ports[0]}/readyz",
+                             {**os.environ, **(env or {})}, ROOT, ports, grace_s=15)
+
     try:
-        yield RunningGateway(url, first, made, output, access_log, proc.pid)
-    finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        child = process.start(launch, READY_TIMEOUT_S, ports=1)
+    except process.StartFailed as failure:
+        pytest.fail(str(failure), pytrace=False)
+    first = next(iter(made.values()), (env or {}).get("MODELPORT_API_KEY", ""))
+    with child:
+        yield RunningGateway(f"{scheme}://127.0.0.1:{child.ports[0]}", first, made, output, access_log, child.pid)
 
 
 @pytest.fixture(scope="session")

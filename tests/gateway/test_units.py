@@ -21,8 +21,8 @@ from gateway.options import GatewayOptions, Limits, OptionsError, RateLimit, She
 from gateway.quality import DriftMonitor, psi, reference_predictions
 from gateway.ratelimit import RateLimiter
 from gateway.shedding import ModelGate
-from tests import exported, specs
-from tests.conftest import REPOSITORY
+from tests import specs
+from tests.conftest import REPOSITORY, exported_repository
 
 SPEC = load_spec(payloads.DEFAULT_SPEC)
 BY_NAME = {e.name: e for e in endpoints(SPEC, REPOSITORY)}
@@ -94,7 +94,7 @@ def test_wrong_inputs_name_the_field(model, document, field, phrase):
 
 def test_every_model_the_repository_serves_has_an_endpoint_and_schemas():
     served = [n for m in SPEC.models for n in served_names(m, REPOSITORY)]
-    exported.require(*(REPOSITORY / n / "config.pbtxt" for n in served))
+    exported_repository(*(REPOSITORY / n / "config.pbtxt" for n in served))
     assert list(BY_NAME) == served and {"digits", "digits_image", "sentiment"} <= set(served)
     for endpoint in BY_NAME.values():
         json.dumps(endpoint.request_schema()), json.dumps(endpoint.response_schema())

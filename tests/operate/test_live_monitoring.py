@@ -75,7 +75,7 @@ def stack(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("live-monitoring")
     supervisor_port, prometheus_port = free_ports(2)
     with launch_triton(exported_repository(), workdir / "triton",
-                       extra_args=("--supervisor-metrics-port", str(supervisor_port))) as triton:
+                       supervisor_metrics_port=supervisor_port) as triton:
         supervisor_url = f"127.0.0.1:{supervisor_port}"
         options = monitor.MonitorOptions(prometheus.Targets(triton.metrics_url, supervisor_url),
                                          listen=f"127.0.0.1:{prometheus_port}", workdir=workdir / "prometheus",

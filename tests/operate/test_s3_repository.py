@@ -7,8 +7,6 @@ import json
 import logging
 import os
 import secrets
-import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +21,7 @@ from core.spec import load_spec
 from core.triton import ADMIN_HEADER, ADMIN_KEY_ENV, shm_prefix
 from operate import k8s
 from core import triton_install
+from core import process
 from core.process import free_ports
 from core.triton_process import clean_shm
 from tests.conftest import ROOT, exported_repository
@@ -81,34 +80,34 @@ def test_triton_serves_the_repository_from_s3_with_the_manifests_flags(s3_endpoi
     url = f"s3://{s3_endpoint}/{BUCKET}/{PREFIX}"
     assert k8s.S3_URL.match(url), "the test must use the URL form the manifests are checked for"
     found = triton_install.locate(ROOT / "build" / "backends")
-    http, grpc, metrics = free_ports(3)
     key = secrets.token_hex(16)
     env = {**CREDENTIALS, ADMIN_KEY_ENV: key}
-    manifest = k8s.triton_args(url)
+    manifest = k8s.expand(k8s.triton_args(url)[1:], env)
+    assert not any("$(" in arg for arg in manifest)
     tag = f"s3test_{secrets.token_hex(3)}"
-    local = [
-        f"--backend-directory={found.backend_dir}", f"--backend-config=python,shm-region-prefix-name={shm_prefix(tag)}",
-        "--http-address=127.0.0.1", f"--http-port={http}", "--grpc-address=127.0.0.1", f"--grpc-port={grpc}",
-        "--metrics-address=127.0.0.1", f"--metrics-port={metrics}", "--allow-gpu-metrics=false", "--exit-timeout-secs=3",
-        f"--log-file={tmp_path / 'triton.log'}",
-    ]
-    argv = [str(found.tritonserver), *k8s.expand(manifest[1:], env), *local]
-    assert not any("$(" in arg for arg in argv)
-    began = time.monotonic()
-    with open(tmp_path / "console.log", "wb") as console:
-        process = subprocess.Popen(argv, env=found.environment({**os.environ, **env}), stdout=console,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{http}"
-    try:
-        while time.monotonic() - began < READY_TIMEOUT_S and process.poll() is None:
-            if request(f"{base}/v2/health/ready")[0] == 200:
-                break
-            time.sleep(0.2)
-        seconds = time.monotonic() - began
-        log = (tmp_path / "console.log").read_text(errors="replace") + (tmp_path / "triton.log").read_text(errors="replace")
-        assert request(f"{base}/v2/health/ready")[0] == 200, f"not ready after {seconds:.0f} s:\n{log[-4000:]}"
-        print(f"Triton ready from {url} in {seconds:.1f} s")
 
+    def launch(ports: list[int]) -> process.Child:
+        http, grpc, metrics = ports
+        local = [
+            f"--backend-directory={found.backend_dir}",
+            f"--backend-config=python,shm-region-prefix-name={shm_prefix(tag)}",
+            "--http-address=127.0.0.1", f"--http-port={http}", "--grpc-address=127.0.0.1", f"--grpc-port={grpc}",
+            "--metrics-address=127.0.0.1", f"--metrics-port={metrics}", "--allow-gpu-metrics=false",
+            "--exit-timeout-secs=3", f"--log-file={tmp_path / 'triton.log'}",
+        ]
+        return process.Child("tritonserver", [str(found.tritonserver), *manifest, *local], tmp_path / "console.log",
+                             f"http://127.0.0.1:{http}/v2/health/ready", found.environment({**os.environ, **env}),
+                             ports=ports)
+
+    began = time.monotonic()
+    try:
+        triton = process.start(launch, READY_TIMEOUT_S, ports=3)
+    except process.StartFailed as failure:
+        clean_shm(shm_prefix(tag))
+        pytest.fail(f"{failure}\n{process.tail(tmp_path / 'triton.log', 40)}", pytrace=False)
+    print(f"Triton ready from {url} in {time.monotonic() - began:.1f} s")
+    base = f"http://127.0.0.1:{triton.ports[0]}"
+    try:
         status, index = request(f"{base}/v2/repository/index", {}, {ADMIN_HEADER: key})
         assert status == 200
         assert {m["name"]: m["state"] for m in index} == {
@@ -123,11 +122,5 @@ def test_triton_serves_the_repository_from_s3_with_the_manifests_flags(s3_endpoi
             {"name": "text", "datatype": "BYTES", "shape": [1, 1], "data": ["a warm and funny film"]}]})
         assert status == 200 and abs(sum(sentiment["outputs"][0]["data"]) - 1.0) < 1e-3
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        triton.stop()
         clean_shm(shm_prefix(tag))

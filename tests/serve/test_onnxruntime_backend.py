@@ -14,51 +14,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core import triton_install
+from tests.tritonmodels.fake_triton import Request, TritonError, fake_pb_utils
 
 MODEL_PY = triton_install.OUR_BACKENDS["onnxruntime"]
 SESSION_MODULE = triton_install.SESSION_MODULE
 WEIGHTS = (np.arange(12, dtype=np.float32).reshape(4, 3) / 10)
-
-
-class Tensor:
-    def __init__(self, name, array):
-        self._name, self._array = name, array
-
-    def name(self):
-        return self._name
-
-    def as_numpy(self):
-        return self._array
-
-
-class TritonError:
-    INTERNAL, INVALID_ARG = 1, 3
-
-    def __init__(self, message, code=0):
-        self.message, self.code = message, code
-
-
-class InferenceResponse:
-    def __init__(self, output_tensors=(), error=None):
-        self.tensors = {t.name(): t.as_numpy() for t in output_tensors}
-        self.error = error
-
-
-class Request:
-    def __init__(self, **inputs):
-        self._inputs = [Tensor(name, array) for name, array in inputs.items()]
-
-    def inputs(self):
-        return self._inputs
-
-
-def fake_pb_utils() -> types.ModuleType:
-    module = types.ModuleType("triton_python_backend_utils")
-    module.Tensor, module.TritonError, module.InferenceResponse = Tensor, TritonError, InferenceResponse
-    module.TritonModelException = type("TritonModelException", (Exception,), {})
-    module.triton_string_to_numpy = {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64}.__getitem__
-    module.Logger = types.SimpleNamespace(log_info=lambda message: None, log_warn=lambda message: None)
-    return module
 
 
 def write_model(directory: Path) -> None:
@@ -125,7 +85,7 @@ def test_requests_of_one_call_run_as_one_batch_and_split_back_in_order(backend):
     assert calls == [(6, 2, 2, 1)]
     for batch, response in zip(batches, responses):
         assert response.error is None
-        np.testing.assert_allclose(response.tensors["probs"], expected(batch), rtol=1e-5)
+        np.testing.assert_allclose(response.output("probs"), expected(batch), rtol=1e-5)
 
 
 def test_one_row_requests_get_their_own_row_back_in_order(backend):
@@ -137,8 +97,8 @@ def test_one_row_requests_get_their_own_row_back_in_order(backend):
     responses = model.execute([Request(x=row) for row in rows])
     assert calls == [(5, 2, 2, 1)]
     for row, response in zip(rows, responses):
-        assert response.error is None and response.tensors["probs"].shape == (1, 3)
-        np.testing.assert_allclose(response.tensors["probs"], expected(row), rtol=1e-5)
+        assert response.error is None and response.output("probs").shape == (1, 3)
+        np.testing.assert_allclose(response.output("probs"), expected(row), rtol=1e-5)
 
 
 def test_requests_of_different_variable_dims_run_once_per_shape_and_answer_in_order(backend):
@@ -150,9 +110,9 @@ def test_requests_of_different_variable_dims_run_once_per_shape_and_answer_in_or
     square, wrong, other_square = images(2, 1), np.zeros((1, 3, 3, 1), np.float32), images(1, 3)
     responses = model.execute([Request(x=square), Request(x=wrong), Request(x=other_square)])
     assert sorted(calls) == [(1, 3, 3, 1), (3, 2, 2, 1)]
-    np.testing.assert_allclose(responses[0].tensors["probs"], expected(square), rtol=1e-5)
-    np.testing.assert_allclose(responses[2].tensors["probs"], expected(other_square), rtol=1e-5)
-    assert responses[1].error.code == TritonError.INVALID_ARG
+    np.testing.assert_allclose(responses[0].output("probs"), expected(square), rtol=1e-5)
+    np.testing.assert_allclose(responses[2].output("probs"), expected(other_square), rtol=1e-5)
+    assert responses[1].error.code() == TritonError.INVALID_ARG
 
 
 def test_a_request_without_an_optional_input_gets_its_own_invalid_arg_error_and_the_rest_succeed(backend):
@@ -161,9 +121,10 @@ def test_a_request_without_an_optional_input_gets_its_own_invalid_arg_error_and_
     model = backend(input=[{"name": "x", "data_type": "TYPE_FP32", "dims": ["2", "2", "1"], "optional": True}])
     first, last = images(2, 1), images(1, 2)
     responses = model.execute([Request(x=first), Request(), Request(x=last)])
-    np.testing.assert_allclose(responses[0].tensors["probs"], expected(first), rtol=1e-5)
-    np.testing.assert_allclose(responses[2].tensors["probs"], expected(last), rtol=1e-5)
-    assert responses[1].error.code == TritonError.INVALID_ARG and "input 'x' is missing" in responses[1].error.message
+    np.testing.assert_allclose(responses[0].output("probs"), expected(first), rtol=1e-5)
+    np.testing.assert_allclose(responses[2].output("probs"), expected(last), rtol=1e-5)
+    error = responses[1].error
+    assert error.code() == TritonError.INVALID_ARG and "input 'x' is missing" in error.message()
 
 
 def test_onnx_runtime_failure_is_isolated_to_the_failing_request(backend):
@@ -179,7 +140,7 @@ def test_onnx_runtime_failure_is_isolated_to_the_failing_request(backend):
     poisoned = np.full((1, 2, 2, 1), np.nan, np.float32)
     responses = model.execute([Request(x=images(1)), Request(x=poisoned), Request(x=images(2, 5))])
     assert responses[0].error is None and responses[2].error is None
-    assert "ONNX Runtime failed: RuntimeError: bad value" in responses[1].error.message
+    assert "ONNX Runtime failed: RuntimeError: bad value" in responses[1].error.message()
 
 
 def test_inputs_onnx_runtime_refuses_are_the_requests_fault_invalid_arg(backend):
@@ -188,7 +149,7 @@ def test_inputs_onnx_runtime_refuses_are_the_requests_fault_invalid_arg(backend)
     wrong = np.zeros((1, 3, 3, 1), np.float32)
     good, bad = model.execute([Request(x=images(1)), Request(x=wrong)])
     assert good.error is None
-    assert bad.error.code == TritonError.INVALID_ARG and "ONNX Runtime rejected the request" in bad.error.message
+    assert bad.error.code() == TritonError.INVALID_ARG and "ONNX Runtime rejected the request" in bad.error.message()
 
 
 def test_onnx_runtime_failures_that_are_not_the_requests_fault_are_internal(backend):
@@ -199,14 +160,14 @@ def test_onnx_runtime_failures_that_are_not_the_requests_fault_are_internal(back
 
     model.session = types.SimpleNamespace(run=out_of_memory)
     (response,) = model.execute([Request(x=images(2))])
-    assert response.error.code == TritonError.INTERNAL and "Failed to allocate memory" in response.error.message
+    assert response.error.code() == TritonError.INTERNAL and "Failed to allocate memory" in response.error.message()
 
 
 def test_unexpected_exception_becomes_an_error_response_for_every_request(backend):
     model = backend()
     model.input_names = None  # any bug inside execute
     responses = model.execute([Request(x=images(1)), Request(x=images(1))])
-    assert all(r.error is not None and r.error.code == TritonError.INTERNAL for r in responses)
+    assert all(r.error is not None and r.error.code() == TritonError.INTERNAL for r in responses)
 
 
 def test_real_backend_parameters_are_honoured(backend):

@@ -2,8 +2,8 @@
 import dataclasses
 from pathlib import Path
 
-from core.triton import ADMIN_KEY_ENV, ServeOptions, tritonserver_argv
-from serve import cli, launcher
+from core.triton import ADMIN_KEY_ENV, ServeOptions, flags_of, tritonserver_argv
+from serve import cli
 from core.triton_install import Runtime
 
 RUNTIME = Runtime(Path("/rt/bin/tritonserver"), Path("/rt/libs"), Path("/build/backends"), Path("/venv/bin"), None)
@@ -36,4 +36,4 @@ def test_a_background_start_hands_every_option_to_its_child_unchanged(monkeypatc
     # every option away from its default, so that one the child's command line leaves out shows
     assert [f.name for f in dataclasses.fields(ServeOptions)
             if getattr(chosen, f.name) == getattr(cli.DEFAULTS, f.name)] == []
-    assert parsed(*launcher.child_args(chosen)) == chosen
+    assert parsed(*flags_of(chosen)) == chosen

@@ -27,7 +27,7 @@ def cached_digits(tmp_path_factory):
     target = tmp_path_factory.mktemp("repository")
     shutil.copytree(REPOSITORY / "digits", target / "digits", ignore=shutil.ignore_patterns("card.*"))
     (target / "digits" / "config.pbtxt").write_text(repository.render(repository.onnx_config(spec, "fp32")))
-    with launch_triton(target, tmp_path_factory.mktemp("triton"), extra_args=("--cache-size", "8MiB")) as server:
+    with launch_triton(target, tmp_path_factory.mktemp("triton"), cache_size_bytes=8 << 20) as server:
         yield server
 
 

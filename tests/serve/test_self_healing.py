@@ -146,7 +146,7 @@ def test_a_server_crashed_again_and_again_keeps_coming_back_and_every_restart_is
     repository = tmp_path / "repository"
     shutil.copytree(exported_repository() / "digits", repository / "digits")  # one model: quick restarts
     (metrics_port,) = free_ports(1)
-    with launch_triton(repository, tmp_path / "run", extra_args=("--supervisor-metrics-port", str(metrics_port))) as server:
+    with launch_triton(repository, tmp_path / "run", supervisor_metrics_port=metrics_port) as server:
         assert supervisor_restarts(metrics_port) == {"ok": 0, "failed": 0}
         deadline = time.monotonic() + 30  # the supervisor's own start is done once it has seen every model ready
         while time.monotonic() < deadline and "Triton ready" not in server.events_path.read_text():
@@ -172,7 +172,7 @@ def test_a_server_crashed_again_and_again_keeps_coming_back_and_every_restart_is
 
 
 def test_stop_is_fast_even_with_a_dead_backend_process(tmp_path):
-    with launch_triton(exported_repository(), tmp_path, extra_args=("--no-heal",)) as server:
+    with launch_triton(exported_repository(), tmp_path, heal=False) as server:
         for stub in every_digits_stub(server):
             os.kill(stub.pid, signal.SIGKILL)
         time.sleep(0.5)

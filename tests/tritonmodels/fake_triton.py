@@ -1,4 +1,5 @@
-"""A stand-in for `triton_python_backend_utils`, enough to run a python model's initialize/execute in a unit test.
+"""A stand-in for `triton_python_backend_utils`, enough to run a python model's (and our onnxruntime backend's)
+initialize/execute in a unit test.
 
 Only the names our model.py files use; shapes, dtypes and error codes behave as in Triton 2.51's python
 backend. The real server checks the same models end to end in the integration tests.
@@ -74,6 +75,7 @@ def fake_pb_utils():
     module.get_input_tensor_by_name = get_input_tensor_by_name
     module.get_output_config_by_name = get_output_config_by_name
     module.triton_string_to_numpy = NUMPY_TYPES.__getitem__
+    module.Logger = types.SimpleNamespace(log_info=lambda message: None, log_warn=lambda message: None)
     return module
 
 

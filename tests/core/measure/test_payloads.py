@@ -12,8 +12,7 @@ from PIL import Image
 
 from core.spec import load_spec
 from core.measure import payloads, v2
-from tests import exported
-from tests.conftest import REFERENCE_MIX
+from tests.conftest import REFERENCE_MIX, exported_repository
 from tests.loadtest.user_spec import churn, heldout_arrays, text_model, write_user_spec
 
 REPO_SPEC = payloads.DEFAULT_SPEC
@@ -236,7 +235,7 @@ _REPO = load_spec(REPO_SPEC)
 
 
 def test_digits_payloads_are_its_heldout_rows_in_the_serving_scale():
-    exported.require(_REPO.model("digits").source.onnx.heldout)
+    exported_repository(_REPO.model("digits").source.onnx.heldout)
     samples = payloads.samples(by_name(payloads.targets(_REPO), "digits"), 16)
 
     assert len(samples) == 16
@@ -245,7 +244,7 @@ def test_digits_payloads_are_its_heldout_rows_in_the_serving_scale():
 
 
 def test_digits_image_payloads_are_the_png_files_the_trainer_wrote_several_sizes_half_dark_ink_on_light_paper():
-    exported.require(_REPO.model("digits_image").loadtest.samples)
+    exported_repository(_REPO.model("digits_image").loadtest.samples)
     samples = payloads.samples(by_name(payloads.targets(_REPO), "digits_image"), 8)
     pictures = [Image.open(io.BytesIO(s.inputs[0].array[0, 0])) for s in samples]
 
@@ -256,7 +255,7 @@ def test_digits_image_payloads_are_the_png_files_the_trainer_wrote_several_sizes
 
 
 def test_sentiment_payloads_are_real_utf8_sentences_of_varied_length():
-    exported.require(_REPO.model("sentiment").loadtest.samples)
+    exported_repository(_REPO.model("sentiment").loadtest.samples)
     texts = [s.inputs[0].array[0, 0].decode("utf-8") for s in payloads.samples(by_name(payloads.targets(_REPO),
                                                                                         "sentiment"), 64)]
 
