@@ -89,7 +89,8 @@ def write_lifecycle(lifecycle: Lifecycle, directory: Path) -> None:
 
 
 @contextmanager
-def _locked(directory: Path) -> Iterator[None]:
+def locked(directory: Path) -> Iterator[None]:
+    """Hold the model's lifecycle lock: actions (update) and the export's swap of the repository wait for it."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lifecycle.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -99,7 +100,7 @@ def _locked(directory: Path) -> Iterator[None]:
 def update(directory: Path, change: Callable[[Lifecycle | None], Lifecycle]) -> Lifecycle:
     """Read, change and write the lifecycle under a lock (the CLI and the gateway may act at the same moment), then
     make config.pbtxt's version policy follow it."""
-    with _locked(directory):
+    with locked(directory):
         lifecycle = change(current(directory))
         write_lifecycle(lifecycle, directory)
         apply_version_policy(directory, lifecycle)

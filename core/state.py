@@ -28,6 +28,9 @@ class ModelState:
     # This run's figures: {"latency_us": {triton name: {batch: {p50, p99}}}, "size_bytes": {triton name: bytes},
     # "int8_recipe_seconds": {recipe: seconds}}.
     measurements: dict = field(default_factory=dict)
+    # Per numbered version on disk ("1", "2", ...): {accuracy, reference_predictions, onnx_sha256, exported}, so a
+    # canary is judged against its own held-out figures and drift reference, not the newest version's.
+    versions: dict[str, dict] = field(default_factory=dict)
 
 
 def read_state(directory: Path) -> ModelState:

@@ -4,6 +4,10 @@ Everything is built in a staging copy of the repository next to it and swapped i
 passed its gate, so a failing export leaves the previous repository as it was. A model whose fingerprint (spec entry,
 source and data files, export and trainer code, tool versions) matches the one in its state (core/state.py), and
 whose files are all in place, is not rebuilt.
+
+An onnx model whose fp32 ONNX differs from its newest version's is written as the next numbered version beside the
+old ones, every variant in lockstep (digits/2, digits_int8/2): a candidate that serves no traffic until `python -m
+operate rollout` starts it (core/lifecycle.py, docs/lifecycle.md). The same bytes rewrite the newest version in place.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from core import repository
+from core import lifecycle, repository
 from core.errors import GateFailure, IncompatibleModelError, ParityError, ServerError, SourceError, SpecError
 from core.heldout import Dataset, load_npz
 from core.spec import (GATE_TOLERANCES, TORCH_FORMATS, TRITONMODELS, ModelSpec, Spec, install_hint, keras_text_names,
@@ -31,12 +35,13 @@ from core.state import STATE_FILE, ModelState, read_state, write_state
 from export import card as cards
 from export import convert, load, optimize, prune, reference, verify
 from export.progress import Log, step
-from export.repository import committed_files, write_committed_files
+from export import versions
+from export.repository import repository_files, write_committed_files
 
 # Paths from the project root: the export's own code and the core modules it builds on.
 CODE_FILES = ("core/spec.py", "core/heldout.py", "core/repository.py", "core/state.py", *(f"export/{name}" for name in (
     "load.py", "convert.py", "reference.py", "torch_source.py", "text_parity.py", "keras_text.py", "optimize.py",
-    "prune.py", "verify.py", "repository.py", "card.py", "pipeline.py")))
+    "prune.py", "verify.py", "repository.py", "versions.py", "card.py", "pipeline.py")))
 # What the export runs from the python models' package: the gate's sessions, the generated steps' encodings.
 PACKAGE_FILES = ("onnxruntime_session.py", "text_vectorization.py", "hf_tokenization.py")
 # The python models' shared config reader, deployed into every python model's version folder (tritonmodels/).
@@ -62,6 +67,7 @@ class Outcome:
     built: tuple[str, ...]
     unchanged: tuple[str, ...]
     seconds: float
+    candidates: dict[str, int] = field(default_factory=dict)  # model -> the new version written beside stable
 
 
 # ---- fingerprints --------------------------------------------------------------------------------------------------
@@ -114,9 +120,21 @@ def tool_versions(model: ModelSpec) -> dict[str, str]:
     return {p: package_version(p) for p in packages}
 
 
+def spec_entry(model: ModelSpec) -> str:
+    """The spec entry as the fingerprint sees it: without [model.lifecycle], which changes no file the export writes
+    (rollout limits are the gateway's; keep_versions applies at the next export that writes a version)."""
+    try:
+        table = json.loads(model.raw)
+    except ValueError:
+        return model.raw
+    if not isinstance(table, dict) or "lifecycle" not in table:
+        return model.raw
+    return json.dumps({k: v for k, v in table.items() if k != "lifecycle"}, sort_keys=True, default=str)
+
+
 def fingerprint(model: ModelSpec) -> str | None:
     """None when an input file is missing: the model then needs work (training, or a clear error)."""
-    digest = hashlib.sha256(model.raw.encode())
+    digest = hashlib.sha256(spec_entry(model).encode())
     digest.update(code_version().encode())
     digest.update(json.dumps(tool_versions(model), sort_keys=True).encode())
     for path in (*load.trainer_sources(model), *inputs_of(model)):
@@ -126,8 +144,9 @@ def fingerprint(model: ModelSpec) -> str | None:
 
 
 def _artifacts(model: ModelSpec, repo: Path) -> list[str]:
-    if model.onnx is not None:
-        return [f"{n}/1/{repository.ONNX_FILENAME}" for n in repository.served_names(model, repo)]
+    if model.onnx is not None:  # the newest version holds what the current sources give
+        return [f"{n}/{(lifecycle.versions_on_disk(repo / n) or (1,))[-1]}/{repository.ONNX_FILENAME}"
+                for n in repository.served_names(model, repo)]
     if model.python is not None:
         return [f"{model.name}/1/{p.name}" for p in (Path("model.py"), MODEL_CONFIG, *model.python.files)]
     return []
@@ -147,8 +166,7 @@ def is_current(model: ModelSpec, repo: Path) -> bool:
     if any(not (repo / rel).is_file() for rel in _artifacts(model, repo)):
         return False
     return all((repo / rel).is_file() and (repo / rel).read_text() == text
-               for rel, text in committed_files(model, repository.served_variants(model, repo),
-                                                           repository.without_tensorrt(model, repo)).items())
+               for rel, text in repository_files(model, repo).items())
 
 
 # ---- building one model --------------------------------------------------------------------------------------------
@@ -211,7 +229,7 @@ def _gate_record(gate) -> dict:
     return record
 
 
-def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> None:
+def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> versions.Written:
     src = model.onnx
     with step(log, f"{model.name}: train or load the source model"):
         trained = load.train_or_check(model, log)
@@ -374,12 +392,13 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
                         "size_bytes": {r.triton_name: len(blobs[r.variant]) for r in reports},
                         "int8_recipe_seconds": {a.recipe.name: round(a.seconds, 2) for a in search.attempts}
                         if search is not None else {}})
+    written = versions.write(model, staging, {r.triton_name: blobs[r.variant] for r in reports},
+                                  {r.triton_name: r.accuracy for r in reports},
+                                  cards.reference_predictions(model, expected), heldout)
     for r in reports:
         directory = staging / r.triton_name
-        (directory / "1").mkdir(parents=True, exist_ok=True)
-        (directory / "1" / repository.ONNX_FILENAME).write_bytes(blobs[r.variant])
         cards.write_card(card, directory)
-        write_state(state, directory)
+        write_state(replace(state, versions=written.records[r.triton_name]), directory)
     for record in left_out.values():
         shutil.rmtree(staging / record["triton_name"], ignore_errors=True)  # a model an earlier export wrote
     if step_settings is not None:  # the generated step's settings and vocabulary, from the layer itself
@@ -387,6 +406,7 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> N
         step_dir.mkdir(parents=True, exist_ok=True)
         (step_dir / keras_text.served_encoding().STEP_FILE).write_text(json.dumps(step_settings, ensure_ascii=False),
                                                                        encoding="utf-8")
+    return written
 
 
 def ensure_files(model: ModelSpec, spec: Spec, files: list[Path], what: str, log: Log) -> None:
@@ -459,11 +479,21 @@ def _generated_with(spec: Spec, m: ModelSpec) -> list[ModelSpec]:
 
 
 def _swap(staging: Path, repo: Path) -> None:
-    """Two renames on one filesystem: the repository path never points at a half-written tree."""
+    """Two renames on one filesystem: the repository path never points at a half-written tree. A rollout action
+    taken while the export ran is kept: every live lifecycle is held locked across the swap and copied into the
+    staging tree first (the export only ever adds a lifecycle where a model had none)."""
     old = repo.parent / f".staging-old-{repo.name}-{os.getpid()}"
-    if repo.exists():
-        os.rename(repo, old)
-    os.rename(staging, repo)
+    with ExitStack() as held:
+        for live in sorted(repo.glob(f"*/{lifecycle.LIFECYCLE_FILE}")):
+            staged = staging / live.parent.name
+            if not staged.is_dir():
+                continue
+            held.enter_context(lifecycle.locked(live.parent))
+            shutil.copy2(live, staged / lifecycle.LIFECYCLE_FILE)
+            lifecycle.apply_version_policy(staged)
+        if repo.exists():
+            os.rename(repo, old)
+        os.rename(staging, repo)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -514,6 +544,7 @@ def _run(spec: Spec, options: Options, repo: Path, log: Log) -> Outcome:
     else:
         staging.mkdir(parents=True)
     order = {"onnx": 0, "python": 1, "ensemble": 2}
+    written: dict[str, versions.Written] = {}
     try:
         unbuildable = {n for m in spec.skipped for n in m.triton_names}
         for name in removed:
@@ -523,7 +554,7 @@ def _run(spec: Spec, options: Options, repo: Path, log: Log) -> Outcome:
         for m in sorted(stale, key=lambda m: order[m.kind]):
             log(f"export: {m.name} ({m.kind})")
             if m.kind == "onnx":
-                build_onnx(m, staging, options, log)
+                written[m.name] = build_onnx(m, staging, options, log)
             elif m.kind == "python":
                 build_python(m, spec, staging, log)
             else:
@@ -540,19 +571,46 @@ def _run(spec: Spec, options: Options, repo: Path, log: Log) -> Outcome:
     seconds = time.perf_counter() - start
     log(f"export: wrote {wrote} into {repo} in {seconds:.1f} s"
         + (f"; left out (optional, failed their gate; see the card): {', '.join(left_out)}" if left_out else ""))
-    return Outcome(tuple(m.name for m in stale), unchanged, seconds)
+    for name, w in written.items():
+        if w.removed:
+            log(f"export: {name}: removed versions beyond keep_versions ([model.lifecycle]): {', '.join(w.removed)}")
+        if w.candidate:
+            log(candidate_line(spec, name, w, repo))
+    return Outcome(tuple(m.name for m in stale), unchanged, seconds,
+                   {name: w.version for name, w in written.items() if w.candidate})
+
+
+def candidate_line(spec: Spec, name: str, w: versions.Written, repo: Path) -> str:
+    """What a new version is and the command that moves it."""
+    names = ", ".join(f"{n}/{w.version}" for n in w.records)
+    flag = "" if repo == (Path(__file__).parents[1] / "model_repository").resolve() else f" --repository {repo}"
+    head = (f"export: {name}: version {w.version} written ({names}) beside stable version {w.stable}, which keeps "
+            f"all traffic")
+    ensembles = [m.name for m in spec.models if m.kind == "ensemble" and any(s.model == name for s in m.steps)]
+    if ensembles:
+        return (f"{head}; {name} is a step of the ensemble {', '.join(ensembles)}, which cannot split traffic between "
+                f"versions: promote it with `python -m operate rollout promote {name} --version {w.version}{flag}`")
+    return (f"{head}; send it 10 % of requests with `python -m operate rollout start {name} --percent 10{flag}` "
+            f"(or --shadow to compare without answering)")
 
 
 def clean(spec: Spec, repo: Path, log: Log) -> list[Path]:
-    """Remove what the export generates and git ignores; committed configs, labels, cards and code stay."""
+    """Remove what the export generates and git ignores; committed configs, labels, cards and code stay. Versions
+    older than a model's newest are kept, with its state and lifecycle: they come from earlier sources, so no export
+    can make them again (the log names them and how to remove one)."""
     repo = repo.resolve()
     removed: list[Path] = []
     # Deployed copies of files that live elsewhere (tritonmodels/, the tokenizer); files in place are committed code.
     deployed = {(m.name, name) for m in spec.models if m.python is not None for source, name in deployed_files(m)
                 if source.resolve() != (repo / m.name / "1" / name).resolve()}
+    older = {d.name: lifecycle.versions_on_disk(d)[:-1] for d in (repo.iterdir() if repo.is_dir() else ())
+             if d.is_dir() and len(lifecycle.versions_on_disk(d)) > 1}
     if repo.is_dir():
         for f in sorted(repo.rglob("*")):
             rel = f.relative_to(repo).parts
+            if rel[0] in older and (f.name == STATE_FILE or (len(rel) > 2 and rel[1].isdigit()
+                                                             and int(rel[1]) in older[rel[0]])):
+                continue
             if f.is_file() and (f.suffix in GENERATED_SUFFIXES or f.name == STATE_FILE or (rel[0], f.name) in deployed):
                 f.unlink()
                 removed.append(f)
@@ -560,4 +618,8 @@ def clean(spec: Spec, repo: Path, log: Log) -> list[Path]:
         shutil.rmtree(leftover, ignore_errors=True)
         removed.append(leftover)
     log(f"clean: removed {len(removed)} generated file(s) under {repo}")
+    if older:
+        kept = ", ".join(f"{name}/{v}" for name, vs in sorted(older.items()) for v in vs)
+        log(f"clean: kept older versions, which the current sources cannot rebuild: {kept} (and those models' "
+            f"{STATE_FILE}); remove one that is neither stable nor canary with `rm -r {repo}/<model>/<version>`")
     return removed

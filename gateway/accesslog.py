@@ -36,7 +36,7 @@ def access_logger(path: Optional[Path]) -> logging.Logger:
 
 
 class RequestContext:
-    """Sets scope["state"]["request_id"]; handlers put `model`, `key` and `problem` there for the log line.
+    """Sets scope["state"]["request_id"]; handlers put `model`, `version`, `key` and `problem` there for the log line.
     `on_done(state, status, seconds)` runs after each request (the request metrics)."""
 
     def __init__(self, app, logger: logging.Logger, on_done: Callable[[dict, int, float], None], hsts: bool = False):
@@ -79,6 +79,7 @@ class RequestContext:
                 "status": sent["status"], "ms": round(seconds * 1000, 3),
                 "bytes_in": int(length) if length.isdigit() else None,
                 "bytes_out": sent["bytes"], "client": client[0] if client else None,
-                "model": state.get("model"), "key": state.get("key"), "problem": state.get("problem"),
+                "model": state.get("model"), "version": state.get("version"), "key": state.get("key"),
+                "problem": state.get("problem"),
             }).decode())
             self.on_done(state, sent["status"], seconds)

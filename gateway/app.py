@@ -4,7 +4,9 @@ A predict request goes through, in order: the client's failed authentications (4
 (401/403), its token bucket (429), the body's size and deadline (413/408), a bound on its JSON values, then UTF-8,
 nesting depth and JSON syntax in one pass (400), the model's inputs (422), the pixels its images decode to, charged
 to the same bucket (429/413), the model's load bound (503), and only then Triton; its answer goes to the payload log
-and the feedback index when they are on (gateway/payload_log.py, gateway/feedback.py). What comes before (connections,
+and the feedback index when they are on (gateway/payload_log.py, gateway/feedback.py). Which version of the model
+answers is the lifecycle's choice (gateway/routing.py: stable, a canary's share, or stable with a shadow copy); the
+answer says it in `Model-Version`. What comes before (connections,
 request line, headers) is gateway/protocol.py's. Every failure is problem details (gateway/problems.py).
 """
 
@@ -42,6 +44,7 @@ from gateway.options import GatewayOptions, RateLimit
 from gateway.payload_log import PayloadLog, PayloadRecord
 from gateway.quality import reference_predictions
 from gateway.ratelimit import RateLimiter
+from gateway.routing import Routing
 from gateway.shedding import ModelGate
 from gateway.tokens import TokenGrant, TokenVerifier, looks_like_jwt
 
@@ -50,7 +53,7 @@ FEEDBACK_MAX_VALUES = 64  # a feedback document holds four scalars (a label may 
 # The page loads nothing from anywhere else: no CDN, no inline script.
 PAGE_CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 _log = logging.getLogger("modelport.gateway")
-UNKNOWN_VERSION = "unknown"  # Triton's metadata of the model was not read yet
+VERSION_HEADER = "Model-Version"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,13 @@ class Principal:
             return "feedback" in self.grant.scopes
         return self.key is None or "feedback" in self.key.scopes
 
+    @property
+    def administers(self) -> bool:
+        """GET /v1/rollouts/{model}: a key or token with the `admin` scope."""
+        if self.grant is not None:
+            return "admin" in self.grant.scopes
+        return self.key is None or "admin" in self.key.scopes
+
 
 @dataclass
 class Gateway:
@@ -89,16 +99,15 @@ class Gateway:
     limiter: RateLimiter
     gates: dict[str, ModelGate]
     metrics: GatewayMetrics
+    routing: Routing
     tokens: Optional[TokenVerifier] = None
     payload_log: Optional[PayloadLog] = None
     feedback: Optional[FeedbackIndex] = None
 
     def record(self, request: Request, endpoint: Endpoint, parsed: inputs.Request, outputs: list, rendered: dict,
-               started: float) -> None:
+               started: float, version: str) -> None:
         """The answer, to the payload log and the feedback index (when on): references only, nothing copied."""
         request_id = getattr(request.state, "request_id", "")
-        # the gateway names no version, so Triton answers with the newest it has ready
-        version = self.backend.versions.get(endpoint.name, UNKNOWN_VERSION)
         if self.feedback is not None and request_id:
             self.feedback.remember(request_id, endpoint, version, outputs)
         if self.payload_log is not None:
@@ -270,19 +279,24 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
     references = {name: reference_predictions(spec, options.repository, name) for name in served}
     metrics = GatewayMetrics(served, gates, {k: v for k, v in references.items() if v}, options.drift_window,
                              options.drift_min_samples)
-    gateway = Gateway(options, served, keys if options.auth else None,
-                      TritonBackend(options.triton_url, options.triton_timeout_s), RateLimiter(), gates, metrics,
-                      TokenVerifier(options.tokens) if options.auth and options.tokens else None,
+    backend = TritonBackend(options.triton_url, options.triton_timeout_s)
+    routing = Routing(served, options.repository, backend, metrics.registry, references, options.drift_window,
+                      options.drift_min_samples, options.mirror_max_in_flight)
+    gateway = Gateway(options, served, keys if options.auth else None, backend, RateLimiter(), gates, metrics,
+                      routing, TokenVerifier(options.tokens) if options.auth and options.tokens else None,
                       PayloadLog(options.payload_log, metrics.registry) if options.payload_log else None,
                       FeedbackIndex(options.feedback_window, metrics.registry) if options.feedback_window else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         warm = asyncio.create_task(_warm(gateway))
+        watch = asyncio.create_task(routing.watch())
         if gateway.payload_log is not None:
             gateway.payload_log.start()
         yield
         warm.cancel()
+        watch.cancel()
+        await routing.close()
         await gateway.backend.close()
         if gateway.payload_log is not None:
             await asyncio.to_thread(gateway.payload_log.close)
@@ -341,7 +355,21 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
         if judged is not None and not principal.allows(judged):
             raise problems.Forbidden(f"this key may not call {judged}, so it may not judge its predictions",
                                      fix=f"use a key scoped for {judged} with the feedback scope")
-        return gateway.feedback.judge(document)
+        judgement = gateway.feedback.judge(document)
+        routing.observe_feedback(judgement["model"], judgement["version"], judgement["correct"])
+        return judgement
+
+    @app.get("/v1/rollouts/{model}", tags=["rollouts"], summary="A model's versions, their figures and its rollout")
+    async def rollout(model: str, request: Request):
+        """Stable and canary, the mode and share, the limits, and per version over the judging window: calls,
+        errors, p50/p99, PSI, comparisons with stable and live accuracy; the last actions. Needs the `admin` scope."""
+        if not gateway.authorize(request, None).administers:
+            raise problems.Forbidden("rollouts need a key or token with the `admin` scope",
+                                     fix="use a key made with `python -m gateway keys add --scopes admin`")
+        if model not in served:
+            raise problems.NotFound(f"no model {model!r}; this gateway serves {', '.join(served)}",
+                                    fix="GET /v1/models lists them")
+        return Response(orjson.dumps(routing.report(model)), media_type="application/json")
 
     made_forms: dict[str, dict] = {}  # read once: the examples come from held-out files
 
@@ -357,7 +385,8 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
     @app.get("/v1/status", tags=["status"], summary="Counters per model this key may call, for the page's plots")
     async def model_status(request: Request):
         names = [e.name for e in gateway.visible(gateway.authorize(request, None))]
-        return Response(orjson.dumps(status.snapshot(metrics, gates, names)), media_type="application/json")
+        return Response(orjson.dumps(status.snapshot(metrics, gates, names, routing.summary)),
+                        media_type="application/json")
 
     @app.get("/v1/models", tags=["models"], summary="The models this key may call")
     async def list_models(request: Request):
@@ -422,11 +451,12 @@ def create_app(options: GatewayOptions, spec: Spec, keys: Optional[KeyStore]) ->
     if options.cors_origins:
         asgi = CORSMiddleware(asgi, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST"],
                               allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-                              expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
+                              expose_headers=["X-Request-ID", "Retry-After", VERSION_HEADER], max_age=600)
 
     def on_done(state: dict, status: int, seconds: float) -> None:
         if state.get("predict"):
-            metrics.observe_request(state.get("model"), status, seconds, state.get("problem"))
+            metrics.observe_request(state.get("model"), status, seconds, state.get("problem"),
+                                    state.get("version") or "")
 
     return Edge(app, RequestContext(asgi, logger=access_logger(options.access_log), on_done=on_done,
                                     hsts=options.tls_cert is not None))
@@ -470,11 +500,13 @@ def _add_predict_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint):
         parsed = await parse(endpoint, request, body, gateway)
         if endpoint.takes_files:
             gateway.charge_decoding(principal, parsed)
+        route = gateway.routing.route(endpoint.name, request.headers)
         async with gate.admit():
-            outputs = await gateway.backend.predict(endpoint.name, parsed.arrays, parsed.top)
+            outputs, version = await gateway.routing.predict(endpoint, parsed.arrays, parsed.top, route)
+        request.state.version = version
         rendered = gateway.render(endpoint, outputs)
-        gateway.record(request, endpoint, parsed, outputs, rendered, started)
-        return Response(orjson.dumps(rendered), media_type="application/json")
+        gateway.record(request, endpoint, parsed, outputs, rendered, started, version)
+        return Response(orjson.dumps(rendered), media_type="application/json", headers={VERSION_HEADER: version})
 
     content = {"application/json": {"schema": endpoint.request_schema()}}
     if endpoint.takes_files:

@@ -74,9 +74,11 @@ class TritonBackend:
     async def is_ready(self) -> bool:
         return self.ready and await self.client.is_ready()
 
-    async def predict(self, model: str, arrays: Mapping[str, np.ndarray], top: Optional[int]):
+    async def predict(self, model: str, arrays: Mapping[str, np.ndarray], top: Optional[int],
+                      version: Optional[str] = None):
+        """`version` None: the version Triton's policy picks (the newest it serves)."""
         try:
-            return await self.client.predict(model, dict(arrays), top=top)
+            return await self.client.predict(model, dict(arrays), top=top, version=version)
         except modelport.ModelportError as error:
             raise problem_of(error, model) from None
 

@@ -73,6 +73,9 @@ def _serve_arguments(sub: argparse.ArgumentParser) -> None:
     quality.add_argument("--drift-min-samples", type=int, default=D.drift_min_samples)
     quality.add_argument("--feedback-window", type=int, default=D.feedback_window, metavar="N",
                          help="POST /v1/feedback judges the last N predictions (default %(default)s: feedback off)")
+    quality.add_argument("--mirror-max-in-flight", type=int, default=D.mirror_max_in_flight, metavar="N",
+                         help="per model, requests mirrored to a shadow or canary's stable at once; more are dropped "
+                              "and counted (default %(default)s)")
     P = PayloadLogOptions(Path("."))
     payload = sub.add_argument_group("payload log (off unless --payload-log)")
     payload.add_argument("--payload-log", type=Path, metavar="DIR", help="log sampled requests and answers here")
@@ -125,7 +128,8 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--rate", type=float, default=None, help="its requests per second (default: the gateway's)")
     add.add_argument("--burst", type=int, default=None)
     add.add_argument("--note", default="")
-    add.add_argument("--scopes", default="", help="comma-separated: feedback (POST /v1/feedback); default none")
+    add.add_argument("--scopes", default="", help="comma-separated: feedback (POST /v1/feedback), admin "
+                                                    "(GET /v1/rollouts/{model}); default none")
     keys_commands.add_parser("list", help="ids, scopes and limits").add_argument("--keys-file", type=Path,
                                                                                  default=D.keys_file)
     return root
@@ -152,6 +156,7 @@ def options_from(args: argparse.Namespace) -> GatewayOptions:
         shedding=Shedding(args.max_in_flight, args.max_pending, args.max_wait, args.retry_after),
         rate_limit=RateLimit(args.rate, args.burst), drift_window=args.drift_window,
         drift_min_samples=args.drift_min_samples, feedback_window=args.feedback_window,
+        mirror_max_in_flight=args.mirror_max_in_flight,
         payload_log=PayloadLogOptions(args.payload_log, args.payload_sample, tuple(args.payload_drop),
                                       tuple(args.payload_hash), args.payload_queue, args.payload_queue_bytes,
                                       args.payload_file_bytes,

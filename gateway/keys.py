@@ -2,12 +2,13 @@
 
 The keys file (JSON, mode 0600) lists `{id, sha256, models, rate_per_s, burst, note, scopes}` per key: `models` is
 the Triton models the key may call ("*" for all), `rate_per_s`/`burst` its token bucket (the gateway's defaults when
-null), `scopes` what else it may do: "feedback" (POST /v1/feedback on its models' predictions). A plain digest is
+null), `scopes` what else it may do: "feedback" (POST /v1/feedback on its models' predictions), "admin" (GET
+/v1/rollouts/{model}: the rollout figures). A plain digest is
 enough because the keys are 256-bit random tokens, not passwords a person chose: there is
 nothing to guess from the digest, so a slow password hash would only cost every request.
 
 Keys come from the keys file and from $MODELPORT_API_KEY. With neither, `resolve` generates one, like the admin key of
-`serve`: its digest goes into the keys file and the key itself into `api.key` beside it (0600), the client's copy,
+`serve` (it and the $MODELPORT_API_KEY one have the `admin` scope): its digest goes into the keys file and the key itself into `api.key` beside it (0600), the client's copy,
 which the gateway never reads back.
 """
 
@@ -24,7 +25,7 @@ from typing import Mapping, Optional
 from gateway.options import API_KEY_ENV, GatewayOptions, OptionsError
 
 KEY_PREFIX = "mpk_"
-SCOPES = ("feedback",)
+SCOPES = ("feedback", "admin")
 
 
 def digest(key: str) -> str:
@@ -131,7 +132,8 @@ def resolve(options: GatewayOptions, environ: Optional[Mapping[str, str]] = None
     keys = load(options.keys_file)
     sources = [f"{len(keys)} in {options.keys_file}"] if keys else []
     if environ.get(API_KEY_ENV):
-        from_env = ApiKey.for_key(environ[API_KEY_ENV], id="env", note=f"${API_KEY_ENV}")
+        # the operator's own keys (this one, and the generated one) may read the rollouts
+        from_env = ApiKey.for_key(environ[API_KEY_ENV], id="env", note=f"${API_KEY_ENV}", scopes=("admin",))
         if all(k.sha256 != from_env.sha256 for k in keys):
             keys += (from_env,)
         sources.append(f"${API_KEY_ENV}")
@@ -142,7 +144,8 @@ def resolve(options: GatewayOptions, environ: Optional[Mapping[str, str]] = None
         else:
             key = new_key()
             _write_secret(secret_path, key)
-        keys = (add(options.keys_file, key, note=f"generated at first start; the key is in {secret_path}"),)
+        keys = (add(options.keys_file, key, note=f"generated at first start; the key is in {secret_path}",
+                    scopes=("admin",)),)
         sources.append(f"generated: the key is in {secret_path} (0600; its digest in {options.keys_file}); "
                        f"or set ${API_KEY_ENV}")
     return KeyStore(keys), "API keys: " + ", ".join(sources)

@@ -1,6 +1,8 @@
 """The gateway's Prometheus metrics, on its own registry, served at /metrics.
 
-Requests are histograms (they add up across gateway replicas; Triton's summaries do not). Model quality:
+Requests are histograms by model, status and the version that answered (they add up across gateway replicas;
+Triton's summaries do not); gateway/routing.py adds the rollout's own (comparisons, actions, the canary's share).
+Model quality:
 
 - `modelport_gateway_top1_confidence{model,output}`: histogram of the top-1 score of every predicted item;
 - `modelport_gateway_predictions_total{model,output,label}`: items predicted per top-1 label;
@@ -30,7 +32,8 @@ class GatewayMetrics:
         self.models = frozenset(models)
         r = self.registry
         self.requests = Histogram("modelport_gateway_request_duration_seconds",
-                                  "Predict requests through the gateway, by model and HTTP status", ["model", "status"],
+                                  "Predict requests through the gateway, by model, HTTP status and the version that "
+                                  "answered (empty when none did)", ["model", "status", "version"],
                                   buckets=LATENCY_BUCKETS, registry=r)
         self.rejected = Counter("modelport_gateway_rejected_requests_total",
                                 "Requests answered with a problem, by problem type", ["model", "problem"], registry=r)
@@ -63,9 +66,10 @@ class GatewayMetrics:
     def model_label(self, model: str | None) -> str:
         return model if model in self.models else UNKNOWN_MODEL
 
-    def observe_request(self, model: str | None, status: int, seconds: float, problem: str | None) -> None:
+    def observe_request(self, model: str | None, status: int, seconds: float, problem: str | None,
+                        version: str = "") -> None:
         name = self.model_label(model)
-        self.requests.labels(name, str(status)).observe(seconds)
+        self.requests.labels(name, str(status), version if name != UNKNOWN_MODEL else "").observe(seconds)
         if problem:
             self.rejected.labels(name, problem).inc()
 

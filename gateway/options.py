@@ -150,6 +150,7 @@ class GatewayOptions:
     drift_min_samples: int = 100  # below this the gauge is NaN: too few predictions to mean anything
     payload_log: PayloadLogOptions | None = None  # off by default
     feedback_window: int = 0  # recent predictions POST /v1/feedback can judge; 0: feedback off
+    mirror_max_in_flight: int = 8  # per model: shadow (and canary-to-stable) copies at once; beyond, dropped
     triton_timeout_s: float = 30.0
     startup_timeout_s: float = 120.0
 
@@ -176,6 +177,8 @@ class GatewayOptions:
                  f"1..drift_window ({self.drift_window})")
         _require(0 <= self.feedback_window <= 10_000_000, "--feedback-window", self.feedback_window,
                  "0 (off) .. 10000000 recent predictions")
+        _require(isinstance(self.mirror_max_in_flight, int) and 0 <= self.mirror_max_in_flight <= 1024,
+                 "--mirror-max-in-flight", self.mirror_max_in_flight, "0 (no mirrors) .. 1024")
         _require(self.triton_timeout_s > 0, "--triton-timeout", self.triton_timeout_s, "seconds > 0")
         for proxy in self.trusted_proxies:
             try:

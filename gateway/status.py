@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -80,9 +80,11 @@ def _samples(metric) -> Iterable:
         yield from family.samples
 
 
-def snapshot(metrics: GatewayMetrics, gates: Mapping[str, ModelGate], models: Iterable[str]) -> dict:
+def snapshot(metrics: GatewayMetrics, gates: Mapping[str, ModelGate], models: Iterable[str],
+             rollout: Optional[Callable[[str], dict]] = None) -> dict:
     """Per model: predict requests and errors (status >= 400) so far, the latency histogram's cumulative bucket
-    counts (over every status), requests in flight, and each labelled output's drift (PSI; null until enough)."""
+    counts (over every status and version), requests in flight, each labelled output's drift (PSI; null until
+    enough), and with `rollout` its versions (stable, canary, and the canary's mode and share)."""
     models = list(models)
     wanted = set(models)
     buckets = [*LATENCY_BUCKETS, math.inf]
@@ -106,5 +108,8 @@ def snapshot(metrics: GatewayMetrics, gates: Mapping[str, ModelGate], models: It
     for name, gate in gates.items():
         if name in found:
             found[name]["in_flight"] = gate.in_flight
+    if rollout is not None:
+        for name in found:
+            found[name]["rollout"] = rollout(name)
     return {"time": time.time(), "buckets": [b if math.isfinite(b) else None for b in buckets],
             "models": [{"name": m, **found[m]} for m in models if m in wanted]}

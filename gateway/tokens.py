@@ -3,7 +3,7 @@ fetched from the issuer's discovery document), then the issuer, audience, expiry
 
 The token's `scope` claim (or another claim, `--jwt-models-claim`: a space-separated string or a list) maps to what it
 may call: an entry naming a served model allows that model, `*` every model, `metrics` the /metrics endpoint,
-`feedback` POST /v1/feedback on the predictions of the models it may call. A token
+`feedback` POST /v1/feedback on the predictions of the models it may call, `admin` GET /v1/rollouts/{model}. A token
 that cannot be accepted is a 401 whose detail says why; nothing about a token is a 500.
 """
 
@@ -29,7 +29,7 @@ FETCH_TIMEOUT_S = 5.0
 MAX_TOKEN_BYTES = 8192  # a token is parsed only below this size
 
 
-SCOPES = ("metrics", "feedback")  # entries of the claim that name no model
+SCOPES = ("metrics", "feedback", "admin")  # entries of the claim that name no model
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""Keep Triton serving: restart it when it crashes, reload a model whose backend stub died.
+"""Keep Triton serving: restart it when it crashes, reload a model whose backend stub died, and reload a model whose
+config.pbtxt changed (a rollout action rewrote its version policy: core/lifecycle.py), so that Triton serves exactly
+the versions the lifecycle names.
 
 A python backend stub killed with `kill -9` stays a zombie child of tritonserver; Triton keeps routing requests to
 that instance (HTTP 500 "Stub process ... is not healthy") while the model still reports READY. The supervisor
@@ -14,6 +16,10 @@ when the stub is found dead: `ProcessRequests` returns at `ReceiveMessageFromStu
 stubs then stay alive, serving nothing, and its dead one stays a zombie. So after a reload the supervisor gives
 Triton a grace period to end the old stubs, then kills the ones still running. Their zombies stay (only tritonserver
 could reap them) and are not deaths.
+
+A changed config is loaded from disk through the same repository API (a plain `load`: Triton reads config.pbtxt
+again). Triton swaps the model in without a gap: the loaded versions keep answering until the new ones are ready,
+and a failed load leaves the loaded model as it was. The supervisor tries a config once per change of the file.
 """
 from __future__ import annotations
 
@@ -45,6 +51,8 @@ RESTART_STABLE_S = 60.0
 # before it asks a stub to finalize); one still running well after that was left behind.
 LEFTOVER_GRACE_S = 5.0
 LEFTOVER_GRACE_PER_STUB_S = 1.5
+CONFIG_POLL_S = 1.0  # how often the models' config.pbtxt files are checked for a change (a stat each)
+LOAD_TIMEOUT_S = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +166,62 @@ def reload_model(options: ServeOptions, model: str) -> tuple[bool, str]:
     return status == 200, f"HTTP {status} {body[:300].decode(errors='replace')}".strip()
 
 
+@dataclasses.dataclass
+class ConfigWatch:
+    """The config.pbtxt each model was last loaded with (or last tried), to reload a model whose config changed."""
+
+    repository: Path
+    models: list[str]
+    loaded: dict[str, tuple[tuple[int, int, int], bytes]] = dataclasses.field(default_factory=dict)
+
+    def _read(self, model: str) -> tuple[tuple[int, int, int], bytes] | None:
+        path = self.repository / model / "config.pbtxt"
+        try:
+            st = path.stat()
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            known = self.loaded.get(model)
+            return known if known is not None and known[0] == key else (key, path.read_bytes())
+        except OSError:
+            return None  # gone for a moment (the export swaps the repository): judged at the next check
+
+    def snapshot(self) -> None:
+        """Record every config as Triton is about to load it."""
+        self.loaded = {m: found for m in self.models if (found := self._read(m)) is not None}
+
+    def changed(self) -> list[str]:
+        """Models whose config text differs from the one last loaded; recorded as loaded (tried once per change)."""
+        found = []
+        for model in self.models:
+            now = self._read(model)
+            if now is None:
+                continue
+            before = self.loaded.get(model)
+            self.loaded[model] = now
+            if before is not None and before[1] != now[1]:
+                found.append(model)
+        return found
+
+
+def load_model(options: ServeOptions, model: str) -> tuple[bool, str]:
+    """Load the model as its repository folder now holds it (config.pbtxt and version folders)."""
+    status, body = triton_http.request(f"{options.http_url}/v2/repository/models/{model}/load", {},
+                                       {ADMIN_HEADER: options.admin_key}, timeout=LOAD_TIMEOUT_S)
+    return status == 200, f"HTTP {status} {body[:300].decode(errors='replace')}".strip()
+
+
+def ready_versions(options: ServeOptions, model: str) -> list[int]:
+    """The model's versions Triton reports READY (the repository index, an admin API)."""
+    status, body = triton_http.request(f"{options.http_url}/v2/repository/index", {"ready": True},
+                                       {ADMIN_HEADER: options.admin_key}, timeout=5)
+    if status != 200:
+        return []
+    try:
+        return sorted(int(m["version"]) for m in json.loads(body)
+                      if m.get("name") == model and m.get("state") == "READY" and str(m.get("version", "")).isdigit())
+    except (ValueError, TypeError):
+        return []
+
+
 def restart_delay(crashes_in_a_row: int) -> float:
     """Seconds to wait before restarting after the n-th crash in a row: 0, then doubling from the first step, capped."""
     if crashes_in_a_row <= 1:
@@ -195,6 +259,8 @@ class Supervisor:
         self.metrics = metrics or SupervisorMetrics(model_names)
         self.metrics.triton_up.set_function(lambda: 1.0 if self.triton.alive() else 0.0)
         self.watch = StubWatch(options.repository)
+        self.configs = ConfigWatch(options.repository, model_names)
+        self.configs_checked = 0.0
         self.leftovers: list[Leftover] = []
         self.crashes_in_a_row = 0
         self.started_at = time.monotonic()
@@ -202,6 +268,7 @@ class Supervisor:
     def start(self) -> float:
         self.watch = StubWatch(self.options.repository)
         self.leftovers = []  # a new tritonserver: the old one's stubs went with its process group
+        self.configs.snapshot()  # before Triton reads them: a change from here on is reloaded
         seconds = self.triton.start(self.model_names)
         self.started_at = time.monotonic()
         self.scan()  # learn every stub's model now: one killed before the first poll would be a zombie without argv
@@ -230,9 +297,13 @@ class Supervisor:
             while not stop.wait(POLL_S):
                 if not self.triton.alive():
                     self.restart_after_crash(stop)
-                elif self.options.heal:
+                    continue
+                if self.options.heal:
                     self.heal_dead_stubs()
                     self.stop_leftover_stubs()
+                if time.monotonic() - self.configs_checked >= CONFIG_POLL_S:
+                    self.configs_checked = time.monotonic()
+                    self.reload_changed_configs()
         finally:
             self.triton.stop()
 
@@ -284,6 +355,20 @@ class Supervisor:
             # Learn the new stubs at once (and any death during the reload) before anything kills them unseen.
             for other, stubs in self.scan().items():
                 pending.setdefault(other, []).extend(stubs)
+
+    def reload_changed_configs(self) -> None:
+        """Load each model whose config.pbtxt changed, and log what Triton serves after it."""
+        for model in self.configs.changed():
+            began = time.monotonic()
+            self.log(f"config.pbtxt of model '{model}' changed; reloading '{model}'")
+            ok, detail = load_model(self.options, model)
+            seconds = time.monotonic() - began
+            if ok:
+                versions = ", ".join(map(str, ready_versions(self.options, model))) or "none"
+                self.log(f"model '{model}' reloaded in {seconds:.1f} s; versions ready: {versions}")
+            else:
+                self.log(f"reloading model '{model}' failed after {seconds:.1f} s, Triton keeps serving it as it "
+                         f"was loaded: {detail}")
 
     def stop_leftover_stubs(self) -> None:
         """Kill the stubs of replaced models that Triton left running past their grace period (see the module doc)."""

@@ -159,5 +159,5 @@ def test_the_feedback_scope_is_kept_in_the_keys_file_and_an_unknown_scope_is_ref
     made = keys.ApiKey.for_key(keys.new_key(), models=("digits",), scopes=("feedback",))
     keys.save(tmp_path / "keys.json", (made, keys.ApiKey.for_key(keys.new_key())))
     assert [k.scopes for k in keys.load(tmp_path / "keys.json")] == [("feedback",), ()]
-    with pytest.raises(OptionsError, match="scopes \\['admin'\\]; allowed: feedback"):
-        keys.ApiKey.for_key(keys.new_key(), scopes=("admin",))
+    with pytest.raises(OptionsError, match="scopes \\['root'\\]; allowed: feedback, admin"):
+        keys.ApiKey.for_key(keys.new_key(), scopes=("root",))

@@ -224,3 +224,24 @@ def test_the_admin_key_exposure_warning_names_the_fix_and_is_absent_under_hidepi
     warning = admin_key_exposure(tmp_path / "plain")
     assert "/proc/PID/cmdline" in warning and "hidepid=2" in warning and "docs/serving-security.md" in warning
     assert admin_key_exposure(tmp_path / "hidden") is None
+
+
+def test_a_changed_config_is_reported_once_and_a_rewrite_with_the_same_text_not_at_all(tmp_path):
+    from serve.supervisor import ConfigWatch
+
+    for name in ("digits", "sentiment"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.pbtxt").write_text(f'name: "{name}"\n')
+    watch = ConfigWatch(tmp_path, ["digits", "sentiment"])
+    watch.snapshot()
+    assert watch.changed() == []
+    (tmp_path / "digits" / "config.pbtxt").write_text('name: "digits"\nversion_policy { specific { versions: 1 } }\n')
+    assert watch.changed() == ["digits"]
+    assert watch.changed() == [], "tried once per change of the file"
+    replacement = tmp_path / "sentiment" / "new.pbtxt"  # the export swaps whole trees: same text, another file
+    replacement.write_text('name: "sentiment"\n')
+    replacement.replace(tmp_path / "sentiment" / "config.pbtxt")
+    (tmp_path / "digits" / "config.pbtxt").unlink()  # gone for a moment: judged when it is back
+    assert watch.changed() == []
+    (tmp_path / "digits" / "config.pbtxt").write_text('name: "digits"\n')
+    assert watch.changed() == ["digits"]

@@ -1,0 +1,280 @@
+"""Routing by label through a real gateway and a real Triton serving three versions of `digits` from a copy of the
+repository: 1 (the exported model), 2 (the same file: it agrees with 1) and 3 (a random linear model: it disagrees).
+Triton loads all three (version_policy specific), and each test writes the lifecycle the gateway routes by.
+
+The split by percent, the sticky header, shadow comparisons, the fallback to stable when the canary's version is not
+served, the answering version in the header, the access log, the metrics, the payload log and feedback, the
+admin-only rollout report, a version named directly at Triton, and the automatic rollback of a disagreeing canary
+while every request is answered (last: it rewrites the config's version policy)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import requests
+from onnx import TensorProto, helper, numpy_helper
+
+import modelport
+from core import lifecycle as lifecycles, repository
+from core.lifecycle import Lifecycle
+from tests.conftest import REPOSITORY, ROOT, launch_triton
+from tests.gateway.conftest import launch_gateway
+
+MIN_REQUESTS = 20  # the test spec's [model.lifecycle] min_requests
+HELDOUT = np.load(ROOT / "models" / "digits" / "heldout.npz")
+ITEMS = HELDOUT["x"][:40].tolist()
+
+
+def disagreeing_model(path: Path) -> None:
+    """digits' signature (image [N, 8, 8, 1] -> probabilities [N, 10]) over a fixed random linear map."""
+    weights = np.random.default_rng(7).normal(size=(64, 10)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["image", "shape"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)],
+        "disagreeing_digits",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 8, 8, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(np.array([-1, 64], dtype=np.int64), "shape"),
+         numpy_helper.from_array(weights, "weights")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def rollout_spec(folder: Path) -> Path:
+    """models.toml's digits entry alone, its paths made absolute, with small rollout limits."""
+    text = (ROOT / "models.toml").read_text(encoding="utf-8")
+    start = text.index("\n[[model]]\n")
+    entry = text[start:text.index("\n[[model]]\n", start + 1)].replace('"models/', f'"{ROOT}/models/')
+    entry = entry.replace('variants = ["fp32", "int8", "fp16"]', 'variants = ["fp32"]')
+    path = folder / "models.toml"
+    path.write_text(entry + f"\n[model.lifecycle]\nmin_requests = {MIN_REQUESTS}\nmax_disagreement = 0.2\n"
+                            f"max_error_rate = 0.5\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Triton and a gateway in front of it, on a repository with digits versions 1, 2 and 3."""
+    work = tmp_path_factory.mktemp("rollout")
+    repo = work / "repository"
+    model = repo / "digits"
+    shutil.copytree(REPOSITORY / "digits", model, ignore=shutil.ignore_patterns("card.*", ".lifecycle*"))
+    (model / "2").mkdir()
+    shutil.copy(model / "1" / "model.onnx", model / "2" / "model.onnx")
+    (model / "3").mkdir()
+    disagreeing_model(model / "3" / "model.onnx")
+    config = repository.parse((model / "config.pbtxt").read_text(encoding="utf-8"))
+    config.instance_group[0].count = 1  # three versions: one instance each is plenty here
+    config.version_policy.specific.versions.extend([1, 2, 3])
+    (model / "config.pbtxt").write_text(repository.render(config), encoding="utf-8")
+    keys = {"admin": {"scopes": ("admin", "feedback")}, "caller": {}}
+    with launch_triton(repo, work / "triton") as triton:
+        with launch_gateway(triton, work / "gateway", "--repository", str(repo), "--spec", str(rollout_spec(work)),
+                            "--feedback-window", "1000", "--payload-log", str(work / "payloads"),
+                            "--payload-sample", "1", keys=keys) as gateway:
+            yield triton, gateway, model
+
+
+def set_lifecycle(gateway, directory: Path, lifecycle: Lifecycle) -> None:
+    """Write the lifecycle file as the CLI would (without touching the config), and wait until the gateway routes
+    by it."""
+    lifecycles.write_lifecycle(lifecycle, directory)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        report = rollouts(gateway)
+        if (report["stable"], report["canary"], report["started"]) == (
+                lifecycle.stable, lifecycle.canary, lifecycle.started if lifecycle.canary is not None else None):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the gateway did not read the lifecycle within 10 s: {report}")
+
+
+def rollouts(gateway, key: str | None = None) -> dict:
+    response = requests.get(f"{gateway.url}/v1/rollouts/digits", headers=gateway.auth(key), timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def canary(version: int, percent: float = 0.0, mode: str = "canary", sticky: str = "") -> Lifecycle:
+    return Lifecycle(stable=1, canary=version, mode=mode, percent=percent, sticky=sticky, started=time.time())
+
+
+def answer(gateway, item: int = 0, headers: dict | None = None) -> tuple[str, str]:
+    response = gateway.predict("digits", {"inputs": [ITEMS[item % len(ITEMS)]]}, headers=headers or {})
+    assert response.status_code == 200, response.text
+    return response.headers["model-version"], response.json()["predictions"][0]["label"]
+
+
+def binomial_bounds(n: int, p: float, sigmas: float = 4.5) -> tuple[float, float]:
+    spread = sigmas * math.sqrt(n * p * (1 - p))
+    return n * p - spread, n * p + spread
+
+
+@pytest.mark.integration
+def test_stable_answers_and_says_its_version_in_the_header_the_access_log_and_the_metrics(served):
+    _, gateway, model = served
+    set_lifecycle(gateway, model, Lifecycle(stable=1))
+    response = gateway.predict("digits", {"inputs": ITEMS[:2]}, headers={"X-Request-ID": "stable-only-1"})
+    assert response.status_code == 200 and response.headers["model-version"] == "1", response.text
+    assert gateway.metric("modelport_gateway_request_duration_seconds_count", model="digits", status="200",
+                          version="1") >= 1
+    assert gateway.metric("modelport_gateway_rollout_stable_version", model="digits") == 1
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [json.loads(line) for line in gateway.access_log.read_text().splitlines()]
+        logged = [line for line in lines if line["request_id"] == "stable-only-1"]
+        if logged:
+            break
+        time.sleep(0.1)
+    assert logged and logged[0]["version"] == "1", logged
+
+
+@pytest.mark.integration
+def test_a_direct_triton_caller_names_a_version(served):
+    triton, _, _ = served
+    with modelport.Client(triton.http_url) as client:
+        first = [p.label for p in client.classify_digits(HELDOUT["x"][:40])]
+        named = {v: [o["probabilities"].label for o in client.predict("digits", HELDOUT["x"][:40], version=v)]
+                 for v in (1, 2, 3)}
+    assert named[1] == named[2]  # 2 is a copy of 1
+    assert sum(a != b for a, b in zip(named[1], named[3])) >= 10  # 3 is another model
+    # naming none gets the newest version loaded: why the gateway always names the one it routes to
+    assert first == named[3]
+
+
+@pytest.mark.integration
+def test_a_canary_gets_its_percent_of_requests_within_a_binomial_bound(served):
+    _, gateway, model = served
+    set_lifecycle(gateway, model, canary(2, percent=30))
+    versions = [answer(gateway, i)[0] for i in range(200)]
+    assert set(versions) <= {"1", "2"}
+    low, high = binomial_bounds(200, 0.30)
+    assert low <= versions.count("2") <= high, versions.count("2")
+    assert gateway.metric("modelport_gateway_rollout_canary_percent", model="digits", version="2") == 30
+    report = rollouts(gateway)
+    assert report["versions"]["2"]["requests"] == versions.count("2")
+    assert report["versions"]["2"]["label"] == "canary" and report["versions"]["1"]["label"] == "stable"
+    # every canary-routed request was compared with stable in the background: 2 is a copy of 1, so none disagreed
+    deadline = time.monotonic() + 5
+    while rollouts(gateway)["versions"]["2"]["compared"] < versions.count("2") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert rollouts(gateway)["versions"]["2"]["compared"] == versions.count("2")
+    assert rollouts(gateway)["versions"]["2"]["disagreement"] == 0.0
+
+
+@pytest.mark.integration
+def test_a_sticky_header_always_lands_on_the_same_version(served):
+    _, gateway, model = served
+    set_lifecycle(gateway, model, canary(2, percent=50, sticky="X-User"))
+    seen: dict[str, set[str]] = {}
+    for user in range(40):
+        for repeat in range(3):
+            version, _ = answer(gateway, user + repeat, headers={"X-User": f"user-{user}"})
+            seen.setdefault(f"user-{user}", set()).add(version)
+    assert all(len(versions) == 1 for versions in seen.values()), seen
+    on_canary = sum(versions == {"2"} for versions in seen.values())
+    low, high = binomial_bounds(40, 0.5)
+    assert low <= on_canary <= high and 0 < on_canary < 40, on_canary
+
+
+@pytest.mark.integration
+def test_shadow_answers_come_from_stable_and_the_candidate_is_compared(served):
+    _, gateway, model = served
+    set_lifecycle(gateway, model, canary(3, mode="shadow"))
+    before = gateway.metric("modelport_gateway_shadow_compared_total", model="digits", version="3") or 0
+    answers = [answer(gateway, i) for i in range(30)]
+    assert {version for version, _ in answers} == {"1"}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (
+            gateway.metric("modelport_gateway_shadow_compared_total", model="digits", version="3") or 0) < before + 30:
+        time.sleep(0.1)
+    compared = gateway.metric("modelport_gateway_shadow_compared_total", model="digits", version="3") - before
+    dropped = gateway.metric("modelport_gateway_shadow_dropped_total", model="digits", version="3") or 0
+    assert compared + dropped == 30 and compared >= 25, (compared, dropped)
+    assert gateway.metric("modelport_gateway_shadow_disagreed_total", model="digits", version="3") >= 10
+    figures = rollouts(gateway)["versions"]["3"]
+    assert figures["compared"] == compared and figures["disagreement"] >= 0.3, figures
+    assert figures["label"] == "canary" and rollouts(gateway)["mode"] == "shadow"
+
+
+@pytest.mark.integration
+def test_a_canary_whose_version_is_not_served_is_answered_by_stable(served):
+    _, gateway, model = served
+    set_lifecycle(gateway, model, canary(9, percent=100))  # rolled back and unloaded, as far as Triton knows
+    answers = [answer(gateway, i) for i in range(5)]
+    assert {version for version, _ in answers} == {"1"}
+    assert rollouts(gateway)["versions"]["9"]["errors"] == 5
+
+
+@pytest.mark.integration
+def test_feedback_and_the_payload_log_carry_the_version_that_answered(served):
+    _, gateway, model = served
+    set_lifecycle(gateway, model, canary(2, percent=100))
+    response = gateway.predict("digits", {"inputs": [ITEMS[0]]}, headers={"X-Request-ID": "canary-answered-1"})
+    assert response.headers["model-version"] == "2"
+    judged = requests.post(f"{gateway.url}/v1/feedback", headers=gateway.auth(),
+                           json={"request_id": "canary-answered-1", "label": str(int(HELDOUT["y"][0]))}, timeout=10)
+    assert judged.status_code == 200 and judged.json()["version"] == "2", judged.text
+    assert gateway.metric("modelport_gateway_feedback_judged_total", model="digits", version="2") >= 1
+    assert rollouts(gateway)["versions"]["2"]["judged"] >= 1
+    folder = gateway.access_log.parent.parent / "payloads"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        records = [json.loads(line) for path in folder.glob("payload-*.jsonl")
+                   for line in path.read_text().splitlines()]
+        found = [r for r in records if r["request_id"] == "canary-answered-1"]
+        if found:
+            break
+        time.sleep(0.1)
+    assert found and found[0]["version"] == "2", found
+
+
+@pytest.mark.integration
+def test_the_rollout_report_needs_the_admin_scope_and_names_the_models_for_an_unknown_one(served):
+    _, gateway, _ = served
+    refused = requests.get(f"{gateway.url}/v1/rollouts/digits", headers=gateway.auth(gateway.keys["caller"]),
+                           timeout=10)
+    assert refused.status_code == 403 and "--scopes admin" in refused.json()["fix"], refused.text
+    unknown = requests.get(f"{gateway.url}/v1/rollouts/nope", headers=gateway.auth(), timeout=10)
+    assert unknown.status_code == 404 and "digits" in unknown.json()["detail"], unknown.text
+    report = rollouts(gateway)
+    assert set(report) == {"model", "stable", "canary", "mode", "percent", "sticky", "started", "window", "limits",
+                           "versions", "history"}
+    assert report["limits"]["min_requests"] == MIN_REQUESTS
+    assert set(report["versions"]["1"]) == {"label", "requests", "errors", "error_rate", "p50_ms", "p99_ms", "psi",
+                                            "compared", "disagreed", "disagreement", "judged", "correct", "accuracy"}
+    status = requests.get(f"{gateway.url}/v1/status", headers=gateway.auth(), timeout=10).json()
+    assert status["models"][0]["rollout"]["stable"] == 1
+
+
+@pytest.mark.integration
+def test_a_disagreeing_canary_is_rolled_back_automatically_and_every_request_is_answered(served):
+    _, gateway, model = served
+    started = canary(3, percent=50)
+    set_lifecycle(gateway, model, started)
+    versions = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        versions.append(answer(gateway, len(versions))[0])  # asserts a 200 every time
+        recorded = lifecycles.read_lifecycle(model)
+        if recorded.canary is None and len(versions) > 10 and versions[-5:] == ["1"] * 5:
+            break
+    recorded = lifecycles.read_lifecycle(model)
+    assert recorded.canary is None and recorded.stable == 1, recorded
+    last = recorded.history[-1]
+    assert (last["action"], last["version"], last["by"]) == ("rollback", 3, "auto"), last
+    assert last["reason"].startswith("disagreement with stable") and "> max_disagreement 20.0%" in last["reason"]
+    assert versions.count("3") >= MIN_REQUESTS
+    assert gateway.metric("modelport_gateway_rollout_actions_total", model="digits", action="rollback",
+                          by="auto") == 1
+    assert "automatic rollback of version 3: disagreement" in gateway.output.read_text()
+    assert {answer(gateway, i)[0] for i in range(10)} == {"1"}
+    config = repository.parse((model / "config.pbtxt").read_text(encoding="utf-8"))
+    assert list(config.version_policy.specific.versions) == [1]  # what serve reloads Triton with
