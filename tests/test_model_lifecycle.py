@@ -30,7 +30,7 @@ import requests
 
 from core.lifecycle import read_lifecycle
 from tests.conftest import launch_triton
-from tests.test_adding_a_model import copy_project, run
+from tests.test_adding_a_model import copy_project, run, tail
 
 ROOT = Path(__file__).resolve().parents[1]
 LIFECYCLE_DOC = ROOT / "docs" / "lifecycle.md"
@@ -106,21 +106,23 @@ WORKED_EXAMPLE = (
     "python -m export",
     "python -m operate rollout start iris --percent 20",
     "python -m loadtest --gateway {gateway} --feedback-share 0.5 -- --tags iris",
-    "python -m operate rollout status iris",
+    "python -m operate rollout status iris --gateway {gateway}",
     "python -m export",
     "python -m operate rollout start iris --percent 20",
-    "python -m operate rollout status iris",
+    "python -m operate rollout status iris --gateway {gateway}",
 )
+STATUS = WORKED_EXAMPLE[4]
 
 
-def wait_for(condition, timeout_s: float, what: str, interval_s: float = 0.5):
+def wait_for(condition, timeout_s: float, what: str, shown=lambda: "", interval_s: float = 0.5):
+    """condition()'s first true value within the time; else the test fails with `shown()`, what there is to see."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(interval_s)
-    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}", pytrace=False)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}\n{shown()}", pytrace=False)
 
 
 def history(project: Path, action: str, version: int) -> dict | None:
@@ -147,9 +149,11 @@ def argv(line: str, *extra: str, **values: str) -> list[str]:
     return [sys.executable, *shlex.split(head)[1:], *extra, *(("--", *shlex.split(locust_part)) if locust_part else ())]
 
 
-def example(ran: list[str], project: Path, line: str, timeout: float = 600) -> str:
+def example(ran: list[str], project: Path, line: str, env: dict | None = None, **values: str) -> str:
     ran.append(line)
-    result = run(argv(line), cwd=project, timeout=timeout)
+    result = subprocess.run(argv(line, **values), cwd=project, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, **(env or {})})
+    assert result.returncode == 0, f"{line}\n{tail(result)}"
     return result.stdout + result.stderr
 
 
@@ -184,6 +188,10 @@ def locust(ran: list[str], project: Path, triton, gateway, key: str, workdir: Pa
 def locust_rows(workdir: Path) -> dict[str, dict]:
     with open(workdir / "locust_stats.csv", newline="") as handle:
         return {row["Name"]: row for row in csv.DictReader(handle)}
+
+
+def tail_of(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
 
 
 def unix_time(iso: str) -> float:
@@ -229,28 +237,38 @@ def observed(tmp_path_factory) -> Observed:
     shutil.copy(builds / "shuffled.keras", project / "models" / MODEL / f"{MODEL}.keras")
     exports.append(example(ran, project, "python -m export"))  # version 2, a candidate
 
-    keys = {"admin": {}, "client": {"models": (MODEL,), "scopes": ("feedback",)}}
+    keys = {"admin": {"scopes": ("admin",)}, "client": {"models": (MODEL,), "scopes": ("feedback",)}}
     repository = project / "model_repository"
     with launch_triton(repository, work / "triton") as triton, \
             launch_gateway(triton, work / "gateway", "--spec", str(project / "models.toml"), "--repository",
                            str(repository), "--feedback-window", "100000", keys=keys) as gateway:
+        admin = {"MODELPORT_GATEWAY_KEY": gateway.keys["admin"]}  # `rollout status` reads GET /v1/rollouts with it
         example(ran, project, "python -m operate rollout start iris --percent 20")
         started = history(project, "start", 2)
+
+        def shown() -> str:
+            lifecycle = read_lifecycle(repository / MODEL)
+            return "\n".join(["--- lifecycle history ---", *map(str, lifecycle.history if lifecycle else ()),
+                              gateway.log_tail(), triton.log_tail(20),
+                              f"--- load test ---\n{tail_of(work / 'loadtest' / 'loadtest.out')}"])
+
         with locust(ran, project, triton, gateway, gateway.keys["client"], work / "loadtest"):
             rolled_back = wait_for(lambda: history(project, "rollback", 2), WINDOW_S + 60,
-                                   "the gateway to roll version 2 back on its own")
-            status_rolled_back = example(ran, project, "python -m operate rollout status iris")
+                                   "the gateway to roll version 2 back on its own", shown)
+            status_rolled_back = example(ran, project, STATUS, env=admin, gateway=gateway.url)
             shutil.copy(builds / "retrained.keras", project / "models" / MODEL / f"{MODEL}.keras")
             exports.append(example(ran, project, "python -m export"))  # version 3, under load
             example(ran, project, "python -m operate rollout start iris --percent 20")
             restarted = history(project, "start", 3)
             promoted = wait_for(lambda: history(project, "promote", 3), WINDOW_S + 90,
-                                "the gateway to promote version 3 after a clean window")
-            final_version = wait_for(lambda: answered_by(gateway, "3"), 30, "version 3 to answer every request")
+                                "the gateway to promote version 3 after a clean window", shown)
+            final_version = wait_for(lambda: answered_by(gateway, "3"), 30, "version 3 to answer every request",
+                                     shown)
             # some of Locust's traffic on version 3 as stable before it stops
             wait_for(lambda: sum(a.get("version") == "3" and unix_time(a["ts"]) > promoted["time"]
-                                 for a in access_log(gateway.access_log)) >= 20, 30, "answers from version 3")
-        status_end = example(ran, project, "python -m operate rollout status iris")
+                                 for a in access_log(gateway.access_log)) >= 20, 30, "answers from version 3",
+                     shown)
+        status_end = example(ran, project, STATUS, env=admin, gateway=gateway.url)
         metrics = requests.get(f"{gateway.url}/metrics", headers=gateway.auth(), timeout=10).text
         triton_ready = {v: requests.get(f"http://{triton.http_url}/v2/models/{MODEL}/versions/{v}/ready",
                                         timeout=5).status_code == 200 for v in (1, 2, 3)}
