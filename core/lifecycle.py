@@ -104,6 +104,7 @@ def update(directory: Path, change: Callable[[Lifecycle | None], Lifecycle]) -> 
         lifecycle = change(current(directory))
         write_lifecycle(lifecycle, directory)
         apply_version_policy(directory, lifecycle)
+        apply_step_versions(directory)
     return lifecycle
 
 
@@ -193,3 +194,45 @@ def apply_version_policy(directory: Path, lifecycle: Lifecycle | None = None) ->
         f.write(new)
     os.replace(tmp, path)
     return True
+
+
+def step_version(directory: Path) -> int:
+    """The version an ensemble's step names for the model in `directory`: -1 (Triton's newest served) while the model
+    serves its newest version alone, else its stable version. A canary or shadow beside stable would otherwise be
+    the newest served, and every request through the ensemble would go to it."""
+    lifecycle = read_lifecycle(directory)
+    on_disk = versions_on_disk(directory)
+    if lifecycle is None or (on_disk and lifecycle.served == (on_disk[-1],)):
+        return -1
+    return lifecycle.stable
+
+
+def pin_steps(config, repository_dir: Path) -> None:
+    """Set an ensemble ModelConfig's step versions from its step models' lifecycles (`step_version`)."""
+    for s in config.ensemble_scheduling.step:
+        s.model_version = step_version(Path(repository_dir) / s.model_name)
+
+
+def apply_step_versions(directory: Path) -> list[str]:
+    """Rewrite the configs of the ensembles beside `directory` that have a step running its model; the names of
+    those whose config changed (serve reloads them)."""
+    changed = []
+    for path in sorted(Path(directory).parent.glob("*/config.pbtxt")):
+        try:
+            old = path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+        if "ensemble_scheduling" not in old:
+            continue
+        config = repository.parse(old)
+        if not any(s.model_name == Path(directory).name for s in config.ensemble_scheduling.step):
+            continue
+        pin_steps(config, path.parent.parent)
+        new = repository.render(config)
+        if new != old:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config-", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(new)
+            os.replace(tmp, path)
+            changed.append(path.parent.name)
+    return changed

@@ -7,7 +7,8 @@ whose files are all in place, is not rebuilt.
 
 An onnx model whose fp32 ONNX differs from its newest version's is written as the next numbered version beside the
 old ones, every variant in lockstep (digits/2, digits_int8/2): a candidate that serves no traffic until `python -m
-operate rollout` starts it (core/lifecycle.py, docs/lifecycle.md). The same bytes rewrite the newest version in place.
+operate rollout` starts it (export/versions.py, docs/lifecycle.md). The same model (the same bytes, or the same
+outputs on the held-out set) rewrites the newest version in place.
 """
 
 from __future__ import annotations
@@ -393,8 +394,8 @@ def build_onnx(model: ModelSpec, staging: Path, options: Options, log: Log) -> v
                         "int8_recipe_seconds": {a.recipe.name: round(a.seconds, 2) for a in search.attempts}
                         if search is not None else {}})
     written = versions.write(model, staging, {r.triton_name: blobs[r.variant] for r in reports},
-                                  {r.triton_name: r.accuracy for r in reports},
-                                  cards.reference_predictions(model, expected), heldout)
+                             {r.triton_name: r.accuracy for r in reports}, cards.reference_predictions(model, expected),
+                             heldout)
     for r in reports:
         directory = staging / r.triton_name
         cards.write_card(card, directory)
@@ -491,6 +492,7 @@ def _swap(staging: Path, repo: Path) -> None:
             held.enter_context(lifecycle.locked(live.parent))
             shutil.copy2(live, staged / lifecycle.LIFECYCLE_FILE)
             lifecycle.apply_version_policy(staged)
+            lifecycle.apply_step_versions(staged)
         if repo.exists():
             os.rename(repo, old)
         os.rename(staging, repo)
@@ -587,11 +589,10 @@ def candidate_line(spec: Spec, name: str, w: versions.Written, repo: Path) -> st
     head = (f"export: {name}: version {w.version} written ({names}) beside stable version {w.stable}, which keeps "
             f"all traffic")
     ensembles = [m.name for m in spec.models if m.kind == "ensemble" and any(s.model == name for s in m.steps)]
-    if ensembles:
-        return (f"{head}; {name} is a step of the ensemble {', '.join(ensembles)}, which cannot split traffic between "
-                f"versions: promote it with `python -m operate rollout promote {name} --version {w.version}{flag}`")
+    through = (f" (requests through the ensemble {', '.join(ensembles)} stay on stable until it is promoted)"
+               if ensembles else "")
     return (f"{head}; send it 10 % of requests with `python -m operate rollout start {name} --percent 10{flag}` "
-            f"(or --shadow to compare without answering)")
+            f"(or --shadow to compare without answering){through}")
 
 
 def clean(spec: Spec, repo: Path, log: Log) -> list[Path]:

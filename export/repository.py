@@ -32,12 +32,16 @@ def committed_files(model: ModelSpec, variants: tuple[str, ...] | None = None,
 
 
 def with_version_policy(text: str, directory: Path) -> str:
-    """A config's text with the version policy the lifecycle in `directory` names; as the spec gives it where the
-    model has no lifecycle file (one version, or not versioned: python models, ensembles)."""
+    """A config's text with the version policy the lifecycle in `directory` names, an ensemble's with its steps'
+    versions (stable while a step serves more than its newest version); as the spec gives it where the model has no
+    lifecycle file (one version, or not versioned: python models)."""
+    config = parse(text)
+    if config.platform == "ensemble":
+        lifecycle.pin_steps(config, directory.parent)
+        return render(config)
     recorded = lifecycle.read_lifecycle(directory)
     if recorded is None:
         return text
-    config = parse(text)
     lifecycle.version_policy(config, recorded, lifecycle.versions_on_disk(directory))
     return render(config)
 

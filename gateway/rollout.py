@@ -52,6 +52,7 @@ class Figures:
     disagreed: int = 0
     judged: int = 0  # feedback judgements of this version's predictions
     correct: int = 0
+    unavailable: int = 0  # calls refused because Triton did not serve the version then: not counted in requests
 
     @property
     def error_rate(self) -> Optional[float]:
@@ -76,11 +77,12 @@ def _round(value: Optional[float], digits: int = 4) -> Optional[float]:
 
 
 class _Slot:
-    __slots__ = ("start", "requests", "errors", "latency", "compared", "disagreed", "judged", "correct")
+    __slots__ = ("start", "requests", "errors", "unavailable", "latency", "compared", "disagreed", "judged", "correct")
 
     def __init__(self, start: float):
         self.start = start
-        self.requests = self.errors = self.compared = self.disagreed = self.judged = self.correct = 0
+        self.requests = self.errors = self.unavailable = self.compared = self.disagreed = self.judged = 0
+        self.correct = 0
         self.latency = [0] * (len(LATENCY_BOUNDS_S) + 1)
 
 
@@ -113,6 +115,10 @@ class VersionWindow:
         slot.requests += 1
         slot.errors += 1
 
+    def unavailable(self, now: float) -> None:
+        """A call Triton refused because it did not serve the version then (loading, unloaded): not an error."""
+        self._slot(now).unavailable += 1
+
     def compared(self, now: float, disagreed: bool) -> None:
         slot = self._slot(now)
         slot.compared += 1
@@ -126,18 +132,18 @@ class VersionWindow:
     def figures(self, now: float, since: Optional[float] = None) -> Figures:
         """The sums over the slots that overlap [max(since, now - seconds), now]."""
         start = now - self.seconds if since is None else max(since, now - self.seconds)
-        totals = [0] * 6
+        totals = [0] * 7
         latency = [0] * (len(LATENCY_BOUNDS_S) + 1)
         for slot in self._slots:
             if slot.start + self.slot_s <= start:
                 continue
             for i, value in enumerate((slot.requests, slot.errors, slot.compared, slot.disagreed, slot.judged,
-                                       slot.correct)):
+                                       slot.correct, slot.unavailable)):
                 totals[i] += value
             latency = [a + b for a, b in zip(latency, slot.latency)]
-        requests, errors, compared, disagreed, judged, correct = totals
+        requests, errors, compared, disagreed, judged, correct, unavailable = totals
         return Figures(requests, errors, quantile_ms(latency, 0.5), quantile_ms(latency, 0.99), compared, disagreed,
-                       judged, correct)
+                       judged, correct, unavailable)
 
 
 def quantile_ms(counts: list[int], q: float) -> Optional[float]:

@@ -1,8 +1,8 @@
 """Routing by label: which version of a model answers a request, and which one it is mirrored to.
 
 Each served model's lifecycle (core/lifecycle.py: model_repository/<m>/lifecycle.json, or its newest version without
-one) is read again when the file's or the model folder's mtime changes, checked once a second in the background; a
-request reads only memory. A request names the version that answers it, so Triton's own policy (the newest loaded
+one) is read again when the file, its state.json or the model folder changes (their mtimes, checked once a second in
+the background); a request reads only memory. A request names the version that answers it, so Triton's own policy (the newest loaded
 version) never decides:
 
 - no canary: stable answers;
@@ -93,9 +93,10 @@ class ModelRouting:
         self.windows: dict[str, VersionWindow] = {}
         self.monitors: dict[str, DriftMonitor] = {}
         self.mirrors_in_flight = 0
-        self.seen_until = -math.inf  # the time of the last history entry counted
+        self.last_seen: Optional[dict] = None  # the newest history entry counted (or there at start)
         self.acting = False
         self.refused: object = None  # (canary, started) whose automatic action failed: not retried every second
+        self.ready: Optional[str] = None  # the candidate version Triton was seen serving; routed to only then
 
     @property
     def canary(self) -> Optional[str]:
@@ -107,6 +108,8 @@ class ModelRouting:
         if lifecycle is None or lifecycle.canary is None:
             return self.stable_route
         canary = str(lifecycle.canary)
+        if canary != self.ready:  # Triton is still loading it (serve reloads the model when a rollout starts)
+            return self.stable_route
         if lifecycle.mode == "shadow":
             return Route(self.stable_route.version, mirror=canary)
         value = headers.get(lifecycle.sticky) if lifecycle.sticky else None
@@ -144,27 +147,51 @@ class ModelRouting:
     def read(self) -> Optional[tuple[Optional[Lifecycle], list[dict]]]:
         """Read the lifecycle again when its file or the model's folder changed: (lifecycle, new history entries),
         or None when nothing changed."""
-        stamp = (_mtime(self.directory / LIFECYCLE_FILE), _mtime(self.directory), _mtime(self.directory / STATE_FILE))
+        stamp = (_stamp(self.directory / LIFECYCLE_FILE), _stamp(self.directory), _stamp(self.directory / STATE_FILE))
         if stamp == self.stamp:
             return None
         first = self.stamp == ()
         self.stamp = stamp
         lifecycle = lifecycles.current(self.directory)
-        self.version_references = _version_references(self.directory, self.compared_output)
+        references = _version_references(self.directory, self.compared_output)
+        if references != self.version_references:  # a new export: drift is measured against the new references
+            self.version_references = references
+            self.monitors.clear()
+        previous = self.lifecycle
+        if lifecycle is None or previous is None or (lifecycle.canary, lifecycle.started) != (previous.canary,
+                                                                                               previous.started):
+            self.ready = None  # a new rollout: its candidate gets traffic once Triton is seen serving it
+            if lifecycle is not None and lifecycle.canary is not None:
+                # judged on its own calls since it started: not on an earlier rollout's within the same slot
+                self.windows[str(lifecycle.canary)] = VersionWindow(self.window_s)
         self.lifecycle = lifecycle
         self.stable_route = Route(str(lifecycle.stable) if lifecycle is not None else None)
         history = list(lifecycle.history) if lifecycle is not None else []
-        new = [] if first else [h for h in history if float(h.get("time", 0)) > self.seen_until]
+        new = [] if first else _after(history, self.last_seen)
         if history:
-            self.seen_until = max(self.seen_until, max(float(h.get("time", 0)) for h in history))
+            self.last_seen = history[-1]
         return lifecycle, new
 
 
-def _mtime(path: Path) -> Optional[int]:
+def _after(history: list[dict], last_seen: Optional[dict]) -> list[dict]:
+    """The entries appended since `last_seen` (the history only grows at its end; the file keeps its last 200)."""
+    if last_seen is None:
+        return history
+    for i in range(len(history) - 1, -1, -1):
+        if history[i] == last_seen:
+            return history[i + 1:]
+    # rewritten by hand: the entries not older than the last one seen
+    return [h for h in history if float(h.get("time", 0)) >= float(last_seen.get("time", 0))]
+
+
+def _stamp(path: Path) -> Optional[tuple[int, int, int]]:
+    """A file's mtime, inode and size: writers replace the file (a new inode), so two writes within one tick of the
+    file system's clock still differ."""
     try:
-        return path.stat().st_mtime_ns
+        found = path.stat()
     except OSError:
         return None
+    return found.st_mtime_ns, found.st_ino, found.st_size
 
 
 def _version_references(directory: Path, output: Optional[str]) -> dict[str, dict[str, float]]:
@@ -257,8 +284,12 @@ class Routing:
         started = time.perf_counter()
         try:
             outputs = await self.backend.predict(model.name, arrays, top, version)
-        except problems.InvalidInput:
-            raise  # the input's fault, not the version's (the canary path checks it against stable)
+        except (problems.InvalidInput, problems.UpstreamUnavailable) as failure:
+            # the input's fault (the canary path checks it against stable), or the version is not served (loading,
+            # unloaded): neither is the version's error
+            if version is not None and isinstance(failure, problems.UpstreamUnavailable):
+                model.window(version).unavailable(time.time())
+            raise
         except problems.Problem:
             if version is not None:
                 model.window(version).failed(time.time())
@@ -340,9 +371,23 @@ class Routing:
             for model in self.models.values():
                 self.refresh(model)
                 try:
+                    await self._check_ready(model)
                     await self._judge(model)
                 except Exception:  # noqa: BLE001 - the watch goes on for the other models
                     _log.exception("%s: judging the canary failed", model.name)
+
+    async def _check_ready(self, model: ModelRouting) -> None:
+        """Route to a new candidate once Triton serves it: its metadata answers when the version is loaded."""
+        candidate = model.canary
+        if candidate is None or candidate == model.ready:
+            return
+        try:
+            await asyncio.wait_for(self.backend.client.metadata(model.name, candidate), POLL_S)
+        except (modelport.ModelportError, asyncio.TimeoutError):
+            return
+        if model.canary == candidate:
+            model.ready = candidate
+            _log.info("%s: version %s is served: it gets its traffic", model.name, candidate)
 
     async def _judge(self, model: ModelRouting) -> None:
         lifecycle = model.lifecycle
@@ -395,6 +440,7 @@ class Routing:
             "canary": lifecycle.canary if lifecycle else None, "mode": lifecycle.mode if running else None,
             "percent": lifecycle.percent if running else 0.0, "sticky": lifecycle.sticky if running else "",
             "started": lifecycle.started if running else None,
+            "canary_served": running and model.ready == str(lifecycle.canary),
             "window": {"seconds": model.window_s, "from": round(max(since or 0.0, now - model.window_s), 3),
                        "to": round(now, 3)},
             "limits": {f: getattr(model.limits, f) for f in ROLLOUT_FIELDS} if model.limits else None,

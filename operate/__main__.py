@@ -56,7 +56,7 @@ examples:
   python -m operate rollout rollback digits                      the canary stops; without one, the last promotion
                                                                  is undone
 
-exit status: 0 done, 2 an action that does not apply (no canary to promote, an ensemble step, no versions).
+exit status: 0 done, 2 an action that does not apply (no canary to promote, a version not on disk, no versions).
 """
 
 
@@ -112,6 +112,8 @@ def run_rollout(args) -> int:
             return 0
         print(f"live figures from {args.gateway} (since the canary started):")
         print(rollout.live_table(report))
+        if report.get("limits"):
+            print("limits: " + ", ".join(f"{k} {v}" for k, v in report["limits"].items()))
         return 0
     if args.action == "start":
         lc = rollout.start(args.repository, args.model, args.version, args.percent, args.shadow, args.sticky,
@@ -120,7 +122,7 @@ def run_rollout(args) -> int:
         lc = rollout.promote(args.repository, args.model, args.version, args.reason)
     else:
         lc = rollout.rollback(args.repository, args.model, args.reason)
-    print(rollout.action_line(args.action, args.model, lc))
+    print(rollout.action_line(args.action, args.model, lc, rollout.ensembles_calling(args.repository, args.model)))
     return 0
 
 

@@ -70,13 +70,6 @@ def ensembles_calling(repo: Path, model: str) -> list[str]:
 def start(repo: Path, model: str, version: int | None = None, percent: float | None = None, shadow: bool = False,
           sticky: str = "", reason: str = "") -> Lifecycle:
     directory = model_directory(repo, model)
-    ensembles = ensembles_calling(repo, model)
-    if ensembles:
-        # A step's version is -1 (the newest served): serving stable and canary would send the ensemble's every
-        # request to the canary.
-        raise LifecycleError(f"{model} is a step of the ensemble {', '.join(ensembles)}, which calls the newest version "
-                             f"it serves, so a canary would take all of its traffic: promote the candidate with "
-                             f"`python -m operate rollout promote {model} --version N` and roll back if needed")
     if shadow and (percent is not None or sticky):
         raise LifecycleError("--shadow mirrors every request and answers from stable: leave out --percent and --sticky")
     on_disk = lifecycle.versions_on_disk(directory)
@@ -106,12 +99,17 @@ def summary(model: str, lc: Lifecycle) -> str:
     return f"{model}: stable version {lc.stable}, canary version {lc.canary} ({how})"
 
 
-def action_line(action: str, model: str, lc: Lifecycle) -> str:
+def action_line(action: str, model: str, lc: Lifecycle, ensembles: list[str] = ()) -> str:
     last = lc.history[-1] if lc.history else {}
     done = {"start": f"started version {last.get('version')}", "promote": f"promoted version {last.get('version')}",
             "rollback": f"rolled back version {last.get('version')}"}[action]
-    return (f"rollout: {model}: {done}. {summary(model, lc)}; Triton serves version(s) "
+    line = (f"rollout: {model}: {done}. {summary(model, lc)}; Triton serves version(s) "
             f"{', '.join(map(str, lc.served))} once the running server reloads the model (within about a second)")
+    if ensembles and lc.canary is not None:
+        # core/lifecycle.py pins the ensemble's step to stable: the canary sees only requests that name the model
+        line += (f". Requests through the ensemble {', '.join(ensembles)} stay on version {lc.stable}; only "
+                 f"requests to {model} itself are split")
+    return line
 
 
 def _when(seconds: float | None) -> str:

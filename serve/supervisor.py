@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from core.errors import ModelportError
+from core.repository import parse
 from core.triton import ADMIN_HEADER, ServeOptions
 from core import triton_http
 from serve.metrics import SupervisorMetrics
@@ -188,6 +189,18 @@ class ConfigWatch:
         """Record every config as Triton is about to load it."""
         self.loaded = {m: found for m in self.models if (found := self._read(m)) is not None}
 
+    def is_ensemble(self, model: str) -> bool:
+        known = self.loaded.get(model)
+        return known is not None and b"ensemble_scheduling" in known[1]
+
+    def steps(self, model: str) -> list[tuple[str, int]]:
+        """(model, version) of each step of an ensemble, as its config on disk names them."""
+        try:
+            config = parse(self.loaded[model][1].decode())
+        except (KeyError, ValueError, UnicodeDecodeError):
+            return []
+        return [(s.model_name, s.model_version) for s in config.ensemble_scheduling.step]
+
     def changed(self) -> list[str]:
         """Models whose config text differs from the one last loaded; recorded as loaded (tried once per change)."""
         found = []
@@ -207,6 +220,10 @@ def load_model(options: ServeOptions, model: str) -> tuple[bool, str]:
     status, body = triton_http.request(f"{options.http_url}/v2/repository/models/{model}/load", {},
                                        {ADMIN_HEADER: options.admin_key}, timeout=LOAD_TIMEOUT_S)
     return status == 200, f"HTTP {status} {body[:300].decode(errors='replace')}".strip()
+
+
+def version_ready(options: ServeOptions, model: str, version: int) -> bool:
+    return triton_http.request(f"{options.http_url}/v2/models/{model}/versions/{version}/ready", timeout=2)[0] == 200
 
 
 def ready_versions(options: ServeOptions, model: str) -> list[int]:
@@ -261,6 +278,7 @@ class Supervisor:
         self.watch = StubWatch(options.repository)
         self.configs = ConfigWatch(options.repository, model_names)
         self.configs_checked = 0.0
+        self.failed_loads: set[str] = set()
         self.leftovers: list[Leftover] = []
         self.crashes_in_a_row = 0
         self.started_at = time.monotonic()
@@ -269,6 +287,7 @@ class Supervisor:
         self.watch = StubWatch(self.options.repository)
         self.leftovers = []  # a new tritonserver: the old one's stubs went with its process group
         self.configs.snapshot()  # before Triton reads them: a change from here on is reloaded
+        self.failed_loads = set()
         seconds = self.triton.start(self.model_names)
         self.started_at = time.monotonic()
         self.scan()  # learn every stub's model now: one killed before the first poll would be a zombie without argv
@@ -357,18 +376,38 @@ class Supervisor:
                 pending.setdefault(other, []).extend(stubs)
 
     def reload_changed_configs(self) -> None:
-        """Load each model whose config.pbtxt changed, and log what Triton serves after it."""
-        for model in self.configs.changed():
-            began = time.monotonic()
-            self.log(f"config.pbtxt of model '{model}' changed; reloading '{model}'")
-            ok, detail = load_model(self.options, model)
-            seconds = time.monotonic() - began
-            if ok:
-                versions = ", ".join(map(str, ready_versions(self.options, model))) or "none"
-                self.log(f"model '{model}' reloaded in {seconds:.1f} s; versions ready: {versions}")
-            else:
-                self.log(f"reloading model '{model}' failed after {seconds:.1f} s, Triton keeps serving it as it "
-                         f"was loaded: {detail}")
+        """Load each model whose config.pbtxt changed, and log what Triton serves after it. An ensemble whose steps'
+        versions are served goes first (it moves its requests to a step's new stable before the step drops the old
+        one), one naming a version not loaded yet goes last; a load that failed is tried again after another
+        succeeds (an ensemble pinned to a version its step only now serves)."""
+        changed = self.configs.changed()
+        if not changed:
+            return
+        ensembles = [m for m in changed if self.configs.is_ensemble(m)]
+        first = [m for m in ensembles if all(version == -1 or version_ready(self.options, step, version)
+                                             for step, version in self.configs.steps(m))]
+        order = first + [m for m in changed if m not in ensembles] + [m for m in ensembles if m not in first]
+        succeeded = False
+        for model in order:
+            succeeded |= self.reload_config(model)
+        if succeeded:
+            for model in sorted(self.failed_loads):
+                self.reload_config(model, again=True)
+
+    def reload_config(self, model: str, again: bool = False) -> bool:
+        began = time.monotonic()
+        self.log(f"config.pbtxt of model '{model}' changed; reloading '{model}'" + (" again" if again else ""))
+        ok, detail = load_model(self.options, model)
+        seconds = time.monotonic() - began
+        if ok:
+            self.failed_loads.discard(model)
+            versions = ", ".join(map(str, ready_versions(self.options, model))) or "none"
+            self.log(f"model '{model}' reloaded in {seconds:.1f} s; versions ready: {versions}")
+        else:
+            self.failed_loads.add(model)
+            self.log(f"reloading model '{model}' failed after {seconds:.1f} s, Triton keeps serving it as it was "
+                     f"loaded: {detail}")
+        return ok
 
     def stop_leftover_stubs(self) -> None:
         """Kill the stubs of replaced models that Triton left running past their grace period (see the module doc)."""

@@ -10,7 +10,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from core import repository
-from export.repository import committed_files, label_files
+from export.repository import committed_files, label_files, repository_files
 from core.spec import load_spec
 from tests import specs
 from tests.export.conftest import tiny_spec
@@ -36,9 +36,11 @@ def test_every_config_survives_a_round_trip_through_the_protobuf_text_parser(pro
 
 
 def test_committed_configs_and_labels_match_what_the_spec_generates(project_spec):
+    """As the working tree holds them: with the version policy a model's lifecycle names (docs/lifecycle.md), which
+    is the spec's own `latest 1` unless a candidate or canary is on disk."""
     drift = []
     for model in project_spec.models:
-        for rel, text in committed_files(model, repository.served_variants(model, COMMITTED)).items():
+        for rel, text in repository_files(model, COMMITTED).items():
             path = COMMITTED / rel
             if not path.is_file() or path.read_text() != text:
                 drift.append(rel)

@@ -2,10 +2,10 @@
 repository: 1 (the exported model), 2 (the same file: it agrees with 1) and 3 (a random linear model: it disagrees).
 Triton loads all three (version_policy specific), and each test writes the lifecycle the gateway routes by.
 
-The split by percent, the sticky header, shadow comparisons, the fallback to stable when the canary's version is not
-served, the answering version in the header, the access log, the metrics, the payload log and feedback, the
-admin-only rollout report, a version named directly at Triton, and the automatic rollback of a disagreeing canary
-while every request is answered (last: it rewrites the config's version policy)."""
+The split by percent, the sticky header, shadow comparisons, a canary Triton does not serve (yet), the answering
+version in the header, the access log, the metrics, the payload log and feedback, the admin-only rollout report, a
+version named directly at Triton, a canary unloaded under the gateway, and the automatic rollback of a disagreeing
+canary while every request is answered (last: it rewrites the config's version policy, which serve reloads)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import pytest
 import requests
+from google.protobuf import json_format
 from onnx import TensorProto, helper, numpy_helper
 
 import modelport
@@ -82,18 +83,27 @@ def served(tmp_path_factory):
             yield triton, gateway, model
 
 
-def set_lifecycle(gateway, directory: Path, lifecycle: Lifecycle) -> None:
+def set_lifecycle(gateway, directory: Path, lifecycle: Lifecycle, served: bool = True) -> None:
     """Write the lifecycle file as the CLI would (without touching the config), and wait until the gateway routes
-    by it."""
+    by it (and, for a canary, has seen Triton serve it)."""
     lifecycles.write_lifecycle(lifecycle, directory)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         report = rollouts(gateway)
         if (report["stable"], report["canary"], report["started"]) == (
-                lifecycle.stable, lifecycle.canary, lifecycle.started if lifecycle.canary is not None else None):
+                lifecycle.stable, lifecycle.canary, lifecycle.started if lifecycle.canary is not None else None) \
+                and (report["canary_served"] or lifecycle.canary is None or not served):
             return
         time.sleep(0.1)
     pytest.fail(f"the gateway did not read the lifecycle within 10 s: {report}")
+
+
+@pytest.fixture(autouse=True)
+def back_to_stable(served):
+    """Each test starts its own rollout; none outlives it (the judge would act on it during the next test)."""
+    yield
+    _, gateway, model = served
+    set_lifecycle(gateway, model, Lifecycle(stable=1))
 
 
 def rollouts(gateway, key: str | None = None) -> dict:
@@ -189,28 +199,31 @@ def test_shadow_answers_come_from_stable_and_the_candidate_is_compared(served):
     _, gateway, model = served
     set_lifecycle(gateway, model, canary(3, mode="shadow"))
     before = gateway.metric("modelport_gateway_shadow_compared_total", model="digits", version="3") or 0
-    answers = [answer(gateway, i) for i in range(30)]
+    sent = MIN_REQUESTS - 5  # fewer than the judge needs: this test watches the comparisons, not the rollback
+    answers = [answer(gateway, i) for i in range(sent)]
     assert {version for version, _ in answers} == {"1"}
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and (
-            gateway.metric("modelport_gateway_shadow_compared_total", model="digits", version="3") or 0) < before + 30:
+    while time.monotonic() < deadline and (gateway.metric(
+            "modelport_gateway_shadow_compared_total", model="digits", version="3") or 0) < before + sent:
         time.sleep(0.1)
     compared = gateway.metric("modelport_gateway_shadow_compared_total", model="digits", version="3") - before
     dropped = gateway.metric("modelport_gateway_shadow_dropped_total", model="digits", version="3") or 0
-    assert compared + dropped == 30 and compared >= 25, (compared, dropped)
-    assert gateway.metric("modelport_gateway_shadow_disagreed_total", model="digits", version="3") >= 10
+    assert compared + dropped == sent and compared >= sent - 3, (compared, dropped)
+    assert gateway.metric("modelport_gateway_shadow_disagreed_total", model="digits", version="3") >= 5
     figures = rollouts(gateway)["versions"]["3"]
     assert figures["compared"] == compared and figures["disagreement"] >= 0.3, figures
     assert figures["label"] == "canary" and rollouts(gateway)["mode"] == "shadow"
 
 
 @pytest.mark.integration
-def test_a_canary_whose_version_is_not_served_is_answered_by_stable(served):
+def test_a_canary_triton_does_not_serve_gets_no_traffic(served):
     _, gateway, model = served
-    set_lifecycle(gateway, model, canary(9, percent=100))  # rolled back and unloaded, as far as Triton knows
-    answers = [answer(gateway, i) for i in range(5)]
+    set_lifecycle(gateway, model, canary(9, percent=100), served=False)  # as a version still loading would be
+    time.sleep(1.5)  # the gateway checks once a second whether Triton serves it
+    answers = [answer(gateway, i) for i in range(10)]
     assert {version for version, _ in answers} == {"1"}
-    assert rollouts(gateway)["versions"]["9"]["errors"] == 5
+    report = rollouts(gateway)
+    assert report["canary_served"] is False and report["versions"]["9"]["requests"] == 0, report
 
 
 @pytest.mark.integration
@@ -245,20 +258,42 @@ def test_the_rollout_report_needs_the_admin_scope_and_names_the_models_for_an_un
     unknown = requests.get(f"{gateway.url}/v1/rollouts/nope", headers=gateway.auth(), timeout=10)
     assert unknown.status_code == 404 and "digits" in unknown.json()["detail"], unknown.text
     report = rollouts(gateway)
-    assert set(report) == {"model", "stable", "canary", "mode", "percent", "sticky", "started", "window", "limits",
-                           "versions", "history"}
+    assert set(report) == {"model", "stable", "canary", "mode", "percent", "sticky", "started", "canary_served",
+                           "window", "limits", "versions", "history"}
     assert report["limits"]["min_requests"] == MIN_REQUESTS
-    assert set(report["versions"]["1"]) == {"label", "requests", "errors", "error_rate", "p50_ms", "p99_ms", "psi",
-                                            "compared", "disagreed", "disagreement", "judged", "correct", "accuracy"}
+    assert set(report["versions"]["1"]) == {"label", "requests", "errors", "unavailable", "error_rate", "p50_ms",
+                                            "p99_ms", "psi", "compared", "disagreed", "disagreement", "judged",
+                                            "correct", "accuracy"}
     status = requests.get(f"{gateway.url}/v1/status", headers=gateway.auth(), timeout=10).json()
     assert status["models"][0]["rollout"]["stable"] == 1
 
 
 @pytest.mark.integration
+def test_a_canary_unloaded_while_it_serves_is_answered_by_stable(served):
+    triton, gateway, model = served
+    set_lifecycle(gateway, model, canary(2, percent=100))
+    assert answer(gateway)[0] == "2"
+    # what serve does after a rollback: reload the model without the canary (the repository load API, admin key;
+    # config.pbtxt stays as it is, so serve does not reload it again)
+    config = repository.parse((model / "config.pbtxt").read_text(encoding="utf-8"))
+    config.version_policy.ClearField("specific")
+    config.version_policy.specific.versions.extend([1, 3])
+    body = {"parameters": {"config": json_format.MessageToJson(config)}}
+    loaded = requests.post(f"http://{triton.http_url}/v2/repository/models/digits/load", json=body,
+                           headers=triton.admin_headers, timeout=60)
+    assert loaded.status_code == 200, loaded.text
+    answers = [answer(gateway, i) for i in range(10)]  # the gateway still routes to 2: every one answered by 1
+    assert {version for version, _ in answers} == {"1"}
+    figures = rollouts(gateway)["versions"]["2"]
+    assert figures["unavailable"] >= 10 and figures["errors"] == 0, figures
+
+
+@pytest.mark.integration
 def test_a_disagreeing_canary_is_rolled_back_automatically_and_every_request_is_answered(served):
     _, gateway, model = served
-    started = canary(3, percent=50)
-    set_lifecycle(gateway, model, started)
+    rollbacks = gateway.metric("modelport_gateway_rollout_actions_total", model="digits", action="rollback",
+                               by="auto") or 0
+    set_lifecycle(gateway, model, canary(3, percent=50))
     versions = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -273,8 +308,9 @@ def test_a_disagreeing_canary_is_rolled_back_automatically_and_every_request_is_
     assert last["reason"].startswith("disagreement with stable") and "> max_disagreement 20.0%" in last["reason"]
     assert versions.count("3") >= MIN_REQUESTS
     assert gateway.metric("modelport_gateway_rollout_actions_total", model="digits", action="rollback",
-                          by="auto") == 1
+                          by="auto") == rollbacks + 1
     assert "automatic rollback of version 3: disagreement" in gateway.output.read_text()
     assert {answer(gateway, i)[0] for i in range(10)} == {"1"}
     config = repository.parse((model / "config.pbtxt").read_text(encoding="utf-8"))
     assert list(config.version_policy.specific.versions) == [1]  # what serve reloads Triton with
+

@@ -96,7 +96,6 @@ def test_a_shadow_of_a_named_version(repo):
     (("promote", "digits"), "there is no canary to promote"),
     (("start", "digits", "--version", "7"), "version 7 is not on disk (versions: 1, 2)"),
     (("start", "digits", "--percent", "0"), "--percent 0.0: a share between 0 (excluded) and 100"),
-    (("start", "classifier"), "classifier is a step of the ensemble text, which calls the newest version"),
     (("start", "fresh"), "fresh has no exported version"),
     (("start", "text"), "text is an ensemble: only exported ONNX models have versions"),
     (("rollback", "tokenizer"), "tokenizer is a python model"),
@@ -118,10 +117,26 @@ def test_a_second_canary_waits_for_the_first_to_be_decided(repo):
     assert proc.returncode == 2 and "version 2 is already the canary (canary); promote or roll it back" in proc.stderr
 
 
-def test_an_ensemble_step_can_still_be_promoted_outright(repo):
-    proc = cli("promote", "classifier", "--version", "2", "--repository", str(repo))
+def step_version(repo: Path) -> int:
+    (step,) = repository.parse((repo / "text" / "config.pbtxt").read_text()).ensemble_scheduling.step
+    return step.model_version
+
+
+def test_an_ensemble_keeps_calling_stable_while_its_step_has_a_canary(repo):
+    lifecycle.write_lifecycle(lifecycle.Lifecycle(stable=1), repo / "classifier")
+    proc = cli("start", "classifier", "--percent", "50", "--repository", str(repo))
     assert proc.returncode == 0, proc.tail
-    assert lifecycle.read_lifecycle(repo / "classifier").stable == 2 and served(repo / "classifier") == "latest"
+    assert "Requests through the ensemble text stay on version 1; only requests to classifier itself are split" \
+        in proc.stdout
+    assert served(repo / "classifier") == [1, 2] and step_version(repo) == 1
+
+    proc = cli("promote", "classifier", "--repository", str(repo))
+    assert proc.returncode == 0, proc.tail
+    assert served(repo / "classifier") == "latest" and step_version(repo) == -1, "back to the config the spec gives"
+
+    proc = cli("rollback", "classifier", "--repository", str(repo))
+    assert proc.returncode == 0, proc.tail
+    assert served(repo / "classifier") == [1] and step_version(repo) == 1
 
 
 def free_port() -> int:

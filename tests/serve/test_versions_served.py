@@ -3,15 +3,20 @@ supervisor reloads the model through the repository API, without failing a reque
 
 from __future__ import annotations
 
+import base64
+import io
 import shutil
 import threading
 import time
 from pathlib import Path
 
+from typing import Callable
+
 import numpy as np
 import onnx
 import pytest
 import requests
+import tritonclient.http as httpclient
 from onnx import numpy_helper
 
 from core import lifecycle, repository
@@ -76,29 +81,24 @@ def infer(server, path: str, images: np.ndarray) -> np.ndarray:
 
 
 class StableTraffic:
-    """Requests to stable (no version named) in a loop, while something happens: how many failed."""
+    """Requests in a loop on a few threads while something happens: how many were sent, how many failed. `send`
+    makes one request on its thread's client and raises when it fails."""
 
-    def __init__(self, server, images: np.ndarray, threads: int = 2):
-        self.server, self.images, self.stop = server, images, threading.Event()
+    def __init__(self, send: Callable[[object], None], client: Callable[[], object], threads: int = 2):
+        self.send, self.client, self.stop = send, client, threading.Event()
         self.sent = self.failed = 0
         self.errors: list[str] = []
         self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
 
     def run(self) -> None:
-        session = requests.Session()
-        body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 8, 8, 1],
-                            "data": self.images[:1].ravel().tolist()}]}
+        client = self.client()
         while not self.stop.is_set():
             try:
-                response = session.post(f"http://{self.server.http_url}/v2/models/digits/infer", json=body, timeout=10)
-                ok = response.status_code == 200
-                error = "" if ok else f"HTTP {response.status_code} {response.text[:200]}"
-            except requests.RequestException as e:
-                ok, error = False, str(e)
-            self.sent += 1
-            if not ok:
+                self.send(client)
+            except Exception as e:  # noqa: BLE001 (any failure counts, with its text)
                 self.failed += 1
-                self.errors.append(error)
+                self.errors.append(str(e)[:300])
+            self.sent += 1
 
     def __enter__(self):
         for t in self.threads:
@@ -113,20 +113,27 @@ class StableTraffic:
             t.join()
 
 
+def digits_traffic(server, images: np.ndarray) -> StableTraffic:
+    body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 8, 8, 1],
+                        "data": images[:1].ravel().tolist()}]}
+    return StableTraffic(lambda session: session.post(f"http://{server.http_url}/v2/models/digits/infer", json=body,
+                                                      timeout=10).raise_for_status(), requests.Session)
+
+
 def test_a_canary_is_loaded_beside_stable_and_unloaded_on_rollback_while_stable_keeps_answering(served):
     server, digits = served
     images = np.load(ROOT / "models" / "digits" / "heldout.npz")["x"][:4].astype(np.float32)
     assert ready(server) == [1], "a candidate on disk serves nothing until a rollout starts it"
     stable_answer = infer(server, "/v2/models/digits", images)
 
-    with StableTraffic(server, images) as during_start:
+    with digits_traffic(server, images) as during_start:
         lifecycle.update(digits, lambda lc: lifecycle.start(lc, 2, (1, 2), percent=20))
         start_s = wait_for_versions(server, [1, 2])
     canary_answer = infer(server, "/v2/models/digits/versions/2", images)
     assert np.allclose(infer(server, "/v2/models/digits/versions/1", images), stable_answer)
     assert not np.allclose(canary_answer, stable_answer), "version 2 is the changed model"
 
-    with StableTraffic(server, images) as during_rollback:
+    with digits_traffic(server, images) as during_rollback:
         lifecycle.update(digits, lambda lc: lifecycle.rollback(lc, reason="test"))
         rollback_s = wait_for_versions(server, [1])
         deadline = time.monotonic() + RELOAD_BUDGET_S
@@ -168,3 +175,81 @@ def test_a_config_that_does_not_load_leaves_the_served_model_as_it_was_and_says_
         shutil.rmtree(digits / "3")
         config.write_text(good)
     wait_for_versions(server, [1])
+
+
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory):
+    """digits_image (an ensemble: decode, then digits) with digits' version 2 written beside 1 as a candidate."""
+    exported_repository()
+    target = tmp_path_factory.mktemp("repository")
+    for name in ("digits", "digits_image_decode", "digits_image"):
+        shutil.copytree(REPOSITORY / name, target / name, ignore=shutil.ignore_patterns("card.*", "[2-9]*"))
+    with launch_triton(target, tmp_path_factory.mktemp("triton")) as server:
+        digits = target / "digits"
+        changed_copy(digits / "1" / "model.onnx", digits / "2" / "model.onnx")
+        lifecycle.write_lifecycle(lifecycle.Lifecycle(stable=1), digits)
+        lifecycle.apply_version_policy(digits)
+        assert lifecycle.apply_step_versions(digits) == ["digits_image"]
+        wait_for_event(server, "model 'digits_image' reloaded")
+        yield server, digits
+
+
+def wait_for_event(server, text: str, after: int = 0) -> None:
+    deadline = time.monotonic() + RELOAD_BUDGET_S
+    while text not in server.events_path.read_text()[after:]:
+        assert time.monotonic() < deadline, server.log_tail()
+        time.sleep(0.05)
+
+
+def send_png(client: httpclient.InferenceServerClient) -> None:
+    """One request through digits_image (decode, then digits): a held-out digit as a PNG."""
+    from PIL import Image
+
+    pixels = (np.load(ROOT / "models" / "digits" / "heldout.npz")["x"][0, :, :, 0] * 16).clip(0, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), mode="L").save(buffer, format="PNG")
+    image = httpclient.InferInput("image_bytes", [1, 1], "BYTES")
+    image.set_data_from_numpy(np.array([[buffer.getvalue()]], dtype=object))
+    client.infer("digits_image", [image])
+
+
+def inferences(server, version: int) -> int:
+    response = requests.get(f"http://{server.http_url}/v2/models/digits/versions/{version}/stats", timeout=5)
+    stats = response.json()["model_stats"]
+    return int(stats[0]["inference_stats"]["success"]["count"]) if stats else 0
+
+
+def test_requests_through_an_ensemble_stay_on_stable_while_its_step_has_a_canary(ensemble):
+    server, digits = ensemble
+    client = httpclient.InferenceServerClient(server.http_url)
+    send = lambda n: [send_png(client) for _ in range(n)]  # noqa: E731
+    marks = []
+
+    with StableTraffic(send_png, lambda: httpclient.InferenceServerClient(server.http_url)) as during:
+        lifecycle.update(digits, lambda lc: lifecycle.start(lc, 2, (1, 2), percent=50))
+        wait_for_versions(server, [1, 2])
+        before = inferences(server, 1), inferences(server, 2)
+        send(10)
+        marks.append((inferences(server, 1) - before[0], inferences(server, 2) - before[1]))
+
+        size = len(server.events_path.read_text())
+        lifecycle.update(digits, lifecycle.promote)
+        wait_for_versions(server, [2])
+        wait_for_event(server, "model 'digits_image' reloaded", size)
+        before = inferences(server, 2)
+        send(10)
+        marks.append((None, inferences(server, 2) - before))
+
+        size = len(server.events_path.read_text())
+        lifecycle.update(digits, lambda lc: lifecycle.rollback(lc, reason="undo the promotion"))
+        wait_for_versions(server, [1])
+        wait_for_event(server, "model 'digits_image' reloaded", size)
+        before = inferences(server, 1)
+        send(10)
+        marks.append((inferences(server, 1) - before, None))
+
+    # the counts include the background requests, all through the ensemble too
+    assert marks[0][0] >= 10 and marks[0][1] == 0, "during the canary the ensemble calls stable (1) only"
+    assert marks[1][1] >= 10 and marks[2][0] >= 10, "after a promotion, and its rollback, the ensemble follows stable"
+    assert during.sent > 0 and during.failed == 0, (during.errors[:5], server.log_tail())
+    print(f"\nrequests through digits_image during start, promote and rollback: {during.sent}, failed {during.failed}")
