@@ -4,6 +4,7 @@
            --gateway-key "$(cat .cache/gateway/api.key)" --metrics-url 127.0.0.1:8002
     python -m loadtest --gateway http://127.0.0.1:8080            # the same, bounded, with the report
     locust -f loadtest/gateway_locustfile.py ... --feedback-share 0.2    # + POST /v1/feedback for one request in 5
+    locust -f loadtest/gateway_locustfile.py ... -u 4 --throughput-per-user 25   # an offered load of 100 req/s
 
 Options, tags, shapes and SLOs are those of loadtest/locustfile.py (imported, so its listeners and its load shape
 apply here too); its Triton users are not in this file's namespace, so Locust runs only GatewayUser.
@@ -22,7 +23,7 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 
-from locust import FastHttpUser, constant, events  # noqa: E402
+from locust import FastHttpUser, constant_throughput, events  # noqa: E402
 from locust.runners import WorkerRunner  # noqa: E402
 
 import loadtest.locustfile as base  # noqa: E402  (registers the shared options, report and SLO gate)
@@ -39,7 +40,6 @@ class GatewayUser(FastHttpUser):
     `--gateway-key`, else $MODELPORT_API_KEY."""
 
     tasks = [base.ModelScenarios]
-    wait_time = constant(0)
 
     def on_start(self) -> None:
         key = getattr(self.environment.parsed_options, "gateway_key", "") or os.environ.get(API_KEY_ENV, "")
@@ -48,6 +48,12 @@ class GatewayUser(FastHttpUser):
         self._requests = {}
         options = self.environment.parsed_options
         self._feedback_share = getattr(options, "feedback_share", 0.0) if options is not None else 0.0
+        rate = getattr(options, "throughput_per_user", 0.0) if options is not None else 0.0
+        self._pacing = constant_throughput(rate) if rate > 0 else None
+
+    def wait_time(self) -> float:
+        # as fast as it can by default: one request in flight per user, like a client connection
+        return self._pacing(self) if self._pacing else 0.0
 
     def infer(self, target: payloads.Target) -> None:
         if target not in self._requests:  # each request with the truth of its row, in step
@@ -92,17 +98,24 @@ def _add_arguments(parser) -> None:
                         help="share of successful predict requests (held-out rows) followed by POST /v1/feedback "
                              "with the row's true label or value (0..1; default 0: none). The gateway needs "
                              "--feedback-window, the key the feedback scope")
+    parser.add_argument("--throughput-per-user", type=float, default=0.0, metavar="RPS",
+                        help="predict requests per second each user aims at (default 0: as many as it can); "
+                             "-u users x RPS is the offered load")
 
 
 @events.init.add_listener
-def _check_feedback(environment, **_kwargs) -> None:
+def _check_options(environment, **_kwargs) -> None:
     options = environment.parsed_options
-    if options is None or isinstance(environment.runner, WorkerRunner) or not options.feedback_share:
+    if options is None or isinstance(environment.runner, WorkerRunner):
         return
-    problem = feedback.check_share(options.feedback_share)
+    problem = feedback.check_share(options.feedback_share) or (
+        f"--throughput-per-user {options.throughput_per_user:g}: requests per second, > 0 (or 0: as many as "
+        f"each user can)" if options.throughput_per_user < 0 else None)
     if problem:
         logging.getLogger("loadtest").error("%s", problem)
         sys.exit(2)
+    if not options.feedback_share:
+        return
     selected, _ = payloads.select(base.CATALOGUE, options.tags, options.exclude_tags)
     without = [t.name for t in selected if not any(feedback.truths(t))]
     if without:

@@ -77,7 +77,7 @@ def test_a_gateway_run_with_feedback_judges_its_share_and_live_accuracy_is_the_m
     with launch_gateway(triton, tmp_path / "gateway", "--feedback-window", "10000", keys=keys) as gateway:
         command = [sys.executable, "-m", "locust", "-f", str(GATEWAY_LOCUSTFILE), "--headless", "-u", "2", "-r", "2",
                    "-t", "5s", "--host", gateway.url, "--metrics-url", triton.metrics_url, "--csv",
-                   str(tmp_path / "run"), "--feedback-share", "0.5", "--tags", "digits"]
+                   str(tmp_path / "run"), "--feedback-share", "0.5", "--throughput-per-user", "40", "--tags", "digits"]
         result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180,
                                 env={**os.environ, "MODELPORT_API_KEY": gateway.keys["client"]})
         assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
@@ -90,6 +90,8 @@ def test_a_gateway_run_with_feedback_judges_its_share_and_live_accuracy_is_the_m
     assert int(rows["digits"]["Failure Count"]) == 0 and int(rows["feedback"]["Failure Count"]) == 0, rows
     assert 0.3 * predicted < sent < 0.7 * predicted, (predicted, sent)
     assert sent <= judged <= sent + 2  # a user stopped at the end may leave one judged but not yet counted
+    # two users at 40 requests/s each for 5 s offer 400: paced, not as fast as they can
+    assert 150 < predicted <= 420, predicted
     # the truth sent is the row's: live accuracy is the model's held-out accuracy (0.98 on its card), not chance
     assert correct / judged > 0.9, (correct, judged)
 
@@ -100,8 +102,10 @@ def test_python_m_loadtest_refuses_a_feedback_share_without_the_gateway():
     assert result.returncode == 2 and "--feedback-share needs --gateway" in result.stderr, result.stderr
 
 
-def test_locust_refuses_a_share_outside_0_to_1_before_sending(tmp_path):
+@pytest.mark.parametrize(("option", "message"), [("--feedback-share=2", "--feedback-share 2: a share"),
+                                               ("--throughput-per-user=-1", "--throughput-per-user -1: requests")])
+def test_locust_refuses_a_bad_feedback_share_or_throughput_before_sending(tmp_path, option, message):
     command = [sys.executable, "-m", "locust", "-f", str(GATEWAY_LOCUSTFILE), "--headless", "-u", "1", "-t", "2s",
-               "--host", "http://127.0.0.1:9", "--feedback-share", "2", "--tags", "digits"]
+               "--host", "http://127.0.0.1:9", option, "--tags", "digits"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "--feedback-share 2: a share" in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
