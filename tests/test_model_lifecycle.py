@@ -392,12 +392,14 @@ def test_the_worked_example_ran_its_commands_in_order_in_bounded_time(observed):
 # ---- the page -------------------------------------------------------------------------------------------------------
 
 def worked_example_commands() -> list[str]:
-    """The `python -m` commands of docs/lifecycle.md's "A worked example", in order."""
+    """The lifecycle steps (`python -m export|operate|loadtest`) of docs/lifecycle.md's "A worked example", in order,
+    without their environment variables, comments and a trailing `&`."""
     text = LIFECYCLE_DOC.read_text(encoding="utf-8")
-    section = text.split("## A worked example", 1)[1].split("\n## ", 1)[0]
+    section = text.split("\n## A worked example", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
-    lines = [line.split("#", 1)[0].strip() for block in blocks for line in block.splitlines()]
-    return [re.sub(r"^\S+=\S+ ", "", line) for line in lines if "python -m " in line]
+    lines = [line.split("#", 1)[0].strip().removesuffix("&").strip() for block in blocks for line in block.splitlines()]
+    steps = [re.sub(r"^(\w+=(\$\([^)]*\)|\S+) )+", "", line) for line in lines]
+    return [step for step in steps if re.match(r"python -m (export|operate|loadtest)\b", step)]
 
 
 def test_the_pages_worked_example_runs_the_tests_commands_in_order():
