@@ -28,6 +28,7 @@ from core.errors import ServerError, UserError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO_ROOT / "loadtest" / "locustfile.py"
 GATEWAY_LOCUSTFILE = REPO_ROOT / "loadtest" / "gateway_locustfile.py"
+READY_WAIT_S = 10.0
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -62,20 +63,27 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_args(argv), extra
 
 
-def check_server(http_url: str) -> None:
+def check_server(http_url: str, wait_s: float = READY_WAIT_S) -> None:
+    """Triton answers ready within wait_s: while it reloads a model (a rollout action), a strict-readiness server
+    says not ready for a second or two, and a load test started then should not fail for it."""
     url = f"http://{http_url}/v2/health/ready"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            if response.status == 200:
-                return
-            problem = f"HTTP {response.status}"
-    except urllib.error.HTTPError as error:
-        problem = f"HTTP {error.code}"
-    except OSError as error:
-        problem = repr(error)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+                problem = f"HTTP {response.status}"
+        except urllib.error.HTTPError as error:
+            problem = f"HTTP {error.code}"
+        except OSError as error:
+            problem = repr(error)
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     raise ServerError(
-        f"Triton is not ready at {url} ({problem}). Start it with `make start` (or point --http-url/--grpc-url/"
-        f"--metrics-url at your server)."
+        f"Triton is not ready at {url} ({problem}, for {wait_s:g} s). Start it with `make start` (or point "
+        f"--http-url/--grpc-url/--metrics-url at your server)."
     )
 
 

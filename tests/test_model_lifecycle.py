@@ -378,6 +378,20 @@ def test_the_good_version_is_promoted_after_a_clean_window_and_then_answers_alon
 
 
 @pytest.mark.integration
+def test_every_gateway_metric_the_alerts_and_the_dashboard_query_is_one_the_live_gateway_exports(observed):
+    from operate import dashboard, rules
+    from core.spec import load_spec
+
+    spec = load_spec(observed.project / "models.toml")
+    queries = [r.expr for g in rules.local_groups(spec, rules.Budgets()) for r in g.rules if isinstance(r, rules.Alert)]
+    queries += dashboard.expressions(json.loads(dashboard.render(spec)))
+    queried = {re.sub(r"_(bucket|count|sum)$", "", m) for q in queries for m in re.findall(r"modelport_gateway_\w+", q)}
+    exported = set(re.findall(r"^# TYPE (modelport_gateway_\w+) ", observed.metrics, re.M))
+    assert {"modelport_gateway_rollout_canary_percent", "modelport_gateway_shadow_compared_total"} <= queried
+    assert queried - exported == set()
+
+
+@pytest.mark.integration
 def test_rollout_status_shows_each_version_and_the_rollback(observed):
     assert "rollback" in observed.status_rolled_back and "accuracy" in observed.status_rolled_back
     assert re.search(r"\b3\b.*stable|stable.*\b3\b", observed.status_end), observed.status_end
