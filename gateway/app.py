@@ -6,8 +6,8 @@ nesting depth and JSON syntax in one pass (400), the model's inputs (422), the p
 to the same bucket (429/413), the model's load bound (503), and only then Triton; its answer goes to the payload log
 and the feedback index when they are on (gateway/payload_log.py, gateway/feedback.py). Which version of the model
 answers is the lifecycle's choice (gateway/routing.py: stable, a canary's share, or stable with a shadow copy); the
-answer says it in `Model-Version`. What comes before (connections,
-request line, headers) is gateway/protocol.py's. Every failure is problem details (gateway/problems.py).
+answer says it in `Model-Version`. What comes before (connections, request line, headers) is gateway/protocol.py's.
+Every failure is problem details (gateway/problems.py).
 """
 
 from __future__ import annotations
@@ -550,7 +550,9 @@ def _add_explain_route(app: FastAPI, gateway: Gateway, endpoint: Endpoint,
                                            fix=f"send \"budget\": {principal.limit.burst} or less")
             gateway.take_token(principal, wanted.budget - 1)
         async with gate.admit():
-            found = await explaining.explain(gateway.backend.client, endpoint, decoding, mean, wanted)
+            explained = decoding.classifier if decoding is not None else endpoint.name
+            found = await explaining.explain(gateway.backend.client, endpoint, decoding, mean, wanted,
+                                             gateway.routing.stable(explained))
         return Response(orjson.dumps(found, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     app.add_api_route(

@@ -199,9 +199,11 @@ def parse(endpoint: Endpoint, document: Any, decoding: Optional[Decoding] = None
 
 
 async def explain(client: modelport.AsyncClient, endpoint: Endpoint, decoding: Optional[Decoding],
-                  mean: Optional[dict[str, np.ndarray]], request: ExplainRequest) -> dict:
+                  mean: Optional[dict[str, np.ndarray]], request: ExplainRequest,
+                  version: Optional[str] = None) -> dict:
     """The explanation as JSON (modelport's Explanation.to_dict()), plus `reference` (what the baseline input was)
-    and, when the model takes an encoded image, `image`, the decoded pixels."""
+    and, when the model takes an encoded image, `image`, the decoded pixels. `version`: of the explained model (the
+    classifier, for an encoded image), its stable one; None, Triton's newest."""
     baseline, reference = request.baseline, "given" if request.baseline is not None else "zeros"
     if baseline is None and mean is not None and request.method in (None, "kernel-shap"):
         baseline, reference = (mean if len(mean) > 1 else next(iter(mean.values()))), "held-out mean"
@@ -215,7 +217,7 @@ async def explain(client: modelport.AsyncClient, endpoint: Endpoint, decoding: O
             model, item = decoding.classifier, {decoding.pixels: decoded}
             options["output"] = None  # the ensemble's output names are its own; the classifier's labelled one
             extra = {"explained": decoding.classifier, "image": decoded[0].tolist()}
-        found = await client.explain(model, item, **options)
+        found = await client.explain(model, item, version=version, **options)
     except modelport.ModelportError as error:
         if isinstance(error, modelport.InvalidInput) and error.server_message is None:
             # the client refused before sending (a method that does not fit the input): the caller's to fix

@@ -3,13 +3,14 @@
 The keys file (JSON, mode 0600) lists `{id, sha256, models, rate_per_s, burst, note, scopes}` per key: `models` is
 the Triton models the key may call ("*" for all), `rate_per_s`/`burst` its token bucket (the gateway's defaults when
 null), `scopes` what else it may do: "feedback" (POST /v1/feedback on its models' predictions), "admin" (GET
-/v1/rollouts/{model}: the rollout figures). A plain digest is
-enough because the keys are 256-bit random tokens, not passwords a person chose: there is
-nothing to guess from the digest, so a slow password hash would only cost every request.
+/v1/rollouts/{model}: the rollout figures). A plain digest is enough because the keys are 256-bit random tokens, not
+passwords a person chose: there is nothing to guess from the digest, so a slow password hash would only cost every
+request.
 
 Keys come from the keys file and from $MODELPORT_API_KEY. With neither, `resolve` generates one, like the admin key of
-`serve` (it and the $MODELPORT_API_KEY one have the `admin` scope): its digest goes into the keys file and the key itself into `api.key` beside it (0600), the client's copy,
-which the gateway never reads back.
+`serve`: its digest goes into the keys file and the key itself into `api.key` beside it (0600), the client's copy,
+which the gateway never reads back. The generated key and the $MODELPORT_API_KEY one are the operator's: they have
+the `admin` scope.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Each served model's lifecycle (core/lifecycle.py: model_repository/<m>/lifecycle.json, or its newest version without
 one) is read again when the file, its state.json or the model folder changes (their mtimes, checked once a second in
-the background); a request reads only memory. A request names the version that answers it, so Triton's own policy (the newest loaded
-version) never decides:
+the background); a request reads only memory. A request names the version that answers it, so Triton's own policy
+(the newest loaded version) never decides:
 
 - no canary: stable answers;
 - canary mode: `percent` % of requests at random, or by a hash of the `sticky` header's value (the same value always
@@ -13,10 +13,11 @@ version) never decides:
 
 Mirrors run in the background after the answer is sent on its way, at most `mirror_max_in_flight` per model: beyond
 that they are dropped and counted (`modelport_gateway_shadow_dropped_total`), so a slow candidate never slows or
-queues stable's traffic. A canary call that fails (its version rolled back and unloaded, or failing) is answered by
-stable instead and counted as the canary's error; a version that Triton does not serve (a reload under way) is
-answered by the version Triton picks. Every call is recorded in the version's window (gateway/rollout.py), which the
-judge reads once a second for a model with a canary.
+queues stable's traffic. A new candidate gets requests only once Triton serves it (its metadata answers; checked
+once a second). A canary call that fails is answered by stable instead: counted as the canary's error when the
+canary failed, as `unavailable` when Triton no longer serves the version (rolled back and unloaded); a stable version
+Triton does not serve (a reload under way) is answered by the version Triton picks. Every call is recorded in the
+version's window (gateway/rollout.py), which the judge reads once a second for a model with a canary.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class ModelRouting:
         self.stamp: object = ()
         self.stable_route = Route(None)
         self.windows: dict[str, VersionWindow] = {}
+        self.call_counters: dict[tuple[str, str], object] = {}
         self.monitors: dict[str, DriftMonitor] = {}
         self.mirrors_in_flight = 0
         self.last_seen: Optional[dict] = None  # the newest history entry counted (or there at start)
@@ -228,6 +230,10 @@ class Routing:
         self.disagreed = Counter("modelport_gateway_shadow_disagreed_total",
                                  "Compared requests where the candidate's top-1 differed from stable's",
                                  ["model", "version"], registry=r)
+        self.calls = Counter("modelport_gateway_version_calls_total",
+                             "Calls to each version, answered or mirrored: ok, error (the version failed; a canary's "
+                             "failed request is answered by stable) or unavailable (Triton did not serve it then)",
+                             ["model", "version", "result"], registry=r)
         self.dropped = Counter("modelport_gateway_shadow_dropped_total",
                                "Mirrored requests dropped: the model's mirrors in flight were at the bound",
                                ["model", "version"], registry=r)
@@ -248,6 +254,11 @@ class Routing:
     def route(self, model: str, headers) -> Route:
         return self.models[model].route(headers)
 
+    def stable(self, model: str) -> Optional[str]:
+        """The stable version of a served model (what explanations use), None for one the gateway does not route."""
+        routing = self.models.get(model)
+        return routing.stable_route.version if routing is not None else None
+
     async def predict(self, endpoint: Endpoint, arrays, top: Optional[int], route: Route) -> tuple[list, str]:
         """The answer of the routed version, and which version gave it."""
         model = self.models[endpoint.name]
@@ -264,6 +275,7 @@ class Routing:
             outputs, version = await self._stable(model, model.stable_route.version, arrays, top)
             if isinstance(failure, problems.InvalidInput):  # stable took what the canary refused: the canary's fault
                 model.window(route.version).failed(time.time())
+                self._count(model, route.version, "error")
             return outputs, version
         if route.mirror is not None:
             self._mirror(model, route.mirror, arrays, top, outputs, candidate=route.version)
@@ -289,15 +301,24 @@ class Routing:
             # unloaded): neither is the version's error
             if version is not None and isinstance(failure, problems.UpstreamUnavailable):
                 model.window(version).unavailable(time.time())
+                self._count(model, version, "unavailable")
             raise
         except problems.Problem:
             if version is not None:
                 model.window(version).failed(time.time())
+                self._count(model, version, "error")
             raise
         if version is not None:
             model.window(version).served(time.time(), time.perf_counter() - started)
+            self._count(model, version, "ok")
             model.observe(version, outputs)
         return outputs
+
+    def _count(self, model: ModelRouting, version: str, result: str) -> None:
+        counter = model.call_counters.get((version, result))
+        if counter is None:  # bound once per version and result: labels() on every call would cost more
+            counter = model.call_counters[(version, result)] = self.calls.labels(model.name, version, result)
+        counter.inc()
 
     def _mirror(self, model: ModelRouting, version: str, arrays, top, outputs: list, candidate: str) -> None:
         if model.compared_output is None:

@@ -1,11 +1,13 @@
-"""Routing by label through a real gateway and a real Triton serving three versions of `digits` from a copy of the
-repository: 1 (the exported model), 2 (the same file: it agrees with 1) and 3 (a random linear model: it disagrees).
-Triton loads all three (version_policy specific), and each test writes the lifecycle the gateway routes by.
+"""Routing by label through a real gateway and a real Triton serving, from a copy of the repository, three versions
+of `digits`: 1 (the exported model), 2 (the same file: it agrees with 1) and 3 (a random linear model: it
+disagrees); and two of `digits_int8`: 1 and 2 (fails at run time). Triton loads them all (version_policy specific),
+and each test writes the lifecycle the gateway routes by.
 
 The split by percent, the sticky header, shadow comparisons, a canary Triton does not serve (yet), the answering
 version in the header, the access log, the metrics, the payload log and feedback, the admin-only rollout report, a
 version named directly at Triton, a canary unloaded under the gateway, and the automatic rollback of a disagreeing
-canary while every request is answered (last: it rewrites the config's version policy, which serve reloads)."""
+canary and of a failing one while every request is answered (last: each rewrites its model's version policy, which
+serve reloads)."""
 
 from __future__ import annotations
 
@@ -48,12 +50,39 @@ def disagreeing_model(path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
 
 
+def failing_model(path: Path) -> None:
+    """digits' signature, but every call fails at run time: it gathers row max(image) of a 10-row table, and a
+    digit's brightest pixel is far above 9 (an all-zero image, Triton's warm-up, passes)."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMax", ["image"], ["brightest"], keepdims=0),
+         helper.make_node("Cast", ["brightest"], ["row"], to=TensorProto.INT64),
+         helper.make_node("Gather", ["table", "row"], ["offset"], axis=0),
+         helper.make_node("Reshape", ["image", "shape"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["scores"], axis=1),
+         helper.make_node("Add", ["scores", "offset"], ["probabilities"])],
+        "failing_digits",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 8, 8, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(np.zeros((10, 10), dtype=np.float32), "table"),
+         numpy_helper.from_array(np.array([-1, 64], dtype=np.int64), "shape"),
+         numpy_helper.from_array(np.zeros((64, 10), dtype=np.float32), "weights")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def served_versions(model: Path, versions: list[int]) -> None:
+    config = repository.parse((model / "config.pbtxt").read_text(encoding="utf-8"))
+    config.instance_group[0].count = 1  # several versions: one instance each is plenty here
+    config.version_policy.specific.versions.extend(versions)
+    (model / "config.pbtxt").write_text(repository.render(config), encoding="utf-8")
+
+
 def rollout_spec(folder: Path) -> Path:
     """models.toml's digits entry alone, its paths made absolute, with small rollout limits."""
     text = (ROOT / "models.toml").read_text(encoding="utf-8")
     start = text.index("\n[[model]]\n")
     entry = text[start:text.index("\n[[model]]\n", start + 1)].replace('"models/', f'"{ROOT}/models/')
-    entry = entry.replace('variants = ["fp32", "int8", "fp16"]', 'variants = ["fp32"]')
+    entry = entry.replace('variants = ["fp32", "int8", "fp16"]', 'variants = ["fp32", "int8"]')
     path = folder / "models.toml"
     path.write_text(entry + f"\n[model.lifecycle]\nmin_requests = {MIN_REQUESTS}\nmax_disagreement = 0.2\n"
                             f"max_error_rate = 0.5\n", encoding="utf-8")
@@ -62,7 +91,8 @@ def rollout_spec(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """Triton and a gateway in front of it, on a repository with digits versions 1, 2 and 3."""
+    """Triton and a gateway in front of it, on a repository with digits versions 1, 2 and 3, and digits_int8
+    versions 1 and 2 (failing)."""
     work = tmp_path_factory.mktemp("rollout")
     repo = work / "repository"
     model = repo / "digits"
@@ -71,10 +101,12 @@ def served(tmp_path_factory):
     shutil.copy(model / "1" / "model.onnx", model / "2" / "model.onnx")
     (model / "3").mkdir()
     disagreeing_model(model / "3" / "model.onnx")
-    config = repository.parse((model / "config.pbtxt").read_text(encoding="utf-8"))
-    config.instance_group[0].count = 1  # three versions: one instance each is plenty here
-    config.version_policy.specific.versions.extend([1, 2, 3])
-    (model / "config.pbtxt").write_text(repository.render(config), encoding="utf-8")
+    served_versions(model, [1, 2, 3])
+    int8 = repo / "digits_int8"
+    shutil.copytree(REPOSITORY / "digits_int8", int8, ignore=shutil.ignore_patterns("card.*", ".lifecycle*"))
+    (int8 / "2").mkdir()
+    failing_model(int8 / "2" / "model.onnx")
+    served_versions(int8, [1, 2])
     keys = {"admin": {"scopes": ("admin", "feedback")}, "caller": {}}
     with launch_triton(repo, work / "triton") as triton:
         with launch_gateway(triton, work / "gateway", "--repository", str(repo), "--spec", str(rollout_spec(work)),
@@ -89,7 +121,7 @@ def set_lifecycle(gateway, directory: Path, lifecycle: Lifecycle, served: bool =
     lifecycles.write_lifecycle(lifecycle, directory)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        report = rollouts(gateway)
+        report = rollouts(gateway, model=directory.name)
         if (report["stable"], report["canary"], report["started"]) == (
                 lifecycle.stable, lifecycle.canary, lifecycle.started if lifecycle.canary is not None else None) \
                 and (report["canary_served"] or lifecycle.canary is None or not served):
@@ -106,8 +138,8 @@ def back_to_stable(served):
     set_lifecycle(gateway, model, Lifecycle(stable=1))
 
 
-def rollouts(gateway, key: str | None = None) -> dict:
-    response = requests.get(f"{gateway.url}/v1/rollouts/digits", headers=gateway.auth(key), timeout=10)
+def rollouts(gateway, key: str | None = None, model: str = "digits") -> dict:
+    response = requests.get(f"{gateway.url}/v1/rollouts/{model}", headers=gateway.auth(key), timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -116,8 +148,8 @@ def canary(version: int, percent: float = 0.0, mode: str = "canary", sticky: str
     return Lifecycle(stable=1, canary=version, mode=mode, percent=percent, sticky=sticky, started=time.time())
 
 
-def answer(gateway, item: int = 0, headers: dict | None = None) -> tuple[str, str]:
-    response = gateway.predict("digits", {"inputs": [ITEMS[item % len(ITEMS)]]}, headers=headers or {})
+def answer(gateway, item: int = 0, headers: dict | None = None, model: str = "digits") -> tuple[str, str]:
+    response = gateway.predict(model, {"inputs": [ITEMS[item % len(ITEMS)]]}, headers=headers or {})
     assert response.status_code == 200, response.text
     return response.headers["model-version"], response.json()["predictions"][0]["label"]
 
@@ -250,6 +282,19 @@ def test_feedback_and_the_payload_log_carry_the_version_that_answered(served):
 
 
 @pytest.mark.integration
+def test_explanations_come_from_stable_while_a_canary_runs(served):
+    triton, gateway, model = served
+    with modelport.Client(triton.http_url) as client:
+        named = {v: [o["probabilities"].label for o in client.predict("digits", HELDOUT["x"][:40], version=v)]
+                 for v in (1, 3)}
+    item = next(i for i in range(40) if named[1][i] != named[3][i])
+    set_lifecycle(gateway, model, canary(3, percent=100))
+    found = requests.post(f"{gateway.url}/v1/models/digits:explain", headers=gateway.auth(),
+                          json={"inputs": [ITEMS[item]], "budget": 2}, timeout=30)
+    assert found.status_code == 200 and found.json()["label"] == named[1][item], found.text
+
+
+@pytest.mark.integration
 def test_the_rollout_report_needs_the_admin_scope_and_names_the_models_for_an_unknown_one(served):
     _, gateway, _ = served
     refused = requests.get(f"{gateway.url}/v1/rollouts/digits", headers=gateway.auth(gateway.keys["caller"]),
@@ -314,3 +359,27 @@ def test_a_disagreeing_canary_is_rolled_back_automatically_and_every_request_is_
     config = repository.parse((model / "config.pbtxt").read_text(encoding="utf-8"))
     assert list(config.version_policy.specific.versions) == [1]  # what serve reloads Triton with
 
+
+@pytest.mark.integration
+def test_a_failing_canary_is_rolled_back_automatically_and_stable_answers_its_requests(served):
+    triton, gateway, model = served
+    int8 = model.parent / "digits_int8"
+    with modelport.Client(triton.http_url) as client:
+        with pytest.raises(modelport.ModelportError):
+            client.predict("digits_int8", HELDOUT["x"][:1], version=2)
+    set_lifecycle(gateway, int8, canary(2, percent=50))
+    versions = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and lifecycles.read_lifecycle(int8).canary is not None:
+        versions.append(answer(gateway, len(versions), model="digits_int8")[0])  # asserts a 200 every time
+    recorded = lifecycles.read_lifecycle(int8)
+    assert recorded.canary is None and set(versions) == {"1"}, (recorded, versions)
+    last = recorded.history[-1]
+    assert (last["action"], last["version"], last["by"]) == ("rollback", 2, "auto"), last
+    assert last["reason"].startswith("error rate 100.0% > max_error_rate 50.0%"), last
+    assert rollouts(gateway, model="digits_int8")["versions"]["2"]["errors"] >= MIN_REQUESTS
+    # the requests were answered by stable, so the canary's failures show in its call counter, not as 5xx
+    assert gateway.metric("modelport_gateway_version_calls_total", model="digits_int8", version="2",
+                          result="error") >= MIN_REQUESTS
+    assert gateway.metric("modelport_gateway_request_duration_seconds_count", model="digits_int8",
+                          status="502") is None

@@ -4,11 +4,14 @@ one by one, the automatic action on the lifecycle file, and the routing decision
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import time
 
 import pytest
 from prometheus_client import CollectorRegistry
+
+import modelport
 
 from core import lifecycle as lifecycles
 from core.lifecycle import Lifecycle
@@ -217,3 +220,23 @@ def test_every_new_history_entry_is_counted_once_and_the_old_ones_are_not(routin
         == 1
     assert count("modelport_gateway_rollout_canary_percent", {"model": "digits", "version": "2"}) is None
 
+
+
+def test_each_version_is_drift_judged_against_its_own_reference_when_the_export_recorded_one(tmp_path):
+    model = tmp_path / "digits"
+    for version in ("1", "2"):
+        (model / version).mkdir(parents=True)
+    threes = {str(d): (0.91 if d == 3 else 0.01) for d in range(10)}
+    (model / "state.json").write_text(json.dumps({"versions": {"2": {"reference_predictions": {
+        "probabilities": {"samples": 100, "shares": threes}}}}}))
+    uniform = {str(d): 0.1 for d in range(10)}
+    made = Routing({"digits": DIGITS}, tmp_path, TritonBackend("127.0.0.1:1", 1.0), CollectorRegistry(),
+                   {"digits": {"probabilities": uniform}}, 100, 10, 4)
+    routing = made.models["digits"]
+    labels = ["3"] * 91 + [str(d) for d in range(10) if d != 3]  # as version 2's own reference says
+    answers = [modelport.ModelOutput("digits", {"probabilities": modelport.Prediction(label, 0.9, {})})
+               for label in labels]
+    for version in ("1", "2"):
+        routing.observe(version, answers)
+    assert routing.psi("2") < 0.01
+    assert routing.psi("1") > 1.0  # against the model's uniform reference
