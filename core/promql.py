@@ -205,13 +205,23 @@ def version_requests(match: str, window: str) -> str:
     return per_version(f"increase({sel(f'{GATEWAY_REQUESTS}_count', match)}[{window}])")
 
 
+def version_calls(match: str, window: str) -> str:
+    """The gateway's calls to each version within the window, answered or mirrored, that the version ran (ok or
+    failed; not those Triton did not serve it for)."""
+    calls = sel("modelport_gateway_version_calls_total", match, 'result=~"ok|error"')
+    return per_version(f"increase({calls}[{window}])")
+
+
 def version_error_ratio(match: str, window: str) -> str:
-    """The share of a version's requests the gateway answered with a 5xx (the server's fault, not the caller's); 0,
-    not absent, for a version that has none."""
-    answered = version_requests_per_second(match, window)
-    failed = per_version(rate(f"{GATEWAY_REQUESTS}_count", ", ".join(filter(None, (match, 'status=~"5.."'))),
+    """The share of the gateway's calls to a version that failed; 0, not absent, for a version with none. A canary's
+    failed request is answered by stable, so its failures show here, never as a 5xx of the request histogram."""
+    calls = per_version(rate("modelport_gateway_version_calls_total", ", ".join(filter(None, (match,
+                                                                                           'result=~"ok|error"'))),
+                             window))
+    failed = per_version(rate("modelport_gateway_version_calls_total", ", ".join(filter(None, (match,
+                                                                                            'result="error"'))),
                               window))
-    return f"({failed} or 0 * {answered}) / {answered}"
+    return f"({failed} or 0 * {calls}) / {calls}"
 
 
 def _latency_buckets(match: str, window: str) -> str:

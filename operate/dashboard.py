@@ -79,9 +79,10 @@ def version_panels() -> tuple[Panel, ...]:
         Panel("Answers/s by version (gateway)", "reqps",
               (Query(promql.version_requests_per_second(MODEL, RATE), "v{{version}}"),),
               "Which version answered, as the gateway's Model-Version header says"),
-        Panel("Error ratio by version (gateway, 5xx)", "percentunit",
+        Panel("Error ratio by version (gateway calls)", "percentunit",
               (Query(promql.version_error_ratio(MODEL, RATE), "v{{version}}"),),
-              "A canary past its model's lifecycle.max_error_rate is rolled back"),
+              "Failed calls to each version (a canary's failed request is answered by stable); a canary past its "
+              "model's lifecycle.max_error_rate is rolled back"),
         Panel("Latency by version (gateway)", "ms", latency,
               "From the gateway's histograms of successful answers; a canary past lifecycle.max_p99_ratio times "
               "stable's p99 is rolled back"),

@@ -254,10 +254,10 @@ def rollout_alerts(spec: Spec, budgets: Budgets) -> tuple[Alert, ...]:
             "CanaryErrorRatioHigh", Condition(promql.canary(promql.version_error_ratio(match, w), match), ">", limit),
             "0s", "warning",
             "Canary {{ $labels.model }} version {{ $labels.version }} fails {{ $value | humanizePercentage }} of its "
-            "requests",
-            f"Over {w}, the gateway answered more than {limit:g} of the canary's requests with a 5xx (lifecycle."
-            f"max_error_rate); stable's are on the same dashboard row. The gateway rolls a canary back on this.",
-            guard=Condition(promql.version_requests(match, w), ">=", least), guard_on="model, version"))
+            "calls",
+            f"Over {w}, more than {limit:g} of the gateway's calls to the canary failed (lifecycle.max_error_rate); "
+            "stable answered those requests. The gateway rolls a canary back on this.",
+            guard=Condition(promql.version_calls(match, w), ">=", least), guard_on="model, version"))
     for (limit, least), models in sorted(_rollout_limits(spec, "max_p99_ratio", "min_requests").items()):
         match = _models_regex(models)
         alerts.append(Alert(

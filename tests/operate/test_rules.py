@@ -89,6 +89,7 @@ def test_the_unit_test_shows_the_charts_own_query_verbatim_next_to_ours():
         "<<.GroupBy>>", "instance")
     assert official in exprs
     assert promql.QUEUE_RECORD in exprs
+    assert promql.version_error_ratio('model="digits"', "5m") in exprs  # the dashboard's, 0 for a version without
 
 
 def test_the_autoscaler_reads_the_recorded_weighted_queue_time():
