@@ -269,7 +269,7 @@ def observed(tmp_path_factory) -> Observed:
         status_end = example(ran, project, STATUS, env=admin, gateway=gateway.url)
         metrics = requests.get(f"{gateway.url}/metrics", headers=gateway.auth(), timeout=10).text
         # Triton unloads the old stable once the new one is loaded
-        triton_ready = wait_for(lambda: ready_versions(triton) == {3} and ready_versions(triton), 30,
+        triton_ready = wait_for(lambda: (ready := ready_versions(triton)) == {3} and ready, 30,
                                 "Triton to serve version 3 alone", lambda: str(ready_versions(triton)))
         answers = tuple(access_log(gateway.access_log))
     return Observed(tuple(ran), project, tuple(exports), started, rolled_back, restarted, promoted, status_rolled_back,
