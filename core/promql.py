@@ -179,6 +179,7 @@ def run_queries(seconds: float) -> tuple[tuple[str, str], ...]:
 
 GATEWAY_REQUESTS = "modelport_gateway_request_duration_seconds"
 CANARY_GAUGE = "modelport_gateway_rollout_canary_percent"
+JUDGED = "modelport_gateway_feedback_judged_total"
 BY_VERSION = "model, version"
 
 
@@ -255,12 +256,14 @@ def disagreement(match: str, window: str) -> str:
     return f"{disagreed} / {per_version(rate('modelport_gateway_shadow_compared_total', match, window))}"
 
 
-def canary_accuracy_drop(match: str, window: str) -> str:
+def canary_accuracy_drop(match: str, window: str, min_stable_judged: int = 1) -> str:
     """Stable's live accuracy minus the canary's, per model, labelled with the canary's version; the judged
-    predictions of every version but the canary count as stable's."""
+    predictions of every version but the canary count as stable's, once there are `min_stable_judged` of them."""
     correct, judged = (per_version(rate(f"modelport_gateway_feedback_{c}_total", match, window))
                        for c in ("correct", "judged"))
-    stable = f"(sum by (model) ({not_canary(correct, match)}) / sum by (model) ({not_canary(judged, match)}))"
+    counted = f"sum by (model) ({not_canary(per_version(f'increase({sel(JUDGED, match)}[{window}])'), match)})"
+    stable = (f"((sum by (model) ({not_canary(correct, match)}) / sum by (model) ({not_canary(judged, match)})) "
+              f"and on(model) ({counted} >= {min_stable_judged}))")
     return f"{stable} - on(model) group_right() ({canary(correct, match)} / {canary(judged, match)})"
 
 

@@ -278,12 +278,12 @@ def rollout_alerts(spec: Spec, budgets: Budgets) -> tuple[Alert, ...]:
     for (limit, least), models in sorted(_rollout_limits(spec, "max_accuracy_drop", "min_feedback").items()):
         match = _models_regex(models)
         alerts.append(Alert(
-            "CanaryAccuracyBelowStable", Condition(promql.canary_accuracy_drop(match, w), ">", limit), "0s",
-            "warning",
+            "CanaryAccuracyBelowStable", Condition(promql.canary_accuracy_drop(match, w, max(least, 1)), ">", limit),
+            "0s", "warning",
             "Canary {{ $labels.model }} version {{ $labels.version }}'s live accuracy is "
             "{{ $value | humanizePercentage }} below stable's",
-            f"Over {w}, live accuracy from feedback is more than {limit:g} lower on the canary than on stable "
-            "(lifecycle.max_accuracy_drop). The gateway rolls a canary back on this.",
+            f"Over {w}, live accuracy from feedback is more than {limit:g} lower on the canary than on stable, with "
+            f"{max(least, 1)} judged on each (lifecycle.max_accuracy_drop). The gateway rolls a canary back on this.",
             guard=Condition(promql.canary(promql.judged(match, w), match), ">=", max(least, 1)),
             guard_on="model, version"))
     # an action of its own, whatever the limit: the rollback's reason is in the lifecycle history
