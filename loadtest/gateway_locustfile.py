@@ -42,13 +42,13 @@ class GatewayUser(FastHttpUser):
     tasks = [base.ModelScenarios]
 
     def on_start(self) -> None:
-        key = getattr(self.environment.parsed_options, "gateway_key", "") or os.environ.get(API_KEY_ENV, "")
+        options = self.environment.parsed_options  # None when run as a library: the defaults below
+        key = getattr(options, "gateway_key", "") or os.environ.get(API_KEY_ENV, "")
         self._headers = {"Content-Type": "application/json", "Accept-Encoding": "identity",
                          **({"Authorization": f"Bearer {key}"} if key else {})}
         self._requests = {}
-        options = self.environment.parsed_options
-        self._feedback_share = getattr(options, "feedback_share", 0.0) if options is not None else 0.0
-        rate = getattr(options, "throughput_per_user", 0.0) if options is not None else 0.0
+        self._feedback_share = getattr(options, "feedback_share", 0.0)
+        rate = getattr(options, "throughput_per_user", 0.0)
         self._pacing = constant_throughput(rate) if rate > 0 else None
 
     def wait_time(self) -> float:
