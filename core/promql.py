@@ -170,3 +170,114 @@ def run_queries(seconds: float) -> tuple[tuple[str, str], ...]:
         ("batch size formed per model", batch_size_formed("", w)),
         ("queue µs per request per server (the autoscaling metric)", server_queue_us_per_request("", w)),
     )
+
+
+# ---- versions and rollouts, from the gateway (gateway/metrics.py, gateway/rollout.py, docs/lifecycle.md) ----------
+# The gateway labels each answer with the version that gave it. A version is the canary while the gateway exports
+# modelport_gateway_rollout_canary_percent for it; every other version with traffic is stable (or was, within the
+# window). A rollout moves every variant of a model in lockstep, so each Triton name has its own series.
+
+GATEWAY_REQUESTS = "modelport_gateway_request_duration_seconds"
+CANARY_GAUGE = "modelport_gateway_rollout_canary_percent"
+JUDGED = "modelport_gateway_feedback_judged_total"
+BY_VERSION = "model, version"
+
+
+def per_version(expression: str) -> str:
+    return f"sum by ({BY_VERSION}) ({expression})"
+
+
+def canary(expression: str, match: str = "") -> str:
+    """The series of `expression` (by model and version) that belong to the model's current canary."""
+    return f"(({expression}) and on({BY_VERSION}) {sel(CANARY_GAUGE, match)})"
+
+
+def not_canary(expression: str, match: str = "") -> str:
+    """The series of `expression` (by model and version) of every version that is not the current canary."""
+    return f"(({expression}) unless on({BY_VERSION}) {sel(CANARY_GAUGE, match)})"
+
+
+def version_requests_per_second(match: str, window: str) -> str:
+    """Answers per second through the gateway, per model and the version that answered."""
+    return per_version(rate(f"{GATEWAY_REQUESTS}_count", match, window))
+
+
+def version_requests(match: str, window: str) -> str:
+    return per_version(f"increase({sel(f'{GATEWAY_REQUESTS}_count', match)}[{window}])")
+
+
+def version_calls(match: str, window: str) -> str:
+    """The gateway's calls to each version within the window, answered or mirrored, that the version ran (ok or
+    failed; not those Triton did not serve it for)."""
+    calls = sel("modelport_gateway_version_calls_total", match, 'result=~"ok|error"')
+    return per_version(f"increase({calls}[{window}])")
+
+
+def version_error_ratio(match: str, window: str) -> str:
+    """The share of the gateway's calls to a version that failed; 0, not absent, for a version with none. A canary's
+    failed request is answered by stable, so its failures show here, never as a 5xx of the request histogram."""
+    calls = per_version(rate("modelport_gateway_version_calls_total", ", ".join(filter(None, (match,
+                                                                                           'result=~"ok|error"'))),
+                             window))
+    failed = per_version(rate("modelport_gateway_version_calls_total", ", ".join(filter(None, (match,
+                                                                                            'result="error"'))),
+                              window))
+    return f"({failed} or 0 * {calls}) / {calls}"
+
+
+def _latency_buckets(match: str, window: str) -> str:
+    """Successful answers' latency buckets by model, version and le (a refusal's few microseconds are no latency)."""
+    ok = ", ".join(filter(None, (match, 'status=~"2.."')))
+    return f"sum by ({BY_VERSION}, le) ({rate(f'{GATEWAY_REQUESTS}_bucket', ok, window)})"
+
+
+def version_latency_quantile_ms(quantile: float, match: str, window: str) -> str:
+    """A latency quantile per model and version from the gateway's histograms (they merge across replicas)."""
+    return f"histogram_quantile({quantile:g}, {_latency_buckets(match, window)}) * 1000"
+
+
+def canary_p99_ratio(match: str, window: str) -> str:
+    """The canary's p99 over stable's (every other version's answers, merged), per model; labelled with the canary's
+    version."""
+    buckets = _latency_buckets(match, window)
+    canary_p99 = f"histogram_quantile(0.99, {canary(buckets, match)})"
+    stable_p99 = f"histogram_quantile(0.99, sum by (model, le) ({not_canary(buckets, match)}))"
+    return f"{canary_p99} / on(model) group_left() {stable_p99}"
+
+
+def compared(match: str, window: str) -> str:
+    """Requests the gateway sent to both stable and the candidate (shadow, or a canary answer) and compared."""
+    return per_version(f"increase({sel('modelport_gateway_shadow_compared_total', match)}[{window}])")
+
+
+def disagreement(match: str, window: str) -> str:
+    """The share of compared requests where the candidate's top-1 differed from stable's, per model and version."""
+    disagreed = per_version(rate("modelport_gateway_shadow_disagreed_total", match, window))
+    return f"{disagreed} / {per_version(rate('modelport_gateway_shadow_compared_total', match, window))}"
+
+
+def canary_accuracy_drop(match: str, window: str, min_stable_judged: int = 1) -> str:
+    """Stable's live accuracy minus the canary's, per model, labelled with the canary's version; the judged
+    predictions of every version but the canary count as stable's, once there are `min_stable_judged` of them."""
+    correct, judged = (per_version(rate(f"modelport_gateway_feedback_{c}_total", match, window))
+                       for c in ("correct", "judged"))
+    counted = f"sum by (model) ({not_canary(per_version(f'increase({sel(JUDGED, match)}[{window}])'), match)})"
+    stable = (f"((sum by (model) ({not_canary(correct, match)}) / sum by (model) ({not_canary(judged, match)})) "
+              f"and on(model) ({counted} >= {min_stable_judged}))")
+    return f"{stable} - on(model) group_right() ({canary(correct, match)} / {canary(judged, match)})"
+
+
+def rollout_actions(match: str, window: str) -> str:
+    """Rollout actions (start, promote, rollback) per model, action and who took them (cli, auto) within the window.
+    A counter that first appears at 1 has no increase() yet, so a series new within the window counts its value."""
+    counter = sel("modelport_gateway_rollout_actions_total", match)
+    return (f"sum by (model, action, by) (({counter} unless {counter} offset {window}) "
+            f"or increase({counter}[{window}]))")
+
+
+def stable_version(match: str) -> str:
+    return f"max by (model) ({sel('modelport_gateway_rollout_stable_version', match)})"
+
+
+def canary_percent(match: str) -> str:
+    return f"max by ({BY_VERSION}) ({sel(CANARY_GAUGE, match)})"

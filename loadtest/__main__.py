@@ -4,6 +4,7 @@
     python -m loadtest --duration 20 --users 8 -- --tags digits --encoding json
     python -m loadtest --spec my/models.toml -- --tags my_model     # any served model of a spec, by Triton name
     python -m loadtest --gateway http://127.0.0.1:8080              # the same scenarios through the gateway
+    python -m loadtest --gateway http://127.0.0.1:8080 --feedback-share 0.2    # + the truth of one request in 5
 
 Everything after `--` goes to Locust unchanged. The report (Locust CSV + HTML, summary.md with microsecond percentiles
 and Triton's side, timeline.png) lands in reports/loadtest-<time>/, printed at the end. Exit code: Locust's (3 when an
@@ -22,11 +23,12 @@ import urllib.request
 from pathlib import Path
 
 from core import cli, process
-from core.errors import ServerError
+from core.errors import ServerError, UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO_ROOT / "loadtest" / "locustfile.py"
 GATEWAY_LOCUSTFILE = REPO_ROOT / "loadtest" / "gateway_locustfile.py"
+READY_WAIT_S = 10.0
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -48,6 +50,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="load-test through the gateway at URL (e.g. http://127.0.0.1:8080; its key from "
                              "--gateway-key or $MODELPORT_API_KEY) instead of Triton's own endpoints")
     parser.add_argument("--gateway-key", default=None, help="API key for --gateway (default $MODELPORT_API_KEY)")
+    parser.add_argument("--feedback-share", type=float, default=0.0, metavar="SHARE",
+                        help="with --gateway: the share of predict requests followed by POST /v1/feedback with the "
+                             "held-out row's true label (the key needs the feedback scope; docs/loadtest.md)")
     parser.add_argument("--spec", type=Path, default=None,
                         help="the models.toml whose models are load-tested (default: the repository's)")
     parser.add_argument("--report-dir", type=Path, default=None, help="default reports/loadtest-<UTC time>")
@@ -58,20 +63,27 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_args(argv), extra
 
 
-def check_server(http_url: str) -> None:
+def check_server(http_url: str, wait_s: float = READY_WAIT_S) -> None:
+    """Triton answers ready within wait_s: while it reloads a model (a rollout action), a strict-readiness server
+    says not ready for a second or two, and a load test started then should not fail for it."""
     url = f"http://{http_url}/v2/health/ready"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            if response.status == 200:
-                return
-            problem = f"HTTP {response.status}"
-    except urllib.error.HTTPError as error:
-        problem = f"HTTP {error.code}"
-    except OSError as error:
-        problem = repr(error)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+                problem = f"HTTP {response.status}"
+        except urllib.error.HTTPError as error:
+            problem = f"HTTP {error.code}"
+        except OSError as error:
+            problem = repr(error)
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     raise ServerError(
-        f"Triton is not ready at {url} ({problem}). Start it with `make start` (or point --http-url/--grpc-url/"
-        f"--metrics-url at your server)."
+        f"Triton is not ready at {url} ({problem}, for {wait_s:g} s). Start it with `make start` (or point "
+        f"--http-url/--grpc-url/--metrics-url at your server)."
     )
 
 
@@ -88,6 +100,7 @@ def locust_command(args: argparse.Namespace, extra: list[str], report_dir: Path)
         "--slo-p99-ms", str(args.slo_p99_ms), "--slo-error-rate", str(args.slo_error_rate),
         "--slo-min-rps", str(args.slo_min_rps),
         *(("--spec", str(args.spec.resolve())) if args.spec else ()),
+        *(("--feedback-share", str(args.feedback_share)) if args.feedback_share else ()),
         *extra,
     ]
 
@@ -95,6 +108,8 @@ def locust_command(args: argparse.Namespace, extra: list[str], report_dir: Path)
 @cli.program("loadtest")
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.feedback_share and not args.gateway:
+        raise UserError("--feedback-share needs --gateway URL: feedback goes to the gateway's POST /v1/feedback")
     check_server(args.http_url)
     report_dir = args.report_dir or REPO_ROOT / "reports" / time.strftime("loadtest-%Y%m%d-%H%M%S", time.gmtime())
     report_dir.mkdir(parents=True, exist_ok=True)

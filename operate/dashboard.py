@@ -1,6 +1,7 @@
 """The Grafana dashboard, built with grafana-foundation-sdk (types generated from Grafana's own schema), so its JSON
-has the structure Grafana defines. Models come from models.toml: the `model` variable lists them, and one row per
-model repeats over it. Every query is a function of core/promql.py."""
+has the structure Grafana defines. Models come from models.toml: the `model` variable lists them, and two rows per
+model repeat over it: Triton's view of the model, and the gateway's per version (answers, errors, latency, the
+rollout, disagreement with stable, live accuracy). Every query is a function of core/promql.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,6 +19,7 @@ from operate.rules import model_names
 UID = "modelport-triton"
 RATE = "$__rate_interval"
 MODEL = 'model=~"$model"'
+LIVE_WINDOW = "15m"
 DATASOURCE = gm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 
 
@@ -69,6 +71,37 @@ def model_panels() -> tuple[Panel, ...]:
     )
 
 
+def version_panels() -> tuple[Panel, ...]:
+    """The gateway's view per version: what each answered, how well, and the rollout that moves them."""
+    latency = tuple(Query(promql.version_latency_quantile_ms(q, MODEL, RATE), f"v{{{{version}}}} p{q * 100:g}")
+                    for q in (0.5, 0.99))
+    return (
+        Panel("Answers/s by version (gateway)", "reqps",
+              (Query(promql.version_requests_per_second(MODEL, RATE), "v{{version}}"),),
+              "Which version answered, as the gateway's Model-Version header says"),
+        Panel("Error ratio by version (gateway calls)", "percentunit",
+              (Query(promql.version_error_ratio(MODEL, RATE), "v{{version}}"),),
+              "Failed calls to each version (a canary's failed request is answered by stable); a canary past its "
+              "model's lifecycle.max_error_rate is rolled back"),
+        Panel("Latency by version (gateway)", "ms", latency,
+              "From the gateway's histograms of successful answers; a canary past lifecycle.max_p99_ratio times "
+              "stable's p99 is rolled back"),
+        Panel("Rollout: canary share % and stable version", "short", (
+            Query(promql.canary_percent(MODEL), "canary v{{version}} %"),
+            Query(promql.stable_version(MODEL), "stable version"),
+        )),
+        Panel("Disagreement with stable by version", "percentunit",
+              (Query(promql.disagreement(MODEL, RATE), "v{{version}}"),),
+              "Share of compared requests (shadow, or canary) whose top-1 differs from stable's"),
+        Panel("Live accuracy by version (feedback)", "percentunit",
+              (Query(promql.live_accuracy(MODEL, LIVE_WINDOW), "v{{version}}"),),
+              f"Right share of the predictions POST /v1/feedback judged, over {LIVE_WINDOW} (feedback comes slowly)"),
+        Panel("Rollout actions", "short",
+              (Query(promql.rollout_actions(MODEL, RATE), "{{action}} by {{by}}"),),
+              "start, promote, rollback; by cli (python -m operate rollout) or auto (the gateway's limits)"),
+    )
+
+
 def _panel(panel: Panel, panel_id: int) -> timeseries.Panel:
     built = (timeseries.Panel().id(panel_id).title(panel.title).unit(panel.unit).datasource(DATASOURCE).height(8)
              .span(panel.width))
@@ -99,6 +132,9 @@ def build(spec: Spec) -> gm.Dashboard:
         board = board.with_panel(_panel(panel, next(ids)))
     board = board.with_row(gd.Row("Model $model").id(next(ids)).repeat("model"))
     for panel in model_panels():
+        board = board.with_panel(_panel(panel, next(ids)))
+    board = board.with_row(gd.Row("Versions of $model (gateway)").id(next(ids)).repeat("model"))
+    for panel in version_panels():
         board = board.with_panel(_panel(panel, next(ids)))
     return board.build()
 

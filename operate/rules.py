@@ -217,7 +217,8 @@ def heldout_accuracy(spec: Spec, name: str) -> float | None:
 
 
 def gateway_alerts(spec: Spec, budgets: Budgets) -> Group:
-    """From the gateway's feedback counters (gateway/feedback.py): only where a gateway takes feedback."""
+    """From the gateway's metrics: live accuracy from feedback (gateway/feedback.py), and each model's canary against
+    stable (gateway/rollout.py). Only where a gateway serves; a rollout's alerts only while one runs."""
     w = budgets.live_accuracy_window
     floors = [(name, round(accuracy - budgets.live_accuracy_margin, 6)) for name in model_names(spec)
               if (accuracy := heldout_accuracy(spec, name)) is not None]
@@ -232,7 +233,68 @@ def gateway_alerts(spec: Spec, budgets: Budgets) -> Group:
             f"{budgets.live_accuracy_margin:g} under the card's held-out accuracy. Check the inputs for drift "
             "(modelport_gateway_prediction_drift_psi) and the payload log (docs/gateway.md, Feedback).",
             guard=Condition(promql.judged(match, w), ">=", budgets.min_judged), guard_on="model, version"))
-    return Group("modelport-gateway", tuple(alerts))
+    return Group("modelport-gateway", tuple(alerts) + rollout_alerts(spec, budgets))
+
+
+def _rollout_limits(spec: Spec, *fields: str) -> dict[tuple, list[str]]:
+    """Served models grouped by the values of these [model.lifecycle] fields (variants move with their model)."""
+    pairs = [(name, tuple(getattr(model.rollout, f) for f in fields)) for model in spec.models if model.rollout
+             for name in served_names(model, spec.root / "model_repository")]
+    return _by_value(pairs)
+
+
+def rollout_alerts(spec: Spec, budgets: Budgets) -> tuple[Alert, ...]:
+    """A canary over its model's [model.lifecycle] limits, the same the gateway rolls back on, here over the rules'
+    window; and every automatic rollback, which a person should look into."""
+    w = budgets.window
+    alerts = []
+    for (limit, least), models in sorted(_rollout_limits(spec, "max_error_rate", "min_requests").items()):
+        match = _models_regex(models)
+        alerts.append(Alert(
+            "CanaryErrorRatioHigh", Condition(promql.canary(promql.version_error_ratio(match, w), match), ">", limit),
+            "0s", "warning",
+            "Canary {{ $labels.model }} version {{ $labels.version }} fails {{ $value | humanizePercentage }} of its "
+            "calls",
+            f"Over {w}, more than {limit:g} of the gateway's calls to the canary failed (lifecycle.max_error_rate); "
+            "stable answered those requests. The gateway rolls a canary back on this.",
+            guard=Condition(promql.version_calls(match, w), ">=", least), guard_on="model, version"))
+    for (limit, least), models in sorted(_rollout_limits(spec, "max_p99_ratio", "min_requests").items()):
+        match = _models_regex(models)
+        alerts.append(Alert(
+            "CanaryLatencyP99High", Condition(promql.canary_p99_ratio(match, w), ">", limit), "0s", "warning",
+            "Canary {{ $labels.model }} version {{ $labels.version }} has {{ $value | humanize }} times stable's p99",
+            f"Over {w}, the canary's p99 latency through the gateway is more than {limit:g} times stable's "
+            "(lifecycle.max_p99_ratio). The gateway rolls a canary back on this.",
+            guard=Condition(promql.version_requests(match, w), ">=", least), guard_on="model, version"))
+    for (limit, least), models in sorted(_rollout_limits(spec, "max_disagreement", "min_requests").items()):
+        match = _models_regex(models)
+        alerts.append(Alert(
+            "CanaryDisagreementHigh", Condition(promql.disagreement(match, w), ">", limit), "0s", "warning",
+            "Candidate {{ $labels.model }} version {{ $labels.version }} disagrees with stable on "
+            "{{ $value | humanizePercentage }} of compared requests",
+            f"Over {w}, the candidate's top-1 differs from stable's on more than {limit:g} of the requests both "
+            "answered (shadow, or canary; lifecycle.max_disagreement). The gateway rolls a canary back on this.",
+            guard=Condition(promql.compared(match, w), ">=", least), guard_on="model, version"))
+    for (limit, least), models in sorted(_rollout_limits(spec, "max_accuracy_drop", "min_feedback").items()):
+        match = _models_regex(models)
+        alerts.append(Alert(
+            "CanaryAccuracyBelowStable", Condition(promql.canary_accuracy_drop(match, w, max(least, 1)), ">", limit),
+            "0s", "warning",
+            "Canary {{ $labels.model }} version {{ $labels.version }}'s live accuracy is "
+            "{{ $value | humanizePercentage }} below stable's",
+            f"Over {w}, live accuracy from feedback is more than {limit:g} lower on the canary than on stable, with "
+            f"{max(least, 1)} judged on each (lifecycle.max_accuracy_drop). The gateway rolls a canary back on this.",
+            guard=Condition(promql.canary(promql.judged(match, w), match), ">=", max(least, 1)),
+            guard_on="model, version"))
+    # an action of its own, whatever the limit: the rollback's reason is in the lifecycle history
+    alerts.append(Alert(
+        "CanaryRolledBack", Condition(promql.rollout_actions('action="rollback", by="auto"', budgets.change_window),
+                                      ">", 0), "0s", "warning",
+        "The gateway rolled back the canary of {{ $labels.model }}",
+        f"Within the last {budgets.change_window}, the canary crossed one of its model's [model.lifecycle] limits and "
+        "the gateway rolled it back; stable answers every request. `python -m operate rollout status MODEL` shows "
+        "the reason and the figures (docs/lifecycle.md)."))
+    return tuple(alerts)
 
 
 def supervisor_alerts(budgets: Budgets) -> Group:

@@ -70,11 +70,26 @@ def failing_model(path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
 
 
-def served_versions(model: Path, versions: list[int]) -> None:
+def served_versions(model: Path, versions: list[int]) -> bool:
+    """Make the config serve these versions; True when it changed (serve then reloads the model)."""
     config = repository.parse((model / "config.pbtxt").read_text(encoding="utf-8"))
+    if list(config.version_policy.specific.versions) == versions and config.instance_group[0].count == 1:
+        return False
     config.instance_group[0].count = 1  # several versions: one instance each is plenty here
+    config.ClearField("version_policy")
     config.version_policy.specific.versions.extend(versions)
     (model / "config.pbtxt").write_text(repository.render(config), encoding="utf-8")
+    return True
+
+
+def wait_served(triton, model: Path, versions: list[int], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(requests.get(f"http://{triton.http_url}/v2/models/{model.name}/versions/{v}/ready",
+                            timeout=5).status_code == 200 for v in versions):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"Triton did not serve {model.name} versions {versions} within {timeout_s} s")
 
 
 def rollout_spec(folder: Path) -> Path:
@@ -134,8 +149,13 @@ def set_lifecycle(gateway, directory: Path, lifecycle: Lifecycle, served: bool =
 def back_to_stable(served):
     """Each test starts its own rollout; none outlives it (the judge would act on it during the next test)."""
     yield
-    _, gateway, model = served
+    triton, gateway, model = served
     set_lifecycle(gateway, model, Lifecycle(stable=1))
+    # An automatic rollback rewrites the config to serve stable alone, and serve reloads it: bring the versions back.
+    for directory, versions in ((model, [1, 2, 3]), (model.parent / "digits_int8", [1, 2])):
+        if served_versions(directory, versions):
+            time.sleep(1.5)  # serve checks configs once a second; an unchanged ready answer could be the old load's
+        wait_served(triton, directory, versions)
 
 
 def rollouts(gateway, key: str | None = None, model: str = "digits") -> dict:

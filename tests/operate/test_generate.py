@@ -61,13 +61,13 @@ def test_the_dashboard_round_trips_unchanged_through_grafanas_schema_types():
     assert reencoded == BOARD
 
 
-def test_the_dashboard_offers_every_served_model_and_repeats_one_row_per_model():
+def test_the_dashboard_offers_every_served_model_and_repeats_two_rows_per_model():
     variables = {v["name"]: v for v in BOARD["templating"]["list"]}
     rows = [p for p in BOARD["panels"] if p["type"] == "row"]
 
     assert variables["model"]["query"].split(",") == list(rules.model_names(SPEC))
     assert variables["datasource"]["query"] == "prometheus"
-    assert [r.get("repeat") for r in rows] == [None, "model"]
+    assert [r.get("repeat") for r in rows] == [None, "model", "model"]
     ids = [p["id"] for p in BOARD["panels"]]
     assert len(ids) == len(set(ids))
 
@@ -76,7 +76,7 @@ def test_every_model_panel_is_scoped_to_the_model_variable_and_every_query_has_a
     panels = BOARD["panels"]
     model_row = next(i for i, p in enumerate(panels) if p.get("repeat") == "model")
     for panel in panels[model_row + 1:]:
-        for target in panel["targets"]:
+        for target in panel.get("targets", []):  # a row has none
             assert 'model=~"$model"' in target["expr"], (panel["title"], target["expr"])
     assert all(t.get("legendFormat") for p in panels for t in p.get("targets", []))
 
@@ -89,3 +89,17 @@ def test_the_dashboard_covers_what_the_issue_asks_per_model_and_per_server():
     exprs = dashboard.expressions(BOARD)
     assert promql.latency_quantile_ms("0.99", dashboard.MODEL) in exprs
     assert promql.latency_quantile_ms("0.5", dashboard.MODEL) in exprs
+
+
+def test_the_dashboard_has_a_row_per_version_with_the_rollouts_figures():
+    panels = BOARD["panels"]
+    versions = next(i for i, p in enumerate(panels) if p["title"].startswith("Versions of $model"))
+    below = panels[versions + 1:]
+    titles = " | ".join(p["title"] for p in below)
+    for wanted in ("by version", "Error ratio", "Latency", "canary share", "Disagreement", "Live accuracy",
+                   "Rollout actions"):
+        assert wanted.lower() in titles.lower(), wanted
+    exprs = [t["expr"] for p in below for t in p.get("targets", [])]
+    assert promql.live_accuracy(dashboard.MODEL, dashboard.LIVE_WINDOW) in exprs
+    assert all(t["legendFormat"].startswith("v{{version}}") for p in below if "by version" in p["title"]
+               for t in p["targets"])

@@ -1,6 +1,8 @@
 """The alert and recording rules: promtool checks and unit-tests them on synthetic series (no server needed)."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -12,7 +14,7 @@ import yaml
 from core import promql
 from core.spec import load_declared_spec
 from core.state import read_state
-from operate import k8s, rules
+from operate import dashboard, k8s, rules
 from operate.monitor import INSTALL_HINT
 from tests.conftest import ROOT
 
@@ -87,6 +89,7 @@ def test_the_unit_test_shows_the_charts_own_query_verbatim_next_to_ours():
         "<<.GroupBy>>", "instance")
     assert official in exprs
     assert promql.QUEUE_RECORD in exprs
+    assert promql.version_error_ratio('model="digits"', "5m") in exprs  # the dashboard's, 0 for a version without
 
 
 def test_the_autoscaler_reads_the_recorded_weighted_queue_time():
@@ -148,7 +151,7 @@ def test_a_condition_refuses_an_operator_prometheus_does_not_have():
 
 def test_live_accuracy_alerts_sit_the_margin_below_each_models_held_out_accuracy():
     budgets = rules.Budgets(live_accuracy_margin=0.1)
-    alerts = rules.gateway_alerts(SPEC, budgets).rules
+    alerts = [a for a in rules.gateway_alerts(SPEC, budgets).rules if a.name == "ModelLiveAccuracyLow"]
     floors = {model: a.condition.threshold for a in alerts
               for model in re.search(r'model=~"([^"]+)"', a.expr)[1].split("|")}
     digits = rules.heldout_accuracy(SPEC, "digits")
@@ -157,3 +160,43 @@ def test_live_accuracy_alerts_sit_the_margin_below_each_models_held_out_accuracy
     assert floors["sentiment"] == pytest.approx(rules.heldout_accuracy(SPEC, "sentiment_classifier") - 0.1, abs=1e-6)
     assert "digits_image_decode" not in floors  # it has no labels to be right or wrong about
     assert all(a.guard.threshold == budgets.min_judged and a.guard_on == "model, version" for a in alerts)
+
+
+def test_a_models_own_lifecycle_limits_get_canary_rules_of_their_own_and_its_variants_follow():
+    models = tuple(dataclasses.replace(m, rollout=dataclasses.replace(m.rollout, max_error_rate=0.2, min_requests=30))
+                   if m.name == "digits" else m for m in SPEC.models)
+    alerts = [a for a in rules.rollout_alerts(dataclasses.replace(SPEC, models=models), rules.Budgets())
+              if a.name == "CanaryErrorRatioHigh"]
+
+    by_limit = {(a.condition.threshold, a.guard.threshold): set(re.search(r'model=~"([^"]+)"', a.expr)[1].split("|"))
+                for a in alerts}
+    digits = set(SPEC.model("digits").triton_names) & set(rules.model_names(SPEC))
+    assert by_limit[(0.2, 30)] == digits and "digits_int8" in digits
+    assert "digits_mobilenet" in by_limit[(0.02, 50)]
+    # python models and ensembles have no versions to roll out
+    assert not {"digits_image", "digits_image_decode", "sentiment"} & set().union(*by_limit.values())
+
+
+def test_every_rollout_alert_but_the_rollback_one_waits_for_its_models_minimum_of_evidence():
+    alerts = {a.name: a for a in rules.rollout_alerts(SPEC, rules.Budgets())}
+    digits = SPEC.model("digits").rollout
+
+    assert set(alerts) == {"CanaryErrorRatioHigh", "CanaryLatencyP99High", "CanaryDisagreementHigh",
+                           "CanaryAccuracyBelowStable", "CanaryRolledBack"}
+    assert alerts["CanaryErrorRatioHigh"].guard.threshold == digits.min_requests
+    assert alerts["CanaryDisagreementHigh"].guard.threshold == digits.min_requests
+    assert alerts["CanaryAccuracyBelowStable"].guard.threshold == digits.min_feedback
+    assert 'by="auto"' in alerts["CanaryRolledBack"].expr and 'action="rollback"' in alerts["CanaryRolledBack"].expr
+
+
+def test_promtool_parses_every_gateway_query_of_the_dashboard(tmp_path):
+    # no live gateway in tests/operate/test_live_monitoring.py: its queries are at least valid PromQL (as recording
+    # rules, with Grafana's variables at their defaults)
+    board = json.loads((ROOT / "deploy" / "grafana" / "modelport.json").read_text())
+    queries = [e for e in dashboard.expressions(board) if "modelport_gateway_" in e]
+    records = [{"record": f"dashboard:query_{i}", "expr": q.replace("$model", "digits").replace("$__rate_interval", "1m")}
+               for i, q in enumerate(queries)]
+    (tmp_path / "queries.yml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}))
+
+    checked = promtool("check", "rules", "queries.yml", cwd=tmp_path)
+    assert len(queries) >= 8 and checked.returncode == 0, shown(checked)
