@@ -27,7 +27,7 @@ REFERENCE = load_spec(payloads.DEFAULT_SPEC)
 def test_each_heldout_row_gets_the_label_of_its_class_in_the_order_the_rows_are_sent():
     target = payloads.target(REFERENCE, "digits")
     truths = feedback.truths(target)
-    heldout = load_npz(target.model, target.model.onnx.heldout, with_labels=True)
+    heldout = load_npz(target.model, target.model.source.onnx.heldout, with_labels=True)
     sent = gateway_payloads.gateway_requests(target)
 
     assert len(truths) == len(sent) == min(payloads.SAMPLES_PER_MODEL, len(heldout))
