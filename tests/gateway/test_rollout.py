@@ -82,11 +82,15 @@ def served_versions(model: Path, versions: list[int]) -> bool:
     return True
 
 
+def all_ready(triton, model: Path, versions: list[int]) -> bool:
+    return all(requests.get(f"http://{triton.http_url}/v2/models/{model.name}/versions/{v}/ready",
+                            timeout=5).status_code == 200 for v in versions)
+
+
 def wait_served(triton, model: Path, versions: list[int], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if all(requests.get(f"http://{triton.http_url}/v2/models/{model.name}/versions/{v}/ready",
-                            timeout=5).status_code == 200 for v in versions):
+        if all_ready(triton, model, versions):
             return
         time.sleep(0.2)
     pytest.fail(f"Triton did not serve {model.name} versions {versions} within {timeout_s} s")
@@ -155,6 +159,9 @@ def back_to_stable(served):
     for directory, versions in ((model, [1, 2, 3]), (model.parent / "digits_int8", [1, 2])):
         if served_versions(directory, versions):
             time.sleep(1.5)  # serve checks configs once a second; an unchanged ready answer could be the old load's
+        elif not all_ready(triton, directory, versions):  # a test unloaded a version through the load API itself
+            requests.post(f"http://{triton.http_url}/v2/repository/models/{directory.name}/load",
+                          headers=triton.admin_headers, timeout=60)
         wait_served(triton, directory, versions)
 
 
