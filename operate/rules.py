@@ -247,45 +247,41 @@ def rollout_alerts(spec: Spec, budgets: Budgets) -> tuple[Alert, ...]:
     """A canary over its model's [model.lifecycle] limits, the same the gateway rolls back on, here over the rules'
     window; and every automatic rollback, which a person should look into."""
     w = budgets.window
+    # alert, its [model.lifecycle] limit and minimum, condition, guard (what must have been seen), summary, description
+    checks = (
+        ("CanaryErrorRatioHigh", "max_error_rate", "min_requests",
+         lambda m, _: promql.canary(promql.version_error_ratio(m, w), m), lambda m: promql.version_calls(m, w),
+         "Canary {{ $labels.model }} version {{ $labels.version }} fails {{ $value | humanizePercentage }} of its "
+         "calls",
+         "Over {w}, more than {limit:g} of the gateway's calls to the canary failed (lifecycle.max_error_rate); "
+         "stable answered those requests."),
+        ("CanaryLatencyP99High", "max_p99_ratio", "min_requests",
+         lambda m, _: promql.canary_p99_ratio(m, w), lambda m: promql.version_requests(m, w),
+         "Canary {{ $labels.model }} version {{ $labels.version }} has {{ $value | humanize }} times stable's p99",
+         "Over {w}, the canary's p99 latency through the gateway is more than {limit:g} times stable's "
+         "(lifecycle.max_p99_ratio)."),
+        ("CanaryDisagreementHigh", "max_disagreement", "min_requests",
+         lambda m, _: promql.disagreement(m, w), lambda m: promql.compared(m, w),
+         "Candidate {{ $labels.model }} version {{ $labels.version }} disagrees with stable on "
+         "{{ $value | humanizePercentage }} of compared requests",
+         "Over {w}, the candidate's top-1 differs from stable's on more than {limit:g} of the requests both "
+         "answered (shadow, or canary; lifecycle.max_disagreement)."),
+        ("CanaryAccuracyBelowStable", "max_accuracy_drop", "min_feedback",
+         lambda m, least: promql.canary_accuracy_drop(m, w, least), lambda m: promql.canary(promql.judged(m, w), m),
+         "Canary {{ $labels.model }} version {{ $labels.version }}'s live accuracy is "
+         "{{ $value | humanizePercentage }} below stable's",
+         "Over {w}, live accuracy from feedback is more than {limit:g} lower on the canary than on stable, with "
+         "{least} judged on each (lifecycle.max_accuracy_drop)."),
+    )
     alerts = []
-    for (limit, least), models in sorted(_rollout_limits(spec, "max_error_rate", "min_requests").items()):
-        match = _models_regex(models)
-        alerts.append(Alert(
-            "CanaryErrorRatioHigh", Condition(promql.canary(promql.version_error_ratio(match, w), match), ">", limit),
-            "0s", "warning",
-            "Canary {{ $labels.model }} version {{ $labels.version }} fails {{ $value | humanizePercentage }} of its "
-            "calls",
-            f"Over {w}, more than {limit:g} of the gateway's calls to the canary failed (lifecycle.max_error_rate); "
-            "stable answered those requests. The gateway rolls a canary back on this.",
-            guard=Condition(promql.version_calls(match, w), ">=", least), guard_on="model, version"))
-    for (limit, least), models in sorted(_rollout_limits(spec, "max_p99_ratio", "min_requests").items()):
-        match = _models_regex(models)
-        alerts.append(Alert(
-            "CanaryLatencyP99High", Condition(promql.canary_p99_ratio(match, w), ">", limit), "0s", "warning",
-            "Canary {{ $labels.model }} version {{ $labels.version }} has {{ $value | humanize }} times stable's p99",
-            f"Over {w}, the canary's p99 latency through the gateway is more than {limit:g} times stable's "
-            "(lifecycle.max_p99_ratio). The gateway rolls a canary back on this.",
-            guard=Condition(promql.version_requests(match, w), ">=", least), guard_on="model, version"))
-    for (limit, least), models in sorted(_rollout_limits(spec, "max_disagreement", "min_requests").items()):
-        match = _models_regex(models)
-        alerts.append(Alert(
-            "CanaryDisagreementHigh", Condition(promql.disagreement(match, w), ">", limit), "0s", "warning",
-            "Candidate {{ $labels.model }} version {{ $labels.version }} disagrees with stable on "
-            "{{ $value | humanizePercentage }} of compared requests",
-            f"Over {w}, the candidate's top-1 differs from stable's on more than {limit:g} of the requests both "
-            "answered (shadow, or canary; lifecycle.max_disagreement). The gateway rolls a canary back on this.",
-            guard=Condition(promql.compared(match, w), ">=", least), guard_on="model, version"))
-    for (limit, least), models in sorted(_rollout_limits(spec, "max_accuracy_drop", "min_feedback").items()):
-        match = _models_regex(models)
-        alerts.append(Alert(
-            "CanaryAccuracyBelowStable", Condition(promql.canary_accuracy_drop(match, w, max(least, 1)), ">", limit),
-            "0s", "warning",
-            "Canary {{ $labels.model }} version {{ $labels.version }}'s live accuracy is "
-            "{{ $value | humanizePercentage }} below stable's",
-            f"Over {w}, live accuracy from feedback is more than {limit:g} lower on the canary than on stable, with "
-            f"{max(least, 1)} judged on each (lifecycle.max_accuracy_drop). The gateway rolls a canary back on this.",
-            guard=Condition(promql.canary(promql.judged(match, w), match), ">=", max(least, 1)),
-            guard_on="model, version"))
+    for name, limit_field, least_field, condition, guard, summary, description in checks:
+        for (limit, least), models in sorted(_rollout_limits(spec, limit_field, least_field).items()):
+            match = _models_regex(models)
+            least = max(least, 1)  # nothing seen is no evidence (only min_feedback may be 0)
+            alerts.append(Alert(
+                name, Condition(condition(match, least), ">", limit), "0s", "warning", summary,
+                description.format(w=w, limit=limit, least=least) + " The gateway rolls a canary back on this.",
+                guard=Condition(guard(match), ">=", least), guard_on="model, version"))
     # an action of its own, whatever the limit: the rollback's reason is in the lifecycle history
     alerts.append(Alert(
         "CanaryRolledBack", Condition(promql.rollout_actions('action="rollback", by="auto"', budgets.change_window),

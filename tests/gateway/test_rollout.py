@@ -165,6 +165,24 @@ def back_to_stable(served):
         wait_served(triton, directory, versions)
 
 
+def logged_records(files, request_id: str, timeout_s: float = 5) -> list[dict]:
+    """The JSON-lines records of one request, waiting for the writer: a line still being written is skipped."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = []
+        for path in files():
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("request_id") == request_id:
+                    found.append(record)
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def rollouts(gateway, key: str | None = None, model: str = "digits") -> dict:
     response = requests.get(f"{gateway.url}/v1/rollouts/{model}", headers=gateway.auth(key), timeout=10)
     assert response.status_code == 200, response.text
@@ -195,13 +213,7 @@ def test_stable_answers_and_says_its_version_in_the_header_the_access_log_and_th
     assert gateway.metric("modelport_gateway_request_duration_seconds_count", model="digits", status="200",
                           version="1") >= 1
     assert gateway.metric("modelport_gateway_rollout_stable_version", model="digits") == 1
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        lines = [json.loads(line) for line in gateway.access_log.read_text().splitlines()]
-        logged = [line for line in lines if line["request_id"] == "stable-only-1"]
-        if logged:
-            break
-        time.sleep(0.1)
+    logged = logged_records(lambda: [gateway.access_log], "stable-only-1")
     assert logged and logged[0]["version"] == "1", logged
 
 
@@ -297,14 +309,7 @@ def test_feedback_and_the_payload_log_carry_the_version_that_answered(served):
     assert gateway.metric("modelport_gateway_feedback_judged_total", model="digits", version="2") >= 1
     assert rollouts(gateway)["versions"]["2"]["judged"] >= 1
     folder = gateway.access_log.parent.parent / "payloads"
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        records = [json.loads(line) for path in folder.glob("payload-*.jsonl")
-                   for line in path.read_text().splitlines()]
-        found = [r for r in records if r["request_id"] == "canary-answered-1"]
-        if found:
-            break
-        time.sleep(0.1)
+    found = logged_records(lambda: folder.glob("payload-*.jsonl"), "canary-answered-1")
     assert found and found[0]["version"] == "2", found
 
 
