@@ -23,7 +23,6 @@ version's window (gateway/rollout.py), which the judge reads once a second for a
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import random
@@ -39,7 +38,7 @@ import modelport
 from core import lifecycle as lifecycles
 from core.lifecycle import LIFECYCLE_FILE, Lifecycle, LifecycleError
 from core.spec import ROLLOUT_FIELDS, Rollout
-from core.state import STATE_FILE
+from core.state import STATE_FILE, read_state
 from gateway import problems
 from gateway.backend import TritonBackend
 from gateway.catalogue import Endpoint
@@ -201,12 +200,16 @@ def _version_references(directory: Path, output: Optional[str]) -> dict[str, dic
     recorded them; a version without its own is compared with the model's reference."""
     if output is None:
         return {}
-    try:
-        versions = json.loads((directory / STATE_FILE).read_text(encoding="utf-8")).get("versions") or {}
-        return {str(v): figures["reference_predictions"][output]["shares"] for v, figures in versions.items()
-                if isinstance(figures, dict) and output in (figures.get("reference_predictions") or {})}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    versions = read_state(directory).versions  # an unreadable state.json reads as empty
+    if not isinstance(versions, dict):
         return {}
+    references = {}
+    for version, figures in versions.items():
+        try:
+            references[str(version)] = figures["reference_predictions"][output]["shares"]
+        except (TypeError, KeyError):
+            continue  # a version recorded without this output's reference
+    return references
 
 
 class Routing:
